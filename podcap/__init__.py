@@ -1,0 +1,12 @@
+"""podcap: packet capture and analysis for Kubernetes networking.
+
+The library comes first; the ``podcap`` command is a thin layer over it. Heavy modules
+(pandas, kubernetes, pyshark) are imported only by the functions that need them, so that
+``import podcap`` and ``podcap --help`` stay fast.
+"""
+
+__version__ = "0.1.0"
+
+from podcap.errors import PodcapError  # noqa: E402
+
+__all__ = ["PodcapError", "__version__"]

@@ -1,0 +1,3 @@
+from podcap.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""How a command runs on a node: the one small interface every transport implements.
+
+A transport starts an argv on a node (no shell string is built from user input: each
+transport passes argv through as a list, quoting only where its channel forces a string, as
+ssh does, and then with ``shlex.quote`` per item). It gives back a ``RemoteProcess`` whose
+stdout is a binary stream read as it arrives, whose stderr arrives separately, and which can
+be asked to stop (the node-side script stops tcpdump with SIGINT when asked, so the pcap is
+flushed) or killed.
+
+Transports: ``local`` (this machine is the node), ``ssh`` (system OpenSSH), ``pod`` (a
+privileged helper Pod and the exec API). See ``podcap.reach.open_transport``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished command, shaped like ``subprocess.CompletedProcess``."""
+
+    argv: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+class RemoteProcess(Protocol):
+    """A command running on a node."""
+
+    stdout: BinaryIO
+
+    def stderr_text(self) -> str:
+        """Everything the command has written to stderr so far."""
+
+    def stop(self) -> None:
+        """Ask the command to finish cleanly (the capture script SIGINTs tcpdump)."""
+
+    def kill(self) -> None:
+        """End the command and anything it started on the node, now."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the command to end and return its exit status."""
+
+
+class Transport(Protocol):
+    """Runs commands on one node."""
+
+    name: str
+    node: str
+
+    def start(self, argv: list[str]) -> RemoteProcess:
+        """Start ``argv`` on the node and return at once."""
+
+    def run(self, argv: list[str], timeout: float = 60) -> Completed:
+        """Run ``argv`` on the node to the end and collect its output."""
+
+    def close(self) -> None:
+        """Release what the transport holds (connections, helper Pods)."""

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system tools podcap's tests drive for real: tcpdump, tshark, iproute2,
+# iptables, OpenSSH server and client, curl, Chromium (HTML report screenshots).
+# Non-interactive; installs only what is missing, so a second run costs nothing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have tcpdump || need+=(tcpdump)
+have tshark || need+=(tshark)
+have ip || need+=(iproute2)
+have iptables || need+=(iptables)
+have sshd || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+have ssh || need+=(openssh-client)
+have curl || need+=(curl)
+have nsenter || need+=(util-linux)
+have chromium || need+=(chromium)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark's package asks whether non-root users may capture; answer it up front.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
