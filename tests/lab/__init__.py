@@ -3,6 +3,7 @@
 See core.py for the topology and README section "How the tests reach real components".
 """
 
+from . import tshark
 from .core import (
     CLUSTER_CIDR,
     IDC_IP,
@@ -29,4 +30,5 @@ __all__ = [
     "Node",
     "Pod",
     "sweep_stale",
+    "tshark",
 ]

@@ -37,13 +37,18 @@ class Capture:
         snaplen: int | None = None,
         linktype: str | None = None,
         extra: Sequence[str] = (),
-        settle: float = 0.3,
+        settle: float | None = None,
+        startup_delay: float | None = None,
     ) -> None:
         if tool not in ("tcpdump", "dumpcap"):
             raise ValueError("tool must be tcpdump or dumpcap")
         self.netns, self.iface, self.path, self.bpf = netns, iface, os.path.abspath(path), bpf
         self.tool, self.snaplen, self.linktype, self.extra = tool, snaplen, linktype, list(extra)
-        self.settle = settle
+        # tcpdump runs in immediate mode and listens once it says so; dumpcap reads the
+        # kernel's ring in 250 ms batches and says "Capturing on" a little before it captures.
+        slow = tool == "dumpcap"
+        self.settle = settle if settle is not None else (1.0 if slow else 0.3)
+        self.startup_delay = startup_delay if startup_delay is not None else (0.5 if slow else 0)
         self.proc: subprocess.Popen | None = None
         self.stderr_lines: list[str] = []
         self.packets: int | None = None
@@ -53,6 +58,7 @@ class Capture:
     def argv(self) -> list[str]:
         if self.tool == "tcpdump":
             argv = ["tcpdump", "-i", self.iface, "-w", self.path, "-U", "-n", "-Z", "root"]
+            argv.append("--immediate-mode")
             if self.snaplen:
                 argv += ["-s", str(self.snaplen)]
             if self.linktype:
@@ -88,6 +94,8 @@ class Capture:
             raise CaptureError(f"{self.tool} did not start: {''.join(self.stderr_lines)}")
         if self.proc.poll() is not None:
             raise CaptureError(f"{self.tool} exited: {''.join(self.stderr_lines)}")
+        if self.startup_delay:
+            time.sleep(self.startup_delay)
         return self
 
     def _read_stderr(self) -> None:

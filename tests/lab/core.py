@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import cgroups, masq
+from . import cgroups, kubeproxy, masq
 from .capture import Capture
 
 STATE_DIR = "/run/podcap-lab"
@@ -257,7 +257,8 @@ class Lab:
         self.nodes: list[Node] = []
         self.pods: list[Pod] = []
         self.idc: Host | None = None
-        self.services: list[Any] = []
+        self.services: list[kubeproxy.Service] = []
+        self._kube_proxy_nodes: dict[str, bool] = {}
         self._netns: list[str] = []
         self._cgroup_dirs: list[str] = []
         self._procs: list[subprocess.Popen] = []
@@ -327,6 +328,10 @@ class Lab:
         self._netns.append(name)
         self._save_state()
         _sh(["ip", "-n", name, "link", "set", "lo", "up"])
+        # IPv4 only: no router solicitations or neighbour discovery in the captures.
+        self._sysctl(
+            name, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"
+        )
         return name
 
     def _ip(self, netns: str, *args: str) -> None:
@@ -477,6 +482,8 @@ class Lab:
             node.netns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns
         )
         self._ip(node.netns, "link", "set", veth, "master", "cni0", "up")
+        # The bridge CNI's hairpinMode: a Pod reaching itself through a Service IP.
+        _sh(["bridge", "-n", node.netns, "link", "set", "dev", veth, "hairpin", "on"])
         if self.overlay == "vxlan":
             self._ip(node.netns, "link", "set", veth, "mtu", str(VXLAN_MTU))
             self._ip(ns, "link", "set", "eth0", "mtu", str(VXLAN_MTU))
@@ -643,6 +650,63 @@ class Lab:
         for rule in rules:
             self.run(ns, ["iptables", "-I", *rule], check=True)
         return SecurityGroupRule(ns, rules)
+
+    def add_service(
+        self,
+        name: str,
+        pods: Sequence[Pod] | None = None,
+        *,
+        port: int = 80,
+        target_port: int | None = None,
+        node_port: int | None = None,
+        protocol: str = "tcp",
+        namespace: str | None = None,
+    ) -> kubeproxy.Service:
+        """A ClusterIP (and NodePort) Service: kube-proxy's iptables DNAT on every node.
+
+        ``pods`` are the endpoints (default: all Pods); ``target_port`` defaults to the Pods'
+        HTTP port when ``port`` is 80, else to ``port``. The ClusterIP comes from 10.96.0.0/16.
+        """
+        endpoints = list(self.pods if pods is None else pods)
+        if target_port is None:
+            target_port = HTTP_PORT if port == 80 else port
+        cluster_ip = str(
+            ipaddress.ip_network(SERVICE_CIDR).network_address + 10 + len(self.services)
+        )
+        svc = kubeproxy.Service(
+            name=name,
+            namespace=namespace or self.pod_namespace,
+            cluster_ip=cluster_ip,
+            port=port,
+            target_port=target_port,
+            protocol=protocol,
+            node_port=node_port,
+            endpoints=endpoints,
+        )
+        self.services.append(svc)
+        text = kubeproxy.restore_text(self.services, CLUSTER_CIDR)
+        for node in self.nodes:
+            if not self._kube_proxy_nodes.get(node.name):
+                restore = ["*nat"]
+                restore += [
+                    f":{c} - [0:0]"
+                    for c in (
+                        "KUBE-SERVICES",
+                        "KUBE-NODEPORTS",
+                        "KUBE-POSTROUTING",
+                        "KUBE-MARK-MASQ",
+                    )
+                ]
+                restore.append("COMMIT")
+                _sh(
+                    ["ip", "netns", "exec", node.netns, "iptables-restore", "--noflush"],
+                    input="\n".join(restore) + "\n",
+                )
+                for jump in kubeproxy.base_jumps():
+                    _sh(["ip", "netns", "exec", node.netns, "iptables", "-t", "nat", "-I", *jump])
+                self._kube_proxy_nodes[node.name] = True
+            _sh(["ip", "netns", "exec", node.netns, "iptables-restore", "--noflush"], input=text)
+        return svc
 
     def remove_security_group_drop(self, handle: SecurityGroupRule) -> None:
         for rule in handle.rules:
