@@ -1,0 +1,202 @@
+"""sample_pcaps/: every capture's sidecar ground truth agrees with what tshark sees in it.
+
+The sidecars are written by scripts/make_sample_pcaps.py from what the lab did (requests sent,
+server logs, rules in force), so this checks the captures really show those things.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.lab import tshark
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = os.path.join(ROOT, "sample_pcaps")
+CAPTURES = sorted(
+    glob.glob(os.path.join(SAMPLES, "*.pcap")) + glob.glob(os.path.join(SAMPLES, "*.pcapng"))
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("tshark") is None or shutil.which("capinfos") is None,
+    reason="needs tshark and capinfos (scripts/install-system-deps.sh installs them)",
+)
+
+
+def sidecar(path: str) -> dict:
+    with open(path.rsplit(".", 1)[0] + ".json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def inner(value: str) -> str:
+    """The innermost of a repeated field (VXLAN: outer IP first, then the Pod's)."""
+    return value.split(",")[-1]
+
+
+def test_the_set_is_complete_and_small():
+    names = {os.path.basename(p) for p in CAPTURES}
+    assert len(names) >= 8
+    assert "01-http-mytest.pcap" in names  # the README Quick start analyzes it
+    assert any(n.endswith(".pcapng") for n in names)
+    for path in CAPTURES:
+        assert os.path.exists(path.rsplit(".", 1)[0] + ".json"), f"no sidecar for {path}"
+    total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(SAMPLES, "*")))
+    assert total < 5 * 1024 * 1024
+
+
+@pytest.fixture(params=CAPTURES, ids=os.path.basename)
+def sample(request):
+    path = request.param
+    doc = sidecar(path)
+    assert doc["file"] == os.path.basename(path)
+    truth = doc["ground_truth"]
+    decode = [truth["encapsulation"]["decode_as"]] if truth["encapsulation"] else []
+    return path, doc, truth, decode
+
+
+def test_format_and_link_type(sample):
+    path, doc, _, _ = sample
+    info = tshark.capinfos(path)
+    assert info["File type"] == doc["format"]
+    assert (
+        info["File encapsulation"]
+        == {"EN10MB": "ether", "LINUX_SLL2": "linux-sll2"}[doc["linktype"]]
+    )
+    assert doc["captured_at"]["kind"] in ("pod", "node", "peer")
+    assert doc["captured_at"]["interface"] == doc["capture"]["interface"]
+
+
+def test_http_requests(sample):
+    path, _, truth, decode = sample
+    rows = tshark.fields(
+        path,
+        ["http.request.method", "http.request.uri", "ip.dst", "tcp.dstport"],
+        "http.request",
+        decode,
+    )
+    # tshark dissects HTTP once per request even where `-i any` holds several copies of it
+    # (it marks the others as retransmissions), so count the copies on the raw bytes.
+    expected = [r["uri"] for r in truth["http_requests"]]
+    assert [r["http.request.uri"] for r in rows] == expected
+    for row, want in zip(rows, truth["http_requests"], strict=True):
+        assert row["http.request.method"] == want["method"]
+        assert inner(row["tcp.dstport"]) == str(want["server_port"])
+        assert inner(row["ip.dst"]) == want["server_ip"]
+        copies = truth.get("copies_per_packet", 1)
+        request_line = f"{want['method']} {want['uri']} HTTP/1.1"
+        assert tshark.count(path, f'tcp contains "{request_line}"', decode) == copies
+    if truth["http_requests"]:
+        codes = tshark.fields(path, ["http.response.code"], "http.response", decode)
+        assert [c["http.response.code"] for c in codes] == ["200"] * len(expected)
+
+
+def test_source_address_seen(sample):
+    path, _, truth, decode = sample
+    client_side = "http.request || (tcp.flags.syn == 1 && tcp.flags.ack == 0)"
+    rows = tshark.fields(path, ["ip.src"], client_side, decode)
+    assert rows
+    assert {inner(r["ip.src"]) for r in rows} == {truth["src_ip_seen"]}
+    if truth["snat_applied"]:
+        assert truth["src_ip_seen"] in (truth["client_ip"], truth["snat"]["wire_ip"])
+    else:
+        assert truth["src_ip_seen"] == truth["client_ip"]
+
+
+def test_markers(sample):
+    path, _, truth, decode = sample
+    copies = truth.get("copies_per_packet", 1)
+    for marker in truth["markers"]:
+        assert tshark.count(path, f'tcp contains "{marker}"', decode) == copies
+    if not truth["markers"]:
+        assert tshark.count(path, 'tcp contains "lbtest"', decode) == 0
+    if truth.get("payloads"):
+        rows = tshark.fields(
+            path, ["tcp.payload"], f"tcp.dstport == {truth['server_port']} && tcp.len > 0"
+        )
+        sent = [bytes.fromhex(r["tcp.payload"].replace(":", "")).decode() for r in rows]
+        assert sent == truth["payloads"]
+
+
+def test_drops_and_refusals(sample):
+    path, _, truth, decode = sample
+    syn = "tcp.flags.syn == 1 && tcp.flags.ack == 0"
+    synack = "tcp.flags.syn == 1 && tcp.flags.ack == 1"
+    rst = "tcp.flags.reset == 1"
+    if truth["dropped"]:
+        assert tshark.count(path, syn, decode) >= 2  # the SYN and at least one retransmission
+        assert tshark.count(path, synack, decode) == 0
+        assert tshark.count(path, rst, decode) == 0
+        assert tshark.count(path, "tcp.analysis.retransmission", decode) >= 1
+    elif truth["refused"]:
+        assert tshark.count(path, synack, decode) == 0
+        rows = tshark.fields(path, ["ip.src", "tcp.srcport"], rst, decode)
+        assert rows == [
+            {"ip.src": truth["refused"]["server_ip"], "tcp.srcport": str(truth["refused"]["port"])}
+        ]
+    else:
+        assert tshark.count(path, synack, decode) >= 1
+        assert tshark.count(path, rst, decode) == 0
+
+
+def test_encapsulation(sample):
+    path, _, truth, decode = sample
+    encap = truth["encapsulation"]
+    if not encap:
+        assert tshark.count(path, "udp.port == 8472 || udp.port == 4789") == 0
+        return
+    total = tshark.count(path, "frame")
+    rows = tshark.fields(path, ["ip.src", "udp.dstport", "vxlan.vni"], "vxlan", decode)
+    assert len(rows) == total  # every frame is encapsulated
+    for row in rows:
+        assert row["udp.dstport"] == str(encap["udp_port"])
+        assert row["vxlan.vni"] == str(encap["vni"])
+        assert row["ip.src"].split(",")[0] in (encap["outer_src"], encap["outer_dst"])
+    assert tshark.count(path, "vxlan", []) == 0  # Wireshark needs "Decode As" for 8472
+
+
+def test_snat_ports(sample):
+    """Where SNAT applied, each connection shows the Pod's port in the Pod and the rewritten
+    (node IP, port) on the node's NIC and at the peer: the same request, matched by URI."""
+    path, doc, truth, decode = sample
+    snat = truth["snat"]
+    if not snat:
+        return
+    conns = snat.get("connections") or [
+        {
+            "uri": truth["http_requests"][0]["uri"],
+            "pod_ip": snat["pod_ip"],
+            "pod_port": snat["pod_port"],
+            "wire_ip": snat["wire_ip"],
+            "wire_port": snat["wire_port"],
+        }
+    ]
+    at_pod = doc["captured_at"]["kind"] == "pod"
+    for conn in conns:
+        rows = tshark.fields(
+            path, ["ip.src", "tcp.srcport"], f'http.request.uri == "{conn["uri"]}"'
+        )
+        want = (
+            (conn["pod_ip"], conn["pod_port"]) if at_pod else (conn["wire_ip"], conn["wire_port"])
+        )
+        assert rows == [{"ip.src": want[0], "tcp.srcport": str(want[1])}]
+        assert conn["wire_ip"] != conn["pod_ip"]
+
+
+def test_multipoint_sets_share_one_scenario():
+    sets: dict[str, list[dict]] = {}
+    for path in CAPTURES:
+        doc = sidecar(path)
+        if "multipoint_set" in doc:
+            sets.setdefault(doc["multipoint_set"]["set"], []).append(doc)
+    assert "10-snat" in sets
+    for docs in sets.values():
+        files = docs[0]["multipoint_set"]["files"]
+        assert sorted(d["file"] for d in docs) == files
+        assert {d["multipoint_set"]["point"] for d in docs} == {"pod", "node", "peer"}
+        assert len({d["scenario"] for d in docs}) == 1
+        conns = {json.dumps(d["ground_truth"]["snat"], sort_keys=True) for d in docs}
+        assert len(conns) == 1
