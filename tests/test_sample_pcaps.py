@@ -200,3 +200,38 @@ def test_multipoint_sets_share_one_scenario():
         assert len({d["scenario"] for d in docs}) == 1
         conns = {json.dumps(d["ground_truth"]["snat"], sort_keys=True) for d in docs}
         assert len(conns) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+def test_the_script_remakes_captures(tmp_path):
+    """scripts/make_sample_pcaps.py runs again and writes captures its sidecars describe."""
+    import subprocess
+    import sys
+
+    script = os.path.join(ROOT, "scripts", "make_sample_pcaps.py")
+    run = subprocess.run(
+        [sys.executable, script, "--out", str(tmp_path), "--only", "01", "07", "10"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert made == sorted(
+        f"{stem}.{ext}"
+        for stem in (
+            "01-http-mytest",
+            "07-conn-refused",
+            "10-snat-pod",
+            "10-snat-node",
+            "10-snat-peer",
+        )
+        for ext in ("pcap", "json")
+    )
+    first = str(tmp_path / "01-http-mytest.pcap")
+    uris = [
+        r["http.request.uri"] for r in tshark.fields(first, ["http.request.uri"], "http.request")
+    ]
+    assert uris == [r["uri"] for r in sidecar(first)["ground_truth"]["http_requests"]]
+    peer = sidecar(str(tmp_path / "10-snat-peer.pcap"))["ground_truth"]["snat"]["connections"]
+    assert all(c["wire_ip"] == "172.20.0.11" and c["pod_ip"] == "10.244.0.10" for c in peer)
