@@ -17,6 +17,8 @@ this very session's accounting, the second needs cpus/mems set before it takes a
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -137,6 +139,40 @@ def _makedirs(root: str, relpath: str, created: list[str]) -> None:
             continue
         if path not in created:
             created.append(path)
+        if not _is_leaf_of_ours(path):
+            _update_shared(add=[path])
+
+
+# Shared parents (kubepods, kubepods/besteffort, kubepods.slice, ...) outlive the lab that made
+# them while another lab still has Pods below. Every parent a lab made is listed here, and the
+# last lab to close (or the sweep) removes the listed ones that are empty. Parents the lab did
+# not make (a real kubelet's) are never listed, so never removed.
+SHARED_REGISTRY = "/run/podcap-lab/cgroup-parents.registry"
+
+
+def _update_shared(add: list[str] = (), prune: bool = False) -> None:
+    os.makedirs(os.path.dirname(SHARED_REGISTRY), exist_ok=True)
+    with open(SHARED_REGISTRY + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(SHARED_REGISTRY, encoding="utf-8") as f:
+                listed = set(json.load(f))
+        except (OSError, ValueError):
+            listed = set()
+        listed.update(add)
+        if prune:
+            for path in sorted(listed, key=lambda p: p.count("/"), reverse=True):
+                try:
+                    os.rmdir(path)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue  # still in use by another lab's Pods
+                listed.discard(path)
+        tmp = SHARED_REGISTRY + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(sorted(listed), f)
+        os.replace(tmp, SHARED_REGISTRY)
 
 
 def remove(dirs: list[str]) -> list[str]:
@@ -146,7 +182,8 @@ def remove(dirs: list[str]) -> list[str]:
     Pods may still live under them, and then rmdir fails with EBUSY/ENOTEMPTY, which is fine.
     """
     left = []
-    for path in sorted(set(dirs), key=lambda p: p.count("/"), reverse=True):
+    leaves = {d for d in dirs if _is_leaf_of_ours(d)}
+    for path in sorted(leaves, key=lambda p: p.count("/"), reverse=True):
         for _attempt in range(20):
             try:
                 os.rmdir(path)
@@ -161,6 +198,7 @@ def remove(dirs: list[str]) -> list[str]:
                 break
         else:
             left.append(path)
+    _update_shared(prune=True)
     return [p for p in left if os.path.exists(p)]
 
 

@@ -315,6 +315,7 @@ class Lab:
             "owner_start": _start_time(os.getpid()),
             "netns": self._netns,
             "cgroup_dirs": self._cgroup_dirs,
+            "workdir": self.workdir,
         }
         tmp = self._state_path() + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -767,11 +768,16 @@ def sweep_stale() -> list[str]:
                 state = json.load(f)
         except (OSError, ValueError):
             continue
+        if not isinstance(state, dict):
+            continue
         pid = state.get("owner_pid")
         if isinstance(pid, int) and _start_time(pid) is not None:
             if _start_time(pid) == state.get("owner_start"):
                 continue  # its owner still runs
         _teardown(state.get("netns", []), state.get("cgroup_dirs", []))
+        workdir = state.get("workdir") or ""
+        if os.path.basename(workdir).startswith("podcap-lab-"):
+            shutil.rmtree(workdir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         swept.append(fname[: -len(".json")])
@@ -797,7 +803,9 @@ def _install_exit_handlers() -> None:
         return
 
     def on_signal(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        # As Ctrl-C: pytest stops the session and runs teardowns; scripts unwind their
+        # with-blocks; atexit closes whatever is still open.
+        raise KeyboardInterrupt(f"signal {signum}")
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) in (signal.SIG_DFL, None):
