@@ -339,7 +339,12 @@ class Lab:
         _sh(["ip", "-n", netns, *args])
 
     def _sysctl(self, netns: str, *settings: str) -> None:
-        _sh(["ip", "netns", "exec", netns, "sysctl", "-qw", *settings])
+        # /proc/sys/net is per namespace; written by a shell inside it (no procps needed).
+        script = "; ".join(
+            f"echo {value} > /proc/sys/{key.replace('.', '/')}"
+            for key, _, value in (s.partition("=") for s in settings)
+        )
+        _sh(["ip", "netns", "exec", netns, "sh", "-ec", script])
 
     def _build(self) -> None:
         vpc = self._add_netns("vpc")
