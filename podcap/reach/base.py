@@ -28,7 +28,13 @@ class Completed:
 
 
 class RemoteProcess(Protocol):
-    """A command running on a node."""
+    """A command running on a node.
+
+    ``stdout`` must return bytes as they arrive: ``read1(n)`` (or ``read(n)``) gives what is
+    available, up to n, without waiting to fill n, and b"" only at the end of the stream (the
+    capture copies it with ``podcap.capture.stream.read_chunks``). ``stop()`` is how every capture
+    ends cleanly: the node script stops tcpdump on stdin EOF or on a line ``stop`` on stdin.
+    """
 
     stdout: BinaryIO
 

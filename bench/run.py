@@ -1,0 +1,179 @@
+"""Time podcap's decoder against tshark and a plain dpkt loop on one capture, side by side.
+
+    python3 bench/make_big_pcap.py /tmp/big.pcap
+    python3 bench/run.py /tmp/big.pcap
+
+Every contender runs as its own process, start-up included, and its wall time and peak
+memory (max RSS of that process, from wait4) are printed in one table:
+
+* podcap: the whole command ``podcap analyze FILE --report flows --format parquet -o
+  flows.parquet`` (when the analyze command exists), and the decoder alone: a Python process
+  that imports podcap.decode and runs ``read_capture``, to show what decoding costs within it.
+* tshark: ``tshark -T fields`` extracting the same header fields (VXLAN on 8472 decoded with
+  ``-d``), written to a file.
+* dpkt: a plain ``dpkt.pcap.Reader`` + ``dpkt.ethernet.Ethernet`` loop collecting the same
+  fields into lists.
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TSHARK_FIELDS = [
+    "frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ip.proto",
+    "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "tcp.flags", "tcp.seq_raw",
+    "tcp.ack_raw", "tcp.window_size_value", "tcp.len", "tcp.options.timestamp.tsval",
+    "http.request.method", "http.request.uri", "http.host", "http.response.code",
+]  # fmt: skip
+
+READ_CAPTURE_SCRIPT = """
+import sys
+from podcap.decode import read_capture
+cap = read_capture(sys.argv[1], needles=(b"lbtest",))
+print(len(cap.packets), "packets,", int(cap.contains[b"lbtest"].sum()), "with lbtest")
+"""
+
+DPKT_SCRIPT = """
+import socket, sys
+import dpkt
+rows = []
+with open(sys.argv[1], "rb") as f:
+    for ts, buf in dpkt.pcap.Reader(f):
+        eth = dpkt.ethernet.Ethernet(buf)
+        ip = eth.data
+        if not isinstance(ip, dpkt.ip.IP):
+            continue
+        l4 = ip.data
+        if isinstance(l4, dpkt.udp.UDP) and l4.dport == 8472:  # VXLAN by hand: dpkt has none
+            inner = dpkt.ethernet.Ethernet(l4.data[8:]).data
+            if isinstance(inner, dpkt.ip.IP):
+                ip, l4 = inner, inner.data
+        row = [ts, len(buf), socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst), ip.p]
+        if isinstance(l4, dpkt.tcp.TCP):
+            row += [l4.sport, l4.dport, l4.flags, l4.seq, l4.ack, l4.win, len(l4.data)]
+        elif isinstance(l4, dpkt.udp.UDP):
+            row += [l4.sport, l4.dport]
+        rows.append(row)
+print(len(rows), "rows")
+"""
+
+
+def run_measured(
+    argv: list[str], cwd: Path, stdout_path: Path | None = None
+) -> tuple[float, float]:
+    """Run argv to completion; return (wall seconds, peak RSS MiB) of that process tree leader."""
+    out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if stdout_path:
+        out.close()
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {stderr.strip()[-500:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def analyze_command_exists() -> bool:
+    probe = subprocess.run(
+        ["podcap", "analyze", "--help"], capture_output=True, text=True, check=False
+    )
+    return probe.returncode == 0 and "--report" in probe.stdout
+
+
+def contenders(capture: Path, workdir: Path) -> list[tuple[str, list[str], Path | None]]:
+    python = sys.executable
+    runs = []
+    if analyze_command_exists():
+        runs.append(
+            (
+                "podcap analyze --report flows --format parquet (whole command)",
+                ["podcap", "analyze", str(capture), "--report", "flows", "--format", "parquet",
+                 "-o", str(workdir / "flows.parquet")],
+                None,
+            )
+        )  # fmt: skip
+    runs.append(
+        (
+            "podcap decoder alone: python -c 'read_capture(...)'",
+            [python, "-c", READ_CAPTURE_SCRIPT, str(capture)],
+            None,
+        )
+    )
+    tshark = ["tshark", "-n", "-r", str(capture), "-d", "udp.port==8472,vxlan", "-T", "fields"]
+    for name in TSHARK_FIELDS:
+        tshark += ["-e", name]
+    runs.append(
+        (f"tshark -T fields ({len(TSHARK_FIELDS)} fields) > file", tshark, workdir / "tshark.tsv")
+    )
+    runs.append(
+        (
+            "dpkt loop (pcap.Reader + Ethernet objects)",
+            [python, "-c", DPKT_SCRIPT, str(capture)],
+            None,
+        )
+    )
+    return runs
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    tshark = subprocess.run(["tshark", "--version"], capture_output=True, text=True).stdout
+    return (
+        f"{os.cpu_count()} vCPU {cpu}, {mem:.0f} GiB RAM, Python {platform.python_version()}, "
+        f"{tshark.splitlines()[0] if tshark else 'tshark ?'}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("capture", type=Path)
+    parser.add_argument(
+        "--skip", action="append", default=[], help="skip contenders whose name starts so"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; best shown")
+    args = parser.parse_args()
+    if not shutil.which("tshark"):
+        raise SystemExit("tshark is needed for the comparison (apt install tshark)")
+    # OpenBLAS picks a core type at import; a wrong forced value only slows numpy down here.
+    os.environ.pop("OPENBLAS_CORETYPE", None)
+    size_mb = args.capture.stat().st_size / 1e6
+    print(f"capture: {args.capture} ({size_mb:.1f} MB)")
+    print(f"machine: {machine()}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="podcap-bench-") as tmp:
+        for name, argv, stdout_path in contenders(args.capture, Path(tmp)):
+            if any(name.startswith(s) for s in args.skip):
+                continue
+            runs = [run_measured(argv, Path(tmp), stdout_path) for _ in range(args.repeat)]
+            seconds, rss = min(runs)
+            results.append((name, seconds, rss))
+            print(f"  done: {name}: {seconds:.2f} s", flush=True)
+    tshark_time = next((r[1] for r in results if r[0].startswith("tshark")), None)
+    print()
+    print(f"| {'contender':<66} | {'seconds':>7} | {'vs tshark':>9} | {'peak RSS MiB':>12} |")
+    print(f"|{'-' * 68}|{'-' * 9}:|{'-' * 10}:|{'-' * 13}:|")
+    for name, seconds, rss in results:
+        ratio = f"{tshark_time / seconds:.1f}x" if tshark_time else "-"
+        print(f"| {name:<66} | {seconds:7.2f} | {ratio:>9} | {rss:12.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""``podcap analyze`` as a library call: captures in, one DataFrame per report out.
+
+Example:
+    >>> from podcap.analyze import analyze
+    >>> result = analyze(["a.pcap"], filter='tcp contains "lbtest"', reports=["summary", "flows"])
+    >>> result["flows"]            # a pandas DataFrame
+    >>> result.matched             # packets the filter selected, over all files
+    >>> result.errors              # one PodcapError per file that could not be read
+
+Steps: decode each file (the fast native decoder, or tshark through pyshark), give every
+packet its flow, apply the display filter, then build each report from one shared
+:class:`~podcap.reports.analysis.Analysis`, which computes the flows once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from podcap.errors import DecodeError, PodcapError, UsageError
+
+ENGINES = ("native", "tshark")
+DEFAULT_REPORTS = ("summary",)
+
+
+class AnalysisResult(dict):
+    """``{report name: DataFrame}`` plus what happened on the way.
+
+    ``matched``: packets selected (all packets without a filter); ``errors``: a
+    PodcapError per unreadable file (the other files are in the reports); ``warnings``:
+    one line each (e.g. a truncated tail); ``analysis``: the shared Analysis object.
+    """
+
+    matched: int
+    errors: list[PodcapError]
+    warnings: list[str]
+    analysis: Any
+    filtered: bool
+
+
+def analyze(
+    paths: Iterable[str | Path],
+    filter: str | None = None,
+    reports: Iterable[str] = DEFAULT_REPORTS,
+    engine: str = "native",
+    options: dict[str, Any] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """Analyze capture files and return the requested reports.
+
+    Raises:
+        FilterError: the filter is neither native nor accepted by tshark.
+        UsageError: unknown report or engine.
+        DecodeError: no file could be read (with several files, the unreadable ones are
+            listed in ``result.errors`` instead and the others analyzed).
+    """
+    from podcap.dfilter import compile_filter
+    from podcap.reports import REPORTS, build_report
+    from podcap.reports.analysis import Analysis
+
+    if isinstance(paths, str | Path):
+        paths = [paths]  # one file given as such, not as a list of characters
+    paths = [str(p) for p in paths]
+    reports = list(dict.fromkeys(reports))
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}", "choose native or tshark")
+    unknown = [name for name in reports if name not in REPORTS]
+    if unknown:
+        raise UsageError(f"unknown report {unknown[0]!r}", f"choose from: {', '.join(REPORTS)}")
+    if not paths:
+        raise UsageError("no capture file given")
+    display_filter = compile_filter(filter) if filter else None
+    needles = display_filter.needles if display_filter else frozenset()
+    progress = on_progress or (lambda message: None)
+
+    captures, errors, warnings = _read_all(paths, engine, needles, progress)
+    packets = _combine(captures)
+    progress("following connections")
+    from podcap.reports.flows import assign_flows
+
+    packets = assign_flows(packets)
+    matched = _filter_mask(display_filter, packets, captures, progress)
+    analysis = Analysis(
+        all_packets=packets,
+        matched=matched,
+        captures=captures,
+        sidecars={path: _sidecar(path, warnings) for path in captures},
+        options=dict(options or {}),
+        filter_text=display_filter.text if display_filter else None,
+        files_given=len(paths),
+    )
+    result = AnalysisResult()
+    for name in reports:
+        progress(f"building the {name} report")
+        result[name] = build_report(name, analysis)
+    result.matched = int(matched.sum())
+    result.errors = errors
+    result.warnings = warnings
+    result.analysis = analysis
+    result.filtered = display_filter is not None
+    return result
+
+
+def _read_all(paths, engine, needles, progress):
+    captures: dict[str, Any] = {}
+    errors: list[PodcapError] = []
+    warnings: list[str] = []
+    for path in paths:
+        progress(f"reading {path}")
+        try:
+            capture = _read(path, engine, needles)
+        except DecodeError as exc:
+            errors.append(exc)
+            continue
+        captures[path] = capture
+        warnings.extend(f"{path}: {w}" if path not in w else w for w in capture.warnings)
+    if not captures:
+        if len(errors) == 1:
+            raise errors[0]
+        raise DecodeError(f"none of the {len(paths)} files could be read: {errors[0]}")
+    return captures, errors, warnings
+
+
+def _read(path: str, engine: str, needles: frozenset[bytes]):
+    if engine == "tshark":
+        from podcap.dfilter.tshark_table import read_capture_tshark
+
+        return read_capture_tshark(path, needles=tuple(needles))
+    from podcap.decode import read_capture
+
+    return read_capture(path, needles=tuple(needles))
+
+
+def _combine(captures: dict[str, Any]) -> pd.DataFrame:
+    tables = []
+    for path, capture in captures.items():
+        table = capture.packets.copy()
+        table.insert(0, "file", path)
+        tables.append(table)
+    packets = pd.concat(tables, ignore_index=True)
+    packets["file"] = packets["file"].astype("category")
+    return packets
+
+
+def _filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np.ndarray:
+    if display_filter is None:
+        return np.ones(len(packets), bool)
+    progress(f"applying the filter {display_filter.text}")
+    mask = np.zeros(len(packets), bool)
+    start = 0
+    for path, capture in captures.items():
+        stop = start + len(capture.packets)
+        mask[start:stop] = display_filter.mask(packets.iloc[start:stop], capture.contains, path)
+        start = stop
+    return mask
+
+
+def sidecar_path(path: str) -> Path | None:
+    """The capture's sidecar JSON (``NAME.pcap.json`` or ``NAME.json``), when there is one."""
+    for candidate in (Path(f"{path}.json"), Path(path).with_suffix(".json")):
+        if candidate.is_file() and candidate != Path(path):
+            return candidate
+    return None
+
+
+def _sidecar(path: str, warnings: list[str]) -> dict:
+    found = sidecar_path(path)
+    if found is None:
+        return {}
+    try:
+        data = json.loads(found.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.append(f"{found}: sidecar ignored, not readable JSON ({exc})")
+        return {}
+    if not isinstance(data, dict):
+        warnings.append(f"{found}: sidecar ignored, not a JSON object")
+        return {}
+    return data

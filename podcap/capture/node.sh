@@ -1,0 +1,229 @@
+# podcap node-side capture script (POSIX sh). Sent over the transport as `sh -c SCRIPT podcap-node ARGS`;
+# needs only sh, nsenter, timeout, tcpdump, coreutils (or busybox) and /proc on the node.
+#
+# Usage: podcap-node (--container-id ID | --pid PID) [--iface IF] [--snaplen N] [--count N]
+#                    [--bound SECONDS] [--mode capture|resolve] [-- FILTER]
+#
+# stdout carries the pcap stream and nothing else. stderr carries lines starting with
+# "podcap-node: " that the client parses:
+#   podcap-node: target pid=PID netns=net:[INODE]
+#   podcap-node: log: <a line tcpdump wrote on stderr>
+#   podcap-node: ready                              (tcpdump listens)
+#   podcap-node: stats captured=N received=N dropped=N written=BYTES status=RC
+#   podcap-node: error: <one-line message>          (then exit status 3)
+# The capture stops (tcpdump gets SIGINT, so it flushes its last packet and prints its
+# statistics) when stdin reaches EOF, when a line "stop" arrives on stdin, or when the time bound
+# expires: a lost connection closes stdin, so nothing outlives it.
+
+say() { printf 'podcap-node: %s\n' "$*" >&2; }
+fail() { say "error: $*"; exit 3; }
+
+container_id='' pid='' iface=eth0 snaplen='' count='' bound=14400 mode=capture filter=''
+while [ $# -gt 0 ]; do
+  case $1 in
+    --container-id) container_id=$2; shift 2 ;;
+    --pid) pid=$2; shift 2 ;;
+    --iface) iface=$2; shift 2 ;;
+    --snaplen) snaplen=$2; shift 2 ;;
+    --count) count=$2; shift 2 ;;
+    --bound) bound=$2; shift 2 ;;
+    --mode) mode=$2; shift 2 ;;
+    --) filter=${2-}; break ;;
+    *) fail "unknown argument $1" ;;
+  esac
+done
+
+is_number() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+
+# Strip the runtime prefix Kubernetes puts in containerStatuses (containerd://, cri-o://, docker://)
+# and allow only the characters container IDs are made of: the ID goes into grep and CLIs.
+normalize_id() {
+  id=${1#*://}
+  case $id in '' | *[!A-Za-z0-9_.+-]* | -*) fail "invalid container id '$1'" ;; esac
+  [ ${#id} -ge 12 ] || fail "container id '$1' is too short (need at least 12 characters)"
+  printf '%s' "$id"
+}
+
+# Every process of a container lives in a cgroup whose path names the container ID, on cgroup v1
+# and v2, with the cgroupfs driver (.../<id>) and the systemd one (cri-containerd-<id>.scope,
+# crio-<id>.scope, docker-<id>.scope). The lowest matching PID is normally the container's init.
+pid_from_cgroups() {
+  # One grep over every cgroup file (a fork per process would take seconds on a busy node).
+  grep -lsF -- "$1" /proc/[0-9]*/cgroup 2>/dev/null |
+    sed -n 's,^/proc/\([0-9][0-9]*\)/cgroup$,\1,p' | sort -n | head -n 1
+}
+
+# Fallbacks when /proc does not show the ID (e.g. a runtime that names cgroups differently).
+pid_from_crictl() {
+  command -v crictl >/dev/null 2>&1 || return 0
+  p=$(crictl inspect -o go-template --template '{{.info.pid}}' "$1" 2>/dev/null)
+  is_number "$p" && [ "$p" -gt 0 ] && { printf '%s' "$p"; return 0; }
+  # Older crictl/CRI-O put the PID at the top level (.pid); without jq, read the first "pid": key.
+  p=$(crictl inspect "$1" 2>/dev/null | sed -n 's/^[[:space:]]*"pid":[[:space:]]*\([0-9][0-9]*\).*/\1/p' | head -n 1)
+  is_number "$p" && [ "$p" -gt 0 ] && printf '%s' "$p"
+  return 0
+}
+
+pid_from_docker() {
+  command -v docker >/dev/null 2>&1 || return 0
+  p=$(docker inspect -f '{{.State.Pid}}' "$1" 2>/dev/null)
+  is_number "$p" && [ "$p" -gt 0 ] && printf '%s' "$p"
+  return 0
+}
+
+resolve_pid() {
+  if [ -n "$pid" ]; then
+    is_number "$pid" && [ "$pid" -gt 0 ] || fail "invalid pid '$pid'"
+    [ -d "/proc/$pid" ] || fail "no process with pid $pid on this node"
+    return
+  fi
+  [ -n "$container_id" ] || fail "give --container-id or --pid"
+  id=$(normalize_id "$container_id") || exit 3
+  pid=$(pid_from_cgroups "$id")
+  [ -n "$pid" ] || pid=$(pid_from_crictl "$id")
+  [ -n "$pid" ] || pid=$(pid_from_docker "$id")
+  [ -n "$pid" ] || fail "no process on this node belongs to container $id (looked in /proc/*/cgroup, crictl and docker)"
+}
+
+# The node's netns is the one of /proc/1, the node's init (the helper Pod runs with hostPID and
+# its own netns). Where /proc/1 is out of reach (a sandbox that hides it), this script runs on the
+# node itself (local or ssh), so its own netns is the node's.
+check_netns() {
+  target_ns=$(readlink "/proc/$pid/ns/net" 2>/dev/null) || fail "cannot read /proc/$pid/ns/net (not root, or the process ended)"
+  node_ns=$(readlink /proc/1/ns/net 2>/dev/null) || node_ns=$(readlink "/proc/$$/ns/net" 2>/dev/null) ||
+    fail "cannot read the node's network namespace from /proc/1/ns/net (not root?)"
+  if [ "$target_ns" = "$node_ns" ]; then
+    fail "pid $pid shares the node's network namespace ($node_ns): this container shares the node's network, capture on the node instead"
+  fi
+  say "target pid=$pid netns=$target_ns"
+}
+
+need_tools() {
+  for tool in nsenter timeout tcpdump mkfifo mktemp tee wc; do
+    command -v "$tool" >/dev/null 2>&1 || fail "$tool not found on the node"
+  done
+}
+
+# Replaces this (sub)shell with "$@" followed by tcpdump's options and the filter, which goes last,
+# after "--", as one argv item: it never meets a shell.
+exec_with_tcpdump_args() {
+  set -- "$@" -i "$iface"
+  [ -z "$snaplen" ] || set -- "$@" -s "$snaplen"
+  [ -z "$count" ] || set -- "$@" -c "$count"
+  [ -z "$filter" ] || set -- "$@" -- "$filter"
+  exec "$@"
+}
+
+# tcpdump -d compiles the filter for the interface's link type without capturing anything.
+check_filter() {
+  if ! out=$(exec_with_tcpdump_args nsenter -n -t "$pid" -- tcpdump -d 2>&1 >/dev/null); then
+    msg=$(printf '%s' "$out" | tr '\n' ' ' | sed 's/[[:space:]]*$//')
+    fail "tcpdump refused the capture on $iface: $msg"
+  fi
+}
+
+relay_tcpdump_stderr() {
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$tmp/errlog"
+    say "log: $line"
+    case $line in *"listening on"*) : >"$tmp/ready"; say ready ;; esac
+  done
+}
+
+# Stops tcpdump the way Ctrl-C does, so it writes its last packets and prints its statistics.
+# tcpdump hands packets over from the kernel ring at most 1 s late (its buffer timeout; we do not
+# use --immediate-mode, which makes libpcap drop packets under bursts), and a SIGINT ends it
+# without draining the ring: so wait that second first. Wait for tcpdump to listen (a SIGINT
+# before it has set its handler would kill it before it wrote the pcap header), then repeat the
+# SIGINT in case one is lost in the start-up race.
+stop_tcpdump() {
+  while [ ! -e "$tmp/ready" ] && kill -0 "$tcpdump_pid" 2>/dev/null; do sleep 1; done
+  sleep 1.2 2>/dev/null || sleep 2
+  while kill -INT "$tcpdump_pid" 2>/dev/null; do sleep 1; done
+}
+
+# A "stop" line or EOF on stdin (the client closed it, or the connection is gone) stops tcpdump.
+watch_stdin() {
+  while IFS= read -r line; do
+    [ "$line" = stop ] && break
+  done
+  stop_tcpdump
+}
+
+# The time bound (--duration, or the safety bound) stops it the same way.
+watch_clock() {
+  sleep "$bound" &
+  sleeper=$!
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM  # leave no sleep behind on the node
+  wait "$sleeper"
+  : >"$tmp/bound-expired"
+  stop_tcpdump
+}
+
+stat_of() {
+  v=$(sed -n "s/^\([0-9][0-9]*\) packets* $1.*/\1/p" "$tmp/errlog" 2>/dev/null | tail -n 1)
+  printf '%s' "${v:--1}"
+}
+
+report_stats() {
+  written=$(tr -d ' \n' <"$tmp/written" 2>/dev/null)
+  say "stats captured=$(stat_of captured) received=$(stat_of 'received by filter')" \
+    "dropped=$(stat_of 'dropped by kernel') written=${written:--1} status=$1"
+}
+
+capture() {
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/podcap.XXXXXX") || fail "cannot make a temporary directory"
+  trap 'rm -rf "$tmp"' EXIT
+  mkfifo "$tmp/pcap" "$tmp/copy" "$tmp/err" || fail "cannot make fifos in $tmp"
+  : >"$tmp/errlog"
+  exec 3<&0  # asynchronous jobs get /dev/null as stdin: keep the real one on fd 3
+
+  # The pcap flows tcpdump -> fifo -> tee -> our stdout, and tee's copy goes to wc, which counts
+  # the bytes we sent so the client can check it received them all.
+  wc -c <"$tmp/copy" >"$tmp/written" &
+  tee "$tmp/copy" <"$tmp/pcap" &
+  relay_tcpdump_stderr <"$tmp/err" &
+  # timeout forwards our SIGINT to tcpdump, and ends a tcpdump that outlives the bound anyway.
+  exec_with_tcpdump_args timeout -s INT -k 5 "$((bound + 10))" \
+    nsenter -n -t "$pid" -- tcpdump -U -w - >"$tmp/pcap" 2>"$tmp/err" &
+  tcpdump_pid=$!
+  watch_stdin <&3 &
+  stdin_watcher=$!
+  watch_clock &
+  clock_watcher=$!
+  trap 'kill -INT "$tcpdump_pid" 2>/dev/null' INT TERM HUP
+  # Once the connection is gone our stderr is a broken pipe: a status line must not kill this
+  # shell before its EXIT trap cleans up (set only now, so the children keep the default).
+  trap '' PIPE
+
+  wait "$tcpdump_pid"
+  status=$?
+  while kill -0 "$tcpdump_pid" 2>/dev/null; do  # a trapped signal interrupted the wait
+    wait "$tcpdump_pid"
+    status=$?
+  done
+  kill "$stdin_watcher" "$clock_watcher" 2>/dev/null
+  [ ! -e "$tmp/bound-expired" ] || status=124  # as timeout(1) says it: the bound ended it
+  # If tcpdump died before opening its end of the fifos, their readers still wait in open():
+  # an open for read and write never blocks and lets them see EOF.
+  for fifo in pcap err; do
+    exec 4<>"$tmp/$fifo"
+    exec 4>&-
+  done
+  wait
+  report_stats "$status"
+}
+
+case $mode in
+  resolve | capture) ;;
+  *) fail "unknown mode $mode" ;;
+esac
+resolve_pid
+check_netns
+if [ "$mode" = resolve ]; then
+  printf '%s\n' "$pid"
+  exit 0
+fi
+need_tools
+check_filter
+capture

@@ -1,0 +1,80 @@
+"""The sidecar: ``CAPTURE.pcap.json`` beside a pcap, saying what was captured where and how.
+
+Fields: ``target`` (container id / pid as asked), ``node``, ``transport``, ``container_id``,
+``pid`` (resolved on the node), ``netns``, ``interface``, ``filter``, ``snaplen``, ``started``/
+``ended`` (ISO 8601 UTC), ``ended_by``, ``packets``, ``bytes``, ``linktype``, ``tcpdump``
+(captured, received, dropped by kernel, bytes written on the node, exit status; null when the
+node never reported them), ``complete`` and ``cluster``: an object the Kubernetes side fills
+(Pod, namespace, node IP, ...), empty for captures made without the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from podcap import __version__
+from podcap.errors import DecodeError
+
+if TYPE_CHECKING:
+    from podcap.capture.session import CaptureResult
+
+SIDECAR_SUFFIX = ".json"
+SIDECAR_FORMAT = 1
+
+
+def sidecar_path(pcap_path: str) -> str:
+    return pcap_path + SIDECAR_SUFFIX
+
+
+def sidecar_document(result: CaptureResult, cluster: dict | None = None) -> dict:
+    spec = result.spec
+    return {
+        "podcap_sidecar": SIDECAR_FORMAT,
+        "podcap_version": __version__,
+        "target": {"container_id": spec.container_id, "pid": spec.pid},
+        "node": result.node,
+        "transport": result.transport,
+        "container_id": spec.container_id,
+        "pid": result.pid,
+        "netns": result.netns,
+        "interface": spec.interface,
+        "filter": spec.bpf_filter,
+        "snaplen": spec.snaplen,
+        "started": result.started.isoformat(),
+        "ended": result.ended.isoformat(),
+        "ended_by": result.ended_by,
+        "packets": result.packets,
+        "bytes": result.bytes_written,
+        "linktype": result.linktype,
+        "tcpdump": asdict(result.node_stats) if result.node_stats else None,
+        "complete": result.complete,
+        "cluster": dict(cluster or {}),
+    }
+
+
+def write_sidecar(path: str, result: CaptureResult, cluster: dict | None = None) -> str:
+    """Write the sidecar atomically (a reader never sees half a JSON document); returns path."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(sidecar_document(result, cluster), f, indent=2)
+        f.write("\n")
+    os.replace(temporary, path)
+    return path
+
+
+def read_sidecar(pcap_path: str) -> dict | None:
+    """The sidecar of ``pcap_path`` as a dict, or None when there is none."""
+    path = sidecar_path(pcap_path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DecodeError(f"cannot read the sidecar {path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise DecodeError(f"the sidecar {path} is not a JSON object")
+    return document

@@ -1,0 +1,160 @@
+"""``podcap analyze``: flags in, ``podcap.analyze.analyze`` called, reports rendered."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from podcap.cli import app, error, warn
+
+EXIT_NO_MATCH = 1
+EXIT_ERROR = 2
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+class Engine(StrEnum):
+    native = "native"
+    tshark = "tshark"
+
+
+@app.command()
+def analyze(
+    files: list[Path] = typer.Argument(..., help="Capture files: pcap, pcapng, or gzip of either."),
+    report: list[str] = typer.Option(
+        ["summary"],
+        "--report",
+        "-r",
+        help="Report to build; repeat or comma-separate: summary, packets, flows, http, tcp.",
+    ),
+    display_filter: str = typer.Option(
+        None,
+        "--filter",
+        "-Y",
+        "-f",
+        help="Wireshark display filter, e.g. 'tcp contains \"lbtest\"' or "
+        "'http.request.uri == \"/mytest\"'. Filters outside the built-in fields run through tshark.",
+    ),
+    contains: str = typer.Option(None, "--contains", help='Shortcut for tcp contains "TEXT".'),
+    uri: str = typer.Option(None, "--uri", help='Shortcut for http.request.uri == "PATH".'),
+    output_format: Format = typer.Option(
+        Format.table, "--format", "-F", help="Output format.", case_sensitive=False
+    ),
+    output: str = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Write here instead of stdout. csv/parquet with several reports: a directory, "
+        "one file per report.",
+    ),
+    engine: Engine = typer.Option(
+        Engine.native,
+        "--engine",
+        help="native: podcap's fast decoder. tshark: Wireshark's own dissectors (slower; "
+        "HTTP only where Wireshark decodes it).",
+    ),
+    max_rows: int = typer.Option(
+        50, "--max-rows", help="Rows per report in the table format (0: all)."
+    ),
+    # --- snat/dnat report inputs (podcap.snat) ---
+    pod_cidr: list[str] = typer.Option(
+        [], "--pod-cidr", help="snat: a Pod CIDR of the cluster (repeatable)."
+    ),
+    node_ip: list[str] = typer.Option([], "--node-ip", help="snat: a node IP (repeatable)."),
+    service_cidr: list[str] = typer.Option(
+        [], "--service-cidr", help="snat: the Service CIDR (repeatable)."
+    ),
+    facts: Path = typer.Option(
+        None, "--facts", help="snat: cluster facts, YAML or JSON (pod_cidrs, nodes, pods, ...)."
+    ),
+    masq_config: Path = typer.Option(
+        None, "--masq-config", help="snat: the ip-masq-agent ConfigMap (YAML/JSON) of the node."
+    ),
+    iptables: Path = typer.Option(
+        None, "--iptables", help="snat: 'iptables-save' output from the node."
+    ),
+    # --- end snat ---
+) -> None:
+    """Analyze captures: who talked to whom, which connections failed and how, which HTTP
+    requests arrived, whether the marker arrived.
+
+    Exit status: 0 when something matched (always, without a filter), 1 when the filter
+    matched nothing (as grep), 2 on error. An unreadable file gives one error line and the
+    other files are still analyzed (exit 2 at the end).
+
+    Example: podcap analyze capture.pcap --contains lbtest -r summary -r flows
+    """
+    from podcap.analyze import analyze as run_analysis
+    from podcap.render import render
+
+    expression = _combine_filters(display_filter, contains, uri)
+    reports = [name.strip() for item in report for name in item.split(",") if name.strip()]
+    with _progress() as progress:
+        result = run_analysis(
+            [str(f) for f in files],
+            filter=expression,
+            reports=reports,
+            engine=engine.value,
+            options={
+                "pod_cidr": pod_cidr,
+                "node_ip": node_ip,
+                "service_cidr": service_cidr,
+                "facts": facts,
+                "masq_config": masq_config,
+                "iptables": iptables,
+            },
+            on_progress=progress,
+        )
+    for message in result.warnings:
+        warn(message)
+    render(result, output_format.value, output, max_rows=max_rows or None)
+    for exc in result.errors:
+        error(str(exc))
+    if result.errors:
+        raise typer.Exit(EXIT_ERROR)
+    if result.filtered and result.matched == 0:
+        raise typer.Exit(EXIT_NO_MATCH)
+
+
+def _combine_filters(
+    display_filter: str | None, contains: str | None, uri: str | None
+) -> str | None:
+    """--filter, --contains and --uri together: all must hold."""
+    from podcap.dfilter import contains_filter, uri_filter
+
+    parts = [f"({display_filter})" if display_filter else None]
+    parts += [contains_filter(contains) if contains is not None else None]
+    parts += [uri_filter(uri) if uri is not None else None]
+    parts = [p for p in parts if p]
+    if len(parts) == 1 and display_filter:
+        return display_filter
+    return " && ".join(parts) or None
+
+
+class _progress:
+    """A spinner on stderr naming the current step, only when stderr is a terminal."""
+
+    def __enter__(self):
+        self.status = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status("podcap analyze")
+            self.status.start()
+        return self.update
+
+    def update(self, message: str) -> None:
+        if self.status is not None:
+            self.status.update(message)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.status is not None:
+            self.status.stop()

@@ -1,0 +1,11 @@
+"""Decoding pcap/pcapng captures into the packet table (see ``schema.PACKET_COLUMNS``).
+
+from podcap.decode import read_capture
+cap = read_capture("capture.pcap.gz", needles=(b"lbtest",))
+cap.packets            # one row per packet, columns as in schema.PACKET_COLUMNS
+cap.contains[b"lbtest"]  # bool per packet: the L4 payload holds the needle
+"""
+
+from podcap.decode.capture import Capture, read_capture
+
+__all__ = ["Capture", "read_capture"]

@@ -1,0 +1,186 @@
+"""``read_capture``: a pcap/pcapng file (optionally gzipped) into the packet table.
+
+The file is read in chunks (``source``), each chunk split into records (``framing``), its
+packets decoded with numpy (``layers``), HTTP first lines parsed (``http``) and payloads
+searched for the needles (``needles``); then the chunk's bytes are dropped and only its
+columns are kept. Memory therefore grows with the number of packets, not with the file size.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podcap.decode import linktypes
+from podcap.decode.bytesview import ByteView
+from podcap.decode.framing import Frames, Walk, detect
+from podcap.decode.http import HttpParser
+from podcap.decode.layers import PROTO_TCP, Columns, Decoder
+from podcap.decode.needles import payload_matches
+from podcap.decode.schema import PACKET_COLUMNS
+from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
+from podcap.decode.strings import Interner
+from podcap.errors import DecodeError
+
+STRING_COLUMNS = [name for name, (dtype, _, _) in PACKET_COLUMNS.items() if dtype == "str"]
+
+
+@dataclass
+class Capture:
+    """A decoded capture: the packet table plus what the decoder noticed about the file."""
+
+    path: Path
+    packets: pd.DataFrame
+    linktypes: list[str]
+    warnings: list[str] = field(default_factory=list)
+    contains: dict[bytes, np.ndarray] = field(default_factory=dict)
+    file_format: str = "pcap"
+
+
+def read_capture(
+    path: str | Path, needles: tuple[bytes, ...] = (), chunk_bytes: int = CHUNK_BYTES
+) -> Capture:
+    """Decode ``path`` (pcap, pcapng, or gzip of either) into a :class:`Capture`.
+
+    ``needles``: byte strings to look for in each packet's L4 payload; the answers are in
+    ``Capture.contains``. Raises DecodeError when the file cannot be read as a capture; a file
+    cut short or corrupt after some packets gives those packets and a warning.
+    """
+    path = Path(path)
+    needles = tuple(dict.fromkeys(needles))
+    with open_capture(path) as stream:
+        return _Reading(path, needles, ChunkReader(stream, path, chunk_bytes)).run()
+
+
+class _Reading:
+    """The state of one read_capture call: chunks in, per-chunk column arrays out."""
+
+    def __init__(self, path: Path, needles: tuple[bytes, ...], reader: ChunkReader):
+        self.path = path
+        self.needles = needles
+        self.reader = reader
+        self.strings = Interner()
+        self.http = HttpParser(self.strings)
+        self.chunks: list[dict[str, np.ndarray]] = []
+        self.matches: dict[bytes, list[np.ndarray]] = {n: [] for n in needles}
+        self.warnings: list[str] = []
+        self.packets = 0
+
+    def run(self) -> Capture:
+        buf = self.reader.read(b"")
+        framer = detect(bytes(buf[:64]), self.path)
+        start, base = framer.header_len, 0
+        while True:
+            walk = framer.walk(buf, start, base)
+            self._decode_chunk(buf, walk.frames)
+            self.warnings.extend(walk.warnings)
+            if walk.problem:
+                self._stop_at_problem(walk)
+                break
+            carry = bytes(buf[walk.stop :])
+            if self.reader.eof:
+                self._note_truncated_tail(base + walk.stop, carry)
+                break
+            base += walk.stop
+            buf = self.reader.read(carry, want=walk.need)
+            start = 0
+            if len(buf) == len(carry) and self.reader.eof:
+                self._note_truncated_tail(base, carry)
+                break
+        return self._capture(framer.file_format, framer.linktype_list)
+
+    def _stop_at_problem(self, walk: Walk) -> None:
+        if self.packets == 0:
+            raise DecodeError(f"{self.path}: {walk.problem}, no packet before it")
+        self.warnings.append(f"{walk.problem}: kept {self.packets} whole packets")
+
+    def _note_truncated_tail(self, at: int, carry: bytes) -> None:
+        if carry or self.reader.truncated_gzip:
+            where = "gzip stream" if self.reader.truncated_gzip else "record"
+            self.warnings.append(
+                f"truncated {where} at byte {at}: kept {self.packets} whole packets"
+            )
+
+    def _decode_chunk(self, buf: bytearray, frames: Frames) -> None:
+        n = len(frames)
+        if n == 0:
+            return
+        view = ByteView(buf)
+        cols = Columns(n, self.strings)
+        end = frames.data_off + frames.caplen
+        Decoder(view, cols, end, frames.data_off + frames.wirelen).link(
+            frames.data_off, frames.linktype
+        )
+        chunk = self._chunk_columns(frames, cols)
+        self.http.fill(
+            view, cols.ip_proto == PROTO_TCP, cols.payload_start, cols.payload_end, chunk
+        )
+        for needle in self.needles:
+            self.matches[needle].append(
+                payload_matches(buf, needle, cols.payload_start, cols.payload_end)
+            )
+        self.chunks.append(chunk)
+        self.packets += n
+
+    def _chunk_columns(self, frames: Frames, cols: Columns) -> dict[str, np.ndarray]:
+        n = len(frames)
+        chunk = {
+            "frame": np.arange(self.packets + 1, self.packets + n + 1, dtype=np.int64),
+            "ts": frames.ts,
+            "iface": frames.iface,
+            "linktype": frames.linktype,
+            "caplen": frames.caplen,
+            "length": frames.wirelen,
+            "payload_off": np.where(
+                cols.payload_start >= 0, cols.payload_start - frames.data_off, -1
+            ),
+            "http_method": np.zeros(n, np.int32),
+            "http_uri": np.zeros(n, np.int32),
+            "http_host": np.zeros(n, np.int32),
+            "http_status": np.full(n, -1, np.int16),
+        }
+        for name in PACKET_COLUMNS:
+            if name not in chunk:
+                chunk[name] = getattr(cols, name)
+        return chunk
+
+    def _capture(self, file_format: str, linktype_list: list[int]) -> Capture:
+        present = sorted({int(v) for c in self.chunks for v in np.unique(c["linktype"])})
+        if self.packets and not any(lt in linktypes.SUPPORTED for lt in present):
+            names = ", ".join(linktypes.name(lt) for lt in present)
+            raise DecodeError(f"{self.path}: link type {names} is not supported")
+        unsupported = [lt for lt in present if lt not in linktypes.SUPPORTED]
+        if unsupported:
+            names = ", ".join(linktypes.name(lt) for lt in unsupported)
+            self.warnings.append(f"packets on link type {names} are counted but not decoded")
+        # In interface order; a file without packets still names its interfaces' link types.
+        shown = [lt for lt in linktype_list if lt in present] or linktype_list
+        return Capture(
+            path=self.path,
+            packets=self._dataframe(),
+            linktypes=list(dict.fromkeys(linktypes.name(lt) for lt in shown)),
+            warnings=self.warnings,
+            contains={n: _concat(parts, bool) for n, parts in self.matches.items()},
+            file_format=file_format,
+        )
+
+    def _dataframe(self) -> pd.DataFrame:
+        data = {}
+        for name, (dtype, _, _) in PACKET_COLUMNS.items():
+            # Pop each chunk's part as it is joined: never two full copies of every column.
+            parts = [chunk.pop(name) for chunk in self.chunks]
+            if dtype == "str":
+                codes = _concat(parts, np.int32)
+                data[name] = pd.Series(self.strings.column(codes).to_pandas(), copy=False)
+            else:
+                data[name] = _concat(parts, dtype)
+            del parts
+        # copy=False keeps one block per column: no consolidation copy of a million rows.
+        return pd.DataFrame(data, columns=list(PACKET_COLUMNS), copy=False)
+
+
+def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    return np.concatenate(parts).astype(dtype, copy=False)

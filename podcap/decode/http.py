@@ -1,0 +1,82 @@
+"""HTTP/1.x request and status lines at the start of TCP payloads.
+
+Responses are recognised entirely with numpy (``HTTP/1.x NNN`` at fixed offsets). Requests
+are picked with a numpy test of their first four bytes; only those are parsed in Python, and
+identical request heads (a load test repeats the same request thousands of times) are
+parsed once and then looked up.
+"""
+
+import re
+
+import numpy as np
+
+from podcap.decode.bytesview import ByteView
+from podcap.decode.strings import Interner
+
+METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
+# First four bytes of each request method followed by a space ("GET ", "POST", ...).
+REQUEST_PREFIXES = np.array(
+    [int.from_bytes((m + b" ")[:4], "big") for m in METHODS], dtype=np.int64
+)
+REQUEST_LINE = re.compile(rb"([A-Z]{3,7}) ([^ \r\n]+) HTTP/1\.[0-9]\r?\n")
+HOST_HEADER = re.compile(rb"\nhost:[ \t]*([^\r\n]*)", re.IGNORECASE)
+HEAD_LIMIT = 4096  # bytes of a payload searched for the request line and Host
+CACHE_LIMIT = 65536  # distinct request heads remembered (bounded memory)
+STATUS_LINE_BYTES = 13  # "HTTP/1.1 200 "
+
+
+class HttpParser:
+    """Fills the http_* code columns of a chunk; keeps a cache across chunks of one file."""
+
+    def __init__(self, strings: Interner):
+        self.strings = strings
+        self.cache: dict[bytes, tuple[int, int, int]] = {}
+
+    def fill(self, view: ByteView, is_tcp, start, end, chunk: dict[str, np.ndarray]) -> None:
+        has_payload = is_tcp & (start >= 0) & (end - start >= 4)
+        candidates = np.flatnonzero(has_payload)
+        chunk["http_status"][candidates] = self._status(view, start[candidates], end[candidates])
+        first4 = view.u32(start[candidates])
+        requests = candidates[np.isin(first4, REQUEST_PREFIXES)]
+        self._requests(view.buf, requests, start, end, chunk)
+
+    def _status(self, view: ByteView, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        line = view.rows(start, STATUS_LINE_BYTES).astype(np.int64)
+        digits = line[:, 9:12] - ord("0")
+        ok = (line[:, :7] == np.frombuffer(b"HTTP/1.", np.uint8)).all(axis=1)
+        ok &= (line[:, 7] >= ord("0")) & (line[:, 7] <= ord("9")) & (line[:, 8] == ord(" "))
+        ok &= ((digits >= 0) & (digits <= 9)).all(axis=1)
+        # After the code comes the reason phrase's space, or the end of the line or payload.
+        length = end - start
+        ok &= (length == 12) | ((length > 12) & np.isin(line[:, 12], (32, 13, 10)))
+        ok &= length >= 12
+        code = digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]
+        return np.where(ok, code, -1)
+
+    def _requests(self, buf, requests, start, end, chunk) -> None:
+        method, uri, host = chunk["http_method"], chunk["http_uri"], chunk["http_host"]
+        cache = self.cache
+        rows = zip(requests.tolist(), start[requests].tolist(), end[requests].tolist(), strict=True)
+        for i, s, e in rows:
+            head = bytes(buf[s : min(e, s + HEAD_LIMIT)])
+            codes = cache.get(head)
+            if codes is None:
+                codes = self._parse_request(head)
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                cache[head] = codes
+            method[i], uri[i], host[i] = codes
+
+    def _parse_request(self, head: bytes) -> tuple[int, int, int]:
+        request = REQUEST_LINE.match(head)
+        if not request or request.group(1) not in METHODS:
+            return 0, 0, 0
+        header_end = head.find(b"\r\n\r\n")
+        found = HOST_HEADER.search(head, 0, header_end if header_end >= 0 else len(head))
+        host = found.group(1).strip().decode("latin-1") if found else ""
+        code = self.strings.code
+        return (
+            code(request.group(1).decode("ascii")),
+            code(request.group(2).decode("latin-1")),
+            code(host),
+        )

@@ -1,0 +1,378 @@
+"""Vectorised protocol decoding: link layer, IPv4/IPv6, TCP/UDP/ICMP and overlays.
+
+Each function takes the packets it applies to as an index array plus the byte offset where
+its layer starts in each of them, reads its header fields for all of them with one numpy
+gather per field, writes the columns, and hands the packets on to the next layer grouped by
+protocol. A field that lies past the captured bytes (snap length) keeps its sentinel.
+
+Overlays recurse: a VXLAN/Geneve/IP-in-IP/GRE packet first gets its outer addresses copied to
+the outer columns, then its inner headers are decoded over the same columns, so ``src``/``dst``
+end up holding the Pod addresses.
+"""
+
+import socket
+
+import numpy as np
+import pandas as pd
+
+from podcap.decode import linktypes
+from podcap.decode.bytesview import ByteView, be16, be32
+from podcap.decode.strings import Interner
+
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
+ETH_TRANSPARENT_BRIDGING = 0x6558  # Ethernet inside GRE / Geneve
+VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)  # 802.1Q, 802.1ad and the old QinQ values
+MAX_VLAN_TAGS = 3
+PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP, PROTO_IPV6 = 1, 4, 6, 17, 41
+PROTO_GRE, PROTO_ICMPV6 = 47, 58
+IPV6_EXTENSIONS = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
+IPV6_FRAGMENT, IPV6_AH, IPV6_NO_NEXT = 44, 51, 59
+MAX_IPV6_EXTENSIONS = 8
+VXLAN_PORTS = (4789, 8472)  # IANA port, and the Linux kernel default used by flannel and Cilium
+GENEVE_PORT = 6081
+MAX_OVERLAY_DEPTH = 4
+ENCAP_NAMES = ("vxlan", "geneve", "ipip", "gre")
+BSD_AF_INET = 2
+BSD_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
+
+
+class Columns:
+    """Per-packet column arrays of one chunk, filled in place by the layer functions."""
+
+    def __init__(self, n: int, interner: Interner):
+        self.strings = interner
+        full = np.full
+        self.ip_version = np.zeros(n, np.int8)
+        self.src = np.zeros(n, np.int32)  # string codes into ``interner``
+        self.dst = np.zeros(n, np.int32)
+        self.ip_proto = full(n, -1, np.int16)
+        self.ip_id = full(n, -1, np.int32)
+        self.ttl = full(n, -1, np.int16)
+        self.sport = full(n, -1, np.int32)
+        self.dport = full(n, -1, np.int32)
+        self.tcp_flags = np.zeros(n, np.int16)
+        self.tcp_seq = full(n, -1, np.int64)
+        self.tcp_ack = full(n, -1, np.int64)
+        self.tcp_win = full(n, -1, np.int32)
+        self.tcp_tsval = full(n, -1, np.int64)
+        self.icmp_type = full(n, -1, np.int16)
+        self.payload_len = np.zeros(n, np.int32)
+        self.payload_start = full(n, -1, np.int64)  # absolute offset in the chunk
+        self.payload_end = full(n, -1, np.int64)  # absolute end of the *captured* payload
+        self.encap = np.zeros(n, np.int32)
+        self.outer_src = np.zeros(n, np.int32)
+        self.outer_dst = np.zeros(n, np.int32)
+
+    def reset_inner(self, idx: np.ndarray) -> None:
+        """Forget what the outer headers wrote before their payload is decoded as a packet."""
+        self.ip_version[idx] = 0
+        self.src[idx] = self.dst[idx] = 0
+        for name in ("ip_proto", "ip_id", "ttl", "sport", "dport", "tcp_seq", "tcp_ack"):
+            getattr(self, name)[idx] = -1
+        for name in ("tcp_win", "tcp_tsval", "icmp_type", "payload_start", "payload_end"):
+            getattr(self, name)[idx] = -1
+        self.tcp_flags[idx] = 0
+        self.payload_len[idx] = 0
+
+
+class Decoder:
+    """Decodes the packets of one chunk into a :class:`Columns`."""
+
+    def __init__(self, view: ByteView, cols: Columns, end: np.ndarray, wire_end: np.ndarray):
+        self.view = view
+        self.cols = cols
+        self.end = end  # absolute end of each packet's captured bytes
+        self.wire_end = wire_end  # where the packet would end had nothing been cut
+
+    # ---- link layer -------------------------------------------------------------------
+    def link(self, data_off: np.ndarray, linktype: np.ndarray) -> None:
+        for lt in np.unique(linktype):
+            idx = np.flatnonzero(linktype == lt)
+            off = data_off[idx]
+            lt = int(lt)
+            if lt == linktypes.EN10MB:
+                self.ethernet(idx, off, self.wire_end[idx], 0)
+            elif lt == linktypes.LINUX_SLL:
+                self.ip(idx, off + 16, self.view.u16(off + 14), self.wire_end[idx], 0)
+            elif lt == linktypes.LINUX_SLL2:
+                self.ip(idx, off + 20, self.view.u16(off), self.wire_end[idx], 0)
+            elif lt in (linktypes.RAW, linktypes.RAW_BSD, linktypes.RAW_BSD_OPENBSD):
+                self.ip(idx, off, self._ethertype_from_version(off), self.wire_end[idx], 0)
+            elif lt == linktypes.IPV4:
+                self.ip(idx, off, np.full(len(idx), ETH_IPV4), self.wire_end[idx], 0)
+            elif lt == linktypes.IPV6:
+                self.ip(idx, off, np.full(len(idx), ETH_IPV6), self.wire_end[idx], 0)
+            elif lt in (linktypes.NULL, linktypes.LOOP):
+                self.ip(idx, off + 4, self._bsd_family(off, lt), self.wire_end[idx], 0)
+            # Other link types keep ip_version 0: counted, timed, never decoded.
+
+    def _ethertype_from_version(self, off: np.ndarray) -> np.ndarray:
+        version = self.view.u8(off) >> 4
+        return np.where(version == 4, ETH_IPV4, np.where(version == 6, ETH_IPV6, 0))
+
+    def _bsd_family(self, off: np.ndarray, lt: int) -> np.ndarray:
+        # NULL stores the family in the writer's byte order; accept either.
+        big = self.view.u32(off, True)
+        family = (
+            big if lt == linktypes.LOOP else np.where(big > 0xFFFF, self.view.u32(off, False), big)
+        )
+        v6 = np.isin(family, BSD_AF_INET6)
+        return np.where(family == BSD_AF_INET, ETH_IPV4, np.where(v6, ETH_IPV6, 0))
+
+    def ethernet(self, idx: np.ndarray, off: np.ndarray, wire_end: np.ndarray, depth: int) -> None:
+        view, end = self.view, self.end[idx]
+        ethertype = view.u16(off + 12)
+        l3 = off + 14
+        for _ in range(MAX_VLAN_TAGS):
+            tagged = np.isin(ethertype, VLAN_TYPES) & (l3 + 4 <= end)
+            if not tagged.any():
+                break
+            ethertype = np.where(tagged, view.u16(l3 + 2), ethertype)
+            l3 = np.where(tagged, l3 + 4, l3)
+        ethertype = np.where(off + 14 <= end, ethertype, 0)
+        self.ip(idx, l3, ethertype, wire_end, depth)
+
+    # ---- network layer ----------------------------------------------------------------
+    def ip(self, idx, off, ethertype, wire_end, depth) -> None:
+        version = self.view.u8(off) >> 4
+        v4 = (ethertype == ETH_IPV4) & (version == 4)
+        v6 = (ethertype == ETH_IPV6) & (version == 6)
+        if v4.any():
+            self.ipv4(idx[v4], off[v4], wire_end[v4], depth)
+        if v6.any():
+            self.ipv6(idx[v6], off[v6], wire_end[v6], depth)
+
+    def ipv4(self, idx, off, wire_end, depth) -> None:
+        cols = self.cols
+        ok = off + 20 <= self.end[idx]
+        header = self.view.rows(off, 20)  # one gather for the whole fixed header
+        ihl = (header[:, 0] & 0x0F).astype(np.int64) * 4
+        ok &= ihl >= 20
+        if not ok.all():
+            idx, off, wire_end, ihl, header = idx[ok], off[ok], wire_end[ok], ihl[ok], header[ok]
+        cols.ip_version[idx] = 4
+        cols.ip_id[idx] = be16(header, 4)
+        cols.ttl[idx] = header[:, 8]
+        proto = header[:, 9].astype(np.int64)
+        cols.ip_proto[idx] = proto
+        cols.src[idx] = self._ipv4_codes(header[:, 12:16])
+        cols.dst[idx] = self._ipv4_codes(header[:, 16:20])
+        total = be16(header, 2)
+        # Total length 0 is what TSO/GSO/BIG TCP super-packets carry: the frame length rules.
+        ip_end = np.where(total == 0, wire_end, off + total)
+        first_fragment = (be16(header, 6) & 0x1FFF) == 0
+        if not first_fragment.all():
+            idx, off, ihl, proto, ip_end = (
+                a[first_fragment] for a in (idx, off, ihl, proto, ip_end)
+            )
+        self.transport(idx, off + ihl, proto, ip_end, depth)
+
+    def ipv6(self, idx, off, wire_end, depth) -> None:
+        view, cols = self.view, self.cols
+        ok = off + 40 <= self.end[idx]
+        idx, off, wire_end = idx[ok], off[ok], wire_end[ok]
+        cols.ip_version[idx] = 6
+        cols.ttl[idx] = view.u8(off + 7)
+        cols.src[idx] = self._ipv6_codes(view.rows(off + 8, 16))
+        cols.dst[idx] = self._ipv6_codes(view.rows(off + 24, 16))
+        length = view.u16(off + 4)
+        # Payload length 0 is a jumbogram (BIG TCP): the frame length rules.
+        ip_end = np.where(length == 0, wire_end, off + 40 + length)
+        proto, l4, decodable = self._skip_ipv6_extensions(idx, off + 40, view.u8(off + 6))
+        cols.ip_proto[idx] = proto
+        self.transport(idx[decodable], l4[decodable], proto[decodable], ip_end[decodable], depth)
+
+    def _skip_ipv6_extensions(self, idx, pos, next_header):
+        """Follow the extension-header chain; returns (transport proto, its offset, decodable)."""
+        view, end = self.view, self.end[idx]
+        proto = next_header.astype(np.int64)
+        decodable = np.ones(len(idx), dtype=bool)
+        for _ in range(MAX_IPV6_EXTENSIONS):
+            ext = np.isin(proto, IPV6_EXTENSIONS + (IPV6_FRAGMENT, IPV6_AH)) & decodable
+            if not ext.any():
+                break
+            at = pos[ext]
+            readable = at + 8 <= end[ext]
+            size = (view.u8(at + 1).astype(np.int64) + 1) * 8
+            size = np.where(proto[ext] == IPV6_AH, (view.u8(at + 1).astype(np.int64) + 2) * 4, size)
+            size = np.where(proto[ext] == IPV6_FRAGMENT, 8, size)
+            # Only the first fragment (offset 0) carries the transport header.
+            later_fragment = (proto[ext] == IPV6_FRAGMENT) & ((view.u16(at + 2) >> 3) != 0)
+            decodable[ext] = readable & ~later_fragment
+            proto[ext] = np.where(readable, view.u8(at), proto[ext])
+            pos[ext] = at + size
+        decodable &= ~np.isin(proto, IPV6_EXTENSIONS + (IPV6_FRAGMENT, IPV6_AH, IPV6_NO_NEXT))
+        return proto, pos, decodable
+
+    def _ipv4_codes(self, rows: np.ndarray) -> np.ndarray:
+        values = np.ascontiguousarray(rows).view(">u4")[:, 0].astype(np.uint32)
+        # Hash-based factorize: few distinct addresses among many packets, no sort needed.
+        inverse, uniq = pd.factorize(values)
+        table = self.cols.strings.codes(
+            socket.inet_ntop(socket.AF_INET, int(v).to_bytes(4, "big")) for v in uniq
+        )
+        return table[inverse]
+
+    def _ipv6_codes(self, rows: np.ndarray) -> np.ndarray:
+        halves = np.ascontiguousarray(rows).view(">u8").astype(np.uint64)
+        high, high_uniq = pd.factorize(halves[:, 0])
+        low, low_uniq = pd.factorize(halves[:, 1])
+        inverse, pairs = pd.factorize(high.astype(np.int64) * len(low_uniq) + low)
+        addresses = (
+            int(high_uniq[p // len(low_uniq)]) << 64 | int(low_uniq[p % len(low_uniq)])
+            for p in pairs
+        )
+        table = self.cols.strings.codes(
+            socket.inet_ntop(socket.AF_INET6, a.to_bytes(16, "big")) for a in addresses
+        )
+        return table[inverse]
+
+    # ---- transport layer --------------------------------------------------------------
+    def transport(self, idx, l4, proto, ip_end, depth) -> None:
+        for number, handler in (
+            (PROTO_TCP, self.tcp),
+            (PROTO_UDP, self.udp),
+            (PROTO_ICMP, self.icmp),
+            (PROTO_ICMPV6, self.icmp),
+        ):
+            sel = proto == number
+            if sel.any():
+                handler(idx[sel], l4[sel], ip_end[sel], depth)
+        if depth >= MAX_OVERLAY_DEPTH:
+            return
+        for number, ethertype in ((PROTO_IPIP, ETH_IPV4), (PROTO_IPV6, ETH_IPV6)):
+            sel = proto == number
+            if sel.any():
+                self._enter_overlay(idx[sel], "ipip")
+                self.ip(
+                    idx[sel], l4[sel], np.full(int(sel.sum()), ethertype), ip_end[sel], depth + 1
+                )
+        sel = proto == PROTO_GRE
+        if sel.any():
+            self.gre(idx[sel], l4[sel], ip_end[sel], depth)
+
+    def _set_payload(self, idx, start, ip_end) -> None:
+        cols, end = self.cols, self.end[idx]
+        cols.payload_len[idx] = np.maximum(ip_end - start, 0)
+        captured = start <= end
+        cols.payload_start[idx] = np.where(captured, start, -1)
+        cols.payload_end[idx] = np.where(captured, np.minimum(ip_end, end), -1)
+
+    def tcp(self, idx, l4, ip_end, depth) -> None:
+        cols, end = self.cols, self.end[idx]
+        # The fixed header plus the 12 option bytes Linux sends on every segment.
+        header = self.view.rows(l4, 32)
+        has_ports = l4 + 4 <= end
+        cols.sport[idx] = np.where(has_ports, be16(header, 0), -1)
+        cols.dport[idx] = np.where(has_ports, be16(header, 2), -1)
+        full = l4 + 20 <= end
+        if not full.all():
+            idx, l4, ip_end, header, end = (
+                idx[full],
+                l4[full],
+                ip_end[full],
+                header[full],
+                end[full],
+            )
+        cols.tcp_seq[idx] = be32(header, 4)
+        cols.tcp_ack[idx] = be32(header, 8)
+        offset_and_flags = be16(header, 12)
+        cols.tcp_flags[idx] = offset_and_flags & 0x0FFF
+        cols.tcp_win[idx] = be16(header, 14)
+        size = (offset_and_flags >> 12) * 4
+        self._set_payload(idx, l4 + np.maximum(size, 20), ip_end)
+        opts_end = np.minimum(l4 + size, end)
+        # Fast path: NOP, NOP, timestamps at option offset 0 (Linux data segments).
+        usual = (be32(header, 20) == 0x0101080A) & (l4 + 32 <= opts_end)
+        cols.tcp_tsval[idx[usual]] = be32(header[usual], 24)
+        other = (size > 20) & ~usual
+        if other.any():
+            cols.tcp_tsval[idx[other]] = self._tcp_tsval(l4[other] + 20, opts_end[other])
+
+    def _tcp_tsval(self, pos: np.ndarray, opts_end: np.ndarray) -> np.ndarray:
+        """Walk the TCP options of many packets in lock step looking for kind 8 (timestamps)."""
+        view = self.view
+        tsval = np.full(len(pos), -1, dtype=np.int64)
+        active = np.flatnonzero(pos < opts_end)
+        pos = pos.copy()
+        while len(active):
+            at = pos[active]
+            kind = view.u8(at)
+            length = np.where(kind == 1, 1, view.u8(at + 1).astype(np.int64))
+            found = (kind == 8) & (length == 10) & (at + 10 <= opts_end[active])
+            tsval[active[found]] = view.u32(at[found] + 2)
+            pos[active] = at + length
+            # Stop at end-of-options, a malformed length, the timestamp, or the header end.
+            keep = (kind != 0) & (length >= 1) & ((kind == 1) | (length >= 2)) & ~found
+            active = active[keep & (pos[active] < opts_end[active])]
+        return tsval
+
+    def udp(self, idx, l4, ip_end, depth) -> None:
+        view, cols, end = self.view, self.cols, self.end[idx]
+        has_ports = l4 + 4 <= end
+        sport = np.where(has_ports, view.u16(l4), -1)
+        dport = np.where(has_ports, view.u16(l4 + 2), -1)
+        cols.sport[idx], cols.dport[idx] = sport, dport
+        full = l4 + 8 <= end
+        self._set_payload(idx[full], l4[full] + 8, ip_end[full])
+        if depth >= MAX_OVERLAY_DEPTH:
+            return
+        payload = l4 + 8
+        room = end - payload
+        vxlan = full & (np.isin(dport, VXLAN_PORTS) | np.isin(sport, VXLAN_PORTS)) & (room >= 22)
+        vxlan &= (view.u8(payload) & 0x08) != 0  # the I flag: a valid VNI follows
+        if vxlan.any():
+            self._enter_overlay(idx[vxlan], "vxlan")
+            self.ethernet(idx[vxlan], payload[vxlan] + 8, ip_end[vxlan], depth + 1)
+        geneve = full & ((dport == GENEVE_PORT) | (sport == GENEVE_PORT)) & (room >= 8)
+        geneve &= (view.u8(payload) >> 6) == 0  # version 0
+        if geneve.any():
+            options = (view.u8(payload[geneve]) & 0x3F).astype(np.int64) * 4
+            self._inner_by_ethertype(
+                idx[geneve],
+                payload[geneve] + 8 + options,
+                view.u16(payload[geneve] + 2),
+                ip_end[geneve],
+                depth,
+                "geneve",
+            )
+
+    def icmp(self, idx, l4, ip_end, depth) -> None:
+        end = self.end[idx]
+        readable = l4 + 1 <= end
+        self.cols.icmp_type[idx[readable]] = self.view.u8(l4[readable])
+        full = l4 + 8 <= end
+        self._set_payload(idx[full], l4[full] + 8, ip_end[full])
+
+    def gre(self, idx, l4, ip_end, depth) -> None:
+        view, end = self.view, self.end[idx]
+        flags = view.u16(l4)
+        version = flags & 0x7
+        # Checksum/routing (C or R) add 4 bytes, key (K) 4, sequence (S) 4.
+        header = 4 + 4 * (((flags & 0xC000) != 0).astype(np.int64))
+        header += 4 * ((flags & 0x2000) != 0) + 4 * ((flags & 0x1000) != 0)
+        ok = (version == 0) & (l4 + header <= end)
+        self._inner_by_ethertype(
+            idx[ok], (l4 + header)[ok], view.u16(l4 + 2)[ok], ip_end[ok], depth, "gre"
+        )
+
+    def _inner_by_ethertype(self, idx, off, ethertype, ip_end, depth, name) -> None:
+        known = np.isin(ethertype, (ETH_TRANSPARENT_BRIDGING, ETH_IPV4, ETH_IPV6))
+        idx, off, ethertype, ip_end = idx[known], off[known], ethertype[known], ip_end[known]
+        if not len(idx):
+            return
+        self._enter_overlay(idx, name)
+        bridged = ethertype == ETH_TRANSPARENT_BRIDGING
+        if bridged.any():
+            self.ethernet(idx[bridged], off[bridged], ip_end[bridged], depth + 1)
+        if (~bridged).any():
+            self.ip(idx[~bridged], off[~bridged], ethertype[~bridged], ip_end[~bridged], depth + 1)
+
+    def _enter_overlay(self, idx: np.ndarray, name: str) -> None:
+        cols = self.cols
+        # The outermost tunnel names the overlay and the node addresses; nested ones don't.
+        first = idx[cols.encap[idx] == 0]
+        cols.encap[first] = cols.strings.code(name)
+        cols.outer_src[first] = cols.src[first]
+        cols.outer_dst[first] = cols.dst[first]
+        cols.reset_inner(idx)

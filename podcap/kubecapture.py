@@ -1,0 +1,324 @@
+"""``podcap capture POD`` through Kubernetes: from what the user typed to helper Pods per node.
+
+Steps, each its own function: :func:`plan` resolves the targets (podcap.locate) and builds one
+helper manifest per node (podcap.reach.pod); :func:`dry_run_yaml` prints that plan without any
+write to the API; :func:`preflight` asks the API server whether the user may do what the plan
+needs; :func:`cluster_facts_for` gathers what the capture sidecar records for SNAT analysis.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from podcap import locate
+from podcap.capture import CaptureResult, CaptureSession, CaptureSpec, StreamProgress
+from podcap.capture.session import STOP_GRACE
+from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks
+from podcap.errors import CaptureError, PodcapError, ReachError
+from podcap.reach import pod as helper
+
+
+@dataclass
+class Plan:
+    targets: list[locate.PodTarget]
+    warnings: list[str]
+    spec: helper.HelperSpec
+    manifests: dict[str, dict]  # node name -> helper Pod manifest
+
+    def targets_on(self, node: str) -> list[locate.PodTarget]:
+        return [t for t in self.targets if t.node.name == node]
+
+
+def plan(kube: locate.Kube, query: locate.TargetQuery, spec: helper.HelperSpec) -> Plan:
+    """Resolve the targets and group them by node: one helper per node."""
+    resolution = locate.resolve(kube, query)
+    by_node: dict[str, list[str]] = defaultdict(list)
+    for target in resolution.targets:
+        by_node[target.node.name].append(target.container_id)
+    manifests = {
+        node: helper.helper_manifest(spec, node, ids) for node, ids in sorted(by_node.items())
+    }
+    return Plan(resolution.targets, resolution.warnings, spec, manifests)
+
+
+def dry_run_yaml(the_plan: Plan) -> str:
+    """The helper Pods the plan would create, as a YAML stream (``kubectl apply -f`` ready),
+    each preceded by a comment naming the Pods it would capture."""
+    documents = []
+    for node, manifest in the_plan.manifests.items():
+        pods = ", ".join(f"{t.namespace}/{t.name}" for t in the_plan.targets_on(node))
+        body = yaml.safe_dump(manifest, sort_keys=False)
+        documents.append(f"# helper for node {node}: captures {pods}\n{body}")
+    return "---\n".join(documents)
+
+
+def preflight(kube: locate.Kube, the_plan: Plan) -> None:
+    """SelfSubjectAccessReview for every permission the helpers need; one error lists all
+    that are missing."""
+    locate.check_access(kube, locate.helper_permissions(the_plan.spec.namespace, the_plan.targets))
+
+
+def cluster_facts_for_sidecar(target: locate.PodTarget, facts: dict) -> dict:
+    """The sidecar's ``cluster`` section for one Pod: its own facts plus the cluster-wide ones
+    (``facts`` from :func:`podcap.locate.cluster_facts`, read once per session)."""
+    return {
+        "source": "kubernetes",
+        "pod": target.facts(),
+        "pod_ip": target.pod_ips[0] if target.pod_ips else None,
+        "node_ip": target.node.internal_ip or target.host_ip,
+        "pod_cidrs": list(target.node.pod_cidrs),
+        "service_cidr": facts.get("service_cidr"),
+        "ip_masq_agent": facts.get("ip_masq_agent"),
+    }
+
+
+# --- the node's own view: --node-rules and --also-node ------------------------------------
+
+# Captures the node's NIC from inside the helper (which has its own network namespace): enters
+# the network namespace of the node's PID (1, thanks to hostPID) and runs tcpdump there. Stops
+# like the node script: on "stop" or EOF on stdin, on SIGINT/SIGTERM, or at the time bound.
+# --immediate-mode: without it, packets of the last (up to 1 s) TPACKET_V3 block that has not
+# timed out yet are dropped when tcpdump gets SIGINT.
+NODE_NIC_SCRIPT = """
+pid=$1 iface=$2 bound=$3
+shift 3
+exec 3<&0
+timeout -s INT -k 10 "$bound" nsenter -n -t "$pid" -- tcpdump --immediate-mode -U -w - -i "$iface" "$@" &
+tcpdump_pid=$!
+{ while IFS= read -r line; do [ "$line" = stop ] && break; done
+  kill -INT "$tcpdump_pid" 2>/dev/null; } <&3 >/dev/null &
+watcher=$!
+trap 'kill -INT "$tcpdump_pid" 2>/dev/null' INT TERM HUP
+wait "$tcpdump_pid"
+status=$?
+while kill -0 "$tcpdump_pid" 2>/dev/null; do wait "$tcpdump_pid"; status=$?; done
+kill "$watcher" 2>/dev/null
+exit "$status"
+"""
+
+
+def node_nic_argv(
+    target: locate.PodTarget, iface: str, bound: int, node_pid: str = "1"
+) -> list[str]:
+    """argv capturing ``iface`` in the node's namespace, only packets to or from the Pod."""
+    hosts = " or ".join(f"host {ip}" for ip in target.pod_ips) or "ip"
+    return ["sh", "-c", NODE_NIC_SCRIPT, "podcap-node-nic", node_pid, iface, str(bound), hosts]
+
+
+def node_rules(transport, node_pid: str = "1") -> dict[str, str]:
+    """``iptables-save`` (and ``ipvsadm -Ln`` where installed) from the node. Entering the
+    node's mount namespace too runs the node's own iptables binary, so a legacy/nft mismatch
+    with the helper image cannot hide rules."""
+    enter = ["nsenter", "-m", "-n", "-t", node_pid, "--"]
+    saved = transport.run([*enter, "iptables-save"], timeout=60)
+    if saved.returncode != 0:
+        raise ReachError(
+            f"iptables-save on node {transport.node} failed: "
+            f"{saved.stderr.decode(errors='replace').strip()}"
+        )
+    rules = {"iptables-save": saved.stdout.decode(errors="replace")}
+    probe = "command -v ipvsadm >/dev/null 2>&1 || exit 127; exec ipvsadm -Ln"
+    ipvs = transport.run([*enter, "sh", "-c", probe], timeout=60)
+    if ipvs.returncode == 0:
+        rules["ipvsadm"] = ipvs.stdout.decode(errors="replace")
+    return rules
+
+
+# --- running a session: one helper per node, one capture per Pod, in parallel ----------------
+
+
+@dataclass
+class SessionOptions:
+    """What every Pod's capture shares."""
+
+    output_dir: Path
+    interface: str = "eth0"
+    bpf_filter: str = ""
+    snaplen: int | None = None
+    count: int | None = None
+    duration: float | None = None
+    max_bytes: int | None = None
+    also_node: bool = False
+    node_interface: str = "eth0"
+    node_rules: bool = False
+    merge_to: Path | None = None
+    # The PID whose namespaces are "the node" (1 under hostPID; tests point it at a lab node).
+    node_pid: str = "1"
+
+
+@dataclass
+class PodCapture:
+    """One Pod's capture in a session: its CaptureSession, then its result or its error."""
+
+    target: locate.PodTarget
+    path: Path
+    session: CaptureSession
+    result: CaptureResult | None = None
+    error: PodcapError | None = None
+    thread: threading.Thread | None = None
+    node_stream: NodeStream | None = None
+
+
+@dataclass
+class SessionResult:
+    captures: list[PodCapture]
+    node_rules: dict[str, dict[str, str]]
+    merged: Path | None
+    interrupted: bool
+
+
+def capture_spec(target: locate.PodTarget, options: SessionOptions) -> CaptureSpec:
+    return CaptureSpec(
+        container_id=target.container_id,
+        interface=options.interface,
+        bpf_filter=options.bpf_filter,
+        snaplen=options.snaplen,
+        count=options.count,
+        duration=options.duration,
+        max_bytes=options.max_bytes,
+    )
+
+
+def run_session(
+    kube: locate.Kube,
+    the_plan: Plan,
+    options: SessionOptions,
+    on_progress: Callable[[str, StreamProgress], None] | None = None,
+) -> SessionResult:
+    """Capture every Pod of the plan at once, through one helper per node, each into
+    ``NAMESPACE_POD.pcap`` (+ sidecar with the cluster facts). Returns when every capture ended
+    (--duration, --count, --max-size) or after Ctrl-C/SIGTERM; the helpers are deleted in
+    every case. Raises CaptureError naming each Pod whose capture failed."""
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    facts = locate.cluster_facts(kube)
+    by_node: dict[str, list[str]] = defaultdict(list)
+    for target in the_plan.targets:
+        by_node[target.node.name].append(target.container_id)
+    with helper.helper_transports(kube, the_plan.spec, by_node) as transports:
+        rules = _save_node_rules(transports, options) if options.node_rules else {}
+        captures = [
+            _pod_capture(t, transports[t.node.name], options, facts, rules, on_progress)
+            for t in the_plan.targets
+        ]
+        for one in captures:
+            one.thread.start()
+        interrupted = _wait(captures)
+    merged = _merge(captures, options.merge_to)
+    failed = [c for c in captures if c.error is not None]
+    if failed:
+        raise CaptureError(
+            "; ".join(f"{c.target.namespace}/{c.target.name}: {c.error}" for c in failed)
+        )
+    return SessionResult(captures, rules, merged, interrupted)
+
+
+def _pod_capture(target, transport, options, facts, rules, on_progress) -> PodCapture:
+    path = options.output_dir / f"{target.key}.pcap"
+    cluster = cluster_facts_for_sidecar(target, facts)
+    cluster["helper_pod"] = transport.helper.where
+    cluster["node_rules"] = rules.get(target.node.name)
+    node_stream = None
+    if options.also_node:
+        node_path = options.output_dir / f"{target.key}.node.pcap"
+        argv = node_nic_argv(target, options.node_interface, _bound(options), options.node_pid)
+        node_stream = NodeStream(transport, argv, node_path)
+        cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
+    progress = (lambda p: on_progress(target.key, p)) if on_progress else None
+    session = CaptureSession(
+        transport, capture_spec(target, options), str(path), cluster=cluster, on_progress=progress
+    )
+    one = PodCapture(target, path, session, node_stream=node_stream)
+    one.thread = threading.Thread(target=_run_one, args=(one,), daemon=True, name=target.key)
+    return one
+
+
+def _bound(options: SessionOptions) -> int:
+    return max(1, round(options.duration)) if options.duration else 4 * 3600
+
+
+def _run_one(one: PodCapture) -> None:
+    try:
+        if one.node_stream is not None:
+            one.node_stream.start()
+        one.result = one.session.run()
+    except PodcapError as exc:
+        one.error = exc
+    finally:
+        if one.node_stream is not None:
+            one.node_stream.stop()
+
+
+def _wait(captures: list[PodCapture]) -> bool:
+    """Until every capture ended; Ctrl-C/SIGTERM stops them all (cleanly) and returns True."""
+    try:
+        while any(c.thread.is_alive() for c in captures):
+            time.sleep(0.1)
+        return False
+    except KeyboardInterrupt:
+        for one in captures:
+            one.session.stop("interrupted")
+        for one in captures:
+            one.thread.join()
+        return True
+
+
+def _merge(captures: list[PodCapture], merge_to: Path | None) -> Path | None:
+    written = [c for c in captures if c.result is not None and c.path.exists()]
+    if merge_to is None or not written:
+        return None
+    from podcap.pcapmerge import merge
+
+    merge([(f"{c.target.namespace}/{c.target.name}", c.path) for c in written], merge_to)
+    return merge_to
+
+
+def _save_node_rules(transports: dict, options: SessionOptions) -> dict[str, dict[str, str]]:
+    """Each node's rules, as text (the sidecar carries them, so ``podcap analyze`` can explain
+    SNAT offline) and in ``NODE.iptables-save.txt`` (and ``NODE.ipvsadm.txt``) to read."""
+    saved: dict[str, dict[str, str]] = {}
+    for node, transport in transports.items():
+        saved[node] = node_rules(transport, options.node_pid)
+        for name, text in saved[node].items():
+            (options.output_dir / f"{node}.{name}.txt").write_text(text)
+    return saved
+
+
+class NodeStream:
+    """The node NIC capture of --also-node, written whole-packet by whole-packet like a Pod's."""
+
+    def __init__(self, transport, argv: list[str], path: Path):
+        self.transport, self.argv, self.path = transport, argv, path
+        self.process = None
+        self.thread: threading.Thread | None = None
+        self.sink = PcapSink(str(path))
+        self.copier = PcapStreamCopier(self.sink)
+
+    def start(self) -> None:
+        self.process = self.transport.start(self.argv)
+        self.thread = threading.Thread(target=self._copy, daemon=True)
+        self.thread.start()
+
+    def _copy(self) -> None:
+        next_chunk = read_chunks(self.process.stdout)
+        try:
+            while chunk := next_chunk():
+                self.copier.feed(chunk)
+        finally:
+            self.sink.close()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.stop()
+        self.thread.join(STOP_GRACE)
+        try:
+            self.process.wait(STOP_GRACE)
+        except TimeoutError:
+            self.process.kill()

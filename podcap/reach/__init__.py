@@ -1,0 +1,39 @@
+"""Reaching a node: pick a transport by name. See ``podcap.reach.base`` for the interface."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from podcap.errors import UsageError
+from podcap.reach.base import Completed, RemoteProcess, Transport
+
+TRANSPORTS = ("local", "ssh")
+
+__all__ = ["Completed", "RemoteProcess", "Transport", "TRANSPORTS", "open_transport"]
+
+
+def open_transport(
+    via: str,
+    node: str | None = None,
+    *,
+    ssh_user: str | None = None,
+    ssh_port: int | None = None,
+    ssh_key: str | None = None,
+    ssh_options: Iterable[str] = (),
+) -> Transport:
+    """A transport to ``node``: ``local`` (this machine) or ``ssh`` (system OpenSSH).
+
+    Raises UsageError for an unknown transport or a missing/invalid node; nothing connects
+    here (ssh connects per command).
+    """
+    if via == "local":
+        from podcap.reach.local import LocalTransport
+
+        return LocalTransport(node)
+    if via == "ssh":
+        if not node:
+            raise UsageError("--via ssh needs --node HOST")
+        from podcap.reach.ssh import SshTransport
+
+        return SshTransport(node, user=ssh_user, port=ssh_port, key=ssh_key, options=ssh_options)
+    raise UsageError(f"unknown transport {via!r} (choose from {', '.join(TRANSPORTS)})")

@@ -1,0 +1,82 @@
+"""csv, json and parquet writers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+
+from podcap.errors import UsageError
+
+
+def write_json(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
+    """One JSON object keyed by report name, each a list of records."""
+    document = {name: json.loads(_records_json(table)) for name, table in reports.items()}
+    text = json.dumps(document, indent=1) + "\n"
+    return _write_text(text, output, stdout)
+
+
+def _records_json(table: pd.DataFrame) -> str:
+    # pandas writes datetimes as ISO 8601 and missing values as null.
+    return table.to_json(orient="records", date_format="iso", date_unit="us")
+
+
+def write_csv(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
+    if len(reports) == 1:
+        (table,) = reports.values()
+        return _write_text(table.to_csv(index=False), output, stdout)
+    if output is None:
+        raise UsageError(
+            "csv with several reports writes one file per report",
+            "give a directory with -o DIR",
+        )
+    return [_write_file(table.to_csv, path) for path, table in _per_report(reports, output, "csv")]
+
+
+def write_parquet(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
+    if output is None:
+        raise UsageError("parquet is a binary format", "give the output file with -o PATH")
+    if len(reports) == 1:
+        (table,) = reports.values()
+        return [_write_file(lambda p: _parquet(table, p), Path(output))]
+    return [
+        _write_file(lambda p, t=table: _parquet(t, p), path)
+        for path, table in _per_report(reports, output, "parquet")
+    ]
+
+
+def _parquet(table: pd.DataFrame, path: Path) -> None:
+    table.to_parquet(path, index=False)
+
+
+def _per_report(reports: dict[str, pd.DataFrame], output: str, suffix: str):
+    directory = Path(output)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(
+            f"{directory}: several reports are written one file each into a directory, "
+            "and this is a file"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{directory}: cannot create the output directory ({exc.strerror})"
+        ) from exc
+    return [(directory / f"{name}.{suffix}", table) for name, table in reports.items()]
+
+
+def _write_text(text: str, output, stdout: TextIO) -> list[Path]:
+    if output is None or output == "-":
+        stdout.write(text)
+        return []
+    return [_write_file(lambda p: p.write_text(text), Path(output))]
+
+
+def _write_file(write, path: Path) -> Path:
+    try:
+        write(path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    return path

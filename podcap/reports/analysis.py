@@ -1,0 +1,79 @@
+"""The ``Analysis`` every report reads: packets of all files, filtered, with their flows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Analysis:
+    """What the reports see.
+
+    ``all_packets`` holds every packet of every file (``file`` column, plus ``flow_id``,
+    ``c2s`` and ``retransmission``); ``matched`` says which ones the filter selected (all
+    when there is no filter). ``packets`` are the matching packets; ``flows`` the flows that
+    hold at least one of them, computed once over all packets so their counts are whole.
+    """
+
+    all_packets: pd.DataFrame
+    matched: np.ndarray
+    captures: dict[str, Any]  # path -> podcap.decode.Capture
+    sidecars: dict[str, dict] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    filter_text: str | None = None
+    files_given: int = 1  # files asked for, readable or not: several => a ``file`` column
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.captures)
+
+    @property
+    def single_file(self) -> bool:
+        return self.files_given == 1
+
+    @cached_property
+    def packets(self) -> pd.DataFrame:
+        return self.all_packets[self.matched]
+
+    @cached_property
+    def all_flows(self) -> pd.DataFrame:
+        """Every flow of every file (``podcap.reports.flows.flow_table``), cached."""
+        from podcap.reports.flows import flow_table
+
+        return flow_table(self.all_packets)
+
+    @cached_property
+    def matched_flow_ids(self) -> np.ndarray:
+        ids = self.packets["flow_id"].to_numpy()
+        return np.unique(ids[ids >= 0])
+
+    @cached_property
+    def flows(self) -> pd.DataFrame:
+        """The flows the matching packets belong to (all flows without a filter)."""
+        flows = self.all_flows
+        if self.filter_text is None:
+            return flows
+        return flows[flows["flow_id"].isin(self.matched_flow_ids)].reset_index(drop=True)
+
+    @cached_property
+    def http(self) -> pd.DataFrame:
+        """Every HTTP request of every file with its response (``reports.http``), cached."""
+        from podcap.reports.http import http_requests
+
+        return http_requests(self.all_packets, self.all_flows)
+
+    @cached_property
+    def problems(self) -> pd.DataFrame:
+        """TCP problems of the selected flows (``reports.tcp``), cached."""
+        from podcap.reports.tcp import tcp_problems
+
+        return tcp_problems(self.flows)
+
+    def without_file_column(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Reports show the ``file`` column only when several files were analyzed."""
+        return table.drop(columns=["file"], errors="ignore") if self.single_file else table

@@ -1,0 +1,71 @@
+"""The ``http`` report: one row per HTTP request, on any port, with its response.
+
+Requests and responses come from the decoder's HTTP columns (a TCP payload that starts an
+HTTP/1.x request or response). A retransmitted request counts once, as in Wireshark, which
+does not hand retransmitted segments to the HTTP dissector. Within a connection the n-th
+response answers the n-th request (HTTP/1.1 keeps order, also when pipelining).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from podcap.reports import report
+from podcap.reports.timefmt import as_datetime
+
+HTTP_COLUMNS = [
+    "flow_id", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port",
+    "method", "host", "uri", "status", "latency_ms",
+]  # fmt: skip
+
+
+def http_requests(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
+    """Requests paired with responses; ``packets`` must carry the flow columns."""
+    fresh = packets[~packets["retransmission"] & (packets["flow_id"] >= 0)]
+    requests = fresh[(fresh["http_method"] != "") & fresh["c2s"]]
+    responses = fresh[(fresh["http_status"] >= 0) & ~fresh["c2s"]]
+    requests = requests.assign(nth=requests.groupby("flow_id").cumcount())
+    responses = responses.assign(nth=responses.groupby("flow_id").cumcount())
+    paired = requests.merge(
+        responses[["flow_id", "nth", "ts", "http_status", "frame"]].rename(
+            columns={"ts": "response_ts", "frame": "response_frame"}
+        ),
+        on=["flow_id", "nth"],
+        how="left",
+        suffixes=("", "_response"),
+    )
+    ends = flows.set_index("flow_id")[["client_ip", "client_port", "server_ip", "server_port"]]
+    paired = paired.join(ends, on="flow_id")
+    table = pd.DataFrame(
+        {
+            "file": paired["file"].to_numpy() if "file" in paired else "",
+            "flow_id": paired["flow_id"].to_numpy(),
+            "frame": paired["frame"].to_numpy(),
+            "response_frame": paired["response_frame"].astype("Int64"),
+            "ts": paired["ts"].to_numpy(),
+            "client_ip": paired["client_ip"].to_numpy(),
+            "client_port": paired["client_port"].to_numpy(),
+            "server_ip": paired["server_ip"].to_numpy(),
+            "server_port": paired["server_port"].to_numpy(),
+            "method": paired["http_method"].to_numpy(),
+            "host": paired["http_host"].to_numpy(),
+            "uri": paired["http_uri"].to_numpy(),
+            "status": paired["http_status_response"].astype("Int64"),
+            "latency_ms": ((paired["response_ts"] - paired["ts"]) * 1000.0).round(3),
+        }
+    )
+    return table
+
+
+@report("http", "one row per HTTP request (any port): method, host, uri, status, latency")
+def http_report(analysis) -> pd.DataFrame:
+    table = analysis.http
+    if analysis.filter_text is not None:
+        # A request is in when its packet or its response's packet matched the filter.
+        frames = analysis.packets[["file", "frame"]]
+        chosen = frames.set_index(["file", "frame"]).index
+        keys_request = pd.MultiIndex.from_arrays([table["file"], table["frame"]])
+        keys_response = pd.MultiIndex.from_arrays([table["file"], table["response_frame"]])
+        table = table[keys_request.isin(chosen) | keys_response.isin(chosen)]
+    columns = ["file", *HTTP_COLUMNS]
+    return analysis.without_file_column(as_datetime(table[columns], "ts")).reset_index(drop=True)

@@ -1,0 +1,49 @@
+"""The ``packets`` report: one row per matching packet, Wireshark's packet list in columns."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from podcap.reports import report
+from podcap.reports.flows import proto_names
+from podcap.reports.timefmt import as_datetime
+
+PACKET_REPORT_COLUMNS = [
+    "frame", "ts", "src", "dst", "sport", "dport", "proto", "length", "payload_len",
+    "tcp_flags", "flow_id", "encap", "outer_src", "outer_dst",
+]  # fmt: skip
+FLAG_LETTERS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 upwards
+
+
+@report("packets", "one row per packet: addresses, ports, protocol, lengths, TCP flags, flow")
+def packets_report(analysis) -> pd.DataFrame:
+    p = analysis.packets
+    table = pd.DataFrame(
+        {
+            "file": p["file"].to_numpy(),
+            "frame": p["frame"].to_numpy(),
+            "ts": p["ts"].to_numpy(),
+            "src": p["src"].to_numpy(),
+            "dst": p["dst"].to_numpy(),
+            "sport": p["sport"].to_numpy(),
+            "dport": p["dport"].to_numpy(),
+            "proto": proto_names(p["ip_proto"]).to_numpy(),
+            "length": p["length"].to_numpy(),
+            "payload_len": p["payload_len"].to_numpy(),
+            "tcp_flags": flag_letters(p["tcp_flags"], p["ip_proto"] == 6),
+            "flow_id": p["flow_id"].to_numpy(),
+            "encap": p["encap"].to_numpy(),
+            "outer_src": p["outer_src"].to_numpy(),
+            "outer_dst": p["outer_dst"].to_numpy(),
+        }
+    )
+    return analysis.without_file_column(as_datetime(table, "ts")).reset_index(drop=True)
+
+
+def flag_letters(flags: pd.Series, is_tcp: pd.Series) -> pd.Series:
+    """TCP flags as letters, e.g. "SA" for SYN+ACK, computed once per distinct value."""
+    names = {
+        value: "".join(letter for bit, letter in enumerate(FLAG_LETTERS) if value >> bit & 1)
+        for value in flags.unique()
+    }
+    return flags.map(names).where(is_tcp, "").to_numpy()

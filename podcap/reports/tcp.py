@@ -1,0 +1,96 @@
+"""The ``tcp`` report: one row per problem found on a connection, with a one-line hint.
+
+The hints use the words of the troubleshooting guide (seed/troubleshooting-guide.en.md):
+what the symptom means and the check the guide asks for next.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from podcap.reports import report
+from podcap.reports.timefmt import as_datetime
+
+PROBLEM_COLUMNS = [
+    "flow_id", "problem", "client_ip", "client_port", "server_ip", "server_port", "count",
+    "first_ts", "state", "hint",
+]  # fmt: skip
+
+HINTS = {
+    "unanswered_syn": (
+        "SYN sent, no SYN-ACK: dropped on the way (check the node security group allows the "
+        "Pod CIDR and the peer node's VPC CIDR) or the server's node never got it; capture on "
+        "the server's node to see where it stops"
+    ),
+    "refused": (
+        "SYN answered by RST: the packet arrived but nothing listens on {server_ip}:{server_port} "
+        "(check the listening ports with `netstat -tunlp` in the Pod's netns, and the Service's "
+        "targetPort)"
+    ),
+    "reset_by_server": (
+        "the server reset an established connection: the application aborted it, or a firewall "
+        "or NAT on the way lost its state; capture inside the server Pod's netns to see which"
+    ),
+    "reset_by_client": (
+        "the client reset an established connection: it gave up (timeout) or aborted; look at "
+        "what it waited for just before"
+    ),
+    "retransmissions": (
+        "segments were sent again: packets are lost on the way (check node-to-node reachability "
+        "and that the security groups allow the Pod CIDR) or the peer answers late"
+    ),
+    "zero_window": (
+        "the receiver's buffer is full: the application at {receiver} is not reading fast "
+        "enough; this is not a network drop"
+    ),
+}
+
+
+def tcp_problems(flows: pd.DataFrame) -> pd.DataFrame:
+    """Problem rows for a flow table (``podcap.reports.flows.flow_table``)."""
+    tcp = flows[flows["proto"] == "tcp"]
+    found = [
+        _rows(tcp[tcp["state"] == "S0"], "unanswered_syn", tcp["packets_c2s"]),
+        _rows(tcp[tcp["state"] == "REJ"], "refused", 1),
+        _rows(tcp[tcp["state"] == "RSTR"], "reset_by_server", tcp["resets"]),
+        _rows(tcp[tcp["state"] == "RSTO"], "reset_by_client", tcp["resets"]),
+        # Repeated SYNs of an unanswered or refused connection are that problem, not this one.
+        _rows(
+            tcp[(tcp["retransmissions"] > 0) & ~tcp["state"].isin(["S0", "REJ"])],
+            "retransmissions",
+            tcp["retransmissions"],
+        ),
+        _rows(tcp[tcp["zero_windows"] > 0], "zero_window", tcp["zero_windows"]),
+    ]
+    table = pd.concat([f for f in found if not f.empty] or [_rows(tcp.iloc[:0], "", 0)])
+    columns = (["file"] if "file" in flows else []) + PROBLEM_COLUMNS
+    return table.sort_values(["flow_id", "problem"], kind="stable")[columns].reset_index(drop=True)
+
+
+def _rows(flows: pd.DataFrame, problem: str, count) -> pd.DataFrame:
+    rows = flows.copy()
+    rows["problem"] = problem
+    rows["count"] = count if isinstance(count, int) else count.reindex(rows.index)
+    rows["hint"] = [
+        HINTS.get(problem, "").format(
+            server_ip=r.server_ip,
+            server_port=r.server_port,
+            receiver=_zero_window_receiver(r),
+        )
+        for r in rows.itertuples()
+    ]
+    return rows
+
+
+def _zero_window_receiver(flow) -> str:
+    # The history's W/w letter says which side advertised the zero window.
+    if "w" in str(getattr(flow, "history", "")):
+        return f"the server {flow.server_ip}:{flow.server_port}"
+    return f"the client {flow.client_ip}:{flow.client_port}"
+
+
+@report(
+    "tcp", "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero window)"
+)
+def tcp_report(analysis) -> pd.DataFrame:
+    return analysis.without_file_column(as_datetime(analysis.problems, "first_ts"))

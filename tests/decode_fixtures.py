@@ -1,0 +1,179 @@
+"""Packet and capture-file builders for the decoder tests, and a tshark runner to compare with.
+(Plain helpers, no pytest fixtures: the test modules import them.)
+
+Packets are assembled byte by byte with struct so each edge case (a link type, an overlay,
+an extension header, a cut packet) is exactly what the test says it is.
+"""
+
+import socket
+import struct
+import subprocess
+from pathlib import Path
+
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
+MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+
+
+def ip_bytes(address: str) -> bytes:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return socket.inet_pton(family, address)
+
+
+def ethernet(payload: bytes, ethertype: int = ETH_IPV4, vlans: tuple[int, ...] = ()) -> bytes:
+    tags = b""
+    next_type = ethertype
+    # Build the tag stack inside out: the outermost tag's TPID is the frame's ethertype.
+    tpids = [0x88A8] + [0x8100] * (len(vlans) - 1) if len(vlans) > 1 else [0x8100] * len(vlans)
+    for tpid, vid in reversed(list(zip(tpids, vlans, strict=True))):
+        tags = struct.pack("!HH", vid, next_type) + tags
+        next_type = tpid
+    return MAC_A + MAC_B + struct.pack("!H", next_type) + tags + payload
+
+
+def ipv4(src, dst, proto, payload, total_length=None, ttl=64, ident=1, frag=0) -> bytes:
+    total = 20 + len(payload) if total_length is None else total_length
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, total, ident, frag, ttl, proto, 0, ip_bytes(src), ip_bytes(dst)
+    )
+    return header + payload
+
+
+def ipv6(src, dst, next_header, payload, hop_limit=64, extensions=b"", payload_length=None):
+    length = len(extensions) + len(payload) if payload_length is None else payload_length
+    header = struct.pack("!IHBB", 0x60000000, length, next_header, hop_limit)
+    return header + ip_bytes(src) + ip_bytes(dst) + extensions + payload
+
+
+def ipv6_extension(next_header: int, body: bytes = b"\x00" * 6) -> bytes:
+    """Hop-by-hop / routing / destination-options shape: next header, length in 8-byte units."""
+    assert (len(body) + 2) % 8 == 0
+    return struct.pack("!BB", next_header, (len(body) + 2) // 8 - 1) + body
+
+
+def ipv6_fragment(next_header: int, offset: int = 0, more: bool = False) -> bytes:
+    return struct.pack("!BBHI", next_header, 0, (offset << 3) | int(more), 0x1234)
+
+
+def tcp(sport, dport, flags=0x18, payload=b"", seq=1000, ack=2000, win=502, tsval=None) -> bytes:
+    options = b""
+    if tsval is not None:
+        options = b"\x01\x01" + struct.pack("!BBII", 8, 10, tsval, 7)
+    offset = (20 + len(options)) // 4
+    header = struct.pack("!HHIIHHHH", sport, dport, seq, ack, (offset << 12) | flags, win, 0, 0)
+    return header + options + payload
+
+
+def tcp_syn_options(sport, dport, tsval) -> bytes:
+    """A SYN with the Linux option layout: MSS, SACK-permitted, timestamps, NOP, window scale."""
+    options = struct.pack("!BBH", 2, 4, 1460) + b"\x04\x02" + struct.pack("!BBII", 8, 10, tsval, 0)
+    options += b"\x01" + struct.pack("!BBB", 3, 3, 7)
+    header = struct.pack("!HHIIHHHH", sport, dport, 1, 0, (10 << 12) | 0x02, 64240, 0, 0)
+    return header + options
+
+
+def udp(sport, dport, payload=b"") -> bytes:
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def icmp(kind=8, payload=b"ping") -> bytes:
+    return struct.pack("!BBHHH", kind, 0, 0, 1, 1) + payload
+
+
+def vxlan(inner_frame: bytes, vni=1) -> bytes:
+    return struct.pack("!BBHI", 0x08, 0, 0, vni << 8) + inner_frame
+
+
+def geneve(inner: bytes, protocol=0x6558, options=b"") -> bytes:
+    return struct.pack("!BBHI", len(options) // 4, 0, protocol, 5 << 8) + options + inner
+
+
+def gre(inner: bytes, protocol=ETH_IPV4, key=None) -> bytes:
+    flags = 0x2000 if key is not None else 0
+    return (
+        struct.pack("!HH", flags, protocol)
+        + (b"" if key is None else struct.pack("!I", key))
+        + inner
+    )
+
+
+def sll(ip_packet: bytes, protocol=ETH_IPV4) -> bytes:
+    return struct.pack("!HHH8sH", 0, 1, 6, MAC_A + b"\0\0", protocol) + ip_packet
+
+
+def sll2(ip_packet: bytes, protocol=ETH_IPV4, ifindex=3) -> bytes:
+    return struct.pack("!HHIHBB8s", protocol, 0, ifindex, 1, 0, 6, MAC_A + b"\0\0") + ip_packet
+
+
+def bsd_null(ip_packet: bytes, family=2) -> bytes:
+    return struct.pack("<I", family) + ip_packet
+
+
+def http_request(uri="/mytest", host="svc.example", method="GET", extra=b"") -> bytes:
+    return f"{method} {uri} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: t\r\n\r\n".encode() + extra
+
+
+def write_pcap(path: Path, linktype: int, packets, nano=False, big_endian=False, snaplen=262144):
+    """packets: iterable of bytes, or (ts, bytes) or (ts, bytes, wire length)."""
+    endian = ">" if big_endian else "<"
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
+    for i, item in enumerate(packets):
+        ts, data, wire = _unpack_item(i, item)
+        seconds = int(ts)
+        fraction = round((ts - seconds) * (1e9 if nano else 1e6))
+        out.append(struct.pack(endian + "IIII", seconds, fraction, len(data), wire) + data)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def _unpack_item(i, item):
+    if isinstance(item, bytes):
+        return 1_700_000_000 + i * 0.001, item, len(item)
+    if len(item) == 2:
+        return item[0], item[1], len(item[1])
+    return item
+
+
+def pcapng_block(block_type: int, body: bytes, endian="<") -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    length = 12 + len(body)
+    return struct.pack(endian + "II", block_type, length) + body + struct.pack(endian + "I", length)
+
+
+def pcapng_option(code: int, value: bytes, endian="<") -> bytes:
+    return struct.pack(endian + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def pcapng_shb(endian="<") -> bytes:
+    return pcapng_block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1), endian)
+
+
+def pcapng_idb(linktype: int, tsresol: int | None = None, endian="<", snaplen=0) -> bytes:
+    options = b""
+    if tsresol is not None:
+        options = pcapng_option(9, bytes([tsresol]), endian) + pcapng_option(0, b"", endian)
+    return pcapng_block(1, struct.pack(endian + "HHI", linktype, 0, snaplen) + options, endian)
+
+
+def pcapng_epb(iface: int, ticks: int, data: bytes, wire=None, endian="<") -> bytes:
+    header = struct.pack(
+        endian + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wire or len(data)
+    )
+    return pcapng_block(6, header + data, endian)
+
+
+def pcapng_spb(data: bytes, endian="<") -> bytes:
+    return pcapng_block(3, struct.pack(endian + "I", len(data)) + data, endian)
+
+
+def tshark_fields(path: Path, fields: list[str], *extra: str) -> list[list[str]]:
+    """Run tshark once; one list of field values (strings, '' when absent) per packet."""
+    args = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t"]
+    args += ["-E", "occurrence=l"]  # innermost value of repeated fields (overlays)
+    for name in fields:
+        args += ["-e", name]
+    result = subprocess.run(
+        args + list(extra), capture_output=True, text=True, timeout=120, check=False
+    )
+    lines = result.stdout.splitlines()
+    return [line.split("\t") for line in lines]

@@ -1,0 +1,1041 @@
+"""An in-test Kubernetes API server that the real ``kubernetes`` client talks to.
+
+No kube-apiserver can be installed on the test machines, so this module serves the part of
+the API podcap uses, over HTTPS with a bearer token, shaped like a Kubernetes 1.30 server:
+Pods, Nodes, ConfigMaps, Namespaces, Deployments/StatefulSets/DaemonSets (read), list with
+``labelSelector``/``fieldSelector``, Pod create/delete, SelfSubjectAccessReview, ``Status``
+objects for 403/404, and ``pods/exec`` over the WebSocket ``v4.channel.k8s.io`` /
+``v5.channel.k8s.io`` protocols. An exec runs its command ON THIS MACHINE (the machine plays
+every node, as root), so a helper Pod's ``nsenter`` reaches the lab's Pod namespaces for real.
+
+Every request is recorded in ``cluster.requests`` (method, path), so tests can prove that a
+dry run sent no write.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import hashlib
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+USER = "podcap-test"
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+V4 = "v4.channel.k8s.io"
+V5 = "v5.channel.k8s.io"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- objects shaped like a 1.30 cluster's -------------------------------------------------
+
+
+def node_object(name: str, internal_ip: str, pod_cidr: str, os_name: str = "linux") -> dict:
+    return {
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "resourceVersion": "1000",
+            "creationTimestamp": now(),
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": os_name,
+                "kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": os_name,
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": internal_ip},
+                {"type": "Hostname", "address": name},
+            ],
+            "capacity": {"cpu": "2", "memory": "4026180Ki", "pods": "110"},
+            "allocatable": {"cpu": "2", "memory": "3923780Ki", "pods": "110"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "lastHeartbeatTime": now(),
+                    "lastTransitionTime": now(),
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                }
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": str(uuid.uuid4()),
+                "containerRuntimeVersion": "containerd://1.7.13",
+                "kernelVersion": os.uname().release,
+                "kubeProxyVersion": "v1.30.2",
+                "kubeletVersion": "v1.30.2",
+                "machineID": uuid.uuid4().hex,
+                "operatingSystem": os_name,
+                "osImage": "Debian GNU/Linux 12 (bookworm)"
+                if os_name == "linux"
+                else "Windows Server 2022 Datacenter",
+                "systemUUID": str(uuid.uuid4()),
+            },
+        },
+    }
+
+
+def pod_object(
+    namespace: str,
+    name: str,
+    node: str,
+    host_ip: str,
+    pod_ip: str | None,
+    container_id: str | None,
+    labels: dict[str, str] | None = None,
+    uid: str | None = None,
+    phase: str = "Running",
+    containers: tuple[str, ...] = ("app",),
+    host_network: bool = False,
+) -> dict:
+    """A Pod as a 1.30 API server returns it; only the first container gets ``container_id``."""
+    started = now()
+    statuses = []
+    for index, cname in enumerate(containers):
+        running = phase == "Running" and index == 0 and container_id is not None
+        statuses.append(
+            {
+                "name": cname,
+                "image": "docker.io/library/nginx:1.27",
+                "imageID": "docker.io/library/nginx@sha256:" + "ab" * 32,
+                "containerID": container_id if running else None,
+                "ready": running,
+                "restartCount": 0,
+                "started": running,
+                "lastState": {},
+                "state": {"running": {"startedAt": started}}
+                if running
+                else {"waiting": {"reason": "ContainerCreating"}},
+            }
+        )
+    status: dict = {
+        "phase": phase,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+            {
+                "type": "Ready",
+                "status": "True" if phase == "Running" else "False",
+                "lastTransitionTime": started,
+            },
+        ],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "startTime": started,
+        "containerStatuses": statuses,
+        "qosClass": "BestEffort",
+    }
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid or str(uuid.uuid4()),
+            "resourceVersion": "2000",
+            "creationTimestamp": started,
+            "labels": dict(labels or {}),
+        },
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": host_network,
+            "containers": [
+                {"name": c, "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent"}
+                for c in containers
+            ],
+            "restartPolicy": "Always",
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default",
+            "schedulerName": "default-scheduler",
+            "terminationGracePeriodSeconds": 30,
+        },
+        "status": status,
+    }
+
+
+def workload_object(
+    kind: str, namespace: str, name: str, match_labels: dict[str, str], replicas: int = 2
+) -> dict:
+    return {
+        "kind": kind,
+        "apiVersion": "apps/v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": str(uuid.uuid4()),
+            "resourceVersion": "3000",
+            "creationTimestamp": now(),
+            "generation": 1,
+        },
+        "spec": {
+            "selector": {"matchLabels": dict(match_labels)},
+            "template": {
+                "metadata": {"labels": dict(match_labels)},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+            },
+            **({"serviceName": name} if kind == "StatefulSet" else {}),
+            **({} if kind == "DaemonSet" else {"replicas": replicas}),
+        },
+        "status": {
+            "DaemonSet": {
+                "currentNumberScheduled": replicas,
+                "desiredNumberScheduled": replicas,
+                "numberMisscheduled": 0,
+                "numberReady": replicas,
+                "observedGeneration": 1,
+            },
+            "StatefulSet": {
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "currentReplicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": replicas,
+                "observedGeneration": 1,
+            },
+        }.get(
+            kind,
+            {
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": replicas,
+                "observedGeneration": 1,
+            },
+        ),
+    }
+
+
+def configmap_object(namespace: str, name: str, data: dict[str, str]) -> dict:
+    return {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": str(uuid.uuid4()),
+            "resourceVersion": "4000",
+            "creationTimestamp": now(),
+        },
+        "data": dict(data),
+    }
+
+
+def namespace_object(name: str) -> dict:
+    return {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "resourceVersion": "5000",
+            "creationTimestamp": now(),
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+# --- selectors ---------------------------------------------------------------------------
+
+
+def _split_requirements(selector: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for char in selector:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+def label_selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    """The label selector grammar of the API server: =, ==, !=, in, notin, exists, !exists."""
+    for req in _split_requirements(selector or ""):
+        set_match = re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", req)
+        if set_match:
+            key, op, values = set_match.groups()
+            allowed = {v.strip() for v in values.split(",")}
+            inside = labels.get(key) in allowed
+            if inside != (op == "in"):
+                return False
+        elif "!=" in req:
+            key, value = (s.strip() for s in req.split("!=", 1))
+            if labels.get(key) == value:
+                return False
+        elif "=" in req:
+            key, value = (s.strip() for s in req.replace("==", "=").split("=", 1))
+            if labels.get(key) != value:
+                return False
+        elif req.startswith("!"):
+            if req[1:].strip() in labels:
+                return False
+        elif req not in labels:
+            return False
+    return True
+
+
+def field_selector_matches(selector: str, obj: dict) -> bool:
+    paths = {
+        "metadata.name": obj["metadata"].get("name"),
+        "metadata.namespace": obj["metadata"].get("namespace"),
+        "spec.nodeName": obj.get("spec", {}).get("nodeName"),
+        "status.phase": obj.get("status", {}).get("phase"),
+    }
+    for req in _split_requirements(selector or ""):
+        negate = "!=" in req
+        key, value = (s.strip() for s in re.split(r"!=|==|=", req, maxsplit=1))
+        if (paths.get(key) == value) == negate:
+            return False
+    return True
+
+
+# --- the cluster state -------------------------------------------------------------------
+
+
+@dataclass
+class Exec:
+    """One exec session the server ran: for assertions on what a helper did."""
+
+    pod: str
+    command: list[str]
+    protocol: str
+    process: subprocess.Popen
+    stdin_closed: bool = False
+
+
+@dataclass
+class Cluster:
+    """What the server serves. Tests mutate it directly (under ``lock``)."""
+
+    nodes: dict[str, dict] = field(default_factory=dict)
+    pods: dict[tuple[str, str], dict] = field(default_factory=dict)
+    configmaps: dict[tuple[str, str], dict] = field(default_factory=dict)
+    namespaces: dict[str, dict] = field(default_factory=dict)
+    workloads: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    # (verb, resource, namespace or "*"), e.g. ("create", "pods/exec", "podcap-system").
+    denied: set[tuple[str, str, str]] = field(default_factory=set)
+    # Subprotocols the server accepts, in its order of preference.
+    exec_protocols: tuple[str, ...] = (V5, V4)
+    # Seconds a created Pod stays Pending before it runs (a kubelet pulling the image).
+    start_delay: float = 0.3
+    # Forward at most this many stdout bytes per exec (a stream whose tail got lost).
+    stdout_limit: int | None = None
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    execs: list[Exec] = field(default_factory=list)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _rv: int = 10000
+
+    def next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def add_namespace(self, name: str) -> None:
+        self.namespaces.setdefault(name, namespace_object(name))
+
+    def add_node(self, name: str, ip: str, pod_cidr: str, os_name: str = "linux") -> dict:
+        self.nodes[name] = node_object(name, ip, pod_cidr, os_name)
+        return self.nodes[name]
+
+    def add_pod(self, pod: dict) -> dict:
+        meta = pod["metadata"]
+        self.add_namespace(meta["namespace"])
+        self.pods[(meta["namespace"], meta["name"])] = pod
+        return pod
+
+    def add_workload(self, kind: str, namespace: str, name: str, labels: dict[str, str]) -> None:
+        plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}.get(
+            kind, "daemonsets"
+        )
+        self.workloads[(plural, namespace, name)] = workload_object(kind, namespace, name, labels)
+
+    def add_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.add_namespace(namespace)
+        self.configmaps[(namespace, name)] = configmap_object(namespace, name, data)
+
+    def allowed(self, verb: str, resource: str, namespace: str | None) -> bool:
+        return not any(
+            v == verb and r == resource and ns in ("*", namespace or "") for v, r, ns in self.denied
+        )
+
+    def helper_pods(self) -> list[dict]:
+        return [
+            p
+            for p in self.pods.values()
+            if p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "podcap"
+        ]
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [r for r in self.requests if r[0] in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+def cluster_from_lab(lab, helper_namespace: str = "podcap-system") -> Cluster:
+    """Nodes and Pods of a ``tests.lab.Lab`` as a cluster serves them: ``containerd://`` IDs,
+    node InternalIPs and pod CIDRs, labels ``app=web`` and ``podcap-lab/node=<node>``, and the
+    lab's ip-masq-agent configuration as the ``kube-system/ip-masq-agent`` ConfigMap."""
+    cluster = Cluster()
+    cluster.add_namespace(helper_namespace)
+    for node in lab.nodes:
+        cluster.add_node(node.name, node.ip, node.pod_cidr)
+    for pod in lab.pods:
+        labels = {"app": "web", "podcap-lab/node": pod.node.name}
+        cluster.add_pod(
+            pod_object(
+                pod.namespace,
+                pod.name,
+                pod.node.name,
+                pod.node.ip,
+                pod.ip,
+                pod.container_id,
+                labels=labels,
+                uid=pod.uid,
+                containers=("web",),
+            )
+        )
+    if getattr(lab, "masq_config", None):
+        cluster.add_configmap(
+            "kube-system", "ip-masq-agent", {"config": yaml.safe_dump(lab.masq_config)}
+        )
+    return cluster
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def status_object(code: int, reason: str, message: str, name: str = "", kind: str = "") -> dict:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": {"name": name, "kind": kind},
+        "code": code,
+    }
+
+
+def forbidden(verb: str, resource: str, namespace: str | None, name: str = "") -> dict:
+    base, _, sub = resource.partition("/")
+    group = "authorization.k8s.io" if base == "selfsubjectaccessreviews" else ""
+    what = f'{base} "{name}"' if name else base
+    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    message = (
+        f'{what} is forbidden: User "{USER}" cannot {verb} resource "{base}"'
+        + (f' subresource "{sub}"' if sub else "")
+        + f' in API group "{group}"{where}'
+    )
+    return status_object(403, "Forbidden", message, name, base)
+
+
+def not_found(resource: str, name: str) -> dict:
+    return status_object(404, "NotFound", f'{resource} "{name}" not found', name, resource)
+
+
+def list_object(kind: str, items: list[dict], rv: str) -> dict:
+    return {
+        "kind": kind,
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": rv},
+        "items": items,
+    }
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: APIServer
+
+    def setup(self) -> None:
+        super().setup()
+        # As Go's net/http does: without it Nagle holds back each frame's last segment until
+        # the client's delayed ACK, and exec streams crawl at ~1 MB/s.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet test output
+        pass
+
+    # -- plumbing
+    def _send_json(self, code: int, obj: dict) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Audit-Id", str(uuid.uuid4()))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.server.token}":
+            return True
+        self._send_json(401, status_object(401, "Unauthorized", "Unauthorized"))
+        return False
+
+    def _route(self, method: str) -> None:
+        url = urlparse(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        cluster = self.server.cluster
+        with cluster.lock:
+            cluster.requests.append((method, url.path))
+        if not self._authorized():
+            return
+        parts = [p for p in url.path.split("/") if p]
+        try:
+            self._dispatch(method, parts, query, parse_qs(url.query))
+        except BrokenPipeError:
+            pass
+
+    do_GET = lambda self: self._route("GET")  # noqa: E731
+    do_POST = lambda self: self._route("POST")  # noqa: E731
+    do_DELETE = lambda self: self._route("DELETE")  # noqa: E731
+
+    # -- dispatch
+    def _dispatch(self, method: str, parts: list[str], q: dict, multi: dict) -> None:
+        c = self.server.cluster
+        if (
+            parts[:2] == ["apis", "authorization.k8s.io"]
+            and parts[-1] == "selfsubjectaccessreviews"
+        ):
+            return self._access_review(self._body())
+        group_base = 2 if parts[0] == "api" else 3
+        rest = parts[group_base:]
+        namespace = None
+        if rest[:1] == ["namespaces"] and len(rest) == 2:  # the Namespace object itself
+            resource, name, sub = "namespaces", rest[1], None
+        else:
+            if rest[:1] == ["namespaces"]:
+                namespace, rest = rest[1], rest[2:]
+            resource, name, sub = (rest + [None, None, None])[:3]
+        full = f"{resource}/{sub}" if sub else resource
+        verb = {"POST": "create", "DELETE": "delete"}.get(method, "get" if name else "list")
+        if sub == "exec" and not c.allowed("create", full, namespace):
+            # 1.30 authorizes the WebSocket GET as "get"; 1.35+ also wants "create".
+            verb = "create"
+        if not c.allowed(verb, full, namespace):
+            return self._send_json(403, forbidden(verb, full, namespace, name or ""))
+        if sub == "exec":
+            return self._exec(namespace, name, multi)
+        handler = getattr(self, f"_{resource}_{verb}", None)
+        if handler is None:
+            return self._send_json(
+                404,
+                status_object(404, "NotFound", "the server could not find the requested resource"),
+            )
+        handler(namespace, name, q)
+
+    # -- resources
+    def _pods_get(self, ns, name, q):
+        c = self.server.cluster
+        with c.lock:
+            pod = copy.deepcopy(c.pods.get((ns, name)))
+        if pod is None:
+            return self._send_json(404, not_found("pods", name))
+        self._send_json(200, pod)
+
+    def _pods_list(self, ns, _name, q):
+        c = self.server.cluster
+        with c.lock:
+            items = [
+                copy.deepcopy(p)
+                for (pns, _), p in sorted(c.pods.items())
+                if (ns is None or pns == ns)
+                and label_selector_matches(
+                    q.get("labelSelector", ""), p["metadata"].get("labels", {})
+                )
+                and field_selector_matches(q.get("fieldSelector", ""), p)
+            ]
+            rv = c.next_rv()
+        for item in items:
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+        self._send_json(200, list_object("PodList", items, rv))
+
+    def _pods_create(self, ns, _name, _q):
+        c = self.server.cluster
+        pod = self._body()
+        meta = pod.setdefault("metadata", {})
+        with c.lock:
+            if ns not in c.namespaces:
+                return self._send_json(404, not_found("namespaces", ns))
+            name = meta.get("name") or meta["generateName"] + uuid.uuid4().hex[:5]
+            node_name = pod["spec"].get("nodeName")
+            node = c.nodes.get(node_name, {})
+            host_ip = next(
+                (
+                    a["address"]
+                    for a in node.get("status", {}).get("addresses", [])
+                    if a["type"] == "InternalIP"
+                ),
+                "",
+            )
+            meta.update(
+                name=name,
+                namespace=ns,
+                uid=str(uuid.uuid4()),
+                resourceVersion=c.next_rv(),
+                creationTimestamp=now(),
+            )
+            pod["kind"], pod["apiVersion"] = "Pod", "v1"
+            pod["status"] = {"phase": "Pending", "hostIP": host_ip, "qosClass": "Burstable"}
+            c.pods[(ns, name)] = pod
+        threading.Timer(c.start_delay, self.server.start_pod, args=(ns, name)).start()
+        self._send_json(201, pod)
+
+    def _pods_delete(self, ns, name, _q):
+        c = self.server.cluster
+        with c.lock:
+            pod = c.pods.pop((ns, name), None)
+            if pod is not None:
+                c.deleted.append((ns, name))
+        if pod is None:
+            return self._send_json(404, not_found("pods", name))
+        self.server.kill_execs(name)
+        self._send_json(200, pod)
+
+    def _nodes_get(self, _ns, name, _q):
+        with self.server.cluster.lock:
+            node = copy.deepcopy(self.server.cluster.nodes.get(name))
+        if node is None:
+            return self._send_json(404, not_found("nodes", name))
+        self._send_json(200, node)
+
+    def _configmaps_get(self, ns, name, _q):
+        with self.server.cluster.lock:
+            cm = copy.deepcopy(self.server.cluster.configmaps.get((ns, name)))
+        if cm is None:
+            return self._send_json(404, not_found("configmaps", name))
+        self._send_json(200, cm)
+
+    def _namespaces_get(self, _ns, name, _q):
+        with self.server.cluster.lock:
+            obj = copy.deepcopy(self.server.cluster.namespaces.get(name))
+        if obj is None:
+            return self._send_json(404, not_found("namespaces", name))
+        self._send_json(200, obj)
+
+    def _workload_get(self, plural, ns, name):
+        with self.server.cluster.lock:
+            obj = copy.deepcopy(self.server.cluster.workloads.get((plural, ns, name)))
+        if obj is None:
+            return self._send_json(404, not_found(f"{plural}.apps", name))
+        self._send_json(200, obj)
+
+    def _deployments_get(self, ns, name, _q):
+        self._workload_get("deployments", ns, name)
+
+    def _statefulsets_get(self, ns, name, _q):
+        self._workload_get("statefulsets", ns, name)
+
+    def _daemonsets_get(self, ns, name, _q):
+        self._workload_get("daemonsets", ns, name)
+
+    def _access_review(self, review: dict) -> None:
+        attrs = review.get("spec", {}).get("resourceAttributes", {})
+        resource = attrs.get("resource", "")
+        if attrs.get("subresource"):
+            resource += "/" + attrs["subresource"]
+        allowed = self.server.cluster.allowed(
+            attrs.get("verb", ""), resource, attrs.get("namespace")
+        )
+        review.update(kind="SelfSubjectAccessReview", apiVersion="authorization.k8s.io/v1")
+        review.setdefault("metadata", {})["creationTimestamp"] = None
+        review["status"] = {"allowed": allowed}
+        if not allowed:
+            review["status"]["reason"] = ""
+        self._send_json(201, review)
+
+    # -- pods/exec over WebSocket
+    def _exec(self, ns: str, name: str, multi: dict) -> None:
+        c = self.server.cluster
+        with c.lock:
+            pod = c.pods.get((ns, name))
+        if pod is None:
+            return self._send_json(404, not_found("pods", name))
+        if pod["status"].get("phase") != "Running":
+            container = pod["spec"]["containers"][0]["name"]
+            message = f'unable to upgrade connection: container not found ("{container}")'
+            return self._send_json(400, status_object(400, "BadRequest", message))
+        offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        protocol = next((p for p in c.exec_protocols if p in offered), None)
+        if self.headers.get("Upgrade", "").lower() != "websocket" or protocol is None:
+            return self._send_json(
+                400, status_object(400, "BadRequest", "Upgrade request required")
+            )
+        accept = base64.b64encode(
+            hashlib.sha1((self.headers["Sec-WebSocket-Key"] + WS_GUID).encode()).digest()
+        ).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        command = multi.get("command", [])
+        ExecSession(self, name, command, protocol, stdin="true" in multi.get("stdin", [])).run()
+        self.close_connection = True
+
+
+class ExecSession:
+    """One exec: runs the command here and multiplexes its streams onto channel frames."""
+
+    def __init__(self, handler: Handler, pod: str, command: list[str], protocol: str, stdin: bool):
+        self.handler = handler
+        self.protocol = protocol
+        self.send_lock = threading.Lock()
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.record = Exec(pod, command, protocol, self.process)
+        with handler.server.cluster.lock:
+            handler.server.cluster.execs.append(self.record)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        header = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            header += bytes([n])
+        elif n < 65536:
+            header += bytes([126]) + n.to_bytes(2, "big")
+        else:
+            header += bytes([127]) + n.to_bytes(8, "big")
+        with self.send_lock:
+            self.handler.wfile.write(header + payload)
+
+    def recv(self) -> tuple[int, bytes] | None:
+        rfile = self.handler.rfile
+        try:
+            head = rfile.read(2)
+        except (OSError, ValueError):  # the connection is gone
+            return None
+        if len(head) < 2:
+            return None
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(rfile.read(2), "big")
+        elif length == 127:
+            length = int.from_bytes(rfile.read(8), "big")
+        mask = rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+        data = rfile.read(length)
+        return opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def pump(self, stream, channel: int) -> None:
+        budget = self.handler.server.cluster.stdout_limit if channel == 1 else None
+        while chunk := os.read(stream.fileno(), 32768):
+            if budget is not None:
+                chunk, budget = chunk[:budget], max(budget - len(chunk), 0)
+                if not chunk:
+                    continue
+            try:
+                self.send(0x2, bytes([channel]) + chunk)
+            except OSError:
+                return
+
+    def read_client(self) -> None:
+        while (frame := self.recv()) is not None:
+            opcode, data = frame
+            if opcode == 0x8:  # close: the client went away; the process keeps running,
+                return  # as on a real node (kubernetes#89031)
+            if not data or self.process.stdin is None:
+                continue
+            if data[0] == 0 and len(data) > 1:
+                try:
+                    self.process.stdin.write(data[1:])
+                    self.process.stdin.flush()
+                except OSError:
+                    pass
+            elif data[0] == 255 and self.protocol == V5 and data[1:2] == b"\0":
+                self.record.stdin_closed = True
+                self.process.stdin.close()
+
+    def run(self) -> None:
+        for channel in (1, 2, 3):  # the API server opens each channel with an empty frame
+            self.send(0x2, bytes([channel]))
+        pumps = [
+            threading.Thread(target=self.pump, args=(self.process.stdout, 1), daemon=True),
+            threading.Thread(target=self.pump, args=(self.process.stderr, 2), daemon=True),
+        ]
+        for thread in pumps:
+            thread.start()
+        threading.Thread(target=self.read_client, daemon=True).start()
+        for thread in pumps:
+            thread.join()
+        code = self.process.wait()
+        if code == 0:
+            status = {"metadata": {}, "status": "Success"}
+        else:
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"command terminated with non-zero exit code: exit status {code}",
+                "reason": "NonZeroExitCode",
+                "details": {
+                    "causes": [
+                        {
+                            "reason": "ExitCode",
+                            "message": str(code % 256 if code >= 0 else 128 - code),
+                        }
+                    ]
+                },
+            }
+        try:
+            self.send(0x2, b"\x03" + json.dumps(status).encode())
+            self.send(0x8, (1000).to_bytes(2, "big"))
+        except OSError:
+            pass
+
+
+class APIServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-stream is normal (Ctrl-C tests); anything else is a bug
+        # in this server and must show.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, ValueError)):
+            super().handle_error(request, client_address)
+
+    def __init__(self, cluster: Cluster, workdir: Path):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.cluster = cluster
+        self.token = uuid.uuid4().hex
+        self.workdir = workdir
+        cert, key = make_certificate(workdir)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.ca = cert
+        self.url = f"https://127.0.0.1:{self.server_address[1]}"
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def start_pod(self, ns: str, name: str) -> None:
+        """The kubelet's part: a created Pod turns Running (or Failed at its deadline)."""
+        c = self.cluster
+        with c.lock:
+            pod = c.pods.get((ns, name))
+            if pod is None:
+                return
+            pod["status"].update(
+                phase="Running",
+                podIP=pod["status"]["hostIP"],
+                startTime=now(),
+                containerStatuses=[
+                    {
+                        "name": ctr["name"],
+                        "image": ctr["image"],
+                        "imageID": ctr["image"].split(":")[0] + "@sha256:" + "cd" * 32,
+                        "containerID": "containerd://" + uuid.uuid4().hex * 2,
+                        "ready": True,
+                        "restartCount": 0,
+                        "started": True,
+                        "state": {"running": {"startedAt": now()}},
+                    }
+                    for ctr in pod["spec"]["containers"]
+                ],
+            )
+            pod["metadata"]["resourceVersion"] = c.next_rv()
+            deadline = pod["spec"].get("activeDeadlineSeconds")
+        if deadline:
+            timer = threading.Timer(deadline, self.expire_pod, args=(ns, name))
+            timer.daemon = True
+            timer.start()
+
+    def expire_pod(self, ns: str, name: str) -> None:
+        with self.cluster.lock:
+            pod = self.cluster.pods.get((ns, name))
+            if pod is None:
+                return
+            pod["status"].update(phase="Failed", reason="DeadlineExceeded")
+        self.kill_execs(name)
+
+    def kill_execs(self, pod: str) -> None:
+        """Like a kubelet stopping a container: every exec process in it dies."""
+        with self.cluster.lock:
+            sessions = [e for e in self.cluster.execs if e.pod == pod]
+        for session in sessions:
+            if session.process.poll() is None:
+                try:
+                    os.killpg(session.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def kubeconfig(self, path: Path, context: str = "lab") -> Path:
+        ca = base64.b64encode(Path(self.ca).read_bytes()).decode()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "lab", "cluster": {"server": self.url, "certificate-authority-data": ca}}
+            ],
+            "users": [{"name": USER, "user": {"token": self.token}}],
+            "contexts": [{"name": context, "context": {"cluster": "lab", "user": USER}}],
+            "current-context": context,
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def __enter__(self) -> APIServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+        with self.cluster.lock:
+            pods = {e.pod for e in self.cluster.execs}
+        for pod in pods:
+            self.kill_execs(pod)
+        for session in self.cluster.execs:
+            try:
+                session.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def make_certificate(workdir: Path) -> tuple[str, str]:
+    cert, key = workdir / "apiserver.crt", workdir / "apiserver.key"
+    if not cert.exists():
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kube-apiserver",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return str(cert), str(key)
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+# --- fixtures (listed in tests/conftest.py's pytest_plugins) -------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kube_cert_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("kube-api")
+    make_certificate(directory)
+    return directory
+
+
+@pytest.fixture
+def kube_lab(lab, make_kube_api):
+    """(cluster, server, lab): the module's lab served as a cluster by a fresh API server."""
+    cluster = cluster_from_lab(lab)
+    return cluster, make_kube_api(cluster), lab
+
+
+@pytest.fixture
+def make_kube_api(kube_cert_dir, tmp_path):
+    """``make_kube_api(cluster)`` starts a server for ``cluster`` and returns it; its
+    kubeconfig is at ``server.kubeconfig_path``. Every server stops at the end of the test."""
+    servers: list[APIServer] = []
+
+    def start(cluster: Cluster, context: str = "lab") -> APIServer:
+        server = APIServer(cluster, kube_cert_dir).__enter__()
+        server.kubeconfig_path = server.kubeconfig(tmp_path / f"kubeconfig-{len(servers)}", context)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def main() -> None:
+    """``python3 -m tests.kube_api KUBECONFIG``: a lab (2 nodes, 1 Pod each) behind this server,
+    until Ctrl-C, for trying podcap by hand (the README's examples ran this way)."""
+    import sys
+    import tempfile
+
+    from tests.lab.core import Lab
+
+    with Lab(nodes=2, pods_per_node=1) as lab, tempfile.TemporaryDirectory() as workdir:
+        cluster = cluster_from_lab(lab)
+        with APIServer(cluster, Path(workdir)) as server:
+            path = server.kubeconfig(Path(sys.argv[1]))
+            for pod in lab.pods:
+                print(
+                    f"pod {pod.namespace}/{pod.name} ip {pod.ip} node {pod.node.name} netns {pod.netns}",
+                    flush=True,
+                )
+            print(f"serving {server.url}; kubeconfig {path}; Ctrl-C stops", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+
+
+if __name__ == "__main__":
+    main()

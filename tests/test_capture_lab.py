@@ -1,0 +1,298 @@
+"""podcap capture for real, in the lab: "Pods" are network namespaces whose main process sits in
+a kubelet-named cgroup (cgroupfs style for one Pod, systemd style for the other), found by their
+containerd:// IDs; the node is this machine (local) or sshd on 127.0.0.1 (ssh)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from podcap.capture import CaptureSession, CaptureSpec, read_sidecar, resolve_pid
+from podcap.reach import open_transport
+
+pytestmark = pytest.mark.timeout(120)
+
+SENDER = (
+    "import socket,sys,time\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+    "while True:\n"
+    "    s.sendto(b'podcap-test '*8,(sys.argv[1],int(sys.argv[2])))\n"
+    "    time.sleep(float(sys.argv[3]))\n"
+)
+
+
+def tshark_fields(path: str, display_filter: str, field: str = "frame.number") -> list[str]:
+    result = subprocess.run(
+        ["tshark", "-r", path, "-Y", display_filter, "-T", "fields", "-e", field],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, f"tshark cannot read {path}: {result.stderr}"
+    return result.stdout.split()
+
+
+def packet_count(path: str) -> int:
+    return len(tshark_fields(path, "frame"))
+
+
+def podcap(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "podcap", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
+    )  # fmt: skip
+
+
+def netns_inode(netns_name: str) -> str:
+    return f"net:[{os.stat(f'/run/netns/{netns_name}').st_ino}]"
+
+
+def tcpdumps_in(netns_name: str) -> list[int]:
+    """PIDs of tcpdump processes inside a namespace (found through /proc, as a node would)."""
+    wanted, found = netns_inode(netns_name), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != "tcpdump":
+                    continue
+            if os.readlink(f"/proc/{entry}/ns/net") == wanted:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(condition, timeout: float = 15, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def udp_traffic(lab):
+    """Start UDP packets from the second Pod to the first (port 9999) at a given interval."""
+    senders = []
+
+    def start(interval: float = 0.02):
+        target, source = lab.pods[0], lab.pods[1]
+        proc = lab.popen(source, [sys.executable, "-c", SENDER, target.ip, "9999", str(interval)])
+        senders.append(proc)
+        return proc
+
+    yield start
+    for proc in senders:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def ssh_args(sshd_server):
+    args = ["--via", "ssh", "--node", sshd_server.host, "--ssh-user", "root",
+            "--ssh-port", str(sshd_server.port), "--ssh-key", sshd_server.key]  # fmt: skip
+    for option in sshd_server.options:
+        args += ["--ssh-option", option]
+    return args
+
+
+def ssh_transport(sshd_server):
+    return open_transport(
+        "ssh", sshd_server.host, ssh_user="root", ssh_port=sshd_server.port,
+        ssh_key=sshd_server.key, ssh_options=sshd_server.options,
+    )  # fmt: skip
+
+
+def capture_http_and_marker(lab, transport, pod, client, out: str):
+    spec = CaptureSpec(container_id=pod.container_id, interface=pod.iface)
+    session = CaptureSession(transport, spec, out, cluster={"pod": pod.name})
+    session.start()
+    try:
+        report = session.wait_ready(timeout=30)
+        assert report.ready, report
+        assert lab.curl(client, f"http://{pod.ip}:{pod.http_port}/mytest").returncode == 0
+        assert lab.send_marker(client, pod.ip, pod.marker_port).returncode == 0
+    finally:
+        session.stop()
+    return session.run()
+
+
+@pytest.mark.parametrize("pod_index", [0, 1], ids=["pod0", "pod1"])
+def test_local_capture_by_containerd_id_sees_the_traffic(lab, tmp_path, pod_index):
+    pod, client = lab.pods[pod_index], lab.pods[1 - pod_index]
+    out = str(tmp_path / "local.pcap")
+    result = capture_http_and_marker(lab, open_transport("local"), pod, client, out)
+
+    assert result.pid == pod.pid  # found through /proc/*/cgroup from containerd://<id>
+    assert result.ended_by == "stopped" and result.complete
+    assert tshark_fields(out, 'http.request.uri == "/mytest"')
+    assert tshark_fields(out, 'tcp contains "lbtest"')
+    assert result.packets == packet_count(out) == result.node_stats.captured
+    sidecar = read_sidecar(out)
+    assert sidecar["container_id"] == pod.container_hex and sidecar["pid"] == pod.pid
+    assert sidecar["interface"] == "eth0" and sidecar["cluster"] == {"pod": pod.name}
+    assert sidecar["tcpdump"]["dropped"] == 0 and sidecar["transport"] == "local"
+
+    # podcap analyze finds the same request and the marker (exit status 0 means matched).
+    for flags in (["--uri", "/mytest"], ["--contains", "lbtest"]):
+        analyzed = subprocess.run([sys.executable, "-m", "podcap", "analyze", out, *flags],
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert analyzed.returncode == 0, analyzed.stderr
+
+
+def test_ssh_capture_by_containerd_id_sees_the_traffic(lab, sshd_server, tmp_path):
+    pod, client = lab.pods[0], lab.pods[1]
+    out = str(tmp_path / "ssh.pcap")
+    result = capture_http_and_marker(lab, ssh_transport(sshd_server), pod, client, out)
+    assert result.transport == "ssh" and result.pid == pod.pid and result.complete
+    assert tshark_fields(out, 'http.request.uri == "/mytest"')
+    assert tshark_fields(out, 'tcp contains "lbtest"')
+
+
+def test_ctrl_c_over_ssh_leaves_a_valid_file(lab, ssh_args, udp_traffic, tmp_path):
+    pod = lab.pods[0]
+    out = str(tmp_path / "ctrlc.pcap")
+    udp_traffic()
+    proc = podcap("capture", *ssh_args, "--container-id", pod.container_id, "-f", "udp port 9999",
+                  "-o", out)  # fmt: skip
+    wait_for(lambda: tcpdumps_in(pod.netns), what="tcpdump in the Pod")
+    wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 200, what="packets")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "ended by interrupted" in stderr.decode()
+    assert packet_count(out) == json.load(open(out + ".json"))["packets"] > 0
+    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10, what="tcpdump to end")
+
+
+@pytest.mark.parametrize(
+    "flags,ended_by",
+    [(["--duration", "2"], "duration"), (["--count", "5"], "count"),
+     (["--max-size", "3000"], "max-size")],
+)  # fmt: skip
+def test_stop_conditions_leave_a_valid_file(lab, udp_traffic, tmp_path, flags, ended_by):
+    pod = lab.pods[0]
+    out = str(tmp_path / "limited.pcap")
+    udp_traffic(0.01)
+    started = time.monotonic()
+    proc = podcap("capture", "--container-id", pod.container_id, "-f", "udp", "-o", out, *flags)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    sidecar = read_sidecar(out)
+    assert sidecar["ended_by"] == ended_by
+    packets = packet_count(out)
+    assert packets == sidecar["packets"] > 0
+    if ended_by == "count":
+        assert packets == 5
+    if ended_by == "max-size":
+        assert os.path.getsize(out) <= 3000
+    if ended_by == "duration":
+        assert time.monotonic() - started < 15
+    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10, what="tcpdump to end")
+
+
+def test_sigterm_stops_cleanly(lab, udp_traffic, tmp_path):
+    pod = lab.pods[1]
+    out = str(tmp_path / "term.pcap")
+    udp_traffic()  # to pods[0]: this capture may see nothing, the file must still be valid
+    proc = podcap("capture", "--container-id", pod.container_id, "-o", out)
+    wait_for(lambda: tcpdumps_in(pod.netns), what="tcpdump in the Pod")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert read_sidecar(out)["ended_by"] == "terminated"
+    assert packet_count(out) == read_sidecar(out)["packets"]
+
+
+def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
+    lab, sshd_server, udp_traffic, tmp_path
+):
+    pod = lab.pods[0]
+    out = str(tmp_path / "lost.pcap")
+    udp_traffic(0.005)
+    spec = CaptureSpec(container_id=pod.container_id, bpf_filter="udp port 9999")
+    session = CaptureSession(ssh_transport(sshd_server), spec, out)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(session.run)
+        try:
+            wait_for(lambda: session.progress.packets >= 20, what="packets to arrive")
+            os.kill(session._process.pid, signal.SIGKILL)  # the ssh client dies: connection lost
+            result = running.result(timeout=30)
+        finally:
+            session.kill()
+
+    assert result.ended_by == "connection-lost" and not result.complete
+    assert packet_count(out) == result.packets >= 20
+    assert read_sidecar(out)["ended_by"] == "connection-lost"
+    # The node script saw stdin EOF and stopped tcpdump: nothing is left in the Pod's namespace.
+    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15, what="the remote tcpdump to end")
+
+
+def test_pcap_to_stdout(lab, udp_traffic, tmp_path):
+    pod = lab.pods[0]
+    out = tmp_path / "stdout.pcap"
+    udp_traffic()
+    with open(out, "wb") as sink:
+        done = subprocess.run(
+            [sys.executable, "-m", "podcap", "capture", "--container-id", pod.container_id,
+             "-f", "udp", "-c", "3", "-o", "-"],
+            stdout=sink, stderr=subprocess.PIPE, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert packet_count(str(out)) == 3
+    assert not os.path.exists(str(out) + ".json")
+
+
+def test_unknown_container_id_is_a_clear_error(tmp_path):
+    out = tmp_path / "none.pcap"
+    proc = podcap("capture", "--container-id", "containerd://" + "ab" * 32, "-o", str(out))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "no process on this node belongs to container abab" in stderr.decode()
+    assert not out.exists()
+
+
+def test_a_pid_in_the_node_network_is_refused(tmp_path):
+    proc = podcap("capture", "--pid", str(os.getpid()), "-o", str(tmp_path / "x.pcap"))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "shares the node's network" in stderr.decode()
+
+
+def test_a_filter_tcpdump_rejects_is_reported_with_its_message(lab, tmp_path):
+    proc = podcap("capture", "--container-id", lab.pods[0].container_id, "-f", "tcp port",
+                  "-o", str(tmp_path / "x.pcap"))  # fmt: skip
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "can't parse filter expression" in stderr.decode()
+
+
+def test_analyze_prints_the_summary_of_the_capture(lab, udp_traffic, tmp_path):
+    out = str(tmp_path / "summary.pcap")
+    udp_traffic()
+    done = subprocess.run(
+        [sys.executable, "-m", "podcap", "capture", "--container-id", lab.pods[0].container_id,
+         "-f", "udp", "-c", "4", "-o", out, "--analyze"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out in done.stdout
+    assert re.search(r"packets\W+4\b", done.stdout), done.stdout
+    assert lab.pods[0].container_hex in done.stdout  # analyze read the sidecar
+
+
+def test_resolve_pid_for_both_cgroup_styles_local_and_ssh(lab, sshd_server):
+    styles = {pod.cgroup_style for pod in lab.pods}
+    assert styles == {"cgroupfs", "systemd"}, styles  # the "mixed" lab covers both drivers
+    for transport in (open_transport("local"), ssh_transport(sshd_server)):
+        for pod in lab.pods:
+            assert resolve_pid(transport, pod.container_id) == pod.pid
+            assert resolve_pid(transport, pod.container_hex[:12]) == pod.pid  # a short ID

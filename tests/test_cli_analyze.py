@@ -1,0 +1,153 @@
+"""``podcap analyze`` as a user runs it: exit codes, one-line errors, no tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def podcap(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "podcap", "analyze", *map(str, args)],
+        capture_output=True, text=True, timeout=120, cwd=cwd,
+    )  # fmt: skip
+
+
+def assert_one_error_line(result, *fragments):
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("podcap: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def test_default_is_the_summary_table(mixed_pcap):
+    result = podcap(mixed_pcap)
+    assert result.returncode == 0, result.stderr
+    assert "summary" in result.stdout
+    assert "default/web-0" in result.stdout and "node-a" in result.stdout
+    assert result.stderr == ""
+
+
+def test_contains_matches_exit_0_and_shows_the_flow(mixed_pcap):
+    result = podcap(mixed_pcap, "--contains", "lbtest", "-r", "flows", "-F", "json")
+    assert result.returncode == 0, result.stderr
+    (flow,) = json.loads(result.stdout)["flows"]
+    assert (flow["server_port"], flow["state"]) == (9000, "RSTR")
+
+
+def test_nothing_matched_exits_1_like_grep(mixed_pcap):
+    result = podcap(mixed_pcap, "--uri", "/never-sent", "-r", "http", "-F", "json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"http": []}
+    assert "Traceback" not in result.stderr
+
+
+def test_uri_shortcut_and_display_filter_combine(mixed_pcap):
+    result = podcap(
+        mixed_pcap, "--uri", "/mytest", "-Y", "tcp.dstport == 80", "-r", "http", "-F", "csv"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "/mytest" in lines[1]
+
+
+def test_reports_can_be_comma_separated_or_repeated(mixed_pcap):
+    a = podcap(mixed_pcap, "-r", "summary,tcp", "-F", "json")
+    b = podcap(mixed_pcap, "-r", "summary", "-r", "tcp", "-F", "json")
+    assert a.returncode == b.returncode == 0
+    assert list(json.loads(a.stdout)) == list(json.loads(b.stdout)) == ["summary", "tcp"]
+
+
+def test_several_reports_to_a_directory(mixed_pcap, tmp_path):
+    result = podcap(mixed_pcap, "-r", "flows,http", "-F", "parquet", "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["flows.parquet", "http.parquet"]
+
+
+def test_a_broken_file_among_good_ones_gives_one_error_and_exit_2(mixed_pcap, tmp_path):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    result = podcap(mixed_pcap, empty, "-F", "json")
+    assert result.returncode == 2
+    assert_one_error_line(result, str(empty))
+    summary = json.loads(result.stdout)["summary"]
+    assert [row["file"] for row in summary] == [str(mixed_pcap)]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["{missing}"], "no such file"),
+        (["{dir}"], "{dir}"),
+        (["{text}"], "{text}"),
+        (["{pcap}", "-Y", "ip.addr == bogus"], "bogus"),
+        (["{pcap}", "-Y", 'tcp contains "unclosed'], "not closed"),
+        (["{pcap}", "-r", "nope"], "unknown report 'nope'"),
+        (["{pcap}", "-r", "flows,http", "-F", "csv"], "-o DIR"),
+        (["{pcap}", "-F", "parquet"], "-o PATH"),
+    ],
+)
+def test_errors_are_one_line_with_exit_2(mixed_pcap, tmp_path, args, fragment):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n" * 10)
+    values = {
+        "missing": tmp_path / "missing.pcap",
+        "dir": tmp_path,
+        "text": text,
+        "pcap": mixed_pcap,
+    }
+    result = podcap(*[a.format(**values) for a in args])
+    assert result.returncode == 2
+    assert_one_error_line(result, fragment.format(**values))
+
+
+def test_help_documents_the_flags():
+    result = podcap("--help")
+    assert result.returncode == 0
+    for flag in ("--report", "--filter", "--contains", "--uri", "--format", "--output", "--engine"):
+        assert flag in result.stdout
+
+
+def test_a_truncated_tail_warns_and_reports_the_readable_part(mixed_pcap, tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(mixed_pcap.read_bytes()[:-30])  # the last record loses its end
+    result = podcap(cut, "-r", "summary", "-F", "json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("podcap: warning:") and "truncated" in result.stderr
+    assert json.loads(result.stdout)["summary"][0]["packets"] == 75
+
+
+def test_an_empty_capture_is_fine_without_a_filter_and_no_match_with_one(tmp_path):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+    result = podcap(empty, "-r", "summary,flows", "-F", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["flows"] == []
+    assert podcap(empty, "--contains", "x").returncode == 1
+
+
+def test_progress_goes_to_a_terminal_stderr_only(mixed_pcap):
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "podcap", "analyze", str(mixed_pcap), "-F", "json"],
+            stdout=subprocess.PIPE, stderr=follower, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(follower)
+    os.close(leader)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["summary"][0]["packets"] == 76  # stdout stays clean
+
+
+def test_engine_tshark_from_the_command_line(mixed_pcap):
+    result = podcap(
+        mixed_pcap, "--engine", "tshark", "--contains", "lbtest", "-r", "packets", "-F", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert [row["frame"] for row in json.loads(result.stdout)["packets"]] == [45]

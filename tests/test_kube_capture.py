@@ -1,0 +1,173 @@
+"""Capture through Kubernetes, for real: the kubernetes client talks to the in-test API server,
+whose pods/exec runs the helper's command on this machine (the lab's "node"), where the node
+script nsenters the lab Pod's namespace by its containerd:// ID and runs tcpdump."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from importlib import resources
+
+import dpkt
+import pytest
+
+from podcap import kubecapture, locate
+from podcap.reach import pod as helper
+from tests import kube_api as K
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def node_script() -> str:
+    return resources.files("podcap.capture").joinpath("node.sh").read_text()
+
+
+def packets(path) -> list[bytes]:
+    with open(path, "rb") as f:
+        return [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
+
+
+@pytest.fixture
+def lab_cluster(kube_lab):
+    cluster, server, lab = kube_lab
+    return cluster, locate.connect(str(server.kubeconfig_path)), lab
+
+
+def wait_ready(process, timeout=15):
+    assert K.wait_for(lambda: "podcap-node: ready" in process.stderr_text(), timeout), (
+        process.stderr_text()
+    )
+
+
+@pytest.mark.parametrize("protocol", [K.V5, K.V4])
+def test_helper_capture_equals_a_direct_capture(lab_cluster, tmp_path, protocol):
+    cluster, kube, lab = lab_cluster
+    cluster.exec_protocols = (protocol,)
+    target_pod, client_pod = lab.pods[0], lab.pods[1]
+    plan = kubecapture.plan(
+        kube,
+        locate.TargetQuery([target_pod.name], namespace=target_pod.namespace),
+        helper.HelperSpec(),
+    )
+    (target,) = plan.targets
+    assert target.container_id == target_pod.container_id
+    out = tmp_path / "helper.pcap"
+    direct = tmp_path / "direct.pcap"
+    with helper.helper_transports(kube, plan.spec, {target.node.name: [target.container_id]}) as t:
+        argv = ["sh", "-c", node_script(), "podcap-node", "--container-id", target.container_id]
+        process = t[target.node.name].start([*argv, "--", "tcp port 80"])
+        with lab.capture(target_pod, str(direct), "tcp port 80"):
+            wait_ready(process)
+            for _ in range(3):
+                assert lab.curl(client_pod, f"http://{target_pod.ip}/mytest").returncode == 0
+            time.sleep(0.3)
+            process.stop()
+            with out.open("wb") as f:
+                while chunk := process.stdout.read(65536):
+                    f.write(chunk)
+        assert process.wait(20) == 0, process.stderr_text()
+    process.check_complete()
+    assert process.bytes_received == process.bytes_written() == out.stat().st_size
+    got, want = packets(out), packets(direct)
+    assert len(got) >= 3 * 6
+    assert got == want
+    assert any(b"GET /mytest" in p for p in got)
+    assert cluster.helper_pods() == []
+
+
+def read_all(process) -> bytes:
+    data = b""
+    while chunk := process.stdout.read(65536):
+        data += chunk
+    return data
+
+
+def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, tmp_path):
+    cluster, kube, lab = lab_cluster
+    target_pod, client_pod = lab.pods[0], lab.pods[1]
+    node = target_pod.node
+    # On a real node the helper enters PID 1's namespaces (hostPID); here "the node" is a lab
+    # namespace, so a process living in it stands in for PID 1.
+    stand_in = lab.popen(node, ["sleep", "120"])
+    plan = kubecapture.plan(
+        kube,
+        locate.TargetQuery([target_pod.name], namespace=target_pod.namespace),
+        helper.HelperSpec(),
+    )
+    (target,) = plan.targets
+    with helper.helper_transports(kube, plan.spec, {node.name: []}) as transports:
+        transport = transports[node.name]
+        rules = kubecapture.node_rules(transport, node_pid=str(stand_in.pid))
+        assert (
+            "-A POSTROUTING" in rules["iptables-save"] and "IP-MASQ-AGENT" in rules["iptables-save"]
+        )
+        argv = kubecapture.node_nic_argv(target, node.nic, 60, node_pid=str(stand_in.pid))
+        process = transport.start(argv)
+        assert K.wait_for(lambda: "listening on" in process.stderr_text(), 15)
+        assert lab.curl(client_pod, f"http://{target_pod.ip}/mytest").returncode == 0
+        time.sleep(0.3)
+        process.stop()
+        (tmp_path / "node.pcap").write_bytes(read_all(process))
+        assert process.wait(20) == 0, process.stderr_text()
+    seen = packets(tmp_path / "node.pcap")
+    assert seen, process.stderr_text()
+    assert any(b"GET /mytest" in p for p in seen)
+    assert cluster.helper_pods() == []
+
+
+def test_selector_across_two_nodes_captures_each_pod_in_parallel(lab_cluster, tmp_path):
+    cluster, kube, lab = lab_cluster
+    query = locate.TargetQuery(selector="app=web", namespace=lab.pods[0].namespace)
+    plan = kubecapture.plan(kube, query, helper.HelperSpec())
+    assert sorted(plan.manifests) == sorted(n.name for n in lab.nodes)
+    options = kubecapture.SessionOptions(
+        output_dir=tmp_path / "out",
+        bpf_filter="tcp port 80",
+        duration=6,
+        merge_to=tmp_path / "all.pcapng",
+    )
+    outcome = []
+    runner = threading.Thread(
+        target=lambda: outcome.append(kubecapture.run_session(kube, plan, options))
+    )
+    runner.start()
+    assert K.wait_for(lambda: len(cluster.execs) >= 2, 15)
+    time.sleep(2)
+    a, b = lab.pods
+    assert lab.curl(a, f"http://{b.ip}/to-b").returncode == 0
+    assert lab.curl(b, f"http://{a.ip}/to-a").returncode == 0
+    runner.join(40)
+    assert not runner.is_alive() and len(outcome) == 1
+    by_pod = {c.target.name: c for c in outcome[0].captures}
+    for pod, path in ((a, "/to-a"), (b, "/to-b")):
+        result = by_pod[pod.name].result
+        assert result.output == str(tmp_path / "out" / f"{pod.namespace}_{pod.name}.pcap")
+        assert result.complete and result.ended_by == "duration"
+        assert any(f"GET {path}".encode() in p for p in packets(result.output))
+        sidecar = json.loads(open(result.sidecar).read())
+        facts = sidecar["cluster"]
+        assert facts["pod_ip"] == pod.ip and facts["node_ip"] == pod.node.ip
+        assert facts["pod_cidrs"] == [pod.node.pod_cidr]
+        assert facts["pod"]["container_id"] == pod.container_id
+        masq = facts["ip_masq_agent"]
+        assert masq["configmap"] == "kube-system/ip-masq-agent"
+        assert masq["config"]["nonMasqueradeCIDRs"] == lab.masq_config["nonMasqueradeCIDRs"]
+    assert outcome[0].merged == tmp_path / "all.pcapng"
+    names = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(tmp_path / "all.pcapng"),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert set(names) == {f"{p.namespace}/{p.name}" for p in lab.pods}
+    assert cluster.helper_pods() == []

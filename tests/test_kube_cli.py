@@ -1,0 +1,186 @@
+"""The Kubernetes commands end to end through the ``podcap`` executable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import dpkt
+import kubernetes_validate
+import pytest
+import yaml
+
+from podcap import locate
+from podcap.reach import pod as helper
+from tests import kube_api as K
+from tests.test_kube_locate import shop_cluster
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def podcap(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "podcap", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cleanup_deletes_leftover_helpers_by_label(make_kube_api):
+    cluster = shop_cluster()
+    server = make_kube_api(cluster)
+    kube = locate.connect(str(server.kubeconfig_path))
+    spec = helper.HelperSpec()
+    for node in ("node-a", "node-b"):
+        helper.HelperPod(kube, helper.helper_manifest(spec, node, [])).create()
+    done = podcap("cleanup", "--kubeconfig", str(server.kubeconfig_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(
+        line.startswith("deleted pod podcap-system/podcap-node-") for line in lines
+    )
+    assert cluster.helper_pods() == []
+    again = podcap("cleanup", "-A", "--kubeconfig", str(server.kubeconfig_path))
+    assert again.stdout == "no podcap helper pods in any namespace\n"
+
+
+def test_cleanup_denied_is_one_error_line(make_kube_api):
+    cluster = shop_cluster()
+    cluster.denied.add(("list", "pods", "podcap-system"))
+    server = make_kube_api(cluster)
+    done = podcap("cleanup", "--kubeconfig", str(server.kubeconfig_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith("podcap: error: RBAC denied: cannot list helper pods")
+    assert len(done.stderr.splitlines()) == 1
+
+
+# --- podcap capture with Pod targets, against the lab --------------------------------------
+
+
+def start_podcap(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "podcap", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def pcap_packets(path) -> list[bytes]:
+    with open(path, "rb") as f:
+        return [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
+
+
+def wait_listening(cluster, n: int) -> None:
+    """Until ``n`` node-side tcpdumps listen (the server's exec processes are ours to watch)."""
+
+    def ready():
+        return (
+            sum(1 for e in cluster.execs if e.command[-2:-1] != ["--"] and e.process.poll() is None)
+            >= n
+        )
+
+    assert K.wait_for(ready, 20)
+    time.sleep(1.5)
+
+
+def test_capture_by_name_with_node_view_rules_and_facts(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    target, client = lab.pods[0], lab.pods[1]
+    stand_in = lab.popen(target.node, ["sleep", "120"])  # the lab node's "PID 1"
+    out = tmp_path / "out"
+    podcap_run = start_podcap(
+        "capture", target.name, "-n", target.namespace, "--kubeconfig", str(server.kubeconfig_path),
+        "-f", "tcp port 80", "-d", "5", "-o", str(out), "--also-node", "--node-rules",
+        "--node-pid", str(stand_in.pid),
+    )  # fmt: skip
+    try:
+        wait_listening(cluster, 2)
+        assert lab.curl(client, f"http://{target.ip}/mytest").returncode == 0
+        stdout, stderr = podcap_run.communicate(timeout=40)
+    finally:
+        podcap_run.kill()
+    assert podcap_run.returncode == 0, stderr
+    pod_pcap = out / f"{target.namespace}_{target.name}.pcap"
+    assert any(b"GET /mytest" in p for p in pcap_packets(pod_pcap))
+    node_pcap = out / f"{target.namespace}_{target.name}.node.pcap"
+    assert any(b"GET /mytest" in p for p in pcap_packets(node_pcap))
+    assert "IP-MASQ-AGENT" in (out / f"{target.node.name}.iptables-save.txt").read_text()
+    sidecar = json.loads((out / f"{target.namespace}_{target.name}.pcap.json").read_text())
+    facts = sidecar["cluster"]
+    assert (facts["pod_ip"], facts["node_ip"]) == (target.ip, target.node.ip)
+    assert "IP-MASQ-AGENT" in facts["node_rules"]["iptables-save"]
+    assert facts["node_capture"]["file"] == node_pcap.name
+    assert sidecar["complete"] is True and sidecar["ended_by"] == "duration"
+    assert f"podcap: {target.namespace}/{target.name}:" in stderr
+    assert cluster.helper_pods() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_the_capture_cleanly_and_deletes_the_helper(
+    kube_lab, tmp_path, signum
+):
+    cluster, server, lab = kube_lab
+    target, client = lab.pods[0], lab.pods[1]
+    out = tmp_path / "out"
+    podcap_run = start_podcap(
+        "capture", f"pod/{target.name}", "-n", target.namespace,
+        "--kubeconfig", str(server.kubeconfig_path), "-f", "tcp port 80", "-o", str(out),
+    )  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        assert len(cluster.helper_pods()) == 1
+        assert lab.curl(client, f"http://{target.ip}/mytest").returncode == 0
+        time.sleep(0.5)
+        podcap_run.send_signal(signum)
+        _, stderr = podcap_run.communicate(timeout=40)
+    finally:
+        podcap_run.kill()
+    assert podcap_run.returncode == 0, stderr
+    assert "ended by interrupted" in stderr
+    assert any(
+        b"GET /mytest" in p for p in pcap_packets(out / f"{target.namespace}_{target.name}.pcap")
+    )
+    assert cluster.helper_pods() == [] and len(cluster.deleted) == 1
+    assert all(e.process.poll() is not None for e in cluster.execs)
+
+
+def test_rbac_denied_is_caught_before_any_helper_exists(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    cluster.denied.add(("create", "pods", "podcap-system"))
+    cluster.denied.add(("create", "pods/exec", "podcap-system"))
+    done = podcap(
+        "capture", lab.pods[0].name, "-n", lab.pods[0].namespace,
+        "--kubeconfig", str(server.kubeconfig_path), "-o", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "podcap: error: RBAC denied: you may not create pods in namespace podcap-system; "
+        "create pods/exec in namespace podcap-system (ask for a Role granting these, or use "
+        "--via ssh/local)"
+    ]
+    assert not [w for w in cluster.writes() if not w[1].endswith("selfsubjectaccessreviews")]
+
+
+def test_not_found_dry_run_and_hostile_filter(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    kubeconfig = ("--kubeconfig", str(server.kubeconfig_path))
+    missing = podcap("capture", "web-zz", "-n", lab.pods[0].namespace, *kubeconfig)
+    assert missing.returncode == 2
+    assert (
+        missing.stderr
+        == f"podcap: error: pods web-zz not found in namespace {lab.pods[0].namespace}\n"
+    )
+
+    before = len(cluster.requests)
+    hostile = podcap("capture", lab.pods[0].name, "-f", "tcp -z /tmp/x", *kubeconfig)
+    assert hostile.returncode == 2 and "refusing filter" in hostile.stderr
+    assert len(cluster.requests) == before  # refused before any API call
+
+    dry = podcap("capture", "-l", "app=web", "-n", lab.pods[0].namespace, "--dry-run", *kubeconfig)
+    assert dry.returncode == 0, dry.stderr
+    manifests = list(yaml.safe_load_all(dry.stdout))
+    assert sorted(m["spec"]["nodeName"] for m in manifests) == sorted(n.name for n in lab.nodes)
+    for manifest in manifests:
+        assert kubernetes_validate.validate(manifest, "1.30", strict=True)
+    assert cluster.writes() == []

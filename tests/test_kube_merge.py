@@ -1,0 +1,65 @@
+"""Per-Pod pcaps merged into one pcapng with one interface per Pod, read back by tshark."""
+
+from __future__ import annotations
+
+import subprocess
+
+import dpkt
+
+from podcap.pcapmerge import merge
+
+
+def write_pcap(path, linktype, packets):
+    with path.open("wb") as f:
+        writer = dpkt.pcap.Writer(f, linktype=linktype, snaplen=262144)
+        for ts, data in packets:
+            writer.writepkt(data, ts=ts)
+
+
+def eth_frame(src: str, payload: bytes) -> bytes:
+    udp = dpkt.udp.UDP(sport=1000, dport=2000, data=payload)
+    udp.ulen = len(bytes(udp))
+    ip = dpkt.ip.IP(src=bytes(map(int, src.split("."))), dst=bytes([10, 244, 9, 9]), p=17, data=udp)
+    ip.len = len(bytes(ip))
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+
+
+def test_merge_keeps_each_pod_as_its_own_interface_in_time_order(tmp_path):
+    a, b, out = tmp_path / "shop_web-0.pcap", tmp_path / "shop_web-1.pcap", tmp_path / "all.pcapng"
+    write_pcap(
+        a,
+        dpkt.pcap.DLT_EN10MB,
+        [(1.5, eth_frame("10.244.0.10", b"a1")), (3.25, eth_frame("10.244.0.10", b"a2"))],
+    )
+    raw = bytes(dpkt.ethernet.Ethernet(eth_frame("10.244.1.10", b"b1")).data)
+    write_pcap(b, 101, [(2.0, raw)])  # LINKTYPE_RAW: a different link type per interface
+    assert merge([("shop/web-0", a), ("shop/web-1", b)], out) == 3
+    fields = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(out),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "ip.src",
+            "-e",
+            "data.data",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    rows = [line.split("|") for line in fields if line]
+    assert [(r[0], r[2], bytes.fromhex(r[3])) for r in rows] == [
+        ("shop/web-0", "10.244.0.10", b"a1"),
+        ("shop/web-1", "10.244.1.10", b"b1"),
+        ("shop/web-0", "10.244.0.10", b"a2"),
+    ]
+    assert [float(r[1]) for r in rows] == [1.5, 2.0, 3.25]

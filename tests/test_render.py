@@ -1,0 +1,79 @@
+"""Rendering: table, json, csv and parquet, to stdout and to files."""
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from podcap.analyze import analyze
+from podcap.errors import UsageError
+from podcap.render import render
+
+
+@pytest.fixture(scope="module")
+def reports(mixed_pcap):
+    return analyze([mixed_pcap], reports=["summary", "flows", "http"])
+
+
+def test_json_is_one_object_keyed_by_report(reports):
+    out = io.StringIO()
+    assert render(reports, "json", stdout=out) == []
+    document = json.loads(out.getvalue())
+    assert list(document) == ["summary", "flows", "http"]
+    assert document["summary"][0]["target"] == "default/web-0"
+    assert [r["uri"] for r in document["http"]][0] == "/mytest"
+    first = document["flows"][0]
+    assert first["first_ts"].startswith("2023-11-14T22:13:20.001")  # ISO 8601, UTC
+    assert document["flows"][1]["handshake_rtt_ms"] is None  # NaN becomes null
+
+
+def test_csv_of_one_report_goes_to_stdout(reports):
+    out = io.StringIO()
+    render({"http": reports["http"]}, "csv", stdout=out)
+    table = pd.read_csv(io.StringIO(out.getvalue()))
+    assert list(table["uri"]) == list(reports["http"]["uri"])
+
+
+def test_csv_and_parquet_of_several_reports_write_one_file_each(reports, tmp_path):
+    written = render(reports, "csv", output=str(tmp_path / "csv"))
+    assert sorted(p.name for p in written) == ["flows.csv", "http.csv", "summary.csv"]
+    assert len(pd.read_csv(tmp_path / "csv" / "flows.csv")) == len(reports["flows"])
+    written = render(reports, "parquet", output=str(tmp_path / "pq"))
+    flows = pd.read_parquet(tmp_path / "pq" / "flows.parquet")
+    assert list(flows["state"]) == list(reports["flows"]["state"])
+    assert str(flows["first_ts"].dtype).startswith("datetime64")
+
+
+def test_parquet_of_one_report_is_the_file_named(reports, tmp_path):
+    target = tmp_path / "flows.parquet"
+    assert render({"flows": reports["flows"]}, "parquet", output=str(target)) == [target]
+    assert len(pd.read_parquet(target)) == 11
+
+
+def test_outputs_that_cannot_work_are_usage_errors(reports, tmp_path):
+    with pytest.raises(UsageError, match="-o DIR"):
+        render(reports, "csv")
+    with pytest.raises(UsageError, match="binary"):
+        render(reports, "parquet")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(UsageError, match="this is a file"):
+        render(reports, "csv", output=str(afile))
+    with pytest.raises(UsageError, match="unknown format"):
+        render(reports, "xml")
+
+
+def test_table_shows_every_report_and_caps_rows(reports):
+    out = io.StringIO()
+    render(reports, "table", stdout=out, max_rows=3)
+    text = out.getvalue()
+    assert "summary" in text and "default/web-0" in text
+    assert "flows (11 rows)" in text and "8 more rows" in text
+    assert "/mytest" in text
+
+
+def test_table_does_not_read_markup_in_values():
+    out = io.StringIO()
+    render({"http": pd.DataFrame({"uri": ["/a[bold]b[/bold]"]})}, "table", stdout=out)
+    assert "/a[bold]b[/bold]" in out.getvalue()
