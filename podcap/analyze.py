@@ -26,6 +26,9 @@ from podcap.errors import DecodeError, PodcapError, UsageError
 
 ENGINES = ("native", "tshark")
 DEFAULT_REPORTS = ("summary",)
+# Reports that never read the http_* columns: with only these (and no http filter), the
+# decoder skips parsing HTTP first lines.
+REPORTS_WITHOUT_HTTP = frozenset({"flows", "tcp", "packets"})
 
 
 class AnalysisResult(dict):
@@ -78,7 +81,11 @@ def analyze(
     needles = display_filter.needles if display_filter else frozenset()
     progress = on_progress or (lambda message: None)
 
-    captures, errors, warnings = _read_all(paths, engine, needles, progress)
+    needs_http = not (
+        set(reports) <= REPORTS_WITHOUT_HTTP
+        and "http" not in (display_filter.text.lower() if display_filter else "")
+    )
+    captures, errors, warnings = _read_all(paths, engine, needles, needs_http, progress)
     packets = _combine(captures)
     progress("following connections")
     from podcap.reports.flows import assign_flows
@@ -106,14 +113,14 @@ def analyze(
     return result
 
 
-def _read_all(paths, engine, needles, progress):
+def _read_all(paths, engine, needles, needs_http, progress):
     captures: dict[str, Any] = {}
     errors: list[PodcapError] = []
     warnings: list[str] = []
     for path in paths:
         progress(f"reading {path}")
         try:
-            capture = _read(path, engine, needles)
+            capture = _read(path, engine, needles, needs_http)
         except DecodeError as exc:
             errors.append(exc)
             continue
@@ -126,24 +133,33 @@ def _read_all(paths, engine, needles, progress):
     return captures, errors, warnings
 
 
-def _read(path: str, engine: str, needles: frozenset[bytes]):
+def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool = True):
     if engine == "tshark":
         from podcap.dfilter.tshark_table import read_capture_tshark
 
         return read_capture_tshark(path, needles=tuple(needles))
     from podcap.decode import read_capture
 
-    return read_capture(path, needles=tuple(needles))
+    return read_capture(path, needles=tuple(needles), http=needs_http)
 
 
 def _combine(captures: dict[str, Any]) -> pd.DataFrame:
+    """All files' packets in one table, with ``file`` (categorical) and the Linux cooked
+    capture columns ``if_index`` and ``pkt_type`` (-1 where the decoder has none)."""
     tables = []
-    for path, capture in captures.items():
-        table = capture.packets.copy()
-        table.insert(0, "file", path)
+    for capture in captures.values():
+        table = capture.packets.copy(deep=False)  # copy-on-write: no column is copied
+        n = len(table)
+        for name, dtype in (("if_index", np.int32), ("pkt_type", np.int16)):
+            values = getattr(capture, name, None)
+            table[name] = (
+                values if values is not None and len(values) == n else np.full(n, -1, dtype)
+            )
         tables.append(table)
-    packets = pd.concat(tables, ignore_index=True)
-    packets["file"] = packets["file"].astype("category")
+    packets = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+    sizes = [len(t) for t in tables]
+    codes = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
+    packets.insert(0, "file", pd.Categorical.from_codes(codes, categories=list(captures)))
     return packets
 
 

@@ -1,9 +1,16 @@
 """``podcap capture POD`` through Kubernetes: from what the user typed to helper Pods per node.
 
-Steps, each its own function: :func:`plan` resolves the targets (podcap.locate) and builds one
-helper manifest per node (podcap.reach.pod); :func:`dry_run_yaml` prints that plan without any
-write to the API; :func:`preflight` asks the API server whether the user may do what the plan
-needs; :func:`cluster_facts_for` gathers what the capture sidecar records for SNAT analysis.
+Steps, each its own function:
+
+- :func:`plan` resolves the targets (podcap.locate) and builds one helper manifest per node
+  (podcap.reach.pod);
+- :func:`dry_run_yaml` prints that plan without any write to the API;
+- :func:`preflight` checks the helper namespace and asks the API server whether the user may do
+  what the plan needs;
+- :func:`run_session` starts the helpers and runs one ``podcap.capture.CaptureSession`` per Pod
+  in parallel (the same node script and pcap writer as ``--via local/ssh``), with the cluster
+  facts (:func:`cluster_facts_for_sidecar`) in each sidecar; ``--node-rules`` and
+  ``--also-node`` add the node's own view.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import yaml
 
@@ -21,7 +29,7 @@ from podcap import locate
 from podcap.capture import CaptureResult, CaptureSession, CaptureSpec, StreamProgress
 from podcap.capture.session import STOP_GRACE
 from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks
-from podcap.errors import CaptureError, PodcapError, ReachError
+from podcap.errors import CaptureError, PodcapError, ReachError, UsageError
 from podcap.reach import pod as helper
 
 
@@ -60,8 +68,10 @@ def dry_run_yaml(the_plan: Plan) -> str:
 
 
 def preflight(kube: locate.Kube, the_plan: Plan) -> None:
-    """SelfSubjectAccessReview for every permission the helpers need; one error lists all
-    that are missing."""
+    """Before creating anything: the helper namespace exists and its PodSecurity level admits
+    the helper, and (SelfSubjectAccessReview) the user has every permission the helpers need;
+    one error lists all that are missing."""
+    locate.check_helper_namespace(kube, the_plan.spec.namespace, the_plan.spec.capabilities_only)
     locate.check_access(kube, locate.helper_permissions(the_plan.spec.namespace, the_plan.targets))
 
 
@@ -112,11 +122,12 @@ def node_nic_argv(
     return ["sh", "-c", NODE_NIC_SCRIPT, "podcap-node-nic", node_pid, iface, str(bound), hosts]
 
 
-def node_rules(transport, node_pid: str = "1") -> dict[str, str]:
+def node_rules(transport, node_pid: str | None = "1") -> dict[str, str]:
     """``iptables-save`` (and ``ipvsadm -Ln`` where installed) from the node. Entering the
     node's mount namespace too runs the node's own iptables binary, so a legacy/nft mismatch
-    with the helper image cannot hide rules."""
-    enter = ["nsenter", "-m", "-n", "-t", node_pid, "--"]
+    with the helper image cannot hide rules. ``node_pid=None`` (podcap inspect --via
+    local/ssh): the transport already runs on the node, so nothing is entered."""
+    enter = ["nsenter", "-m", "-n", "-t", node_pid, "--"] if node_pid else []
     saved = transport.run([*enter, "iptables-save"], timeout=60)
     if saved.returncode != 0:
         raise ReachError(
@@ -151,6 +162,10 @@ class SessionOptions:
     merge_to: Path | None = None
     # The PID whose namespaces are "the node" (1 under hostPID; tests point it at a lab node).
     node_pid: str = "1"
+    # -o -: the one Pod's pcap goes to this stream (e.g. into wireshark -k -i -), no sidecar.
+    stream: BinaryIO | None = None
+    # -o FILE.pcap with one Pod: that file instead of OUTPUT_DIR/NAMESPACE_POD.pcap.
+    output_file: Path | None = None
 
 
 @dataclass
@@ -196,6 +211,13 @@ def run_session(
     ``NAMESPACE_POD.pcap`` (+ sidecar with the cluster facts). Returns when every capture ended
     (--duration, --count, --max-size) or after Ctrl-C/SIGTERM; the helpers are deleted in
     every case. Raises CaptureError naming each Pod whose capture failed."""
+    one_output = "-o -" if options.stream is not None else options.output_file
+    if one_output and len(the_plan.targets) != 1:
+        names = ", ".join(f"{t.namespace}/{t.name}" for t in the_plan.targets)
+        raise UsageError(
+            f"{one_output} takes one Pod, and {len(the_plan.targets)} match ({names})",
+            hint="give -o a directory: each Pod gets NAMESPACE_POD.pcap in it",
+        )
     options.output_dir.mkdir(parents=True, exist_ok=True)
     facts = locate.cluster_facts(kube)
     by_node: dict[str, list[str]] = defaultdict(list)
@@ -220,7 +242,7 @@ def run_session(
 
 
 def _pod_capture(target, transport, options, facts, rules, on_progress) -> PodCapture:
-    path = options.output_dir / f"{target.key}.pcap"
+    path = options.output_file or options.output_dir / f"{target.key}.pcap"
     cluster = cluster_facts_for_sidecar(target, facts)
     cluster["helper_pod"] = transport.helper.where
     cluster["node_rules"] = rules.get(target.node.name)
@@ -231,8 +253,9 @@ def _pod_capture(target, transport, options, facts, rules, on_progress) -> PodCa
         node_stream = NodeStream(transport, argv, node_path)
         cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
     progress = (lambda p: on_progress(target.key, p)) if on_progress else None
+    output = options.stream if options.stream is not None else str(path)
     session = CaptureSession(
-        transport, capture_spec(target, options), str(path), cluster=cluster, on_progress=progress
+        transport, capture_spec(target, options), output, cluster=cluster, on_progress=progress
     )
     one = PodCapture(target, path, session, node_stream=node_stream)
     one.thread = threading.Thread(target=_run_one, args=(one,), daemon=True, name=target.key)
@@ -271,6 +294,7 @@ def _wait(captures: list[PodCapture]) -> bool:
 
 def _merge(captures: list[PodCapture], merge_to: Path | None) -> Path | None:
     written = [c for c in captures if c.result is not None and c.path.exists()]
+    written = [c for c in written if c.result.output != "-"]
     if merge_to is None or not written:
         return None
     from podcap.pcapmerge import merge

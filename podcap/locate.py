@@ -335,13 +335,19 @@ def _target(core, pod, container: str | None, nodes: dict[str, NodeFacts]) -> Po
         uid=pod.metadata.uid,
         node=node,
         host_ip=pod.status.host_ip,
-        pod_ips=tuple(ip.ip for ip in (pod.status.pod_ips or []))
-        or tuple([pod.status.pod_ip] if pod.status.pod_ip else []),
+        pod_ips=_pod_ips(pod.status),
         container=name,
         container_id=container_id,
         host_network=bool(pod.spec.host_network),
         labels=dict(pod.metadata.labels or {}),
     )
+
+
+def _pod_ips(status) -> tuple[str, ...]:
+    """``status.podIPs`` (dual-stack: one per family), else the older single ``podIP``."""
+    if status.pod_ips:
+        return tuple(entry.ip for entry in status.pod_ips)
+    return (status.pod_ip,) if status.pod_ip else ()
 
 
 def _pick_container(pod, wanted: str | None, where: str) -> tuple[str, str]:
@@ -413,6 +419,38 @@ def helper_permissions(helper_namespace: str, targets: list[PodTarget]) -> list[
     for namespace in sorted({t.namespace for t in targets}):
         needed.append(Permission("get", "pods", namespace))
     return needed
+
+
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+def check_helper_namespace(kube: Kube, namespace: str, capabilities_only: bool) -> None:
+    """The helper namespace must exist, and its Pod Security Admission level must admit a
+    hostPID, privileged (or capability-adding) Pod: only ``privileged`` does. A namespace we
+    may not read is left for the create call to judge."""
+    core = kube.core()
+    try:
+        found = core.read_namespace(namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise LocateError(
+                f"helper namespace {namespace} does not exist",
+                hint=f"kubectl create namespace {namespace} && kubectl label namespace "
+                f"{namespace} {PSA_ENFORCE}=privileged, or pass --helper-namespace",
+            ) from exc
+        if exc.status == 403:
+            return
+        raise api_error(exc, "get", "namespaces", None, namespace) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise api_error(exc, "get", "namespaces", None, namespace) from exc
+    level = (found.metadata.labels or {}).get(PSA_ENFORCE, "privileged")
+    if level != "privileged":
+        kind = "capability-adding" if capabilities_only else "privileged"
+        raise LocateError(
+            f"helper namespace {namespace} enforces Pod Security '{level}', which rejects the "
+            f"{kind} hostPID helper",
+            hint=f"label it {PSA_ENFORCE}=privileged or pass --helper-namespace",
+        )
 
 
 def check_access(kube: Kube, needed: list[Permission]) -> None:

@@ -57,12 +57,6 @@ class Target:
             return "container " + self.container_id.split("://", 1)[-1][:12]
         return f"pid {self.pid}"
 
-    def node_args(self) -> list[str]:
-        """How the node script is told which target to find."""
-        if self.container_id:
-            return ["--container-id", self.container_id]
-        return ["--pid", str(self.pid)]
-
 
 @dataclass(frozen=True)
 class Entered:
@@ -76,62 +70,71 @@ class Entered:
 
 
 def enter(transport, target: Target, tools: tuple[str, ...] = ("nsenter",)) -> Entered:
-    """Find ``target``'s PID on the transport's node and check ``tools`` are there.
+    """Find ``target``'s PID on the transport's node and check ``tools`` are there, in one
+    round trip (one ssh connection, one exec).
 
     The PID comes from the capture's node script in ``--mode resolve`` (container ID of any
     runtime -> PID, and the check that its namespace is not the node's): one lookup for
     capture, netns and inspect. Raises UsageError for a malformed ID; CaptureError when the
-    container is gone, shares the node's network, the user may not read its namespace (not
+    container is gone, shares the node's network, the user may not enter its namespace (not
     root), or a tool is missing; ReachError when the node is unreachable.
     """
     from podcap.capture import command
 
     spec = command.CaptureSpec(container_id=target.container_id, pid=target.pid)
-    done = transport.run(command.node_argv(spec, mode="resolve"), timeout=60)
+    resolve = command.node_argv(spec, mode="resolve")
+    done = transport.run(["sh", "-c", ENTER, "podcap-enter", "\n".join(tools), *resolve])
     report = command.parse_node_stderr(done.stderr.decode(errors="replace"))
     command.raise_for_node_failure(report, done.returncode, transport.node)
-    pid = done.stdout.decode(errors="replace").strip()
+    answers = _probe_answers(done.stdout.decode(errors="replace"))
+    pid = answers.get("pid", [""])[0]
     if done.returncode != 0 or not pid.isdigit() or report.netns is None:
         raise CaptureError(
             f"node {transport.node} gave no PID for {target.name} "
             f"(exit {done.returncode}, stdout {done.stdout[:80]!r})"
         )
-    require_tools(transport, int(pid), tools)
+    _raise_for_probe(answers, transport.node, pid)
     return Entered(target, transport.node, transport.name, int(pid), report.netns)
 
 
-# On the node: names the tools it cannot find ("missing ..."), else tries to enter the namespace
-# once, so a lack of privilege shows now as one clear error rather than from the shell later.
-PROBE = """
-pid=$1; shift
+# On the node: $1 the tools to look for (one a line), then the node script's argv. Prints
+# "pid N"; then "missing TOOL" for each tool it cannot find, else tries to enter the namespace
+# once ("denied WHY"), so a lack of privilege shows now, as one clear error.
+ENTER = """
+tools=$1; shift
+pid=$("$@") || exit $?
+printf 'pid %s\\n' "$pid"
+set -f
+IFS='
+'
 missing=''
-for tool do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
-if [ -n "$missing" ]; then printf 'missing%s\\n' "$missing"; exit 0; fi
-out=$(nsenter -n -t "$pid" -- sh -c : 2>&1) || printf 'denied %s\\n' "$out"
+for tool in $tools; do
+  command -v "$tool" >/dev/null 2>&1 || { printf 'missing %s\\n' "$tool"; missing=1; }
+done
+[ -z "$missing" ] || exit 0
+out=$(nsenter -n -t "$pid" -- sh -c : 2>&1) || printf 'denied %s\\n' "$out" | tr '\\n' ' '
 """
 DENIED_HINT = "entering another network namespace needs root (CAP_SYS_ADMIN) on the node"
 
 
-def require_tools(transport, pid: int, tools: tuple[str, ...]) -> None:
-    """Raise CaptureError naming every tool of ``tools`` missing on the node, or saying why
-    the network namespace of ``pid`` cannot be entered."""
-    done = transport.run(["sh", "-c", PROBE, "podcap-probe", str(pid), *tools], timeout=30)
-    answer = done.stdout.decode(errors="replace").strip()
-    if done.returncode != 0:
-        raise CaptureError(
-            f"cannot look for {', '.join(tools)} on node {transport.node}: "
-            f"{done.stderr.decode(errors='replace').strip()}"
-        )
-    if answer.startswith("missing "):
-        missing = answer.split()[1:]
+def _probe_answers(stdout: str) -> dict[str, list[str]]:
+    answers: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        word, _, rest = line.partition(" ")
+        answers.setdefault(word, []).append(rest.strip())
+    return answers
+
+
+def _raise_for_probe(answers: dict[str, list[str]], node: str, pid: str) -> None:
+    """CaptureError naming every missing tool, or saying why the namespace cannot be entered."""
+    missing = answers.get("missing")
+    if missing:
         verb = "is" if len(missing) == 1 else "are"
+        raise CaptureError(f"{', '.join(missing)} {verb} not found on node {node}", MISSING_HINT)
+    if "denied" in answers:
         raise CaptureError(
-            f"{', '.join(missing)} {verb} not found on node {transport.node}", hint=MISSING_HINT
-        )
-    if answer.startswith("denied "):
-        raise CaptureError(
-            f"cannot enter the network namespace of pid {pid} on node {transport.node}: "
-            f"{' '.join(answer.split()[1:])}",
+            f"cannot enter the network namespace of pid {pid} on node {node}: "
+            f"{answers['denied'][0]}",
             hint=DENIED_HINT,
         )
 
@@ -323,8 +326,8 @@ def parse_sockets(text: str):
                 "send_q": int(send_q) if send_q.isdigit() else None,
             }
         )
-    columns = ["proto", "state", "local_address", "local_port", "peer_address", "peer_port"]
-    columns += ["process", "pids", "recv_q", "send_q"]
+    columns = ["proto", "state", "local_address", "local_port", "process", "pids"]
+    columns += ["recv_q", "send_q", "peer_address", "peer_port"]
     sockets = pd.DataFrame(rows, columns=columns)
     for column in ("local_port", "recv_q", "send_q"):
         sockets[column] = sockets[column].astype("Int64")
@@ -385,10 +388,11 @@ def inspect(
     transport,
     target: Target,
     node_rules_dir: Path | None = None,
-    node_pid: str = "1",
+    node_pid: str | None = None,
 ) -> Snapshot:
     """Snapshot ``target``'s network; with ``node_rules_dir``, also save the node's nat rules
-    (and IPVS table) there, as ``NODE.iptables-save.txt`` / ``NODE.ipvsadm.txt``."""
+    (and IPVS table) there, as ``NODE.iptables-save.txt`` / ``NODE.ipvsadm.txt``.
+    ``node_pid``: see :func:`save_node_rules`."""
     entered = enter(transport, target, SNAPSHOT_TOOLS)
     raw = take_snapshot(transport, entered)
     saved = save_node_rules(transport, node_rules_dir, node_pid) if node_rules_dir else {}
@@ -417,13 +421,16 @@ def nat_table(iptables_save: str) -> str:
     return "".join(kept)
 
 
-def save_node_rules(transport, directory: Path, node_pid: str = "1") -> dict[str, Path]:
+def save_node_rules(transport, directory: Path, node_pid: str | None = None) -> dict[str, Path]:
     """Save the node's nat table (``iptables-save``) and, where installed, ``ipvsadm -Ln``
     into ``directory``; returns ``{name: path}``. Reads them the way the Kubernetes capture
-    does (podcap.kubecapture.node_rules: the node's own binaries, through its mount
-    namespace)."""
+    does (podcap.kubecapture.node_rules). Whose namespaces are "the node": ``node_pid``'s
+    when given; else, from a helper Pod, PID 1's (hostPID); over local/ssh the commands
+    already run on the node."""
     from podcap.kubecapture import node_rules
 
+    if node_pid is None and transport.name == "pod":
+        node_pid = "1"
     rules = node_rules(transport, node_pid)
     rules["iptables-save"] = nat_table(rules["iptables-save"])
     try:
@@ -455,12 +462,7 @@ def attach(transport, argv: list[str], tty: bool) -> int:
     if transport.name == "local":
         return _run_attached(argv)
     if transport.name == "ssh":
-        ssh = transport.argv_for(argv)
-        if tty:
-            # ssh reads its options in order and the last of -T/-t wins: -t goes just before the
-            # "--" that ends them (ssh_argv always writes it).
-            ssh.insert(ssh.index("--"), "-t")
-        return _run_attached(ssh)
+        return _run_attached(transport.argv_for(argv, tty=tty))
     if transport.name == "pod":
         return _attach_exec(transport, argv, tty)
     raise UsageError(f"cannot attach a terminal through transport {transport.name!r}")
@@ -554,12 +556,10 @@ def _send_stdin(process) -> None:
 
 
 def _show_new_stderr(process, shown: int) -> int:
-    import sys
-
+    """Pass on what the command wrote on stderr since last time (it arrives in a buffer)."""
     text = process.stderr_text()
     if len(text) > shown:
-        sys.stderr.write(text[shown:])
-        sys.stderr.flush()
+        os.write(2, text[shown:].encode())
     return len(text)
 
 

@@ -30,7 +30,12 @@ class Terminal:
     def __init__(self, *args: str, env: dict | None = None):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: becomes podcap, the pty its controlling terminal
-            os.execvpe(sys.executable, [sys.executable, "-m", "podcap", *args], env or os.environ)
+            try:
+                os.execvpe(
+                    sys.executable, [sys.executable, "-m", "podcap", *args], env or os.environ
+                )
+            finally:
+                os._exit(127)  # never run the rest of pytest in the forked child
         self.output = b""
         self.status: int | None = None
 

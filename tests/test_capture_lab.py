@@ -154,6 +154,9 @@ def test_ssh_capture_by_containerd_id_sees_the_traffic(lab, sshd_server, tmp_pat
     assert result.transport == "ssh" and result.pid == pod.pid and result.complete
     assert tshark_fields(out, 'http.request.uri == "/mytest"')
     assert tshark_fields(out, 'tcp contains "lbtest"')
+    analyzed = subprocess.run([sys.executable, "-m", "podcap", "analyze", out, "--uri", "/mytest"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert analyzed.returncode == 0, analyzed.stderr
 
 
 def test_ctrl_c_over_ssh_leaves_a_valid_file(lab, ssh_args, udp_traffic, tmp_path):
@@ -296,3 +299,43 @@ def test_resolve_pid_for_both_cgroup_styles_local_and_ssh(lab, sshd_server):
         for pod in lab.pods:
             assert resolve_pid(transport, pod.container_id) == pod.pid
             assert resolve_pid(transport, pod.container_hex[:12]) == pod.pid  # a short ID
+
+
+def test_cli_reports_a_lost_connection_and_keeps_the_packets(lab, ssh_args, udp_traffic, tmp_path):
+    pod = lab.pods[0]
+    out = str(tmp_path / "cli-lost.pcap")
+    udp_traffic()
+    proc = podcap("capture", *ssh_args, "--container-id", pod.container_id, "-f", "udp port 9999",
+                  "-o", out)  # fmt: skip
+    try:
+        wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 500, what="packets")
+        ssh_clients = [pid for pid in child_pids(proc.pid) if comm(pid) == "ssh"]
+        assert len(ssh_clients) == 1
+        os.kill(ssh_clients[0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    assert "connection to 127.0.0.1 was lost" in stderr.decode()
+    assert packet_count(out) == read_sidecar(out)["packets"] > 0
+    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15, what="the remote tcpdump to end")
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def child_pids(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

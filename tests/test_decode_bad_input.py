@@ -257,3 +257,12 @@ def test_pcapng_with_only_unsupported_interfaces_is_an_error(tmp_path):
     path = tmp_path / "usb.pcapng"
     path.write_bytes(pcapng_shb() + pcapng_idb(189) + pcapng_epb(0, 1, b"\x00" * 30))
     assert_one_line_error(path, "link type LINKTYPE_189 is not supported")
+
+
+def test_simple_packet_block_too_short_is_skipped(tmp_path):
+    # Found by fuzzing: a 12-byte SPB has no room for its length field.
+    path = tmp_path / "spb.pcapng"
+    path.write_bytes(pcapng_shb() + pcapng_idb(1) + pcapng_block(3, b""))
+    cap = read_capture(path)
+    assert len(cap.packets) == 0
+    assert cap.warnings == ["skipped 1 simple packet block(s) too short"]

@@ -3,7 +3,9 @@ gzip, and reading in chunks. Packet counts, timestamps and interfaces are checke
 tshark where it has an opinion."""
 
 import gzip
+import os
 import shutil
+import threading
 
 import numpy as np
 import pandas as pd
@@ -190,3 +192,21 @@ def test_contains_agrees_with_tshark_udp_and_tcp(tmp_path):
     matched = {int(r[0]) for r in theirs}
     assert matched == set((np.flatnonzero(cap.contains[b"lbtest"]) + 1).tolist())
     assert len(matched) == 6
+
+
+@pytest.mark.parametrize("zipped", [False, True], ids=["pcap", "gzip"])
+def test_reads_from_a_pipe(tmp_path, zipped):
+    # `podcap analyze <(zcat capture.pcap.gz)` hands the decoder a pipe: no size, no seeking.
+    data = write_pcap(tmp_path / "p.pcap", 1, sample_frames(40)).read_bytes()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(
+        target=lambda: fifo.write_bytes(gzip.compress(data) if zipped else data), daemon=True
+    )
+    writer.start()
+    try:
+        cap = read_capture(fifo, needles=(b"lbtest",), chunk_bytes=1000)
+    finally:
+        writer.join(timeout=10)
+    assert len(cap.packets) == 40 and cap.warnings == []
+    assert cap.contains[b"lbtest"].sum() == 20

@@ -72,16 +72,12 @@ def pcap_packets(path) -> list[bytes]:
 
 
 def wait_listening(cluster, n: int) -> None:
-    """Until ``n`` node-side tcpdumps listen (the server's exec processes are ours to watch)."""
+    """Until ``n`` tcpdumps started through exec listen (the server keeps each exec's stderr)."""
 
-    def ready():
-        return (
-            sum(1 for e in cluster.execs if e.command[-2:-1] != ["--"] and e.process.poll() is None)
-            >= n
-        )
+    def listening() -> int:
+        return sum(b"listening on" in e.stderr for e in list(cluster.execs))
 
-    assert K.wait_for(ready, 20)
-    time.sleep(1.5)
+    assert K.wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]
 
 
 def test_capture_by_name_with_node_view_rules_and_facts(kube_lab, tmp_path):
@@ -184,3 +180,26 @@ def test_not_found_dry_run_and_hostile_filter(kube_lab, tmp_path):
     for manifest in manifests:
         assert kubernetes_validate.validate(manifest, "1.30", strict=True)
     assert cluster.writes() == []
+
+
+def test_one_pod_to_stdout_and_to_a_named_file(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    target, client = lab.pods[0], lab.pods[1]
+    kubeconfig = ("--kubeconfig", str(server.kubeconfig_path))
+    piped = subprocess.Popen(
+        [sys.executable, "-m", "podcap", "capture", target.name, "-n", target.namespace,
+         *kubeconfig, "-f", "tcp port 80", "-d", "4", "-o", "-", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        assert lab.curl(client, f"http://{target.ip}/mytest").returncode == 0
+        stdout, stderr = piped.communicate(timeout=40)
+    finally:
+        piped.kill()
+    assert piped.returncode == 0, stderr
+    (tmp_path / "piped.pcap").write_bytes(stdout)
+    assert any(b"GET /mytest" in p for p in pcap_packets(tmp_path / "piped.pcap"))
+    many = podcap("capture", "-l", "app=web", "-n", target.namespace, *kubeconfig, "-o", "x.pcap")
+    assert many.returncode == 2 and "-o x.pcap takes one Pod, and 2 match" in many.stderr
+    assert cluster.helper_pods() == []

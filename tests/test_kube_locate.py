@@ -199,3 +199,17 @@ def test_no_configuration_is_a_clear_error(monkeypatch, tmp_path):
         locate.connect()
     with pytest.raises(LocateError, match="cannot load kubeconfig"):
         locate.connect(str(tmp_path / "missing"))
+
+
+def test_helper_namespace_must_exist_and_admit_privileged_pods(shop):
+    cluster, kube = shop
+    locate.check_helper_namespace(kube, "podcap-system", capabilities_only=False)
+    with pytest.raises(LocateError, match="helper namespace nowhere does not exist") as info:
+        locate.check_helper_namespace(kube, "nowhere", capabilities_only=False)
+    assert "kubectl create namespace nowhere" in str(info.value)
+    labels = cluster.namespaces["podcap-system"]["metadata"]["labels"]
+    labels["pod-security.kubernetes.io/enforce"] = "baseline"
+    with pytest.raises(LocateError, match="enforces Pod Security 'baseline'"):
+        locate.check_helper_namespace(kube, "podcap-system", capabilities_only=True)
+    cluster.denied.add(("get", "namespaces", "*"))  # unreadable: the create call will judge
+    locate.check_helper_namespace(kube, "podcap-system", capabilities_only=False)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -26,7 +27,7 @@ LISTENER = (
 
 
 @pytest.fixture(scope="module")
-def via(request, sshd_server):
+def via(sshd_server):
     """Flags that reach the node: ``via["local"]`` and ``via["ssh"]`` (real sshd, throwaway key)."""
     ssh = ["--via", "ssh", "--node", sshd_server.host, "--ssh-port", str(sshd_server.port)]
     ssh += ["--ssh-key", sshd_server.key, "--ssh-user", "root"]
@@ -48,7 +49,10 @@ def test_command_sees_the_pods_network_not_the_nodes(lab, via, how):
     )
     assert done.returncode == 0, done.stderr
     assert addresses(done.stdout) == {"127.0.0.1", pod.ip}
-    assert pod.node.ip not in done.stdout
+    # "The node" of --via local and of ssh to 127.0.0.1 is this machine's own namespace.
+    own = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    assert addresses(own) - {"127.0.0.1"}
+    assert addresses(own).isdisjoint(addresses(done.stdout) - {"127.0.0.1"})
 
 
 @pytest.mark.parametrize("how", ["local", "ssh"])
@@ -235,12 +239,47 @@ def test_no_target_is_a_usage_error():
         assert "no target" in line
 
 
+def _session_commands(session_id: int) -> list[str]:
+    """The command names of the processes in a session (the terminal's)."""
+    names = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                name, fields = f.read().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue
+        if fields.split()[3] == str(session_id):
+            names.append(name.split("(", 1)[1])
+    return names
+
+
 def test_ctrl_c_ends_the_command_and_its_status_comes_back(lab, terminal):
     pod = lab.pods[0]
-    session = terminal(
-        "netns", "--container-id", pod.container_id, "--", "sh", "-c", "echo up; sleep 60"
-    )
-    session.read_until(b"up")
+    session = terminal("netns", "--container-id", pod.container_id, "--", "sleep", "60")
+    deadline = time.monotonic() + 20
+    while "sleep" not in _session_commands(session.pid):  # the command runs in the Pod's netns
+        assert time.monotonic() < deadline, session.output
+        time.sleep(0.05)
     session.send("\x03")  # Ctrl-C on the terminal: SIGINT to the foreground process group
     assert session.wait() == 130  # 128 + SIGINT, as a shell reports it
     assert b"interrupted" not in session.output  # podcap itself did not die of it
+
+
+@pytest.mark.parametrize("how", ["local", "ssh"])
+def test_tty_flag_gives_a_command_a_terminal_on_the_node(lab, via, how, terminal):
+    pod = lab.pods[1]
+    with_tty = terminal("netns", *via[how], "-t", "--container-id", pod.container_id, "--", "tty")
+    assert with_tty.wait() == 0
+    assert b"/dev/pts/" in with_tty.output
+    # Without -t a command gets no terminal, even from one (as kubectl exec without -t).
+    without = terminal("netns", *via[how], "--container-id", pod.container_id, "--", "tty")
+    if how == "ssh":
+        assert without.wait() == 1 and b"not a tty" in without.output
+    else:  # locally the command simply shares podcap's own terminal
+        assert without.wait() == 0
+
+
+def test_a_process_in_the_nodes_own_namespace_is_refused(lab):
+    # This test's own process lives in the root namespace: "the node" for --via local.
+    line = one_error(podcap("netns", "--pid", str(os.getpid()), "--", "true"))
+    assert "shares the node's network namespace" in line

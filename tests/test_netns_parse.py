@@ -85,7 +85,7 @@ def test_target_needs_exactly_one_of_id_and_pid():
         netns.Target()
     with pytest.raises(UsageError):
         netns.Target(container_id="containerd://" + "a" * 64, pid=5)
-    assert netns.Target(pid=42).node_args() == ["--pid", "42"]
+    assert netns.Target(pid=42).name == "pid 42"
     assert netns.Target(container_id="cri-o://0123456789abcdef").name == "container 0123456789ab"
 
 

@@ -87,14 +87,21 @@ def test_shell_through_the_helper_pod_on_a_terminal(lab, kubeconfig, terminal):
     assert cluster.helper_pods() == []
 
 
-def test_inspect_through_the_helper_pod_on_the_command_line(lab, kubeconfig):
+def test_inspect_through_the_helper_pod_on_the_command_line(lab, kubeconfig, tmp_path):
     cluster, flags = kubeconfig
     pod = lab.pods[1]
-    done = podcap("inspect", pod.name, "-n", pod.namespace, *flags, "-F", "json")
+    # On a real node the helper reads PID 1's rules (hostPID); here a process living in the
+    # lab node's namespace stands in for it.
+    stand_in = lab.popen(pod.node, ["sleep", "120"])
+    rules = ["--node-rules", "--node-pid", str(stand_in.pid), "--rules-dir", str(tmp_path)]
+    done = podcap("inspect", pod.name, "-n", pod.namespace, *flags, *rules, "-F", "json")
     assert done.returncode == 0, done.stderr
     (summary,) = json.loads(done.stdout)["summary"]
     assert summary["target"] == f"{pod.namespace}/{pod.name}"
     assert summary["addresses"] == pod.ip and summary["node"] == pod.node.name
+    saved = tmp_path / f"{pod.node.name}.iptables-save.txt"
+    assert summary["rules_iptables-save"] == str(saved)
+    assert "IP-MASQ-AGENT" in saved.read_text()
     assert cluster.helper_pods() == []
 
 

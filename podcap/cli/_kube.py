@@ -64,10 +64,10 @@ def run(
     check_filter_safety(bpf_filter or "")
     check_interface(interface)
     max_bytes = parse_size(max_size) if max_size else None
-    if output == "-":
-        raise UsageError("-o - streams one capture: use --via local/ssh, or -o DIR for Pods")
     if args.all_namespaces and not args.selector:
         raise UsageError("-A goes with -l SELECTOR")
+    to_stdout = output == "-"
+    to_file = bool(output) and output.endswith((".pcap", ".cap"))
     kube = locate.connect(args.kubeconfig, args.context)
     spec = helper.HelperSpec(
         namespace=args.helper_namespace,
@@ -89,8 +89,13 @@ def run(
     if args.dry_run:
         sys.stdout.write(kubecapture.dry_run_yaml(plan))
         return []
+    if (to_stdout or to_file) and len(plan.targets) != 1:
+        raise UsageError(
+            f"-o {output} takes one Pod, and {len(plan.targets)} match",
+            hint="give -o a directory: each Pod gets NAMESPACE_POD.pcap in it",
+        )
     kubecapture.preflight(kube, plan)
-    out_dir = Path(output or ".")
+    out_dir = Path(output).parent if to_file else Path("." if to_stdout else output or ".")
     options = kubecapture.SessionOptions(
         output_dir=out_dir,
         interface=interface,
@@ -104,6 +109,8 @@ def run(
         node_rules=args.node_rules,
         merge_to=out_dir / "capture.pcapng" if args.merge else None,
         node_pid=args.node_pid,
+        stream=sys.stdout.buffer if to_stdout else None,
+        output_file=Path(output) if to_file else None,
     )
     if not quiet:
         names = ", ".join(f"{t.namespace}/{t.name} on {t.node.name}" for t in plan.targets)
@@ -117,7 +124,11 @@ def run(
         _report(one, quiet)
     if outcome.merged and not quiet:
         print(f"podcap: merged into {outcome.merged}", file=sys.stderr)
-    return [one.result.output for one in outcome.captures if one.result and one.result.packets]
+    return [
+        one.result.output
+        for one in outcome.captures
+        if one.result and one.result.packets and one.result.output != "-"
+    ]
 
 
 def _report(one, quiet: bool) -> None:

@@ -147,10 +147,15 @@ def inspect(
 
     Example: podcap inspect web-0 -n shop --node-rules -F json
     """
+    import sys
+
     from podcap import netns as library
+    from podcap.errors import UsageError
     from podcap.render import render
 
-    _split_words([pod] if pod else [], container_id, pid)
+    pod, extra = _split_words([pod] if pod else [], container_id, pid)
+    if extra:
+        raise UsageError(f"{extra[0]}: name a Pod or give --container-id/--pid, not both")
     where = _Where(via, node, ssh_user, ssh_port, ssh_key, ssh_option, container_id, pid)
     kube = KubeArgs(
         namespace=namespace,
@@ -166,10 +171,14 @@ def inspect(
         rules_dir = Path(output).parent if output and output != "-" else Path(".")
     with _open(where, pod, kube) as (transport, target):
         snapshot = library.inspect(
-            transport, target, rules_dir if node_rules else None, node_pid=node_pid
+            transport,
+            target,
+            rules_dir if node_rules else None,
+            # "1" is the capture flag's default: PID 1 from a helper Pod, the node itself else.
+            node_pid=None if node_pid == "1" else node_pid,
         )
     for name, path in snapshot.node_rules.items():
-        warn(f"saved the node's {name} to {path}")
+        print(f"podcap: saved the node's {name} to {path}", file=sys.stderr)
     render(snapshot.reports(), output_format.value, output)
 
 

@@ -36,34 +36,46 @@ class Capture:
     warnings: list[str] = field(default_factory=list)
     contains: dict[bytes, np.ndarray] = field(default_factory=dict)
     file_format: str = "pcap"
+    # Linux cooked captures only (-1 elsewhere): the interface index (SLL2) and packet type
+    # (SLL/SLL2) of each packet, to tell apart the copies `tcpdump -i any` sees of one packet.
+    if_index: np.ndarray | None = None
+    pkt_type: np.ndarray | None = None
 
 
 def read_capture(
-    path: str | Path, needles: tuple[bytes, ...] = (), chunk_bytes: int = CHUNK_BYTES
+    path: str | Path,
+    needles: tuple[bytes, ...] = (),
+    chunk_bytes: int = CHUNK_BYTES,
+    http: bool = True,
 ) -> Capture:
     """Decode ``path`` (pcap, pcapng, or gzip of either) into a :class:`Capture`.
 
     ``needles``: byte strings to look for in each packet's L4 payload; the answers are in
-    ``Capture.contains``. Raises DecodeError when the file cannot be read as a capture; a file
+    ``Capture.contains``. ``http=False`` skips the HTTP first lines (the http_* columns keep
+    their sentinels) for callers that never look at them. Raises DecodeError when the file cannot be read as a capture; a file
     cut short or corrupt after some packets gives those packets and a warning.
     """
     path = Path(path)
     needles = tuple(dict.fromkeys(needles))
     with open_capture(path) as stream:
-        return _Reading(path, needles, ChunkReader(stream, path, chunk_bytes)).run()
+        return _Reading(path, needles, ChunkReader(stream, path, chunk_bytes), http).run()
 
 
 class _Reading:
     """The state of one read_capture call: chunks in, per-chunk column arrays out."""
 
-    def __init__(self, path: Path, needles: tuple[bytes, ...], reader: ChunkReader):
+    def __init__(
+        self, path: Path, needles: tuple[bytes, ...], reader: ChunkReader, http: bool = True
+    ):
         self.path = path
+        self.parse_http = http
         self.needles = needles
         self.reader = reader
         self.strings = Interner()
         self.http = HttpParser(self.strings)
         self.chunks: list[dict[str, np.ndarray]] = []
         self.matches: dict[bytes, list[np.ndarray]] = {n: [] for n in needles}
+        self.link_meta: dict[str, list[np.ndarray]] = {"if_index": [], "pkt_type": []}
         self.warnings: list[str] = []
         self.packets = 0
 
@@ -113,9 +125,12 @@ class _Reading:
             frames.data_off, frames.linktype
         )
         chunk = self._chunk_columns(frames, cols)
-        self.http.fill(
-            view, cols.ip_proto == PROTO_TCP, cols.payload_start, cols.payload_end, chunk
-        )
+        if self.parse_http:
+            self.http.fill(
+                view, cols.ip_proto == PROTO_TCP, cols.payload_start, cols.payload_end, chunk
+            )
+        for name, parts in self.link_meta.items():
+            parts.append(getattr(cols, name))
         for needle in self.needles:
             self.matches[needle].append(
                 payload_matches(buf, needle, cols.payload_start, cols.payload_end)
@@ -163,6 +178,8 @@ class _Reading:
             warnings=self.warnings,
             contains={n: _concat(parts, bool) for n, parts in self.matches.items()},
             file_format=file_format,
+            if_index=_concat(self.link_meta["if_index"], np.int32),
+            pkt_type=_concat(self.link_meta["pkt_type"], np.int16),
         )
 
     def _dataframe(self) -> pd.DataFrame:

@@ -62,6 +62,10 @@ class Columns:
         self.encap = np.zeros(n, np.int32)
         self.outer_src = np.zeros(n, np.int32)
         self.outer_dst = np.zeros(n, np.int32)
+        # Linux cooked captures (tcpdump -i any) say which interface saw the packet: SLL2 its
+        # ifindex, SLL1 only the packet type (to us, outgoing...). -1 on other link types.
+        self.if_index = full(n, -1, np.int32)
+        self.pkt_type = full(n, -1, np.int16)
 
     def reset_inner(self, idx: np.ndarray) -> None:
         """Forget what the outer headers wrote before their payload is decoded as a packet."""
@@ -93,8 +97,11 @@ class Decoder:
             if lt == linktypes.EN10MB:
                 self.ethernet(idx, off, self.wire_end[idx], 0)
             elif lt == linktypes.LINUX_SLL:
+                self.cols.pkt_type[idx] = self.view.u16(off)
                 self.ip(idx, off + 16, self.view.u16(off + 14), self.wire_end[idx], 0)
             elif lt == linktypes.LINUX_SLL2:
+                self.cols.if_index[idx] = self.view.u32(off + 4)
+                self.cols.pkt_type[idx] = self.view.u8(off + 10)
                 self.ip(idx, off + 20, self.view.u16(off), self.wire_end[idx], 0)
             elif lt in (linktypes.RAW, linktypes.RAW_BSD, linktypes.RAW_BSD_OPENBSD):
                 self.ip(idx, off, self._ethertype_from_version(off), self.wire_end[idx], 0)

@@ -7,6 +7,8 @@ search starts at the following payload: at most one hit per packet is ever looke
 a needle that occurs everywhere costs one step per packet.
 """
 
+from bisect import bisect_right
+
 import numpy as np
 
 
@@ -20,12 +22,17 @@ def payload_matches(buf: bytes, needle: bytes, start: np.ndarray, end: np.ndarra
     starts, ends = start[with_payload], end[with_payload]
     last_end = int(ends[-1])
     pos = buf.find(needle, int(starts[0]), last_end)
+    if pos < 0:
+        return found
+    # Python lists + bisect: cheaper per hit than a numpy call on a scalar.
+    start_list, end_list = starts.tolist(), ends.tolist()
+    size = len(needle)
     while pos >= 0:
-        owner = int(np.searchsorted(starts, pos, side="right")) - 1
-        if pos + len(needle) <= ends[owner]:
+        owner = bisect_right(start_list, pos) - 1
+        if pos + size <= end_list[owner]:
             found[with_payload[owner]] = True
-        if owner + 1 >= len(starts):
+        if owner + 1 >= len(start_list):
             break
         # Later hits in this payload (or one that runs past it) change nothing: skip ahead.
-        pos = buf.find(needle, int(starts[owner + 1]), last_end)
+        pos = buf.find(needle, start_list[owner + 1], last_end)
     return found

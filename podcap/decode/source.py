@@ -7,6 +7,7 @@ recognised by their magic and decompressed on the fly, so the same chunked path 
 
 import gzip
 import os
+import stat
 import zlib
 from pathlib import Path
 from typing import BinaryIO
@@ -30,8 +31,7 @@ def open_capture(path: Path) -> BinaryIO:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned object
     except OSError as err:
         raise DecodeError(f"{path}: cannot open: {err.strerror}") from err
-    head = raw.read(2)
-    raw.seek(0)
+    head = raw.peek(2)[:2]  # peek, not read + seek: pipes (<(zcat ...)) cannot seek
     if not head:
         raw.close()
         raise DecodeError(f"{path}: empty file, not a capture")
@@ -48,7 +48,7 @@ class ChunkReader:
     gzip member (the decompressed bytes before that point are still returned).
     """
 
-    GZIP_PIECE = 1024 * 1024  # a cut gzip stream loses at most the piece being decompressed
+    PIECE = 1024 * 1024  # a cut gzip stream loses at most the piece being decompressed
 
     def __init__(self, stream: BinaryIO, path: Path, chunk_bytes: int = CHUNK_BYTES):
         self.stream = stream
@@ -56,14 +56,17 @@ class ChunkReader:
         self.chunk_bytes = chunk_bytes
         self.truncated_gzip = False
         self.eof = False
-        self.gzipped = isinstance(stream, gzip.GzipFile)
-        self.file_size = None if self.gzipped else os.fstat(stream.fileno()).st_size
+        # Only a plain regular file has a size to allocate for; gzip and pipes are read in pieces.
+        plain = not isinstance(stream, gzip.GzipFile) and stat.S_ISREG(
+            os.fstat(stream.fileno()).st_mode
+        )
+        self.file_size = os.fstat(stream.fileno()).st_size if plain else None
 
     def read(self, carry: bytes, want: int = 0) -> bytearray:
         """Return ``carry`` followed by fresh bytes, ``max(chunk_bytes, want)`` in total if possible."""
         size = max(self.chunk_bytes, want, len(carry))
-        if self.gzipped:
-            return self._read_gzip(carry, size)
+        if self.file_size is None:
+            return self._read_pieces(carry, size)
         # Never allocate (and zero) more than the rest of the file needs.
         size = min(size, len(carry) + max(self.file_size - self.stream.tell(), 0))
         # readinto a fresh buffer: no second copy of the chunk to join carry and new bytes.
@@ -80,11 +83,11 @@ class ChunkReader:
         del buf[filled:]
         return buf
 
-    def _read_gzip(self, carry: bytes, size: int) -> bytearray:
+    def _read_pieces(self, carry: bytes, size: int) -> bytearray:
         parts, filled = [carry], len(carry)
         while filled < size and not self.eof:
             # read1: one decompression step per call, so a cut stream returns its data first.
-            piece = self._call(self.stream.read1, min(self.GZIP_PIECE, size - filled))
+            piece = self._call(self.stream.read1, min(self.PIECE, size - filled))
             if not piece:
                 self.eof = True
             parts.append(piece)

@@ -8,8 +8,8 @@ both end it on their own if podcap dies without deleting it.
 Commands run through the exec API over WebSocket. Pitfalls of the Python client, and what this
 module does about them (see /work/shared/notes/capture-peers.md §4):
 
-- stdout must stay binary: the ``WSClient`` is built directly with ``binary=True`` and
-  ``capture_all=False`` (through ``stream()`` every byte would also pile up in memory);
+- stdout must stay binary and flow: frames are read one by one (:class:`ExecChannels`), not
+  through ``stream()``/``WSClient``, which decode or buffer (``_all``, ``bytes +=``);
 - one ApiClient per stream: nothing here shares the REST client the rest of podcap uses;
 - stopping: under ``v5.channel.k8s.io`` stdin is half-closed, which the node script takes as
   "stop"; under ``v4`` (no half-close) "stop" is written on stdin and, if the command is still
@@ -25,7 +25,9 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
+import ssl
 import threading
 import time
 import uuid
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import ws_client
-from websocket import WebSocketConnectionClosedException, WebSocketException
+from websocket import ABNF, WebSocketException
 
 from podcap.errors import ReachError
 from podcap.reach.base import Completed
@@ -48,6 +50,7 @@ CONTAINER = "capture"
 CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
 DEADLINE_MARGIN = 600  # seconds a helper may outlive the planned capture
 PING_INTERVAL = 30
+STDIN, STDOUT, STDERR, ERROR, CLOSE = 0, 1, 2, 3, 255  # channel.k8s.io channel numbers
 STOP_GRACE = 5.0
 EXEC_PID = re.compile(rb"^podcap-exec pid=(\d+)\n", re.M)
 WRITTEN = re.compile(r"podcap-node: stats .*\bwritten=(-?\d+)")
@@ -215,6 +218,70 @@ def _reach_error(exc: ApiException, what: str) -> ReachError:
 # --- exec ---------------------------------------------------------------------------------
 
 
+class ExecChannels:
+    """One exec WebSocket, read frame by frame.
+
+    The client's ``WSClient.update()`` is not used to read: it gathers every frame already on
+    the socket into ``bytes +=`` buffers before returning, which is quadratic in the backlog
+    (measured: 4 MB/s on a 20 MB stream). Here each frame goes straight to its destination.
+    The connection itself (URL, auth header, TLS options, subprotocol offer ``v5,v4``) is the
+    client's ``create_websocket``. Writers (``write_channel``, ``write_stdin``,
+    ``close_channel``) match ``WSClient``'s, so callers may treat it as one.
+    """
+
+    def __init__(self, sock):
+        self.sock = sock
+        # websocket-client fills ``subprotocol`` only when it made the offer itself; the
+        # kubernetes client offers through a raw header, so read the server's answer there.
+        headers = {k.lower(): v for k, v in (sock.getheaders() or {}).items()}
+        self.subprotocol = (
+            getattr(sock, "subprotocol", None) or headers.get("sec-websocket-protocol") or ""
+        )
+        self.send_lock = threading.Lock()
+
+    def next_frame(self, timeout: float) -> tuple[int, bytes] | None:
+        """``(channel, data)``; ``(-1, b"")`` on close; None when nothing came in ``timeout``."""
+        raw = self.sock.sock
+        pending = isinstance(raw, ssl.SSLSocket) and raw.pending()
+        if not pending:
+            poller = select.poll()
+            poller.register(raw, select.POLLIN)
+            if not poller.poll(timeout * 1000):
+                return None
+        opcode, frame = self.sock.recv_data_frame(True)
+        if opcode == ABNF.OPCODE_CLOSE:
+            return -1, b""
+        data = frame.data if opcode in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT) else b""
+        if isinstance(data, str):
+            data = data.encode()
+        if not data:
+            return None  # a pong or an empty frame: nothing for any channel
+        return data[0], data[1:]
+
+    def write_channel(self, channel: int, data: bytes | str) -> None:
+        payload = bytes([channel]) + (data.encode() if isinstance(data, str) else data)
+        with self.send_lock:
+            self.sock.send(payload, opcode=ABNF.OPCODE_BINARY)
+
+    def write_stdin(self, data: bytes) -> None:
+        self.write_channel(STDIN, data)
+
+    def close_channel(self, channel: int) -> bool:
+        """Half-close a channel (v5 only); False under v4, which has no way to say EOF."""
+        if self.subprotocol != ws_client.V5_CHANNEL_PROTOCOL:
+            return False
+        self.write_channel(CLOSE, bytes([channel]))
+        return True
+
+    def ping(self) -> None:
+        with self.send_lock:
+            self.sock.ping()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, WebSocketException):
+            self.sock.close()
+
+
 class PodProcess:
     """A command running in the helper through one exec WebSocket."""
 
@@ -223,9 +290,9 @@ class PodProcess:
         self.argv = argv
         self.bytes_received = 0
         self._stderr = bytearray()
+        self._status = bytearray()
         self._returncode: int | None = None
         self._lost = False
-        self._pid: int | None = None
         # podcap netns: with a tty the command runs as is (its output is the user's screen, and
         # the kubelet hangs up the tty's session when the stream closes).
         command = list(argv) if tty else ["sh", "-c", PID_WRAPPER, "podcap-exec", *argv]
@@ -237,46 +304,44 @@ class PodProcess:
 
     @property
     def protocol(self) -> str:
-        return self.ws.subprotocol or ""
+        return self.ws.subprotocol
 
     # The pump moves frames from the WebSocket into the stdout pipe and the stderr buffer.
     def _run_pump(self) -> None:
         last_ping = time.monotonic()
         try:
-            while self.ws.is_open():
-                self.ws.update(timeout=1)
-                self._drain()
+            while (frame := self.ws.next_frame(timeout=1)) != (-1, b""):
+                if frame is not None:
+                    self._deliver(*frame)
                 if time.monotonic() - last_ping > PING_INTERVAL:
-                    with contextlib.suppress(OSError, WebSocketConnectionClosedException):
-                        self.ws.sock.ping()
+                    self.ws.ping()
                     last_ping = time.monotonic()
-            self._drain()
             self._returncode = self._exit_status()
-        except (OSError, WebSocketConnectionClosedException):
+        except (OSError, WebSocketException):
             self._lost = True
             self._returncode = -1
         finally:
             with contextlib.suppress(OSError):
                 os.close(self._write_fd)
+            self.ws.close()
 
-    def _drain(self) -> None:
-        out = self.ws.read_channel(ws_client.STDOUT_CHANNEL)
-        if out:
-            self.bytes_received += len(out)
-            view = memoryview(out)
+    def _deliver(self, channel: int, data: bytes) -> None:
+        if channel == STDOUT and data:
+            self.bytes_received += len(data)
+            view = memoryview(data)
             while view:
-                written = os.write(self._write_fd, view)
-                view = view[written:]
-        err = self.ws.read_channel(ws_client.STDERR_CHANNEL)
-        if err:
-            self._stderr += err
+                view = view[os.write(self._write_fd, view) :]
+        elif channel == STDERR:
+            self._stderr += data
+        elif channel == ERROR:
+            self._status += data
 
     def _exit_status(self) -> int:
-        raw = self.ws.read_channel(ws_client.ERROR_CHANNEL)
-        if not raw:
+        """The exit code from the error channel's v1 Status (``NonZeroExitCode`` cause)."""
+        if not self._status:
             self._lost = True
             return -1
-        status = json.loads(raw)
+        status = json.loads(bytes(self._status))
         if status.get("status") == "Success":
             return 0
         for cause in (status.get("details") or {}).get("causes") or []:
@@ -294,12 +359,11 @@ class PodProcess:
 
     def stop(self) -> None:
         """Ask for a clean end: EOF on stdin (v5), else a "stop" line and, later, kill -INT."""
-        if not self.ws.is_open():
+        if not self._pump.is_alive():
             return
-        with contextlib.suppress(OSError, WebSocketConnectionClosedException):
+        with contextlib.suppress(OSError, WebSocketException):
             self.ws.write_stdin(b"stop\n")
-            if self.protocol == ws_client.V5_CHANNEL_PROTOCOL:
-                self.ws.close_channel(ws_client.STDIN_CHANNEL)
+            if self.ws.close_channel(STDIN):
                 return
         threading.Thread(target=self._signal_later, args=("INT", STOP_GRACE), daemon=True).start()
 
@@ -320,8 +384,7 @@ class PodProcess:
         if self._pump.is_alive():
             self.signal("TERM")
             self._pump.join(3)
-        with contextlib.suppress(OSError, WebSocketConnectionClosedException):
-            self.ws.close()
+        self.ws.close()
 
     def wait(self, timeout: float | None = None) -> int:
         self._pump.join(timeout)
@@ -360,8 +423,8 @@ class PodTransport:
         self.helper = helper
         self.node = helper.node
 
-    def open_exec(self, command: list[str], tty: bool = False):
-        """A WebSocket exec session, built directly so stdout stays binary and unbuffered."""
+    def open_exec(self, command: list[str], tty: bool = False) -> ExecChannels:
+        """A WebSocket exec session (stdin, stdout, stderr; a TTY if asked) in the helper."""
         configuration = self.kube.configuration
         url = (
             f"{configuration.host}/api/v1/namespaces/{self.helper.namespace}"
@@ -374,23 +437,20 @@ class PodTransport:
         if token:
             headers["authorization"] = token
         try:
-            return ws_client.WSClient(
-                configuration,
-                ws_client.get_websocket_url(url, query),
-                headers,
-                capture_all=False,
-                binary=True,
+            sock = ws_client.create_websocket(
+                configuration, ws_client.get_websocket_url(url, query), headers
             )
         except (OSError, WebSocketException) as exc:
             raise ReachError(f"exec into helper pod {self.helper.where} failed: {exc}") from exc
+        return ExecChannels(sock)
 
     def start(self, argv: list[str], tty: bool = False) -> PodProcess:
         return PodProcess(self, argv, tty)
 
     def run(self, argv: list[str], timeout: float = 60) -> Completed:
         process = self.start(argv)
-        with contextlib.suppress(OSError, WebSocketConnectionClosedException):
-            process.ws.close_channel(ws_client.STDIN_CHANNEL)
+        with contextlib.suppress(OSError, WebSocketException):
+            process.ws.close_channel(STDIN)
         out = bytearray()
         end = time.monotonic() + timeout
         while chunk := process.stdout.read(65536):

@@ -44,11 +44,14 @@ def ssh_argv(
     key: str | None = None,
     options: Iterable[str] = (),
     ssh: str = "ssh",
+    tty: bool = False,
 ) -> list[str]:
-    """The local ``ssh`` argv that runs ``remote_argv`` on ``node`` (pure; no I/O)."""
+    """The local ``ssh`` argv that runs ``remote_argv`` on ``node`` (pure; no I/O). ``tty``
+    asks for a terminal on the node (``ssh -t``: podcap netns's interactive shell)."""
     if not node or node.startswith("-") or any(c.isspace() for c in node):
         raise UsageError(f"invalid node name {node!r} for ssh")
-    argv = [ssh, "-T", "-e", "none"]  # no tty (binary-clean stdout), no escape character
+    # No tty unless asked (binary-clean stdout), no escape character.
+    argv = [ssh, "-t" if tty else "-T", "-e", "none"]
     for option in [*options, *DEFAULT_OPTIONS]:
         argv += ["-o", check_ssh_option(option)]
     if user:
@@ -79,8 +82,8 @@ class SshTransport:
         self._settings = dict(user=user, port=port, key=key, options=tuple(options), ssh=ssh)
         ssh_argv(node, ["true"], **self._settings)  # validate everything before any connection
 
-    def argv_for(self, remote_argv: list[str]) -> list[str]:
-        return ssh_argv(self.node, remote_argv, **self._settings)
+    def argv_for(self, remote_argv: list[str], tty: bool = False) -> list[str]:
+        return ssh_argv(self.node, remote_argv, **self._settings, tty=tty)
 
     def start(self, argv: list[str]) -> PopenProcess:
         return PopenProcess(self.argv_for(argv), what=f"ssh to {self.node}")

@@ -1,9 +1,15 @@
 """Connections: which packets belong together, and what happened to each connection.
 
-``assign_flows(packets)`` adds three per-packet columns: ``flow_id``, ``c2s`` (sent by the
-client) and ``retransmission``. ``flow_table(packets)`` gives one row per flow. Both are
-vectorised with pandas group-bys; the only Python loop runs over the few SYNs that might
-start a new connection on a reused 4-tuple.
+``assign_flows(packets)`` adds four per-packet columns: ``flow_id``, ``c2s`` (sent by the
+client), ``retransmission`` and ``dup_of_frame`` (the frame this packet is another
+interface's copy of, ``tcpdump -i any``; -1 for an original). ``flow_table(packets)`` gives
+one row per flow.
+
+Everything is numpy over whole columns: packets are grouped by hashing their keys
+(``pd.factorize``, numbered in order of first appearance) or by one stable sort per grouping,
+and per-group values come from ``np.*.reduceat`` / ``bincount`` on the sorted order. The
+only Python loop runs over the few SYNs that might start a new connection on a reused
+4-tuple.
 
 TCP streams split as Wireshark's ``tcp.stream`` splits them: a pure SYN whose sequence number
 differs from the first one seen in its direction starts a new stream (port reuse). UDP and
@@ -12,6 +18,8 @@ history letters follow Zeek's conn.log.
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -22,6 +30,8 @@ from podcap.reports.timefmt import as_datetime
 TCP, UDP = 6, 17
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 SEQ_SPACE = 1 << 32
+SLL, SLL2 = 113, 276  # Linux cooked capture link types (tcpdump -i any)
+COPY_WINDOW = 0.005  # seconds: another interface's copy follows within microseconds
 FLOW_COLUMNS = [
     "flow_id", "proto", "client_ip", "client_port", "server_ip", "server_port",
     "first_ts", "last_ts", "duration", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c",
@@ -37,18 +47,82 @@ def proto_names(numbers: pd.Series) -> pd.Series:
     return numbers.map(names)
 
 
+class Groups:
+    """Packets grouped by an integer key, through one stable sort.
+
+    ``order`` lists packet positions group after group (file order inside a group);
+    ``starts`` is where each group begins in ``order``; ``keys`` the key of each group.
+    """
+
+    def __init__(self, key: np.ndarray):
+        self.order = np.argsort(key, kind="stable")
+        sorted_key = key[self.order]
+        change = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
+        self.starts = np.concatenate([[0], change]) if len(key) else change
+        self.keys = sorted_key[self.starts]
+        self.sizes = np.diff(np.append(self.starts, len(key)))
+        self.group_of_sorted = np.repeat(np.arange(len(self.starts)), self.sizes)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values[self.order], self.starts) if len(self.starts) else values[:0]
+
+    def min(self, values: np.ndarray, mask: np.ndarray | None = None, empty=np.inf) -> np.ndarray:
+        """Smallest value per group (over ``mask`` only; ``empty`` for a group without one)."""
+        chosen = values[self.order]
+        if mask is not None:
+            chosen = np.where(mask[self.order], chosen, empty)
+        return np.minimum.reduceat(chosen, self.starts) if len(self.starts) else chosen
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(values[self.order], self.starts) if len(self.starts) else values
+
+    def first_position(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Position of each group's first packet (within ``mask``); len(packets) when none."""
+        if mask is None:
+            return self.order[self.starts]
+        # Work in proportion to the packets in the mask (most masks are sparse).
+        chosen = np.flatnonzero(mask)
+        first = np.full(len(self.starts), len(self.order), np.int64)
+        np.minimum.at(first, self.group_of_packet[chosen], chosen)
+        return first
+
+    @cached_property
+    def group_of_packet(self) -> np.ndarray:
+        group = np.empty(len(self.order), np.int64)
+        group[self.order] = self.group_of_sorted
+        return group
+
+    def previous_max(self, values: np.ndarray) -> np.ndarray:
+        """For each packet, the largest value among the earlier packets of its group (-1 when
+        it is the first), for values in [-1, 2**34)."""
+        shift = np.int64(1 << 35)  # lifts each group above every value of the groups before
+        lifted = values[self.order] + 1 + self.group_of_sorted * shift
+        running = np.maximum.accumulate(lifted) - self.group_of_sorted * shift - 1
+        before = np.concatenate([[-1], running[:-1]])
+        before[self.starts] = -1
+        out = np.empty_like(before)
+        out[self.order] = before
+        return out
+
+
 def assign_flows(packets: pd.DataFrame) -> pd.DataFrame:
-    """Return ``packets`` with ``flow_id``, ``c2s`` and ``retransmission`` columns added.
+    """Return ``packets`` with ``flow_id``, ``c2s``, ``retransmission`` and ``dup_of_frame``.
 
     ``flow_id`` numbers flows from 0 in order of their first packet (across files when the
     table has a ``file`` column); packets outside any flow (no IP header) get -1.
     """
-    packets = packets.copy()
+    packets = packets.copy(deep=False)  # copy-on-write: the caller's table keeps its columns
+    if packets.empty:
+        for name, dtype in (("flow_id", np.int64), ("c2s", bool), ("dup_of_frame", np.int64),
+                            ("retransmission", bool)):  # fmt: skip
+            packets[name] = np.zeros(0, dtype)
+        return packets
     conv, forward = _conversations(packets)
     stream = _split_reused_ports(packets, conv, forward)
     flow_id = _number_by_first_packet(conv, stream)
     packets["flow_id"] = flow_id
     packets["c2s"] = _client_to_server(packets, flow_id, forward)
+    packets["dup_of_frame"] = interface_copies(packets)
     packets["retransmission"] = _retransmissions(packets)
     return packets
 
@@ -57,60 +131,56 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     """One row per flow (columns ``FLOW_COLUMNS``, plus ``file`` when the table has one)."""
     if "flow_id" not in packets:
         packets = assign_flows(packets)
-    p = packets[packets["flow_id"] >= 0]
+    flow = packets["flow_id"].to_numpy()
+    in_flow = flow >= 0
+    p = packets if in_flow.all() else packets[in_flow]
     if p.empty:
         return pd.DataFrame(columns=(["file"] if "file" in p else []) + FLOW_COLUMNS)
-    flags = p["tcp_flags"].to_numpy()
-    c2s = p["c2s"].to_numpy()
-    f = pd.DataFrame(
-        {
-            "flow_id": p["flow_id"].to_numpy(),
-            "ts": p["ts"].to_numpy(),
-            "c2s": c2s,
-            "s2c": ~c2s,
-            "bytes_c2s": np.where(c2s, p["length"], 0),
-            "bytes_s2c": np.where(c2s, 0, p["length"]),
-            "payload_c2s": np.where(c2s, p["payload_len"], 0),
-            "payload_s2c": np.where(c2s, 0, p["payload_len"]),
-            "retransmission": p["retransmission"].to_numpy(),
-            "rst": (flags & RST) != 0,
-            "zero_window": _zero_window(p),
-        }
-    )
-    by_flow = f.groupby("flow_id", sort=True)
-    first = p.groupby("flow_id", sort=True).nth(0).set_index("flow_id")
-    table = pd.DataFrame(
-        {
-            "first_ts": by_flow["ts"].min(),
-            "last_ts": by_flow["ts"].max(),
-            "packets_c2s": by_flow["c2s"].sum(),
-            "packets_s2c": by_flow["s2c"].sum(),
-            "bytes_c2s": by_flow["bytes_c2s"].sum(),
-            "bytes_s2c": by_flow["bytes_s2c"].sum(),
-            "payload_c2s": by_flow["payload_c2s"].sum(),
-            "payload_s2c": by_flow["payload_s2c"].sum(),
-            "retransmissions": by_flow["retransmission"].sum(),
-            "resets": by_flow["rst"].sum(),
-            "zero_windows": by_flow["zero_window"].sum(),
-        }
-    )
-    first_c2s = first["c2s"].astype(bool)
-    table["proto"] = proto_names(first["ip_proto"])
-    table["client_ip"] = np.where(first_c2s, first["src"], first["dst"])
-    table["client_port"] = np.where(first_c2s, first["sport"], first["dport"])
-    table["server_ip"] = np.where(first_c2s, first["dst"], first["src"])
-    table["server_port"] = np.where(first_c2s, first["dport"], first["sport"])
+    col = _Cols(p)
+    groups = Groups(col.flow)
+    first_at = groups.first_position()
+
+    def first(name: str) -> np.ndarray:
+        return p[name].take(first_at).to_numpy()
+
+    c2s = col.c2s
+    table = {
+        "flow_id": groups.keys,
+        "first_ts": groups.min(col.ts),
+        "last_ts": groups.max(col.ts),
+        "packets_c2s": groups.sum(c2s.astype(np.int64)),
+        "packets_s2c": groups.sum((~c2s).astype(np.int64)),
+        "bytes_c2s": groups.sum(np.where(c2s, col.length, 0)),
+        "bytes_s2c": groups.sum(np.where(c2s, 0, col.length)),
+        "payload_c2s": groups.sum(np.where(c2s, col.payload, 0)),
+        "payload_s2c": groups.sum(np.where(c2s, 0, col.payload)),
+        "retransmissions": groups.sum(col.retransmission.astype(np.int64)),
+        "resets": groups.sum(((col.flags & RST) != 0).astype(np.int64)),
+        "zero_windows": groups.sum(col.zero_window.astype(np.int64)),
+    }
+    first_c2s = c2s[first_at]
+    first_proto = col.proto[first_at]
+    table["proto"] = proto_names(pd.Series(first_proto)).to_numpy()
+    src, dst, sport, dport = first("src"), first("dst"), first("sport"), first("dport")
+    table["client_ip"] = np.where(first_c2s, src, dst)
+    table["client_port"] = np.where(first_c2s, sport, dport)
+    table["server_ip"] = np.where(first_c2s, dst, src)
+    table["server_port"] = np.where(first_c2s, dport, sport)
     table["duration"] = (table["last_ts"] - table["first_ts"]).round(6)
     for column in ("encap", "outer_src", "outer_dst"):
-        table[column] = first[column]
-    if "file" in first:
-        table["file"] = first["file"]
-    table = table.join(_tcp_states(p))
-    table["handshake_rtt_ms"] = _handshake_rtt_ms(p).reindex(table.index)
-    table["history"] = _history(p).reindex(table.index).fillna("")
-    table["state"] = _states(table, first["ip_proto"])
+        table[column] = first(column)
+    if "file" in p:
+        table["file"] = p["file"].take(first_at)
+    firsts = _first_events(groups, col)
+    table["handshake_rtt_ms"] = _handshake_rtt_ms(groups, col)
+    never = len(p)  # the position _first_events gives an event that never happened
+    table["history"] = _history(firsts, never)
+    both_ways = (table["packets_c2s"] > 0) & (table["packets_s2c"] > 0)
+    table["state"] = _states(firsts, never, first_proto, both_ways)
     columns = (["file"] if "file" in table else []) + FLOW_COLUMNS
-    return table.reset_index()[columns]
+    if "file" in table:
+        table["file"] = table["file"].array
+    return pd.DataFrame({name: table[name] for name in columns})
 
 
 @report("flows", "one row per connection: endpoints, volumes, Zeek state and history, problems")
@@ -118,12 +188,28 @@ def flows_report(analysis) -> pd.DataFrame:
     return analysis.without_file_column(as_datetime(analysis.flows, "first_ts", "last_ts"))
 
 
+class _Cols:
+    """The packet columns the flow table reads, as numpy arrays."""
+
+    def __init__(self, p: pd.DataFrame):
+        self.flow = p["flow_id"].to_numpy()
+        self.ts = p["ts"].to_numpy()
+        self.c2s = p["c2s"].to_numpy().astype(bool)
+        self.flags = p["tcp_flags"].to_numpy()
+        self.proto = p["ip_proto"].to_numpy()
+        self.tcp = self.proto == TCP
+        self.length = p["length"].to_numpy().astype(np.int64)
+        self.payload = p["payload_len"].to_numpy().astype(np.int64)
+        self.retransmission = p["retransmission"].to_numpy().astype(bool)
+        self.zero_window = _zero_window(p)
+
+
 # --- which packets belong together -------------------------------------------------------
 
 
 def _conversations(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Conversation number per packet (address/port pair, either direction) and whether the
-    packet goes from the conversation's "a" endpoint to its "b" endpoint."""
+    """Conversation number per packet (address/port pair, either direction; -1 without an IP
+    header) and whether the packet goes from the conversation's "a" endpoint to its "b"."""
     # Integer codes for addresses make every step below integer work; which endpoint is
     # "a" only has to be consistent, not meaningful.
     src, dst = _address_codes(p["src"], p["dst"])
@@ -131,17 +217,16 @@ def _conversations(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     dport = p["dport"].to_numpy().astype(np.int64) + 1
     src_end, dst_end = src << 17 | sport, dst << 17 | dport
     forward = src_end <= dst_end
-    file_codes = pd.factorize(p["file"])[0] if "file" in p else np.zeros(len(p), np.int64)
-    keys = pd.DataFrame(
-        {
-            "file": file_codes,
-            "proto": p["ip_proto"].to_numpy(),
-            "a": np.where(forward, src_end, dst_end),
-            "b": np.where(forward, dst_end, src_end),
-        }
-    )
-    conv = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy().copy()
-    conv[p["ip_version"].to_numpy() == 0] = -1
+    a = pd.factorize(np.where(forward, src_end, dst_end))[0].astype(np.int64)
+    b, b_values = pd.factorize(np.where(forward, dst_end, src_end))
+    key = a * len(b_values) + b
+    key = key * 256 + (p["ip_proto"].to_numpy().astype(np.int64) & 0xFF)
+    if "file" in p:
+        files = pd.factorize(p["file"])[0].astype(np.int64)
+        key = pd.factorize(key)[0].astype(np.int64) * (files.max(initial=0) + 1) + files
+    has_ip = p["ip_version"].to_numpy() != 0
+    conv = np.full(len(p), -1, np.int64)
+    conv[has_ip] = pd.factorize(key[has_ip])[0]
     return conv, forward
 
 
@@ -155,23 +240,32 @@ def _address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarr
     return src_codes.astype(np.int64), in_src[dst_codes].astype(np.int64)
 
 
+def _first_of_code(codes: np.ndarray) -> np.ndarray:
+    """Position of the first packet of each code, for codes numbered by first appearance."""
+    running = np.maximum.accumulate(codes)
+    new = np.concatenate([[True], running[1:] > running[:-1]]) if len(codes) else codes > 0
+    return np.flatnonzero(new & (codes >= 0))
+
+
 def _split_reused_ports(p: pd.DataFrame, conv: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """Stream number inside each conversation: 0, then +1 at each SYN that reuses the ports."""
     flags = p["tcp_flags"].to_numpy()
     seq = p["tcp_seq"].to_numpy()
     tcp = (p["ip_proto"].to_numpy() == TCP) & (conv >= 0)
     pure_syn = tcp & ((flags & (SYN | ACK)) == SYN)
+    stream = np.zeros(len(p), np.int64)
+    if not pure_syn.any():
+        return stream
     direction_key = conv * 2 + forward
+    direction = pd.factorize(direction_key)[0]
+    first_in_direction = _first_of_code(direction)[direction]
     # The sequence number a direction starts from, as Wireshark's base_seq.
     base = np.where(flags & SYN, seq, (seq - 1) % SEQ_SPACE)
-    first_base = pd.Series(base).where(tcp).groupby(direction_key).transform("first").to_numpy()
-    rank = pd.Series(direction_key).groupby(direction_key).cumcount().to_numpy()
     # A SYN that is its direction's first packet, or repeats its first sequence number
     # (a retransmitted SYN), starts nothing, unless an earlier split moved the base: only
     # conversations with at least one SYN on a new sequence number need the exact walk.
-    candidates = pure_syn & (rank > 0)
-    suspicious = np.unique(conv[candidates & (seq != first_base)])
-    stream = np.zeros(len(p), np.int64)
+    candidates = pure_syn & (first_in_direction != np.arange(len(p)))
+    suspicious = np.unique(conv[candidates & (seq != base[first_in_direction])])
     if len(suspicious) == 0:
         return stream
     in_walk = tcp & np.isin(conv, suspicious)
@@ -204,11 +298,12 @@ def _positions_by_key(key: np.ndarray, mask: np.ndarray) -> dict[int, np.ndarray
 
 
 def _number_by_first_packet(conv: np.ndarray, stream: np.ndarray) -> np.ndarray:
-    key = pd.DataFrame({"conv": conv, "stream": stream})
-    codes = key.groupby(["conv", "stream"], sort=False).ngroup().to_numpy().copy()
-    # groupby(sort=False) numbers groups in order of first appearance: flow 0 is the first.
-    codes[conv < 0] = -1
-    return codes
+    if not stream.any():
+        return conv  # conversations are already numbered by first appearance
+    flow = np.full(len(conv), -1, np.int64)
+    inside = conv >= 0
+    flow[inside] = pd.factorize(conv[inside] * (stream.max() + 1) + stream[inside])[0]
+    return flow
 
 
 def _client_to_server(p: pd.DataFrame, flow_id: np.ndarray, forward: np.ndarray) -> np.ndarray:
@@ -217,40 +312,89 @@ def _client_to_server(p: pd.DataFrame, flow_id: np.ndarray, forward: np.ndarray)
     flags = p["tcp_flags"].to_numpy()
     tcp = p["ip_proto"].to_numpy() == TCP
     sport, dport = p["sport"].to_numpy(), p["dport"].to_numpy()
+    first = _first_of_code(flow_id)
     # Port of the lower endpoint ("a") and of the higher one, whatever the packet direction.
-    a_port, b_port = np.where(forward, sport, dport), np.where(forward, dport, sport)
-    frame = pd.DataFrame(
-        {
-            "flow": flow_id,
-            "by_first_packet": forward,
-            "by_port": np.where(a_port != b_port, a_port > b_port, forward),
-            "by_synack": np.where(tcp & ((flags & (SYN | ACK)) == (SYN | ACK)), ~forward, np.nan),
-            "by_syn": np.where(tcp & ((flags & (SYN | ACK)) == SYN), forward, np.nan),
-        }
-    )
-    firsts = frame.groupby("flow").first()  # first non-missing value of each column
-    client_is_a = (
-        firsts["by_syn"]
-        .combine_first(firsts["by_synack"])
-        .combine_first(firsts["by_port"].astype(float))
-    )
-    return forward == client_is_a.astype(bool).reindex(flow_id).to_numpy()
+    a_port = np.where(forward[first], sport[first], dport[first])
+    b_port = np.where(forward[first], dport[first], sport[first])
+    client_is_a = np.where(a_port != b_port, a_port > b_port, forward[first])
+    pure = flags & (SYN | ACK)
+    # Later rules first, so the earlier (stronger) ones overwrite them.
+    for mask, says_a in ((tcp & (pure == (SYN | ACK)), ~forward), (tcp & (pure == SYN), forward)):
+        chosen = np.flatnonzero(mask & (flow_id >= 0))
+        flows, at = np.unique(flow_id[chosen], return_index=True)
+        client_is_a[flows] = says_a[chosen[at]]
+    inside = flow_id >= 0
+    out = np.zeros(len(p), bool)
+    out[inside] = forward[inside] == client_is_a[flow_id[inside]]
+    return out
+
+
+def interface_copies(p: pd.DataFrame) -> np.ndarray:
+    """For each packet, the frame it is a copy of (-1 for an original).
+
+    ``tcpdump -i any`` on a node sees a forwarded packet on each interface it crosses (the
+    Pod's veth, the bridge, the NIC). A copy is a packet with the same addresses, ports, IP
+    ID, TCP sequence/ack numbers, flags and length as an earlier one, seen within
+    ``COPY_WINDOW`` on another interface: another SLL2 interface index, or for SLL (no index)
+    another packet type or TTL. A retransmission is sent later (an RTO is 200 ms at least)
+    and with a new IP ID, so it is never taken for a copy.
+    """
+    copy_of = np.full(len(p), -1, np.int64)
+    linktype = p["linktype"].to_numpy()
+    has_ip = p["ip_version"].to_numpy() != 0
+    cooked = np.flatnonzero(((linktype == SLL) | (linktype == SLL2)) & has_ip)
+    if len(cooked) < 2:
+        return copy_of
+    q = p.take(cooked)
+    key_columns = ["src", "dst", "sport", "dport", "ip_proto", "ip_id", "tcp_seq", "tcp_ack",
+                   "tcp_flags", "payload_len", "icmp_type"]  # fmt: skip
+    if "file" in q:
+        key_columns.insert(0, "file")
+    key = q.groupby(key_columns, sort=False, observed=True).ngroup().to_numpy()
+    groups = Groups(key)
+    at = groups.order  # sorted by identity, then file order
+    ts = q["ts"].to_numpy()[at]
+    where_seen = q["if_index"].to_numpy().astype(np.int64)[at] if "if_index" in q else None
+    how_seen = q["pkt_type"].to_numpy()[at] if "pkt_type" in q else None
+    ttl = q["ttl"].to_numpy()[at]
+    same_key = np.zeros(len(at), bool)
+    same_key[1:] = key[at][1:] == key[at][:-1]
+    close = np.zeros(len(at), bool)
+    close[1:] = ts[1:] - ts[:-1] <= COPY_WINDOW
+    other_place = np.zeros(len(at), bool)
+    if where_seen is not None:
+        indexed = (where_seen[1:] >= 0) & (where_seen[:-1] >= 0)
+        differs = where_seen[1:] != where_seen[:-1]
+        unindexed_differs = ttl[1:] != ttl[:-1]
+        if how_seen is not None:
+            unindexed_differs |= how_seen[1:] != how_seen[:-1]
+        other_place[1:] = np.where(indexed, differs, unindexed_differs)
+    is_copy = same_key & close & other_place
+    # A copy points at the original that started its run of copies.
+    original = np.maximum.accumulate(np.where(is_copy, -1, np.arange(len(at))))
+    frames = p["frame"].to_numpy()[cooked][at]
+    copy_of[cooked[at[is_copy]]] = frames[original[is_copy]]
+    return copy_of
 
 
 def _retransmissions(p: pd.DataFrame) -> np.ndarray:
     """A segment carrying data, SYN or FIN that starts before the highest sequence number
-    already sent in its direction (keep-alives excepted)."""
+    already sent in its direction (keep-alives and other interfaces' copies excepted)."""
     flags = p["tcp_flags"].to_numpy()
-    tcp = (p["ip_proto"].to_numpy() == TCP) & (p["flow_id"].to_numpy() >= 0)
+    flow = p["flow_id"].to_numpy()
+    tcp = (p["ip_proto"].to_numpy() == TCP) & (flow >= 0)
+    if "dup_of_frame" in p:
+        tcp &= p["dup_of_frame"].to_numpy() < 0
     length = p["payload_len"].to_numpy().astype(np.int64)
     syn_fin = ((flags & (SYN | FIN)) != 0) & ((flags & RST) == 0)
-    key = p["flow_id"].to_numpy() * 2 + p["c2s"].to_numpy()
+    # Packets outside TCP go to group -1 and are never retransmissions.
+    key = np.where(tcp, flow * 2 + p["c2s"].to_numpy(), -1)
     seq = p["tcp_seq"].to_numpy()
-    first_seq = pd.Series(seq).where(tcp).groupby(key).transform("first").to_numpy()
-    relative = (seq - np.nan_to_num(first_seq).astype(np.int64)) % SEQ_SPACE
+    direction = pd.factorize(key)[0]
+    first_seq = seq[_first_of_code(direction)][direction]
+    relative = (seq - first_seq) % SEQ_SPACE
     end = np.where(tcp, relative + length + syn_fin, -1)
-    previous_max = pd.Series(end).groupby(key).cummax().groupby(key).shift(1).fillna(-1)
-    previous_max = previous_max.to_numpy().astype(np.int64)
+    previous_max = Groups(key).previous_max(end)
     carries = tcp & ((length > 0) | syn_fin)
     keep_alive = (length <= 1) & ~syn_fin & (relative == previous_max - 1)
     return carries & (relative < previous_max) & ~keep_alive
@@ -268,34 +412,69 @@ def _zero_window(p: pd.DataFrame) -> np.ndarray:
 
 # --- what happened to each connection ----------------------------------------------------
 
-
-def _tcp_states(p: pd.DataFrame) -> pd.DataFrame:
-    flags = p["tcp_flags"].to_numpy()
-    c2s = p["c2s"].to_numpy()
-    tcp = p["ip_proto"].to_numpy() == TCP
-    events = {
-        "syn": tcp & c2s & ((flags & (SYN | ACK)) == SYN),
-        "synack": tcp & ~c2s & ((flags & (SYN | ACK)) == (SYN | ACK)),
-        "fin_o": tcp & c2s & ((flags & FIN) != 0),
-        "fin_r": tcp & ~c2s & ((flags & FIN) != 0),
-        "rst_o": tcp & c2s & ((flags & RST) != 0),
-        "rst_r": tcp & ~c2s & ((flags & RST) != 0),
-    }
-    order = np.arange(len(p), dtype=np.float64)
-    first_seen = (
-        pd.DataFrame({name: np.where(mask, order, np.inf) for name, mask in events.items()})
-        .groupby(p["flow_id"].to_numpy())
-        .min()
-    )
-    first_seen["both_ways"] = pd.Series(c2s).groupby(p["flow_id"].to_numpy()).nunique() > 1
-    return first_seen
+HISTORY_LETTERS = {
+    # letter: which packets show it (client's letters are upper case, server's lower case)
+    "S": lambda c: c.tcp & ((c.flags & (SYN | ACK)) == SYN),
+    "H": lambda c: c.tcp & ((c.flags & (SYN | ACK)) == (SYN | ACK)),
+    "A": lambda c: c.tcp & ((c.flags & (SYN | FIN | RST | ACK)) == ACK) & (c.payload == 0),
+    # Data: TCP payload, or any payload of another protocol.
+    "D": lambda c: c.payload > 0,
+    "F": lambda c: c.tcp & ((c.flags & FIN) != 0),
+    "R": lambda c: c.tcp & ((c.flags & RST) != 0),
+    # Zeek's T: a retransmitted payload (a repeated SYN is not a T).
+    "T": lambda c: c.retransmission & (c.payload > 0),
+    "W": lambda c: c.zero_window,
+}
+EVENTS = [e for letter in HISTORY_LETTERS for e in (letter, letter.lower())]
 
 
-def _states(table: pd.DataFrame, proto: pd.Series) -> pd.Series:
+def _first_events(groups: Groups, col: _Cols) -> np.ndarray:
+    """(flows, len(EVENTS)) array: where each history event first happened in each flow
+    (packet position; len(packets) when it never did). Upper case: sent by the client."""
+    never = len(col.flow)
+    firsts = np.full((len(groups.starts), len(EVENTS)), never, np.int64)
+    for index, test in enumerate(HISTORY_LETTERS.values()):
+        mask = test(col)
+        if mask.any():
+            firsts[:, 2 * index] = groups.first_position(mask & col.c2s)
+            firsts[:, 2 * index + 1] = groups.first_position(mask & ~col.c2s)
+    return firsts
+
+
+def _history(firsts: np.ndarray, never: int) -> np.ndarray:
+    """Zeek history letters, each in the order it first happened in the flow (ties in the
+    order of ``EVENTS``). Few distinct orders exist: each is spelled out once."""
+    order = np.argsort(firsts, axis=1, kind="stable")
+    happened = np.take_along_axis(firsts, order, axis=1) < never
+    spelled = np.where(happened, order, len(EVENTS))
+    # One integer per distinct spelling (hashing, not np.unique's row sort): each half of
+    # the row as a base-17 number, then the pair of halves.
+    half = len(EVENTS) // 2
+    weights = (len(EVENTS) + 1) ** np.arange(half, dtype=np.int64)
+    high, _ = pd.factorize(spelled[:, :half] @ weights)
+    low, low_values = pd.factorize(spelled[:, half:] @ weights)
+    which, first_rows = _factorize_with_first(high.astype(np.int64) * len(low_values) + low)
+    letters = EVENTS + [""]
+    words = ["".join(letters[i] for i in row) for row in spelled[first_rows].tolist()]
+    return np.array(words, dtype=object)[which]
+
+
+def _factorize_with_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pd.factorize codes, plus the position of each code's first occurrence."""
+    codes = pd.factorize(values)[0]
+    return codes, _first_of_code(codes)
+
+
+def _states(firsts: np.ndarray, never: int, proto: np.ndarray, both_ways: np.ndarray) -> np.ndarray:
     """Zeek conn_state from the first time each event was seen in the flow."""
-    seen = {name: np.isfinite(table[name].to_numpy()) for name in
-            ("syn", "synack", "fin_o", "fin_r", "rst_o", "rst_r")}  # fmt: skip
-    rst_o_first = table["rst_o"].to_numpy() <= table["rst_r"].to_numpy()
+
+    def at(event: str) -> np.ndarray:
+        return firsts[:, EVENTS.index(event)]
+
+    seen = {name: at(event) < never for name, event in
+            (("syn", "S"), ("synack", "h"), ("fin_o", "F"), ("fin_r", "f"),
+             ("rst_o", "R"), ("rst_r", "r"))}  # fmt: skip
+    rst_o_first = at("R") <= at("r")
     established = seen["synack"]
     states = np.select(
         [
@@ -313,75 +492,22 @@ def _states(table: pd.DataFrame, proto: pd.Series) -> pd.Series:
         ["RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0"],
         default="OTH",
     )
-    not_tcp = (proto != TCP).to_numpy()
-    other = np.where((proto == UDP).to_numpy() & table["both_ways"].to_numpy(), "SF", "S0")
-    other = np.where((proto == UDP).to_numpy(), other, "OTH")
-    return pd.Series(np.where(not_tcp, other, states), index=table.index)
+    other = np.where((proto == UDP) & both_ways, "SF", "S0")
+    other = np.where(proto == UDP, other, "OTH")
+    return np.where(proto != TCP, other, states).astype(object)
 
 
-def _handshake_rtt_ms(p: pd.DataFrame) -> pd.Series:
+def _handshake_rtt_ms(groups: Groups, col: _Cols) -> np.ndarray:
     """Wireshark's iRTT: from the client's first SYN to its ACK of the server's SYN-ACK."""
-    flags = p["tcp_flags"].to_numpy()
-    c2s = p["c2s"].to_numpy()
-    tcp = p["ip_proto"].to_numpy() == TCP
-    flow = p["flow_id"].to_numpy()
-    ts = pd.Series(p["ts"].to_numpy())
-
-    def first_time(mask: np.ndarray) -> pd.Series:
-        return ts[mask].groupby(flow[mask]).min()
-
-    syn_ts = first_time(tcp & c2s & ((flags & (SYN | ACK)) == SYN))
-    synack_ts = first_time(tcp & ~c2s & ((flags & (SYN | ACK)) == (SYN | ACK)))
-    acks = tcp & c2s & ((flags & (SYN | ACK | RST)) == ACK)
-    acks[acks] = ts[acks].to_numpy() >= synack_ts.reindex(flow[acks]).to_numpy()
-    return ((first_time(acks) - syn_ts).dropna() * 1000.0).round(3)
-
-
-HISTORY_LETTERS = {
-    # letter: which packets show it (client's letters are upper case, server's lower case)
-    "S": lambda f, n: (f & (SYN | ACK)) == SYN,
-    "H": lambda f, n: (f & (SYN | ACK)) == (SYN | ACK),
-    "A": lambda f, n: ((f & (SYN | FIN | RST | ACK)) == ACK) & (n == 0),
-    "D": lambda f, n: n > 0,
-    "F": lambda f, n: (f & FIN) != 0,
-    "R": lambda f, n: (f & RST) != 0,
-}
-
-
-def _history(p: pd.DataFrame) -> pd.Series:
-    """Zeek history letters, each in the order it first happened in the flow."""
-    flags = p["tcp_flags"].to_numpy()
-    length = p["payload_len"].to_numpy()
-    c2s = p["c2s"].to_numpy()
-    flow = p["flow_id"].to_numpy()
-    tcp = p["ip_proto"].to_numpy() == TCP
-    masks = {letter: tcp & test(flags, length) for letter, test in HISTORY_LETTERS.items()}
-    # Zeek's T: a retransmitted payload (a repeated SYN is not a T).
-    masks["T"] = p["retransmission"].to_numpy() & (length > 0)
-    masks["W"] = _zero_window(p)
-    masks["D"] = masks["D"] | (~tcp & (length > 0))
-    pieces = []
-    order = np.arange(len(p))
-    for letter, mask in masks.items():
-        for client_side, text in ((True, letter), (False, letter.lower())):
-            chosen = mask & (c2s == client_side)
-            if chosen.any():
-                first = pd.Series(order[chosen]).groupby(flow[chosen]).min()
-                pieces.append(pd.DataFrame({"flow": first.index, "at": first.values, "l": text}))
-    if not pieces:
-        return pd.Series(dtype=str)
-    events = pd.concat(pieces).sort_values(["flow", "at"], kind="stable")
-    return _join_letters(events["flow"].to_numpy(), events["l"].to_numpy())
-
-
-def _join_letters(flow: np.ndarray, letters: np.ndarray) -> pd.Series:
-    """Concatenate each flow's letters (rows sorted by flow) column by column, not per flow:
-    a grid of one letter per cell, then at most a dozen vectorised string additions."""
-    flows, position = np.unique(flow, return_inverse=True)
-    rank = pd.Series(position).groupby(position).cumcount().to_numpy()
-    grid = np.full((len(flows), rank.max() + 1), "", dtype="<U1")
-    grid[position, rank] = letters.astype("<U1")
-    joined = grid[:, 0]
-    for column in range(1, grid.shape[1]):
-        joined = np.char.add(joined, grid[:, column])
-    return pd.Series(joined, index=flows)
+    pure = col.flags & (SYN | ACK)
+    syn_ts = groups.min(col.ts, col.tcp & col.c2s & (pure == SYN))
+    synack_ts = groups.min(col.ts, col.tcp & ~col.c2s & (pure == (SYN | ACK)))
+    acks = col.tcp & col.c2s & ((col.flags & (SYN | ACK | RST)) == ACK)
+    # An ACK counts from the SYN-ACK on: the synack time of its flow, spread per packet.
+    synack_of_packet = np.empty(len(col.ts))
+    synack_of_packet[groups.order] = np.repeat(synack_ts, groups.sizes)
+    ack_ts = groups.min(col.ts, acks & (col.ts >= synack_of_packet))
+    rtt = np.full(len(syn_ts), np.nan)
+    both = np.isfinite(ack_ts) & np.isfinite(syn_ts)
+    rtt[both] = np.round((ack_ts[both] - syn_ts[both]) * 1000.0, 3)
+    return rtt

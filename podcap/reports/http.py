@@ -21,7 +21,10 @@ HTTP_COLUMNS = [
 
 def http_requests(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     """Requests paired with responses; ``packets`` must carry the flow columns."""
-    fresh = packets[~packets["retransmission"] & (packets["flow_id"] >= 0)]
+    fresh = ~packets["retransmission"] & (packets["flow_id"] >= 0)
+    if "dup_of_frame" in packets:  # another interface's copy (tcpdump -i any) is no request
+        fresh &= packets["dup_of_frame"] < 0
+    fresh = packets[fresh]
     requests = fresh[(fresh["http_method"] != "") & fresh["c2s"]]
     responses = fresh[(fresh["http_status"] >= 0) & ~fresh["c2s"]]
     requests = requests.assign(nth=requests.groupby("flow_id").cumcount())

@@ -10,7 +10,7 @@ from podcap.reports.timefmt import as_datetime
 
 PACKET_REPORT_COLUMNS = [
     "frame", "ts", "src", "dst", "sport", "dport", "proto", "length", "payload_len",
-    "tcp_flags", "flow_id", "encap", "outer_src", "outer_dst",
+    "tcp_flags", "flow_id", "encap", "outer_src", "outer_dst", "if_index", "dup_of_frame",
 ]  # fmt: skip
 FLAG_LETTERS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 upwards
 
@@ -35,9 +35,17 @@ def packets_report(analysis) -> pd.DataFrame:
             "encap": p["encap"].to_numpy(),
             "outer_src": p["outer_src"].to_numpy(),
             "outer_dst": p["outer_dst"].to_numpy(),
+            # tcpdump -i any: the interface index (SLL2) and, for another interface's copy
+            # of an earlier packet, that packet's frame (-1 for an original).
+            "if_index": _column_or(p, "if_index", -1),
+            "dup_of_frame": _column_or(p, "dup_of_frame", -1),
         }
     )
     return analysis.without_file_column(as_datetime(table, "ts")).reset_index(drop=True)
+
+
+def _column_or(p: pd.DataFrame, name: str, missing: int):
+    return p[name].to_numpy() if name in p else missing
 
 
 def flag_letters(flags: pd.Series, is_tcp: pd.Series) -> pd.Series:

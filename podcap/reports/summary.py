@@ -44,6 +44,11 @@ def _file_row(analysis, path: str) -> dict:
         "duration": float(matched["ts"].max() - matched["ts"].min()) if len(matched) else 0.0,
         "flows": len(flows),
         "http_requests": _http_count(analysis, path),
+        # tcpdump -i any: packets that are another interface's copy of an earlier one (not
+        # counted as retransmissions).
+        "interface_copies": int((matched["dup_of_frame"] >= 0).sum())
+        if "dup_of_frame" in matched
+        else 0,
     }
     for column, names in PROBLEM_COUNTS.items():
         names = (names,) if isinstance(names, str) else names
