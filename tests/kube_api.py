@@ -17,15 +17,19 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import fcntl
 import hashlib
 import http.server
 import json
 import os
+import pty
 import re
 import signal
 import socket
 import ssl
+import struct
 import subprocess
+import termios
 import threading
 import time
 import uuid
@@ -711,27 +715,75 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         command = multi.get("command", [])
-        ExecSession(self, name, command, protocol, stdin="true" in multi.get("stdin", [])).run()
+        stdin, tty = ("true" in multi.get(key, []) for key in ("stdin", "tty"))
+        ExecSession(self, ns, name, command, protocol, stdin, tty).run()
         self.close_connection = True
 
 
 class ExecSession:
-    """One exec: runs the command here and multiplexes its streams onto channel frames."""
+    """One exec: runs the command here and multiplexes its streams onto channel frames.
 
-    def __init__(self, handler: Handler, pod: str, command: list[str], protocol: str, stdin: bool):
+    With ``tty`` the command gets a pseudo-terminal as a kubelet gives it: stdin, stdout and
+    stderr are that one terminal (so what it writes arrives in the order written, on the
+    stdout channel alone), it is the command's controlling terminal, and the resize channel
+    sets its size."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        ns: str,
+        pod: str,
+        command: list[str],
+        protocol: str,
+        stdin: bool,
+        tty: bool = False,
+    ):
         self.handler = handler
         self.protocol = protocol
         self.send_lock = threading.Lock()
-        self.process = subprocess.Popen(
+        self.process: subprocess.Popen | None = None
+        self.record: Exec | None = None
+        self.outputs: list[tuple[int, int]] = []  # (fd, channel) pumped to the client
+        self.stdin_fd: int | None = None
+        self.terminal: int | None = None  # the pty's master side, with tty
+        self.stdin_lock = threading.Lock()  # the terminal is closed only between writes
+        cluster = handler.server.cluster
+        # The upgrade was answered before the process starts (as on a real node), so the Pod
+        # may have been deleted meanwhile. Checking, starting and registering under the lock
+        # that Pod deletion takes means either this exec is in ``execs`` before the delete
+        # kills that Pod's execs, or it sees the Pod gone and never starts.
+        with cluster.lock:
+            if (ns, pod) not in cluster.pods:
+                return
+            self.process = self._start_on_terminal(command) if tty else self._start(command, stdin)
+            self.record = Exec(pod, command, protocol, self.process)
+            cluster.execs.append(self.record)
+
+    def _start(self, command: list[str], stdin: bool) -> subprocess.Popen:
+        process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        self.record = Exec(pod, command, protocol, self.process)
-        with handler.server.cluster.lock:
-            handler.server.cluster.execs.append(self.record)
+        self.outputs = [(process.stdout.fileno(), 1), (process.stderr.fileno(), 2)]
+        self.stdin_fd = process.stdin.fileno() if process.stdin else None
+        return process
+
+    def _start_on_terminal(self, command: list[str]) -> subprocess.Popen:
+        self.terminal, child_side = pty.openpty()
+        try:
+            # setsid -c: a new session (its own process group, for kill_execs) whose
+            # controlling terminal is the pty, as a container's process gets it.
+            process = subprocess.Popen(
+                ["setsid", "-c", *command], stdin=child_side, stdout=child_side, stderr=child_side
+            )
+        finally:
+            os.close(child_side)
+        self.outputs = [(self.terminal, 1)]
+        self.stdin_fd = self.terminal
+        return process
 
     def send(self, opcode: int, payload: bytes) -> None:
         header = bytes([0x80 | opcode])
@@ -762,9 +814,9 @@ class ExecSession:
         data = rfile.read(length)
         return opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
-    def pump(self, stream, channel: int) -> None:
+    def pump(self, fd: int, channel: int) -> None:
         budget = self.handler.server.cluster.stdout_limit if channel == 1 else None
-        while chunk := os.read(stream.fileno(), 32768):
+        while chunk := self._read(fd):
             if budget is not None:
                 chunk, budget = chunk[:budget], max(budget - len(chunk), 0)
                 if not chunk:
@@ -776,29 +828,53 @@ class ExecSession:
             except OSError:
                 return
 
+    @staticmethod
+    def _read(fd: int) -> bytes:
+        try:
+            return os.read(fd, 32768)
+        except OSError:  # EIO: a pty whose last user closed it, which is its EOF
+            return b""
+
     def read_client(self) -> None:
         while (frame := self.recv()) is not None:
             opcode, data = frame
             if opcode == 0x8:  # close: the client went away; the process keeps running,
                 return  # as on a real node (kubernetes#89031)
-            if not data or self.process.stdin is None:
-                continue
-            if data[0] == 0 and len(data) > 1:
-                try:
-                    self.process.stdin.write(data[1:])
-                    self.process.stdin.flush()
-                except OSError:
-                    pass
-            elif data[0] == 255 and self.protocol == V5 and data[1:2] == b"\0":
-                self.record.stdin_closed = True
+            with self.stdin_lock:
+                if data and self.stdin_fd is not None:
+                    self._from_client(data)
+
+    def _from_client(self, data: bytes) -> None:
+        if data[0] == 0 and len(data) > 1:
+            self._write_stdin(data[1:])
+        elif data[0] == 4 and self.terminal is not None:
+            self._resize(json.loads(data[1:]))
+        elif data[0] == 255 and self.protocol == V5 and data[1:2] == b"\0":
+            self.record.stdin_closed = True
+            if self.terminal is None:  # a terminal stays open, as a kubelet's does
                 self.process.stdin.close()
+                self.stdin_fd = None
+
+    def _write_stdin(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.stdin_fd, view) :]
+        except OSError:
+            pass
+
+    def _resize(self, size: dict) -> None:
+        winsize = struct.pack("HHHH", size.get("Height", 0), size.get("Width", 0), 0, 0)
+        fcntl.ioctl(self.terminal, termios.TIOCSWINSZ, winsize)
 
     def run(self) -> None:
         for channel in (1, 2, 3):  # the API server opens each channel with an empty frame
             self.send(0x2, bytes([channel]))
+        if self.process is None:
+            self.finish({"metadata": {}, "status": "Failure", "message": "pod not found"})
+            return
         pumps = [
-            threading.Thread(target=self.pump, args=(self.process.stdout, 1), daemon=True),
-            threading.Thread(target=self.pump, args=(self.process.stderr, 2), daemon=True),
+            threading.Thread(target=self.pump, args=output, daemon=True) for output in self.outputs
         ]
         for thread in pumps:
             thread.start()
@@ -806,6 +882,10 @@ class ExecSession:
         for thread in pumps:
             thread.join()
         code = self.process.wait()
+        with self.stdin_lock:
+            if self.terminal is not None:
+                os.close(self.terminal)
+                self.stdin_fd = None
         if code == 0:
             status = {"metadata": {}, "status": "Success"}
         else:
@@ -823,6 +903,10 @@ class ExecSession:
                     ]
                 },
             }
+        self.finish(status)
+
+    def finish(self, status: dict) -> None:
+        """The exec's v1 Status on the error channel, then the WebSocket close."""
         try:
             self.send(0x2, b"\x03" + json.dumps(status).encode())
             self.send(0x8, (1000).to_bytes(2, "big"))

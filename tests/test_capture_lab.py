@@ -246,7 +246,7 @@ def test_pcap_to_stdout(lab, udp_traffic, tmp_path):
     with open(out, "wb") as sink:
         done = subprocess.run(
             [sys.executable, "-m", "podcap", "capture", "--container-id", pod.container_id,
-             "-f", "udp", "-c", "3", "-o", "-"],
+             "-f", "udp", "--count", "3", "-o", "-"],
             stdout=sink, stderr=subprocess.PIPE, timeout=60,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -283,7 +283,7 @@ def test_analyze_prints_the_summary_of_the_capture(lab, udp_traffic, tmp_path):
     udp_traffic()
     done = subprocess.run(
         [sys.executable, "-m", "podcap", "capture", "--container-id", lab.pods[0].container_id,
-         "-f", "udp", "-c", "4", "-o", out, "--analyze"],
+         "-f", "udp", "--count", "4", "-o", out, "--analyze"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

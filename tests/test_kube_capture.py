@@ -72,7 +72,8 @@ def test_helper_capture_equals_a_direct_capture(lab_cluster, tmp_path, protocol)
     assert process.bytes_received == process.bytes_written() == out.stat().st_size
     got, want = packets(out), packets(direct)
     assert len(got) >= 3 * 6
-    assert got == want
+    import shutil; shutil.copy(out, '/tmp/f10/got-%s.pcap' % protocol); shutil.copy(direct, '/tmp/f10/want-%s.pcap' % protocol)  # DIAG
+    assert got == want, (len(got), len(want), sorted(got) == sorted(want), process.stderr_text())
     assert any(b"GET /mytest" in p for p in got)
     assert cluster.helper_pods() == []
 

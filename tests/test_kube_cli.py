@@ -203,3 +203,20 @@ def test_one_pod_to_stdout_and_to_a_named_file(kube_lab, tmp_path):
     many = podcap("capture", "-l", "app=web", "-n", target.namespace, *kubeconfig, "-o", "x.pcap")
     assert many.returncode == 2 and "-o x.pcap takes one Pod, and 2 match" in many.stderr
     assert cluster.helper_pods() == []
+
+
+def test_dash_c_names_the_container_and_count_is_long_only(make_kube_api, tmp_path):
+    server = make_kube_api(shop_cluster())
+    kubeconfig = ("--kubeconfig", str(server.kubeconfig_path))
+    dry = podcap("capture", "with-sidecar", "-n", "shop", "-c", "app", "--dry-run", *kubeconfig)
+    assert dry.returncode == 0, dry.stderr
+    (manifest,) = yaml.safe_load_all(dry.stdout)
+    assert manifest["spec"]["nodeName"] == "node-a"
+    waiting = podcap("capture", "with-sidecar", "-n", "shop", "-c", "proxy", *kubeconfig)
+    assert waiting.returncode == 2
+    assert "container proxy of pod shop/with-sidecar has not started" in waiting.stderr
+    for command in ("netns", "inspect"):
+        done = podcap(command, "with-sidecar", "-n", "shop", "-c", "proxy", *kubeconfig)
+        assert done.returncode == 2 and "container proxy of pod" in done.stderr, command
+    counted = podcap("capture", "web-0", "-n", "shop", "--count", "x", *kubeconfig)
+    assert counted.returncode == 2 and "--count" in counted.stderr

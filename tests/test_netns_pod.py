@@ -76,9 +76,15 @@ def test_shell_through_the_helper_pod_on_a_terminal(lab, kubeconfig, terminal):
     session = terminal("netns", pod.name, "-n", pod.namespace, *flags)
     session.read_until(f"[podcap netns {pod.namespace}/{pod.name} @ {pod.node.name}] # ".encode())
     # Our terminal is raw now: what we type goes to the node as is, "\n" included.
-    session.send("echo BEGIN-$((1+1)); ip -o -4 addr; echo DONE-$((6*7))\n")
+    # The node side is a terminal too (it echoes what we type, so the markers are computed):
+    # stdout and stderr are that one terminal, and the shell's output arrives in order.
+    session.send(
+        "echo BEGIN-$((1+1)); ip -o -4 addr; [ -t 0 ] && echo TTY-$((3*3)); echo DONE-$((6*7))\n"
+    )
     seen = session.read_until(b"DONE-42").decode(errors="replace")
-    assert addresses(seen.split("BEGIN-2", 1)[1]) == {"127.0.0.1", pod.ip}
+    after = seen.split("BEGIN-2", 1)[1]
+    assert addresses(after) == {"127.0.0.1", pod.ip}, seen
+    assert "TTY-9" in after
     session.send("exit 6\n")
     assert session.wait() == 6
     # The shell ran as is (no PID wrapper: a tty exec), interactive because we have a terminal.

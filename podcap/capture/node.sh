@@ -125,20 +125,69 @@ check_filter() {
 relay_tcpdump_stderr() {
   while IFS= read -r line; do
     printf '%s\n' "$line" >>"$tmp/errlog"
+    case $line in *" packets captured, "*) continue ;; esac  # our own SIGUSR1 queries
     say "log: $line"
     case $line in *"listening on"*) : >"$tmp/ready"; say ready ;; esac
   done
 }
 
+# The tcpdump process itself: the child of timeout(1) (nsenter -n execs it, without a fork).
+tcpdump_process() {
+  for child in $(cat "/proc/$tcpdump_pid/task/$tcpdump_pid/children" 2>/dev/null); do
+    [ "$(cat "/proc/$child/comm" 2>/dev/null)" = tcpdump ] && printf '%s' "$child"
+  done
+}
+
+# SIGUSR1 makes tcpdump print "N packets captured, M packets received by filter, D packets
+# dropped by kernel"; query_counts PID prints "N M D" from the line that answered (nothing if
+# tcpdump is gone or did not answer within 5 s).
+query_counts() {
+  answers=$(grep -c ' packets captured, ' "$tmp/errlog")
+  kill -USR1 "$1" 2>/dev/null || return 0
+  waited=0
+  while [ "$(grep -c ' packets captured, ' "$tmp/errlog")" -le "$answers" ]; do
+    waited=$((waited + 1))
+    { [ "$waited" -le 50 ] && kill -0 "$1" 2>/dev/null; } || return 0
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+  grep ' packets captured, ' "$tmp/errlog" | tail -n 1 |
+    sed -n 's/.* \([0-9][0-9]*\) packets* captured, \([0-9][0-9]*\) packets* received by filter, \([0-9][0-9]*\) packets* dropped.*/\1 \2 \3/p'
+}
+
+# Returns once tcpdump (PID $1) has written every packet the kernel had queued for it when the
+# stop came. A SIGINT ends tcpdump without draining its ring, and packets wait there up to
+# tcpdump's 1 s buffer timeout (we do not use --immediate-mode, which makes libpcap drop packets
+# under bursts) plus however long a loaded node takes to schedule tcpdump: a fixed wait is a
+# guess. The kernel counts each packet as it queues it (received by filter, dropped when the
+# ring was full); tcpdump counts what it wrote: once written >= queued-at-stop, all is out.
+# libpcap also discards some queued packets itself (lo's outgoing copies), so written may never
+# catch up: then, after the ring's blocks have timed out (1.2 s), written standing still
+# between two of tcpdump's answers will do. Status 1 when tcpdump cannot be queried; ~10 s at
+# most (a tcpdump that cannot keep up must still stop).
+drain_ring() {
+  set -- "$1" $(query_counts "$1")
+  [ $# -eq 4 ] || return 1
+  queued=$(($3 - $4)) polls=0 last=-1
+  while [ "$2" -lt "$queued" ] && [ "$polls" -lt 50 ]; do
+    [ "$polls" -ge 6 ] && [ "$2" -eq "$last" ] && return 0
+    last=$2
+    sleep 0.2 2>/dev/null || sleep 1
+    polls=$((polls + 1))
+    set -- "$1" $(query_counts "$1")
+    [ $# -eq 4 ] || return 1
+  done
+}
+
 # Stops tcpdump the way Ctrl-C does, so it writes its last packets and prints its statistics.
-# tcpdump hands packets over from the kernel ring at most 1 s late (its buffer timeout; we do not
-# use --immediate-mode, which makes libpcap drop packets under bursts), and a SIGINT ends it
-# without draining the ring: so wait that second first. Wait for tcpdump to listen (a SIGINT
-# before it has set its handler would kill it before it wrote the pcap header), then repeat the
-# SIGINT in case one is lost in the start-up race.
+# Wait for tcpdump to listen (a SIGINT before it has set its handler would kill it before it
+# wrote the pcap header), let it drain the ring, then repeat the SIGINT in case one is lost in
+# the start-up race. Where tcpdump cannot be queried, wait out its buffer timeout instead.
 stop_tcpdump() {
   while [ ! -e "$tmp/ready" ] && kill -0 "$tcpdump_pid" 2>/dev/null; do sleep 1; done
-  sleep 1.2 2>/dev/null || sleep 2
+  tcpdump=$(tcpdump_process)
+  if [ -z "$tcpdump" ] || ! drain_ring "$tcpdump"; then
+    sleep 1.2 2>/dev/null || sleep 2
+  fi
   while kill -INT "$tcpdump_pid" 2>/dev/null; do sleep 1; done
 }
 

@@ -19,6 +19,7 @@ class Format(StrEnum):
     csv = "csv"
     json = "json"
     parquet = "parquet"
+    html = "html"  # notebooks issue: one self-contained page (podcap/render/html.py)
 
 
 class Engine(StrEnum):

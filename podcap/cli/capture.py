@@ -44,7 +44,7 @@ def capture(
         "", "--filter", "-f", help="BPF capture filter, e.g. 'tcp port 80' (one argument)."
     ),
     snaplen: int = typer.Option(None, "--snaplen", "-s", help="Bytes kept per packet."),
-    count: int = typer.Option(None, "--count", "-c", help="Stop after this many packets."),
+    count: int = typer.Option(None, "--count", help="Stop after this many packets."),
     duration: float = typer.Option(None, "--duration", "-d", help="Stop after SECONDS."),
     max_size: str = typer.Option(
         None, "--max-size", help="Stop before the file grows past SIZE (e.g. 100MB, 1GiB)."
@@ -76,7 +76,7 @@ def capture(
     ),
     selector: str = typer.Option(None, "--selector", "-l", help="Label selector, e.g. app=web."),
     container: str = typer.Option(
-        None, "--container", help="Container to enter (default: the first running one)."
+        None, "--container", "-c", help="Container to enter (default: the first running one)."
     ),
     kubeconfig: str = typer.Option(None, "--kubeconfig", help="Kubeconfig (default $KUBECONFIG)."),
     context: str = typer.Option(None, "--context", help="Kubeconfig context."),

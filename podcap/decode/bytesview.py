@@ -1,8 +1,8 @@
 """Vectorised reads of fixed-width fields at many offsets of one byte buffer.
 
 Every decoder step asks "the 16-bit big-endian value at these N offsets": one numpy fancy
-index over a strided (N-w+1, w) view of the buffer returns all N fields at once, with no
-Python object per packet. Reads past the chunk end see zeros, so garbage lengths in a broken
+index over a view of the buffer as overlapping w-byte items (one starting at every byte)
+returns all N fields at once, with no Python object per packet. Reads past the chunk end see zeros, so garbage lengths in a broken
 packet never index outside the buffer; each caller masks out values that lie past its own
 packet's captured end.
 """
@@ -28,6 +28,7 @@ class ByteView:
         # A padded copy of the last bytes serves the few reads that cross the end.
         self.tail = np.concatenate([self.arr[self.size - kept :], np.zeros(self.TAIL, np.uint8)])
         self.tail_base = self.size - kept
+        self._item_views: dict[int, np.ndarray] = {}
 
     def rows(self, offsets: np.ndarray, width: int) -> np.ndarray:
         """(len(offsets), width) uint8 array of the bytes at each offset."""
@@ -36,14 +37,26 @@ class ByteView:
             out = np.zeros((len(offsets), width), dtype=np.uint8)
             late = np.ones(len(offsets), dtype=bool)
         else:
-            window = as_strided(self.arr, shape=(limit + 1, width), strides=(1, 1))
-            out = window[np.clip(offsets, 0, limit)]
+            out = self._items(width)[np.clip(offsets, 0, limit)].view(np.uint8)
+            out = out.reshape(len(offsets), width)
             late = offsets > limit
         if late.any():
             tail = as_strided(self.tail, shape=(len(self.tail) - width + 1, width), strides=(1, 1))
             at = np.clip(offsets[late] - self.tail_base, 0, len(self.tail) - width)
             out[late] = tail[at]
         return out
+
+    def _items(self, width: int) -> np.ndarray:
+        """The chunk as overlapping ``width``-byte items, one starting at every byte: a fancy
+        index then copies each requested field with one fixed-size move (faster than rows
+        of a strided 2-D view)."""
+        items = self._item_views.get(width)
+        if items is None:
+            items = np.ndarray(
+                shape=(self.size - width + 1,), dtype=f"V{width}", buffer=self.arr, strides=(1,)
+            )
+            self._item_views[width] = items
+        return items
 
     def u8(self, offsets: np.ndarray) -> np.ndarray:
         return self.rows(offsets, 1)[:, 0]

@@ -189,7 +189,7 @@ class _Reading:
             parts = [chunk.pop(name) for chunk in self.chunks]
             if dtype == "str":
                 codes = _concat(parts, np.int32)
-                data[name] = pd.Series(self.strings.column(codes).to_pandas(), copy=False)
+                data[name] = pd.Series(pd.array(self.strings.column(codes), dtype="str"))
             else:
                 data[name] = _concat(parts, dtype)
             del parts

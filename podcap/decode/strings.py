@@ -30,4 +30,7 @@ class Interner:
 
     def column(self, codes: np.ndarray) -> pa.Array:
         """The Arrow string array for these codes (pandas turns it into its ``str`` dtype)."""
+        if not codes.any():  # all empty (no overlay, HTTP not parsed...): no take needed
+            offsets = pa.py_buffer(np.zeros(len(codes) + 1, np.int32))
+            return pa.StringArray.from_buffers(len(codes), offsets, pa.py_buffer(b""))
         return pa.array(self.values, type=pa.string()).take(pa.array(codes, type=pa.int32()))

@@ -21,6 +21,7 @@ from typing import TextIO
 import pandas as pd
 
 from podcap.render.files import write_csv, write_json, write_parquet
+from podcap.render.html import write_html  # notebooks issue: the self-contained page
 from podcap.render.table import write_table
 
 Renderer = Callable[[dict[str, pd.DataFrame], "str | None", TextIO, dict], list[Path]]
@@ -30,6 +31,7 @@ RENDERERS: dict[str, Renderer] = {
     "csv": write_csv,
     "json": write_json,
     "parquet": write_parquet,
+    "html": write_html,  # notebooks issue
 }
 
 

@@ -23,6 +23,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from podcap.reports import report
 from podcap.reports.timefmt import as_datetime
@@ -140,8 +141,8 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     groups = Groups(col.flow)
     first_at = groups.first_position()
 
-    def first(name: str) -> np.ndarray:
-        return p[name].take(first_at).to_numpy()
+    def first(name: str):
+        return p[name].take(first_at).array
 
     c2s = col.c2s
     table = {
@@ -161,10 +162,12 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     first_c2s = c2s[first_at]
     first_proto = col.proto[first_at]
     table["proto"] = proto_names(pd.Series(first_proto)).to_numpy()
-    src, dst, sport, dport = first("src"), first("dst"), first("sport"), first("dport")
-    table["client_ip"] = np.where(first_c2s, src, dst)
+    # Strings stay pandas (Arrow) strings: where() on them never builds Python objects.
+    src, dst = (p[name].take(first_at).reset_index(drop=True) for name in ("src", "dst"))
+    sport, dport = first("sport"), first("dport")
+    table["client_ip"] = src.where(first_c2s, dst).array
     table["client_port"] = np.where(first_c2s, sport, dport)
-    table["server_ip"] = np.where(first_c2s, dst, src)
+    table["server_ip"] = dst.where(first_c2s, src).array
     table["server_port"] = np.where(first_c2s, dport, sport)
     table["duration"] = (table["last_ts"] - table["first_ts"]).round(6)
     for column in ("encap", "outer_src", "outer_dst"):
@@ -217,12 +220,19 @@ def _conversations(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     dport = p["dport"].to_numpy().astype(np.int64) + 1
     src_end, dst_end = src << 17 | sport, dst << 17 | dport
     forward = src_end <= dst_end
-    a = pd.factorize(np.where(forward, src_end, dst_end))[0].astype(np.int64)
-    b, b_values = pd.factorize(np.where(forward, dst_end, src_end))
-    key = a * len(b_values) + b
-    key = key * 256 + (p["ip_proto"].to_numpy().astype(np.int64) & 0xFF)
-    if "file" in p:
-        files = pd.factorize(p["file"])[0].astype(np.int64)
+    low, high = np.where(forward, src_end, dst_end), np.where(forward, dst_end, src_end)
+    files = pd.factorize(p["file"])[0].astype(np.int64) if "file" in p else np.zeros(len(p), int)
+    end_bits = int(max(src.max(initial=0), dst.max(initial=0))).bit_length() + 17
+    file_bits = int(files.max(initial=0)).bit_length()
+    if 2 * end_bits + 8 + file_bits <= 63:
+        # Few addresses (the usual case): both endpoints, protocol and file fit one integer.
+        key = (
+            ((files << 8 | (p["ip_proto"].to_numpy() & 0xFF)) << end_bits | low) << end_bits
+        ) | high
+    else:
+        a = pd.factorize(low)[0].astype(np.int64)
+        b, b_values = pd.factorize(high)
+        key = (a * len(b_values) + b) * 256 + (p["ip_proto"].to_numpy().astype(np.int64) & 0xFF)
         key = pd.factorize(key)[0].astype(np.int64) * (files.max(initial=0) + 1) + files
     has_ip = p["ip_version"].to_numpy() != 0
     conv = np.full(len(p), -1, np.int64)
@@ -281,7 +291,12 @@ def _split_reused_ports(p: pd.DataFrame, conv: np.ndarray, forward: np.ndarray) 
             splits.append(index)
     marks = np.zeros(len(p), np.int64)
     marks[splits] = 1
-    return pd.Series(marks).groupby(conv).cumsum().to_numpy()
+    # Splits so far within each conversation: a running sum restarted at each group.
+    groups = Groups(conv)
+    running = np.cumsum(marks[groups.order])
+    before_group = running[groups.starts] - marks[groups.order][groups.starts]
+    stream[groups.order] = running - np.repeat(before_group, groups.sizes)
+    return stream
 
 
 def _positions_by_key(key: np.ndarray, mask: np.ndarray) -> dict[int, np.ndarray]:
@@ -456,7 +471,12 @@ def _history(firsts: np.ndarray, never: int) -> np.ndarray:
     which, first_rows = _factorize_with_first(high.astype(np.int64) * len(low_values) + low)
     letters = EVENTS + [""]
     words = ["".join(letters[i] for i in row) for row in spelled[first_rows].tolist()]
-    return np.array(words, dtype=object)[which]
+    return _strings(words, which)
+
+
+def _strings(words: list[str], which: np.ndarray):
+    """A pandas string array of ``words[which]``, built without a Python object per row."""
+    return pd.array(pa.array(words, pa.string()).take(pa.array(which)), dtype="str")
 
 
 def _factorize_with_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -494,7 +514,8 @@ def _states(firsts: np.ndarray, never: int, proto: np.ndarray, both_ways: np.nda
     )
     other = np.where((proto == UDP) & both_ways, "SF", "S0")
     other = np.where(proto == UDP, other, "OTH")
-    return np.where(proto != TCP, other, states).astype(object)
+    words, which = np.unique(np.where(proto != TCP, other, states), return_inverse=True)
+    return _strings(words.tolist(), which)
 
 
 def _handshake_rtt_ms(groups: Groups, col: _Cols) -> np.ndarray:

@@ -257,7 +257,9 @@ def facts_from_sidecar(sidecar: Mapping, source: str) -> SidecarFacts:
             }
         ]
     masq = section.get("ip_masq_agent") if isinstance(section.get("ip_masq_agent"), Mapping) else {}
-    rules = sidecar.get("node_rules") if isinstance(sidecar.get("node_rules"), Mapping) else {}
+    # podcap capture --node-rules stores the node's rules inside the cluster section.
+    rules = section.get("node_rules") or sidecar.get("node_rules")
+    rules = rules if isinstance(rules, Mapping) else {}
     return SidecarFacts(
         facts=facts_from_mapping(document, source),
         capture_pod_ip=str(pod_ip) if document.get("pods") else "",
