@@ -27,6 +27,7 @@ import yaml
 
 from podcap import locate
 from podcap.capture import CaptureResult, CaptureSession, CaptureSpec, StreamProgress
+from podcap.capture.command import CaptureSettings
 from podcap.capture.session import STOP_GRACE
 from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks
 from podcap.errors import CaptureError, PodcapError, ReachError, UsageError
@@ -145,17 +146,11 @@ def node_rules(transport, node_pid: str | None = "1") -> dict[str, str]:
 # --- running a session: one helper per node, one capture per Pod, in parallel ----------------
 
 
-@dataclass
-class SessionOptions:
-    """What every Pod's capture shares."""
+@dataclass(frozen=True, kw_only=True)
+class SessionOptions(CaptureSettings):
+    """What every Pod's capture shares: the capture settings, and where the results go."""
 
     output_dir: Path
-    interface: str = "eth0"
-    bpf_filter: str = ""
-    snaplen: int | None = None
-    count: int | None = None
-    duration: float | None = None
-    max_bytes: int | None = None
     also_node: bool = False
     node_interface: str = "eth0"
     node_rules: bool = False
@@ -190,15 +185,7 @@ class SessionResult:
 
 
 def capture_spec(target: locate.PodTarget, options: SessionOptions) -> CaptureSpec:
-    return CaptureSpec(
-        container_id=target.container_id,
-        interface=options.interface,
-        bpf_filter=options.bpf_filter,
-        snaplen=options.snaplen,
-        count=options.count,
-        duration=options.duration,
-        max_bytes=options.max_bytes,
-    )
+    return CaptureSpec(container_id=target.container_id, **options.capture_settings())
 
 
 def run_session(

@@ -80,23 +80,34 @@ def wait_listening(cluster, n: int) -> None:
     assert K.wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]
 
 
-def test_capture_by_name_with_node_view_rules_and_facts(kube_lab, tmp_path):
+def capture_with_node_rules(kube_lab, target, out, *flags, tcpdumps: int, url: str, client):
+    """``podcap capture TARGET --node-rules ... -d 5`` while ``client`` fetches ``url`` once
+    every tcpdump listens; returns podcap's stderr."""
     cluster, server, lab = kube_lab
-    target, client = lab.pods[0], lab.pods[1]
     stand_in = lab.popen(target.node, ["sleep", "120"])  # the lab node's "PID 1"
-    out = tmp_path / "out"
     podcap_run = start_podcap(
         "capture", target.name, "-n", target.namespace, "--kubeconfig", str(server.kubeconfig_path),
-        "-f", "tcp port 80", "-d", "5", "-o", str(out), "--also-node", "--node-rules",
-        "--node-pid", str(stand_in.pid),
+        "-f", "tcp port 80", "-d", "5", "-o", str(out), "--node-rules",
+        "--node-pid", str(stand_in.pid), *flags,
     )  # fmt: skip
     try:
-        wait_listening(cluster, 2)
-        assert lab.curl(client, f"http://{target.ip}/mytest").returncode == 0
-        stdout, stderr = podcap_run.communicate(timeout=40)
+        wait_listening(cluster, tcpdumps)
+        assert lab.curl(client, url).returncode == 0
+        _, stderr = podcap_run.communicate(timeout=40)
     finally:
         podcap_run.kill()
     assert podcap_run.returncode == 0, stderr
+    return stderr
+
+
+def test_capture_by_name_with_node_view_rules_and_facts(kube_lab, tmp_path):
+    cluster, _, lab = kube_lab
+    target, client = lab.pods[0], lab.pods[1]
+    out = tmp_path / "out"
+    url = f"http://{target.ip}/mytest"
+    stderr = capture_with_node_rules(
+        kube_lab, target, out, "--also-node", tcpdumps=2, url=url, client=client
+    )
     pod_pcap = out / f"{target.namespace}_{target.name}.pcap"
     assert any(b"GET /mytest" in p for p in pcap_packets(pod_pcap))
     node_pcap = out / f"{target.namespace}_{target.name}.node.pcap"
@@ -220,3 +231,23 @@ def test_dash_c_names_the_container_and_count_is_long_only(make_kube_api, tmp_pa
         assert done.returncode == 2 and "container proxy of pod" in done.stderr, command
     counted = podcap("capture", "web-0", "-n", "shop", "--count", "x", *kubeconfig)
     assert counted.returncode == 2 and "--count" in counted.stderr
+
+
+def test_node_rules_in_the_sidecar_name_the_masquerading_rule(kube_lab, tmp_path):
+    """``capture --node-rules`` keeps the node's rules in the sidecar; ``analyze -r snat``
+    reads them from there (no --iptables) and names the rule that rewrote the Pod's source."""
+    cluster, _, lab = kube_lab
+    pod = lab.pods[0]
+    out = tmp_path / "out"
+    # The IDC is outside NonMasqueradeCIDRs: the node masquerades the Pod's connection.
+    url = f"http://{lab.idc.ip}/to-idc"
+    capture_with_node_rules(kube_lab, pod, out, tcpdumps=1, url=url, client=pod)
+    pcap = out / f"{pod.namespace}_{pod.name}.pcap"
+    rules = json.loads((out / f"{pod.namespace}_{pod.name}.pcap.json").read_text())["cluster"]
+    assert "IP-MASQ-AGENT" in rules["node_rules"]["iptables-save"]
+    done = podcap("analyze", str(pcap), "-r", "snat", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (to_idc,) = [r for r in json.loads(done.stdout)["snat"] if r["server_ip"] == lab.idc.ip]
+    assert to_idc["verdict"] == "snat" and to_idc["original_src"] == pod.ip
+    assert to_idc["rewritten_by"].startswith("ip-masq-agent: chain IP-MASQ-AGENT")
+    assert cluster.helper_pods() == []

@@ -182,6 +182,8 @@ def test_ctrl_c_and_sigterm_delete_the_helpers(shop, signum):
     try:
         assert proc.stdout.readline() == b"ready\n"
         assert len(cluster.helper_pods()) == 2
+        # start() returns once the exec is upgraded; the command starts just after that.
+        assert K.wait_for(lambda: len(cluster.execs) == 1, 10)
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=30)
     finally:

@@ -74,6 +74,9 @@ def loopback_capture(tmp_path_factory):
         )
         processes += [web, marker]
         wait_for_line(marker.stdout, "ready")
+        # Before tcpdump starts: a probe that comes before http.server listens is refused,
+        # and that REJ connection on 8080 is not part of the traffic under test.
+        _wait_for_port(ns, 8080)
         # --immediate-mode: otherwise packets wait in the capture ring for its 1 s block
         # timeout, and the SIGINT below would stop tcpdump before it ever wrote them.
         tcpdump = netns_start(
@@ -82,7 +85,6 @@ def loopback_capture(tmp_path_factory):
         )  # fmt: skip
         processes.append(tcpdump)
         wait_for_line(tcpdump.stderr, "listening on")
-        _wait_for_port(ns, 8080)
         for uri in ("/mytest", "/other?x=1", "/mytest"):
             netns_run(ns, "curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:8080{uri}")
         netns_run(ns, sys.executable, "-c", CLIENT)

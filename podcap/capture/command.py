@@ -8,7 +8,7 @@ own argv item, so nothing the user typed is ever parsed by a shell.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 
@@ -96,18 +96,29 @@ def parse_size(text: str) -> int:
     return size
 
 
-@dataclass(frozen=True)
-class CaptureSpec:
-    """What to capture on one node. Building one checks every field, before any connection."""
+@dataclass(frozen=True, kw_only=True)
+class CaptureSettings:
+    """Where a capture listens, what it keeps and when it stops: one capture's (CaptureSpec),
+    or what every Pod's capture of a Kubernetes session shares (kubecapture.SessionOptions)."""
 
-    container_id: str | None = None
-    pid: int | None = None
     interface: str = "eth0"
     bpf_filter: str = ""
     snaplen: int | None = None
     count: int | None = None
     duration: float | None = None
     max_bytes: int | None = None
+
+    def capture_settings(self) -> dict:
+        """These settings alone, as keyword arguments for a CaptureSpec."""
+        return {f.name: getattr(self, f.name) for f in fields(CaptureSettings)}
+
+
+@dataclass(frozen=True)
+class CaptureSpec(CaptureSettings):
+    """What to capture on one node. Building one checks every field, before any connection."""
+
+    container_id: str | None = None
+    pid: int | None = None
     time_bound: int = DEFAULT_TIME_BOUND
 
     def __post_init__(self) -> None:

@@ -40,6 +40,20 @@ class KubeArgs:
     node_iface: str = "eth0"
 
 
+def helper_spec(args: KubeArgs, duration: float | None):
+    """How the helper Pods look (podcap.reach.pod.HelperSpec), for a capture of ``duration``
+    seconds (None: until stopped)."""
+    from podcap.reach import pod as helper
+
+    return helper.HelperSpec(
+        namespace=args.helper_namespace,
+        image=args.image or helper.DEFAULT_IMAGE,
+        image_pull_secret=args.image_pull_secret,
+        capabilities_only=args.capabilities,
+        deadline_seconds=helper.deadline_for(duration),
+    )
+
+
 def run(
     args: KubeArgs,
     output: str | None,
@@ -58,7 +72,6 @@ def run(
     from podcap.capture import check_filter_safety, parse_size
     from podcap.capture.command import check_interface
     from podcap.errors import UsageError
-    from podcap.reach import pod as helper
 
     # Everything the user typed is checked before the first API call.
     check_filter_safety(bpf_filter or "")
@@ -69,13 +82,7 @@ def run(
     to_stdout = output == "-"
     to_file = bool(output) and output.endswith((".pcap", ".cap"))
     kube = locate.connect(args.kubeconfig, args.context)
-    spec = helper.HelperSpec(
-        namespace=args.helper_namespace,
-        image=args.image or helper.DEFAULT_IMAGE,
-        image_pull_secret=args.image_pull_secret,
-        capabilities_only=args.capabilities,
-        deadline_seconds=helper.deadline_for(duration),
-    )
+    spec = helper_spec(args, duration)
     query = locate.TargetQuery(
         names=list(args.targets),
         namespace=args.namespace,

@@ -9,6 +9,7 @@ A Pod name (``web-0 -n shop``) goes through the Kubernetes API and a helper Pod 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect as _signature
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import typer
 
 from podcap.cli import app, warn
 from podcap.cli import capture as _capture
-from podcap.cli._kube import KubeArgs
+from podcap.cli._kube import KubeArgs, helper_spec
 from podcap.cli.analyze import Format
 
 
@@ -25,7 +26,55 @@ def _capture_flag(name: str):
     return _signature.signature(_capture.capture).parameters[name].default
 
 
+class _Where:
+    """The node-side flags: how to reach the node, and which container or PID."""
+
+    def __init__(self, via, node, ssh_user, ssh_port, ssh_key, ssh_option, container_id, pid):
+        self.via, self.node = via.value if via else None, node
+        self.ssh = dict(ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key)
+        self.ssh_options = ssh_option
+        self.container_id, self.pid = container_id, pid
+
+
+WHERE_FLAGS = (
+    "via",
+    "node",
+    "ssh_user",
+    "ssh_port",
+    "ssh_key",
+    "ssh_option",
+    "container_id",
+    "pid",
+)
+KUBE_FLAGS = (
+    "namespace", "container", "kubeconfig", "context", "helper_namespace", "image",
+    "image_pull_secret", "capabilities",
+)  # fmt: skip
+
+
+def _with_target_flags(command):
+    """Give ``command`` the target flags of ``podcap capture`` (the very same option objects,
+    so the commands cannot drift apart) and call it with them gathered into ``where``
+    (:class:`_Where`) and ``kube`` (KubeArgs). Typer reads the signature set here."""
+    capture_flags = _signature.signature(_capture.capture, eval_str=True).parameters
+    own = _signature.signature(command, eval_str=True).parameters
+    parameters = [p for name, p in own.items() if name not in ("where", "kube")]
+    parameters += [capture_flags[name] for name in WHERE_FLAGS + KUBE_FLAGS]
+    parameters = [p.replace(kind=_signature.Parameter.KEYWORD_ONLY) for p in parameters]
+
+    @functools.wraps(command)
+    def with_target_flags(**values):
+        where = _Where(*(values.pop(name) for name in WHERE_FLAGS))
+        kube = KubeArgs(**{name: values.pop(name) for name in KUBE_FLAGS})
+        return command(**values, where=where, kube=kube)
+
+    with_target_flags.__signature__ = _signature.Signature(parameters)
+    with_target_flags.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_target_flags
+
+
 @app.command()
+@_with_target_flags
 def netns(
     words: list[str] = typer.Argument(
         None,
@@ -42,22 +91,9 @@ def netns(
         "stdin is a terminal; for a command, no.",
         show_default=False,
     ),
-    container_id: str = _capture_flag("container_id"),
-    pid: int = _capture_flag("pid"),
-    via: _capture.Via = _capture_flag("via"),
-    node: str = _capture_flag("node"),
-    ssh_user: str = _capture_flag("ssh_user"),
-    ssh_port: int = _capture_flag("ssh_port"),
-    ssh_key: str = _capture_flag("ssh_key"),
-    ssh_option: list[str] = _capture_flag("ssh_option"),
-    namespace: str = _capture_flag("namespace"),
-    container: str = _capture_flag("container"),
-    kubeconfig: str = _capture_flag("kubeconfig"),
-    context: str = _capture_flag("context"),
-    helper_namespace: str = _capture_flag("helper_namespace"),
-    image: str = _capture_flag("image"),
-    image_pull_secret: str = _capture_flag("image_pull_secret"),
-    capabilities: bool = _capture_flag("capabilities"),
+    *,
+    where: _Where,
+    kube: KubeArgs,
 ) -> None:
     """Open a shell in a Pod's network namespace on its node, or run one command there.
 
@@ -72,18 +108,7 @@ def netns(
 
     from podcap import netns as library
 
-    pod, command = _split_words(words, container_id, pid)
-    where = _Where(via, node, ssh_user, ssh_port, ssh_key, ssh_option, container_id, pid)
-    kube = KubeArgs(
-        namespace=namespace,
-        container=container,
-        kubeconfig=kubeconfig,
-        context=context,
-        helper_namespace=helper_namespace,
-        image=image,
-        image_pull_secret=image_pull_secret,
-        capabilities=capabilities,
-    )
+    pod, command = _split_words(words, where.container_id, where.pid)
     with _open(where, pod, kube) as (transport, target):
         tools = ("nsenter", command[0]) if command else ("nsenter", "sh", "env")
         entered = library.enter(transport, target, tools)
@@ -98,26 +123,11 @@ def netns(
 
 
 @app.command()
+@_with_target_flags
 def inspect(
     pod: str = typer.Argument(
         None, metavar="[POD]", help="The Pod (unless --container-id/--pid).", show_default=False
     ),
-    container_id: str = _capture_flag("container_id"),
-    pid: int = _capture_flag("pid"),
-    via: _capture.Via = _capture_flag("via"),
-    node: str = _capture_flag("node"),
-    ssh_user: str = _capture_flag("ssh_user"),
-    ssh_port: int = _capture_flag("ssh_port"),
-    ssh_key: str = _capture_flag("ssh_key"),
-    ssh_option: list[str] = _capture_flag("ssh_option"),
-    namespace: str = _capture_flag("namespace"),
-    container: str = _capture_flag("container"),
-    kubeconfig: str = _capture_flag("kubeconfig"),
-    context: str = _capture_flag("context"),
-    helper_namespace: str = _capture_flag("helper_namespace"),
-    image: str = _capture_flag("image"),
-    image_pull_secret: str = _capture_flag("image_pull_secret"),
-    capabilities: bool = _capture_flag("capabilities"),
     output_format: Format = typer.Option(
         Format.table, "--format", "-F", help="Output format.", case_sensitive=False
     ),
@@ -139,6 +149,9 @@ def inspect(
         help="Where --node-rules saves NODE.iptables-save.txt (default: beside -o, else here).",
     ),
     node_pid: str = _capture_flag("node_pid"),
+    *,
+    where: _Where,
+    kube: KubeArgs,
 ) -> None:
     """A snapshot of a Pod's network as the troubleshooting guide asks for it.
 
@@ -153,20 +166,9 @@ def inspect(
     from podcap.errors import UsageError
     from podcap.render import render
 
-    pod, extra = _split_words([pod] if pod else [], container_id, pid)
+    pod, extra = _split_words([pod] if pod else [], where.container_id, where.pid)
     if extra:
         raise UsageError(f"{extra[0]}: name a Pod or give --container-id/--pid, not both")
-    where = _Where(via, node, ssh_user, ssh_port, ssh_key, ssh_option, container_id, pid)
-    kube = KubeArgs(
-        namespace=namespace,
-        container=container,
-        kubeconfig=kubeconfig,
-        context=context,
-        helper_namespace=helper_namespace,
-        image=image,
-        image_pull_secret=image_pull_secret,
-        capabilities=capabilities,
-    )
     if node_rules and rules_dir is None:
         rules_dir = Path(output).parent if output and output != "-" else Path(".")
     with _open(where, pod, kube) as (transport, target):
@@ -183,16 +185,6 @@ def inspect(
 
 
 # --- from flags to (transport, target) --------------------------------------------------------
-
-
-class _Where:
-    """The node-side flags: how to reach the node, and which container or PID."""
-
-    def __init__(self, via, node, ssh_user, ssh_port, ssh_key, ssh_option, container_id, pid):
-        self.via, self.node = via.value if via else None, node
-        self.ssh = dict(ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key)
-        self.ssh_options = ssh_option
-        self.container_id, self.pid = container_id, pid
 
 
 def _split_words(words: list[str] | None, container_id: str | None, pid: int | None):
@@ -241,16 +233,9 @@ def _open(where: _Where, pod: str | None, kube: KubeArgs):
 def _helper(pod: str, kube: KubeArgs):
     from podcap import locate
     from podcap import netns as library
-    from podcap.reach import pod as helper
 
     client = locate.connect(kube.kubeconfig, kube.context)
-    spec = helper.HelperSpec(
-        namespace=kube.helper_namespace,
-        image=kube.image or helper.DEFAULT_IMAGE,
-        image_pull_secret=kube.image_pull_secret,
-        capabilities_only=kube.capabilities,
-        deadline_seconds=helper.deadline_for(None),
-    )
+    spec = helper_spec(kube, None)
     query = locate.TargetQuery([pod], namespace=kube.namespace, container=kube.container)
     with library.helper_session(client, query, spec) as (transport, target, warnings):
         for message in warnings:

@@ -460,7 +460,9 @@ def _history(firsts: np.ndarray, never: int) -> np.ndarray:
     """Zeek history letters, each in the order it first happened in the flow (ties in the
     order of ``EVENTS``). Few distinct orders exist: each is spelled out once."""
     order = np.argsort(firsts, axis=1, kind="stable")
-    happened = np.take_along_axis(firsts, order, axis=1) < never
+    # Events that happened sort first: a row's first `count` entries are its letters.
+    count = (firsts < never).sum(axis=1)
+    happened = np.arange(len(EVENTS)) < count[:, None]
     spelled = np.where(happened, order, len(EVENTS))
     # One integer per distinct spelling (hashing, not np.unique's row sort): each half of
     # the row as a base-17 number, then the pair of halves.
@@ -496,6 +498,8 @@ def _states(firsts: np.ndarray, never: int, proto: np.ndarray, both_ways: np.nda
              ("rst_o", "R"), ("rst_r", "r"))}  # fmt: skip
     rst_o_first = at("R") <= at("r")
     established = seen["synack"]
+    names = ["RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0", "OTH"]
+    # Integer codes into ``names`` (first matching condition wins), spelled at the end.
     states = np.select(
         [
             established & seen["rst_o"] & rst_o_first,
@@ -509,13 +513,12 @@ def _states(firsts: np.ndarray, never: int, proto: np.ndarray, both_ways: np.nda
             seen["syn"] & seen["fin_o"],
             seen["syn"],
         ],
-        ["RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0"],
-        default="OTH",
+        range(10),
+        default=names.index("OTH"),
     )
-    other = np.where((proto == UDP) & both_ways, "SF", "S0")
-    other = np.where(proto == UDP, other, "OTH")
-    words, which = np.unique(np.where(proto != TCP, other, states), return_inverse=True)
-    return _strings(words.tolist(), which)
+    other = np.where((proto == UDP) & both_ways, names.index("SF"), names.index("S0"))
+    other = np.where(proto == UDP, other, names.index("OTH"))
+    return _strings(names, np.where(proto != TCP, other, states))
 
 
 def _handshake_rtt_ms(groups: Groups, col: _Cols) -> np.ndarray:
