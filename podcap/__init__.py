@@ -5,8 +5,8 @@ The library comes first; the ``podcap`` command is a thin layer over it. Heavy m
 ``import podcap`` and ``podcap --help`` stay fast.
 """
 
-__version__ = "0.1.0"
+from podcap.errors import PodcapError
 
-from podcap.errors import PodcapError  # noqa: E402
+__version__ = "0.1.0"
 
 __all__ = ["PodcapError", "__version__"]

@@ -87,11 +87,28 @@ def test_a_broken_file_among_good_ones_gives_one_error_and_exit_2(mixed_pcap, tm
         (["{pcap}", "-r", "nope"], "unknown report 'nope'"),
         (["{pcap}", "-r", "flows,http", "-F", "csv"], "-o DIR"),
         (["{pcap}", "-F", "parquet"], "-o PATH"),
+        (["{pcap}", "-F", "nosuch"], "unknown format 'nosuch'"),
+        (["{pcap}", "--engine", "nosuch"], "unknown engine 'nosuch'"),
+        (["{pcap}", "--max-rows", "-1"], "--max-rows -1"),
+        (["{pcap}", "-r", ","], "--report names no report"),
+        (["{pcap}", "-Y", "tcp and ("], "display filter 'tcp and ('"),
+        (["{pcap}", "-Y", "nosuch.field == 3"], "nosuch.field"),
+        (["{pcap}", "-o", "{missing}/out.txt"], "cannot write"),
+        (["{pcap}", "-F", "html", "-o", "{dir}"], "cannot write"),
+        (["{pcap}", "-r", "snat", "--facts", "{missing}"], "cannot read facts file"),
+        (["{pcap}", "-r", "snat", "--facts", "{dir}"], "cannot read facts file"),
+        (["{pcap}", "-r", "snat", "--facts", "{pcap}"], "facts file {pcap} is not text"),
+        (["{pcap}", "-r", "snat", "--facts", "{text}"], "expected a mapping"),
+        (["{pcap}", "-r", "snat", "--masq-config", "{missing}"], "cannot read ip-masq-agent"),
+        (["{pcap}", "-r", "snat", "--masq-config", "{pcap}"], "ip-masq-agent config {pcap} is not"),
+        (["{pcap}", "-r", "snat", "--iptables", "{dir}"], "cannot read iptables dump {dir}"),
+        (["{pcap}", "-r", "snat", "--iptables", "{pcap}"], "iptables dump {pcap} is not text"),
+        (["{pcap}", "-r", "snat", "--iptables", "{text}"], "not an iptables-save line"),
     ],
 )
 def test_errors_are_one_line_with_exit_2(mixed_pcap, tmp_path, args, fragment):
     text = tmp_path / "notes.txt"
-    text.write_text("hello\n" * 10)
+    text.write_text("hello\n" * 10)  # YAML: one string, not a mapping
     values = {
         "missing": tmp_path / "missing.pcap",
         "dir": tmp_path,
@@ -108,6 +125,36 @@ def test_help_documents_the_flags():
     assert result.returncode == 0
     for flag in ("--report", "--filter", "--contains", "--uri", "--format", "--output", "--engine"):
         assert flag in result.stdout
+
+
+def test_help_lists_every_report_and_format():
+    # The help spells the choices out (it must not import pandas); this keeps it honest.
+    from podcap.cli.analyze import FORMATS, REPORTS
+    from podcap.render import RENDERERS
+    from podcap.reports import REPORTS as BUILT_REPORTS
+
+    assert sorted(REPORTS.split(", ")) == sorted(BUILT_REPORTS)
+    assert sorted(FORMATS.split(", ")) == sorted(RENDERERS)
+    help_text = " ".join(podcap("--help").stdout.split())
+    assert REPORTS in help_text and FORMATS in help_text
+    assert "table and html formats" in help_text  # --max-rows limits both
+
+
+def test_format_is_case_insensitive(mixed_pcap):
+    result = podcap(mixed_pcap, "-F", "JSON")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["summary"][0]["packets"] == 76
+
+
+def test_max_rows_limits_the_table_and_html_output(mixed_pcap, tmp_path):
+    every = json.loads(podcap(mixed_pcap, "-r", "packets", "-F", "json").stdout)["packets"]
+    table = podcap(mixed_pcap, "-r", "packets", "--max-rows", "3")
+    assert table.returncode == 0, table.stderr
+    assert f"{len(every) - 3} more rows" in table.stdout
+    page = tmp_path / "page.html"
+    html = podcap(mixed_pcap, "-r", "packets", "-F", "html", "--max-rows", "3", "-o", page)
+    assert html.returncode == 0, html.stderr
+    assert f"{len(every) - 3} more rows not shown" in page.read_text()
 
 
 def test_a_truncated_tail_warns_and_reports_the_readable_part(mixed_pcap, tmp_path):

@@ -9,9 +9,15 @@ import pytest
 
 from podcap.errors import UsageError
 from podcap.snat.explain import explain
-from podcap.snat.facts import ClusterFacts, facts_from_flags, facts_from_mapping
-from podcap.snat.iptables import Packet, chain_owner, parse_iptables_save, walk_postrouting
-from podcap.snat.masq_config import parse_masq_config
+from podcap.snat.facts import ClusterFacts, facts_from_flags, facts_from_mapping, load_facts
+from podcap.snat.iptables import (
+    Packet,
+    chain_owner,
+    load_iptables,
+    parse_iptables_save,
+    walk_postrouting,
+)
+from podcap.snat.masq_config import load_masq_config, parse_masq_config
 
 POD = "10.244.1.10"
 IDC = "198.51.100.10"
@@ -96,6 +102,19 @@ def test_bad_configs_fail_with_one_line_saying_where(text, message):
     with pytest.raises(UsageError, match=message) as info:
         parse_masq_config(text, "cm.yaml")
     assert str(info.value).startswith("cm.yaml") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("load", [load_facts, load_masq_config, load_iptables])
+def test_every_input_file_rejects_binary_and_missing_files_in_one_line(load, tmp_path):
+    binary = tmp_path / "capture.pcap"
+    binary.write_bytes(bytes.fromhex("d4c3b2a102000400"))
+    with pytest.raises(UsageError, match="is not text") as info:
+        load(binary)
+    assert str(binary) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(UsageError, match="cannot read .*No such file"):
+        load(tmp_path / "missing.yaml")
+    with pytest.raises(UsageError, match="cannot read .*Is a directory"):
+        load(tmp_path)
 
 
 def test_generated_rules_follow_the_agent_and_parse_back():

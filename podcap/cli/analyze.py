@@ -9,22 +9,26 @@ from pathlib import Path
 import typer
 
 from podcap.cli import app, error, warn
+from podcap.errors import UsageError
 
 EXIT_NO_MATCH = 1
 EXIT_ERROR = 2
 
 
 class Format(StrEnum):
+    """The output formats (``podcap netns inspect`` takes this type for its --format)."""
+
     table = "table"
     csv = "csv"
     json = "json"
     parquet = "parquet"
-    html = "html"  # notebooks issue: one self-contained page (podcap/render/html.py)
+    html = "html"
 
 
-class Engine(StrEnum):
-    native = "native"
-    tshark = "tshark"
+# Spelled out because the help must not import the library (pandas). tests/test_cli_analyze.py
+# checks both against podcap.render.RENDERERS and podcap.reports.REPORTS.
+FORMATS = ", ".join(Format)
+REPORTS = "summary, packets, flows, http, tcp, snat, dnat"
 
 
 @app.command()
@@ -34,7 +38,7 @@ def analyze(
         ["summary"],
         "--report",
         "-r",
-        help="Report to build; repeat or comma-separate: summary, packets, flows, http, tcp.",
+        help=f"Report to build; repeat or comma-separate: {REPORTS}.",
     ),
     display_filter: str = typer.Option(
         None,
@@ -46,9 +50,7 @@ def analyze(
     ),
     contains: str = typer.Option(None, "--contains", help='Shortcut for tcp contains "TEXT".'),
     uri: str = typer.Option(None, "--uri", help='Shortcut for http.request.uri == "PATH".'),
-    output_format: Format = typer.Option(
-        Format.table, "--format", "-F", help="Output format.", case_sensitive=False
-    ),
+    output_format: str = typer.Option("table", "--format", "-F", help=f"Output format: {FORMATS}."),
     output: str = typer.Option(
         None,
         "--output",
@@ -56,14 +58,14 @@ def analyze(
         help="Write here instead of stdout. csv/parquet with several reports: a directory, "
         "one file per report.",
     ),
-    engine: Engine = typer.Option(
-        Engine.native,
+    engine: str = typer.Option(
+        "native",
         "--engine",
         help="native: podcap's fast decoder. tshark: Wireshark's own dissectors (slower; "
         "HTTP only where Wireshark decodes it).",
     ),
     max_rows: int = typer.Option(
-        50, "--max-rows", help="Rows per report in the table format (0: all)."
+        50, "--max-rows", help="Rows shown per report in the table and html formats (0: all)."
     ),
     # --- snat/dnat report inputs (podcap.snat) ---
     pod_cidr: list[str] = typer.Option(
@@ -94,16 +96,22 @@ def analyze(
     Example: podcap analyze capture.pcap --contains lbtest -r summary -r flows
     """
     from podcap.analyze import analyze as run_analysis
-    from podcap.render import render
+    from podcap.render import check_format, render
 
+    # Flag mistakes are caught before the captures are read, not after.
+    output_format = check_format(output_format.lower())
+    if max_rows < 0:
+        raise UsageError(f"--max-rows {max_rows}: must be 0 (every row) or more")
     expression = _combine_filters(display_filter, contains, uri)
     reports = [name.strip() for item in report for name in item.split(",") if name.strip()]
+    if not reports:
+        raise UsageError("--report names no report", f"choose from: {REPORTS}")
     with _progress() as progress:
         result = run_analysis(
             [str(f) for f in files],
             filter=expression,
             reports=reports,
-            engine=engine.value,
+            engine=engine,
             options={
                 "pod_cidr": pod_cidr,
                 "node_ip": node_ip,
@@ -116,7 +124,7 @@ def analyze(
         )
     for message in result.warnings:
         warn(message)
-    render(result, output_format.value, output, max_rows=max_rows or None)
+    render(result, output_format, output, max_rows=max_rows or None)
     for exc in result.errors:
         error(str(exc))
     if result.errors:
@@ -131,12 +139,13 @@ def _combine_filters(
     """--filter, --contains and --uri together: all must hold."""
     from podcap.dfilter import contains_filter, uri_filter
 
-    parts = [f"({display_filter})" if display_filter else None]
-    parts += [contains_filter(contains) if contains is not None else None]
-    parts += [uri_filter(uri) if uri is not None else None]
-    parts = [p for p in parts if p]
-    if len(parts) == 1 and display_filter:
-        return display_filter
+    parts = [f"({display_filter})"] if display_filter else []
+    if contains is not None:
+        parts.append(contains_filter(contains))
+    if uri is not None:
+        parts.append(uri_filter(uri))
+    if parts == [f"({display_filter})"]:
+        return display_filter  # alone, it needs no parentheses
     return " && ".join(parts) or None
 
 

@@ -215,9 +215,7 @@ class Decoder:
         values = np.ascontiguousarray(rows).view(">u4")[:, 0].astype(np.uint32)
         # Hash-based factorize: few distinct addresses among many packets, no sort needed.
         inverse, uniq = pd.factorize(values)
-        table = self.cols.strings.codes(
-            socket.inet_ntop(socket.AF_INET, int(v).to_bytes(4, "big")) for v in uniq
-        )
+        table = self.cols.strings.address_codes(uniq.tolist(), socket.AF_INET)
         return table[inverse]
 
     def _ipv6_codes(self, rows: np.ndarray) -> np.ndarray:
@@ -229,9 +227,7 @@ class Decoder:
             int(high_uniq[p // len(low_uniq)]) << 64 | int(low_uniq[p % len(low_uniq)])
             for p in pairs
         )
-        table = self.cols.strings.codes(
-            socket.inet_ntop(socket.AF_INET6, a.to_bytes(16, "big")) for a in addresses
-        )
+        table = self.cols.strings.address_codes(addresses, socket.AF_INET6)
         return table[inverse]
 
     # ---- transport layer --------------------------------------------------------------

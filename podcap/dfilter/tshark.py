@@ -51,15 +51,19 @@ def _run_tshark(path: Path, text: str) -> str:
     argv += ["-T", "fields", "-e", "frame.number"]
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
-        raise FilterError(f"display filter {text!r}: {_tshark_message(result.stderr)}")
+        # tshark prints "tshark: <problem>." then the filter with a caret under the culprit;
+        # the first line is the one-line message.
+        problems = tshark_problems(result.stderr) or ["tshark rejected it"]
+        raise FilterError(f"display filter {text!r}: {problems[0]}")
     return result.stdout
 
 
-def _tshark_message(stderr: str) -> str:
-    # tshark prints "tshark: <problem>." then the filter with a caret under the culprit;
-    # the first meaningful line is the one-line message.
-    for line in stderr.splitlines():
-        line = line.strip()
-        if line and not line.startswith("Running as user"):
-            return line.removeprefix("tshark: ").rstrip(".")
-    return "tshark rejected it"
+def tshark_problems(stderr: str) -> list[str]:
+    """tshark's complaints, one per line, without its ``tshark:`` prefix and final period."""
+    # Skipped: the notice tshark prints when run as root, which is not a problem.
+    lines = (line.strip() for line in stderr.splitlines())
+    return [
+        line.removeprefix("tshark: ").rstrip(".")
+        for line in lines
+        if line and not line.startswith("Running as user")
+    ]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from podcap.decode.schema import PACKET_COLUMNS
-from podcap.dfilter.tshark import DECODE_AS, tshark_path
+from podcap.dfilter.tshark import DECODE_AS, tshark_path, tshark_problems
 from podcap.errors import DecodeError
 
 FIELDS = [
@@ -52,7 +52,8 @@ def read_capture_tshark(path: str | Path, needles: tuple[bytes, ...] = ()):
     linktypes = sorted({LINKTYPES.get(r["_link"], (0, r["_link"].upper()))[1] for r in rows})
     payloads = [r["_payload"] for r in rows]
     contains = {n: np.array([n in p for p in payloads], bool) for n in needles}
-    file_format = "pcapng" if path.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" else "pcap"
+    with path.open("rb") as file:  # the magic only: the file may be gigabytes
+        file_format = "pcapng" if file.read(4) == b"\x0a\x0d\x0d\x0a" else "pcap"
     return Capture(path, table, linktypes, warnings, contains, file_format)
 
 
@@ -75,11 +76,7 @@ def _run(path: Path) -> tuple[pd.DataFrame, list[str]]:
     for name in FIELDS:
         argv += ["-e", name]
     result = subprocess.run(argv, capture_output=True, text=True)
-    problems = [
-        line.removeprefix("tshark: ")
-        for line in result.stderr.splitlines()
-        if line.strip() and not line.startswith("Running as user")
-    ]
+    problems = tshark_problems(result.stderr)
     if result.returncode != 0 and not result.stdout:
         raise DecodeError(f"{path}: {problems[0] if problems else 'tshark cannot read it'}")
     table = pd.read_csv(

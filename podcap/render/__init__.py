@@ -1,8 +1,7 @@
 """Write reports out: a readable terminal table, or csv / json / parquet files.
 
 ``render(reports, fmt, output)`` takes ``{report name: DataFrame}``. Each format is one
-function in ``RENDERERS``; the notebooks issue adds ``html`` there (``RENDERERS["html"] =
-...``) without touching the others.
+function in ``RENDERERS``; adding a format means adding one entry there.
 
 Where output goes:
 - ``table`` and ``json`` print to stdout, or write to ``output`` when given.
@@ -20,8 +19,9 @@ from typing import TextIO
 
 import pandas as pd
 
+from podcap.errors import UsageError
 from podcap.render.files import write_csv, write_json, write_parquet
-from podcap.render.html import write_html  # notebooks issue: the self-contained page
+from podcap.render.html import write_html
 from podcap.render.table import write_table
 
 Renderer = Callable[[dict[str, pd.DataFrame], "str | None", TextIO, dict], list[Path]]
@@ -31,8 +31,15 @@ RENDERERS: dict[str, Renderer] = {
     "csv": write_csv,
     "json": write_json,
     "parquet": write_parquet,
-    "html": write_html,  # notebooks issue
+    "html": write_html,
 }
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` itself if podcap can write it, else a UsageError naming the choices."""
+    if fmt not in RENDERERS:
+        raise UsageError(f"unknown format {fmt!r}", f"choose from: {', '.join(RENDERERS)}")
+    return fmt
 
 
 def render(
@@ -43,8 +50,4 @@ def render(
     **options,
 ) -> list[Path]:
     """Render ``reports`` in format ``fmt``; return the files written (empty for stdout)."""
-    from podcap.errors import UsageError
-
-    if fmt not in RENDERERS:
-        raise UsageError(f"unknown format {fmt!r}", f"choose from: {', '.join(RENDERERS)}")
-    return RENDERERS[fmt](reports, output, stdout or sys.stdout, options)
+    return RENDERERS[check_format(fmt)](reports, output, stdout or sys.stdout, options)

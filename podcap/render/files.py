@@ -15,7 +15,7 @@ def write_json(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options
     """One JSON object keyed by report name, each a list of records."""
     document = {name: json.loads(_records_json(table)) for name, table in reports.items()}
     text = json.dumps(document, indent=1) + "\n"
-    return _write_text(text, output, stdout)
+    return write_text_output(text, output, stdout)
 
 
 def _records_json(table: pd.DataFrame) -> str:
@@ -26,7 +26,7 @@ def _records_json(table: pd.DataFrame) -> str:
 def write_csv(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
     if len(reports) == 1:
         (table,) = reports.values()
-        return _write_text(table.to_csv(index=False), output, stdout)
+        return write_text_output(table.to_csv(index=False), output, stdout)
     if output is None:
         raise UsageError(
             "csv with several reports writes one file per report",
@@ -67,11 +67,12 @@ def _per_report(reports: dict[str, pd.DataFrame], output: str, suffix: str):
     return [(directory / f"{name}.{suffix}", table) for name, table in reports.items()]
 
 
-def _write_text(text: str, output, stdout: TextIO) -> list[Path]:
+def write_text_output(text: str, output, stdout: TextIO) -> list[Path]:
+    """``text`` to stdout when ``output`` is None or ``-``, else to that file (UTF-8)."""
     if output is None or output == "-":
         stdout.write(text)
         return []
-    return [_write_file(lambda p: p.write_text(text), Path(output))]
+    return [_write_file(lambda p: p.write_text(text, encoding="utf-8"), Path(output))]
 
 
 def _write_file(write, path: Path) -> Path:

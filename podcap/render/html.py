@@ -20,7 +20,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from podcap.errors import UsageError
+from podcap.render.files import write_text_output
 
 DEFAULT_MAX_ROWS = 200
 # Sections of the page, in order, with their headings and what an empty table means.
@@ -68,16 +68,7 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 def write_html(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
     """Renderer entry (``RENDERERS["html"]``): the page to ``output``, or stdout."""
     max_rows = options.get("max_rows", DEFAULT_MAX_ROWS)
-    page = html_report(reports, max_rows=max_rows)
-    if output is None or output == "-":
-        stdout.write(page)
-        return []
-    path = Path(output)
-    try:
-        path.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    return [path]
+    return write_text_output(html_report(reports, max_rows=max_rows), output, stdout)
 
 
 def html_report(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TextIO
 
 import pandas as pd
+
+from podcap.render.files import write_text_output
 
 DEFAULT_MAX_ROWS = 50
 # Wide reports show these columns in a terminal; csv/json/parquet always have them all.
@@ -35,9 +38,9 @@ def write_table(reports: dict[str, pd.DataFrame], output, stdout: TextIO, option
         console = Console(file=stdout, soft_wrap=False, width=width)
         _print_all(console, reports, max_rows)
         return []
-    with open(output, "w") as out:
-        _print_all(Console(file=out, width=200, no_color=True), reports, max_rows)
-    return [Path(output)]
+    text = io.StringIO()
+    _print_all(Console(file=text, width=200, no_color=True), reports, max_rows)
+    return write_text_output(text.getvalue(), output, stdout)
 
 
 def _print_all(console, reports: dict[str, pd.DataFrame], max_rows: int | None) -> None:

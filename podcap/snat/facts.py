@@ -24,9 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from podcap.errors import UsageError
+from podcap.snat.inputfiles import load_mapping, read_text_file
 
 
 @dataclass(frozen=True)
@@ -105,17 +104,11 @@ def facts_from_flags(
 
 def load_facts(path: str | Path) -> ClusterFacts:
     """Read a ``--facts`` file (YAML or JSON)."""
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read facts file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise UsageError(
-            f"facts file {path} is not YAML or JSON: {str(exc).splitlines()[0]}"
-        ) from exc
-    if not isinstance(document, dict):
-        raise UsageError(f"facts file {path} must hold a mapping (pod_cidrs, nodes, pods, ...)")
+    text = read_text_file(path, "facts file")
+    source = f"facts file {path}"
+    if not text.strip():
+        raise UsageError(f"{source} is empty (expected pod_cidrs, nodes, pods, ...)")
+    document = load_mapping(text, source, "pod_cidrs, nodes, pods, ...")
     return facts_from_mapping(document, str(path))
 
 

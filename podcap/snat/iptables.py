@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from podcap.errors import UsageError
+from podcap.snat.inputfiles import read_text_file
 
 NAT_TARGETS = {"MASQUERADE", "SNAT"}
 # Options that take no value (everything else takes one; --match-set takes two).
@@ -125,12 +126,7 @@ class WalkResult:
 
 def load_iptables(path: str | Path) -> Ruleset:
     """Read an ``iptables-save`` or ``iptables -S`` dump from a file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read iptables dump {path}: {exc.strerror}") from exc
-    return parse_iptables_save(text, source=str(path))
+    return parse_iptables_save(read_text_file(path, "iptables dump"), source=str(path))
 
 
 def parse_iptables_save(text: str, source: str = "<iptables-save>") -> Ruleset:

@@ -13,9 +13,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from podcap.errors import UsageError
+from podcap.snat.inputfiles import load_mapping, read_text_file
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -124,40 +123,20 @@ class MasqConfig:
 
 def load_masq_config(path: str | Path) -> MasqConfig:
     """Read a ConfigMap manifest, or the bare ``config`` file the agent mounts, YAML or JSON."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read ip-masq-agent config {path}: {exc.strerror}") from exc
-    return parse_masq_config(text, source=str(path))
+    return parse_masq_config(read_text_file(path, "ip-masq-agent config"), source=str(path))
 
 
 def parse_masq_config(text: str, source: str = "<config>") -> MasqConfig:
     """Parse ConfigMap or bare-config text; absent keys keep the agent's defaults."""
-    document = _load_mapping(text, source)
+    document = load_mapping(text, source, "config keys")
     configmap_name = DEFAULT_CONFIGMAP_NAME
     if str(document.get("kind", "")).lower() == "configmap":
         configmap_name = (document.get("metadata") or {}).get("name") or configmap_name
         data = document.get("data") or {}
         if "config" not in data:
             raise UsageError(f"{source}: ConfigMap {configmap_name} has no data.config key")
-        document = _load_mapping(data["config"] or "", f"{source} data.config")
+        document = load_mapping(data["config"] or "", f"{source} data.config", "config keys")
     return _config_from_keys(document, source, configmap_name)
-
-
-def _load_mapping(text: str, source: str) -> dict:
-    # YAML is a superset of JSON, so one parser reads both spellings of the config.
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{source}: not YAML or JSON: {str(exc).splitlines()[0]}") from exc
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise UsageError(
-            f"{source}: expected a mapping of config keys, got {type(loaded).__name__}"
-        )
-    return loaded
 
 
 def _config_from_keys(document: dict, source: str, configmap_name: str) -> MasqConfig:
