@@ -1,5 +1,6 @@
 """``podcap analyze`` as a user runs it: exit codes, one-line errors, no tracebacks."""
 
+import gzip
 import json
 import subprocess
 import sys
@@ -87,6 +88,8 @@ def test_a_broken_file_among_good_ones_gives_one_error_and_exit_2(mixed_pcap, tm
         (["{pcap}", "-r", "nope"], "unknown report 'nope'"),
         (["{pcap}", "-r", "flows,http", "-F", "csv"], "-o DIR"),
         (["{pcap}", "-F", "parquet"], "-o PATH"),
+        (["{pcap}", "-F", "parquet", "-o", "-"], "-o PATH"),
+        (["{pcap}", "-r", "flows,http", "-F", "csv", "-o", "-"], "-o DIR"),
         (["{pcap}", "-F", "nosuch"], "unknown format 'nosuch'"),
         (["{pcap}", "--engine", "nosuch"], "unknown engine 'nosuch'"),
         (["{pcap}", "--max-rows", "-1"], "--max-rows -1"),
@@ -115,9 +118,29 @@ def test_errors_are_one_line_with_exit_2(mixed_pcap, tmp_path, args, fragment):
         "text": text,
         "pcap": mixed_pcap,
     }
-    result = podcap(*[a.format(**values) for a in args])
+    # Run in tmp_path: were "-o -" taken as a file name, it must not land in the repo.
+    result = podcap(*[a.format(**values) for a in args], cwd=tmp_path)
     assert result.returncode == 2
     assert_one_error_line(result, fragment.format(**values))
+
+
+@pytest.mark.parametrize("engine", ["native", "tshark"])
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("missing.pcap", None, "no such file"),
+        ("empty.pcap", b"", "empty file"),
+        ("notes.pcap", b"hello\n" * 10, "notes.pcap"),
+        ("notes.pcap.gz", gzip.compress(b"hello\n" * 10), "notes.pcap.gz"),
+    ],
+)
+def test_bad_files_give_one_line_with_either_engine(tmp_path, engine, name, content, fragment):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    result = podcap(path, "--engine", engine)
+    assert result.returncode == 2
+    assert_one_error_line(result, fragment)
 
 
 def test_help_documents_the_flags():

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from podcap import __version__
 
@@ -44,3 +45,47 @@ def test_unknown_flag_exits_2_without_traceback():
     result = run_podcap("--no-such-flag")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_are_one_line_naming_the_problem():
+    for args, expected in [
+        (["--no-such-flag"], "No such option: --no-such-flag"),
+        (["analyze"], "Missing argument"),
+        (["analyze", "x.pcap", "--max-rows", "abc"], "--max-rows"),
+    ]:
+        result = run_podcap(*args)
+        assert result.returncode == 2, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("podcap: error: ") and expected in lines[0]
+
+
+def test_no_arguments_shows_help_and_succeeds():
+    result = run_podcap()
+    assert result.returncode == 0
+    assert "Usage: podcap" in result.stdout and "analyze" in result.stdout
+
+
+def test_a_closed_pipe_ends_quietly():
+    # `podcap analyze ... | head -n 1`: the reader leaves early. The output (~400 kB of JSON)
+    # is larger than a pipe buffer, so podcap really does write into a closed pipe.
+    samples = sorted(str(p) for p in Path("sample_pcaps").glob("*.pcap")) * 20
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podcap", "analyze", *samples, "-r", "packets", "-F", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(10)
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=120)
+    assert b"Traceback" not in stderr and stderr == b""
+    # click ends such a run itself (0); anything it misses ends as a SIGPIPE'd tool does.
+    assert proc.returncode in (0, 141)
+
+
+def test_nothing_matched_exits_1_like_grep():
+    result = run_podcap(
+        "analyze", "sample_pcaps/06-syn-dropped.pcap", "--contains", "no-such-marker"
+    )
+    assert result.returncode == 1
+    assert result.stderr == "" or "Traceback" not in result.stderr

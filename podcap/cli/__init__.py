@@ -9,6 +9,8 @@ command function, so ``podcap --help`` never pays for it.
 its traceback.
 """
 
+import os
+import signal
 import sys
 
 import typer
@@ -66,13 +68,40 @@ def warn(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app and map library errors to exit status 2."""
+    """Console entry point: run the app and map every error to one line on stderr."""
     _register_commands()
     try:
-        app(args=argv, prog_name="podcap", standalone_mode=True)
+        sys.exit(_run(argv))
+    except BrokenPipeError:
+        # `podcap analyze ... | head`: the reader left. End quietly, as a SIGPIPE'd tool does,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        status = app(args=argv, prog_name="podcap", standalone_mode=False)
     except PodcapError as exc:
         error(str(exc))
-        sys.exit(EXIT_ERROR)
-    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except typer.TyperException as exc:
+        # click's own usage errors (unknown flag, missing argument, bad value) come here
+        # because standalone mode is off: one line instead of click's usage block.
+        return _usage_error(exc)
+    except (KeyboardInterrupt, typer.Abort):
         error("interrupted")
-        sys.exit(130)
+        return 130
+    return status if isinstance(status, int) else 0
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # `podcap` alone: click carries the help text in this error; show it as help.
+        print(exc.format_message())
+        return 0
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    error(f"{message}{where}")
+    return getattr(exc, "exit_code", EXIT_ERROR)

@@ -1,7 +1,8 @@
 """``podcap netns`` and ``podcap inspect``: flags in, ``podcap.netns`` called.
 
 Both take their targets as ``podcap capture`` does, with the very same flag definitions:
-``_capture_flag`` reads each one off the capture command, so the commands cannot drift apart.
+``_with_target_flags`` reads them off the capture command and hands them to either command as
+``where`` and ``kube``, so the commands cannot drift apart.
 A Pod name (``web-0 -n shop``) goes through the Kubernetes API and a helper Pod on its node;
 ``--container-id``/``--pid`` go to the node ``--via local`` or ``--via ssh --node HOST``.
 """
@@ -37,15 +38,8 @@ class _Where:
 
 
 WHERE_FLAGS = (
-    "via",
-    "node",
-    "ssh_user",
-    "ssh_port",
-    "ssh_key",
-    "ssh_option",
-    "container_id",
-    "pid",
-)
+    "via", "node", "ssh_user", "ssh_port", "ssh_key", "ssh_option", "container_id", "pid",
+)  # fmt: skip
 KUBE_FLAGS = (
     "namespace", "container", "kubeconfig", "context", "helper_namespace", "image",
     "image_pull_secret", "capabilities",

@@ -39,6 +39,7 @@ LINKTYPES = {"eth": (1, "EN10MB"), "sll": (113, "LINUX_SLL"), "raw": (101, "RAW"
 ENCAPS = ("vxlan", "geneve", "gre")
 # Joins the occurrences of one field; a control character, since URIs may hold commas.
 SEPARATOR = "\x1f"
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 
 def read_capture_tshark(path: str | Path, needles: tuple[bytes, ...] = ()):
@@ -46,22 +47,34 @@ def read_capture_tshark(path: str | Path, needles: tuple[bytes, ...] = ()):
     from podcap.decode import Capture
 
     path = Path(path)
+    file_format = _file_format(path)
     raw, warnings = _run(path)
     rows = [_packet(row) for row in raw.itertuples(index=False)]
     table = _table(rows)
     linktypes = sorted({LINKTYPES.get(r["_link"], (0, r["_link"].upper()))[1] for r in rows})
     payloads = [r["_payload"] for r in rows]
     contains = {n: np.array([n in p for p in payloads], bool) for n in needles}
-    with path.open("rb") as file:  # the magic only: the file may be gigabytes
-        file_format = "pcapng" if file.read(4) == b"\x0a\x0d\x0d\x0a" else "pcap"
     return Capture(path, table, linktypes, warnings, contains, file_format)
+
+
+def _file_format(path: Path) -> str:
+    """pcap or pcapng, from the magic under any gzip layer, as the native decoder sees it.
+
+    Also gives the native decoder's one-line errors for a missing, directory or empty path.
+    """
+    from podcap.decode.source import open_capture
+
+    try:
+        with open_capture(path) as stream:
+            magic = stream.read(4)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise DecodeError(f"{path}: broken gzip stream ({exc})") from exc
+    return "pcapng" if magic == PCAPNG_MAGIC else "pcap"
 
 
 def _run(path: Path) -> tuple[pd.DataFrame, list[str]]:
     if tshark_path() is None:
         raise DecodeError(f"{path}: --engine tshark needs tshark, which is not installed")
-    if not path.is_file():
-        raise DecodeError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     argv = [tshark_path(), "-n", "-r", str(path), *DECODE_AS, "-T", "fields"]
     argv += [
         "-E",
@@ -83,6 +96,10 @@ def _run(path: Path) -> tuple[pd.DataFrame, list[str]]:
         io.StringIO(result.stdout), sep="\t", names=FIELDS, dtype=str, keep_default_na=False,
         quoting=3,
     )  # fmt: skip
+    # A file tshark cannot open as a capture (text, a cut pcapng header) it still shows, as
+    # one frame holding the whole file, without a timestamp: capture records always have one.
+    if (table["frame.time_epoch"] == "").any():
+        raise DecodeError(f"{path}: tshark cannot read it as a capture (no packet timestamps)")
     return table, [f"{path}: {line}" for line in problems[:1]]
 
 

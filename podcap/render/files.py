@@ -27,7 +27,7 @@ def write_csv(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options)
     if len(reports) == 1:
         (table,) = reports.values()
         return write_text_output(table.to_csv(index=False), output, stdout)
-    if output is None:
+    if to_stdout(output):
         raise UsageError(
             "csv with several reports writes one file per report",
             "give a directory with -o DIR",
@@ -36,7 +36,7 @@ def write_csv(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options)
 
 
 def write_parquet(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
-    if output is None:
+    if to_stdout(output):
         raise UsageError("parquet is a binary format", "give the output file with -o PATH")
     if len(reports) == 1:
         (table,) = reports.values()
@@ -69,10 +69,15 @@ def _per_report(reports: dict[str, pd.DataFrame], output: str, suffix: str):
 
 def write_text_output(text: str, output, stdout: TextIO) -> list[Path]:
     """``text`` to stdout when ``output`` is None or ``-``, else to that file (UTF-8)."""
-    if output is None or output == "-":
+    if to_stdout(output):
         stdout.write(text)
         return []
     return [_write_file(lambda p: p.write_text(text, encoding="utf-8"), Path(output))]
+
+
+def to_stdout(output) -> bool:
+    """Whether ``-o`` asks for stdout: not given, or ``-``."""
+    return output is None or output == "-"
 
 
 def _write_file(write, path: Path) -> Path:

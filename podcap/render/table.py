@@ -8,7 +8,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from podcap.render.files import write_text_output
+from podcap.render.files import to_stdout, write_text_output
 
 DEFAULT_MAX_ROWS = 50
 # Wide reports show these columns in a terminal; csv/json/parquet always have them all.
@@ -32,7 +32,7 @@ def write_table(reports: dict[str, pd.DataFrame], output, stdout: TextIO, option
     from rich.console import Console
 
     max_rows = options.get("max_rows", DEFAULT_MAX_ROWS)
-    if output is None or output == "-":
+    if to_stdout(output):
         # Piped output is not cut to 80 columns: a file or pager can scroll sideways.
         width = None if stdout.isatty() else 220
         console = Console(file=stdout, soft_wrap=False, width=width)

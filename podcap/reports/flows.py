@@ -67,12 +67,23 @@ class Groups:
     def sum(self, values: np.ndarray) -> np.ndarray:
         return np.add.reduceat(values[self.order], self.starts) if len(self.starts) else values[:0]
 
+    def sum_by_side(self, values: np.ndarray, side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-group sums over the packets where ``side`` is true, and where it is false
+        (the second as total minus first: one masked pass instead of two)."""
+        ordered = values[self.order]
+        on_side = np.add.reduceat(np.where(side[self.order], ordered, 0), self.starts)
+        return on_side, np.add.reduceat(ordered, self.starts) - on_side
+
     def min(self, values: np.ndarray, mask: np.ndarray | None = None, empty=np.inf) -> np.ndarray:
         """Smallest value per group (over ``mask`` only; ``empty`` for a group without one)."""
-        chosen = values[self.order]
-        if mask is not None:
-            chosen = np.where(mask[self.order], chosen, empty)
-        return np.minimum.reduceat(chosen, self.starts) if len(self.starts) else chosen
+        if mask is None:
+            chosen = values[self.order]
+            return np.minimum.reduceat(chosen, self.starts) if len(self.starts) else chosen
+        # Only the packets in the mask (handshake packets: a few per flow), not every packet.
+        picked = np.flatnonzero(mask)
+        smallest = np.full(len(self.starts), empty, np.result_type(values, np.float64))
+        np.minimum.at(smallest, self.group_of_packet[picked], values[picked])
+        return smallest
 
     def max(self, values: np.ndarray) -> np.ndarray:
         return np.maximum.reduceat(values[self.order], self.starts) if len(self.starts) else values
@@ -82,9 +93,12 @@ class Groups:
         if mask is None:
             return self.order[self.starts]
         # Work in proportion to the packets in the mask (most masks are sparse).
-        chosen = np.flatnonzero(mask)
+        return self.first_of(np.flatnonzero(mask))
+
+    def first_of(self, positions: np.ndarray) -> np.ndarray:
+        """Smallest of ``positions`` in each group; len(packets) for a group with none."""
         first = np.full(len(self.starts), len(self.order), np.int64)
-        np.minimum.at(first, self.group_of_packet[chosen], chosen)
+        np.minimum.at(first, self.group_of_packet[positions], positions)
         return first
 
     @cached_property
@@ -145,16 +159,19 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
         return p[name].take(first_at).array
 
     c2s = col.c2s
+    packets_c2s = groups.sum(c2s.astype(np.int64))
+    bytes_c2s, bytes_s2c = groups.sum_by_side(col.length, c2s)
+    payload_c2s, payload_s2c = groups.sum_by_side(col.payload, c2s)
     table = {
         "flow_id": groups.keys,
         "first_ts": groups.min(col.ts),
         "last_ts": groups.max(col.ts),
-        "packets_c2s": groups.sum(c2s.astype(np.int64)),
-        "packets_s2c": groups.sum((~c2s).astype(np.int64)),
-        "bytes_c2s": groups.sum(np.where(c2s, col.length, 0)),
-        "bytes_s2c": groups.sum(np.where(c2s, 0, col.length)),
-        "payload_c2s": groups.sum(np.where(c2s, col.payload, 0)),
-        "payload_s2c": groups.sum(np.where(c2s, 0, col.payload)),
+        "packets_c2s": packets_c2s,
+        "packets_s2c": groups.sizes - packets_c2s,
+        "bytes_c2s": bytes_c2s,
+        "bytes_s2c": bytes_s2c,
+        "payload_c2s": payload_c2s,
+        "payload_s2c": payload_s2c,
         "retransmissions": groups.sum(col.retransmission.astype(np.int64)),
         "resets": groups.sum(((col.flags & RST) != 0).astype(np.int64)),
         "zero_windows": groups.sum(col.zero_window.astype(np.int64)),
@@ -449,10 +466,12 @@ def _first_events(groups: Groups, col: _Cols) -> np.ndarray:
     never = len(col.flow)
     firsts = np.full((len(groups.starts), len(EVENTS)), never, np.int64)
     for index, test in enumerate(HISTORY_LETTERS.values()):
-        mask = test(col)
-        if mask.any():
-            firsts[:, 2 * index] = groups.first_position(mask & col.c2s)
-            firsts[:, 2 * index + 1] = groups.first_position(mask & ~col.c2s)
+        # Split the (sparse) positions by side, not the whole mask twice.
+        seen = np.flatnonzero(test(col))
+        if len(seen):
+            by_client = col.c2s[seen]
+            firsts[:, 2 * index] = groups.first_of(seen[by_client])
+            firsts[:, 2 * index + 1] = groups.first_of(seen[~by_client])
     return firsts
 
 

@@ -21,7 +21,9 @@ def read_text_file(path: str | Path, what: str) -> str:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         # A binary file (often a capture passed to the wrong flag) is not a traceback.
-        raise UsageError(f"{what} {path} is not text (not UTF-8 at byte offset {exc.start})") from exc
+        raise UsageError(
+            f"{what} {path} is not text (not UTF-8 at byte offset {exc.start})"
+        ) from exc
 
 
 def load_mapping(text: str, source: str, expected: str) -> dict:

@@ -210,8 +210,3 @@ def _is_leaf_of_ours(path: str) -> bool:
         or len(base) == 64
         or ("-pod" in base and base.endswith(".slice"))
     )
-
-
-def cgroup_lines(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
-        return f.read().splitlines()

@@ -150,27 +150,6 @@ class Pod(_Servers):
     def container_hex(self) -> str:
         return self.container_id.split("://", 1)[1]
 
-    def as_k8s(self) -> dict:
-        """The Pod as ``kubectl get pod -o json`` would show it (the fields podcap reads)."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
-            "spec": {"nodeName": self.node.name, "containers": [{"name": "web"}]},
-            "status": {
-                "phase": "Running",
-                "hostIP": self.node.ip,
-                "podIP": self.ip,
-                "podIPs": [{"ip": self.ip}],
-                "qosClass": {"besteffort": "BestEffort", "burstable": "Burstable"}.get(
-                    self.qos, "Guaranteed"
-                ),
-                "containerStatuses": [
-                    {"name": "web", "ready": True, "containerID": self.container_id}
-                ],
-            },
-        }
-
 
 @dataclass(eq=False)
 class Host(_Servers):
