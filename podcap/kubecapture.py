@@ -44,13 +44,22 @@ class Plan:
     def targets_on(self, node: str) -> list[locate.PodTarget]:
         return [t for t in self.targets if t.node.name == node]
 
+    def containers_by_node(self) -> dict[str, list[str]]:
+        """``{node: [container ID, ...]}``: what each node's helper enters."""
+        return containers_by_node(self.targets)
+
+
+def containers_by_node(targets: list[locate.PodTarget]) -> dict[str, list[str]]:
+    by_node: dict[str, list[str]] = defaultdict(list)
+    for target in targets:
+        by_node[target.node.name].append(target.container_id)
+    return dict(by_node)
+
 
 def plan(kube: locate.Kube, query: locate.TargetQuery, spec: helper.HelperSpec) -> Plan:
     """Resolve the targets and group them by node: one helper per node."""
     resolution = locate.resolve(kube, query)
-    by_node: dict[str, list[str]] = defaultdict(list)
-    for target in resolution.targets:
-        by_node[target.node.name].append(target.container_id)
+    by_node = containers_by_node(resolution.targets)
     manifests = {
         node: helper.helper_manifest(spec, node, ids) for node, ids in sorted(by_node.items())
     }
@@ -207,9 +216,7 @@ def run_session(
         )
     options.output_dir.mkdir(parents=True, exist_ok=True)
     facts = locate.cluster_facts(kube)
-    by_node: dict[str, list[str]] = defaultdict(list)
-    for target in the_plan.targets:
-        by_node[target.node.name].append(target.container_id)
+    by_node = the_plan.containers_by_node()
     with helper.helper_transports(kube, the_plan.spec, by_node) as transports:
         rules = _save_node_rules(transports, options) if options.node_rules else {}
         captures = [
@@ -230,27 +237,22 @@ def run_session(
 
 def _pod_capture(target, transport, options, facts, rules, on_progress) -> PodCapture:
     path = options.output_file or options.output_dir / f"{target.key}.pcap"
+    spec = capture_spec(target, options)
     cluster = cluster_facts_for_sidecar(target, facts)
     cluster["helper_pod"] = transport.helper.where
     cluster["node_rules"] = rules.get(target.node.name)
     node_stream = None
     if options.also_node:
         node_path = options.output_dir / f"{target.key}.node.pcap"
-        argv = node_nic_argv(target, options.node_interface, _bound(options), options.node_pid)
+        argv = node_nic_argv(target, options.node_interface, spec.bound_seconds, options.node_pid)
         node_stream = NodeStream(transport, argv, node_path)
         cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
     progress = (lambda p: on_progress(target.key, p)) if on_progress else None
     output = options.stream if options.stream is not None else str(path)
-    session = CaptureSession(
-        transport, capture_spec(target, options), output, cluster=cluster, on_progress=progress
-    )
+    session = CaptureSession(transport, spec, output, cluster=cluster, on_progress=progress)
     one = PodCapture(target, path, session, node_stream=node_stream)
     one.thread = threading.Thread(target=_run_one, args=(one,), daemon=True, name=target.key)
     return one
-
-
-def _bound(options: SessionOptions) -> int:
-    return max(1, round(options.duration)) if options.duration else 4 * 3600
 
 
 def _run_one(one: PodCapture) -> None:

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-TCP = 6
-SEQ_SPACE = 1 << 32
+from podcap.reports.flows import ACK, FIN, RST, SEQ_SPACE, SYN, TCP, zero_window
+from podcap.reports.timefmt import utc_times
+
 # Drawing order and colours of packet events: the alarming ones last, so they stay visible.
 EVENT_COLOURS = {
     "ACK": "#b0b0b0",
@@ -439,7 +439,7 @@ def tcp_health(packets: pd.DataFrame, bin_seconds: float = 1.0) -> pd.DataFrame:
             "bin": bins,
             "packets": 1,
             "retransmissions": _column(tcp, "retransmission", False).astype(int),
-            "zero_windows": ((tcp["tcp_win"].to_numpy() == 0) & ((flags & (SYN | FIN | RST)) == 0)).astype(int),
+            "zero_windows": zero_window(tcp).astype(int),
             "resets": ((flags & RST) != 0).astype(int),
         }
     )  # fmt: skip
@@ -471,12 +471,6 @@ def plot_tcp_health(packets: pd.DataFrame, bin_seconds: float = 1.0):
         axes.set_ylim(bottom=0, top=max(1, axes.get_ylim()[1]))
         _integer_ticks(axes.yaxis)
     return figure
-
-
-def utc_times(seconds) -> pd.Series:
-    """Epoch seconds as UTC datetimes, to the microsecond (floats carry sub-µs noise)."""
-    micros = (pd.Series(seconds, dtype="float64") * 1e6).round().astype("Int64")
-    return pd.to_datetime(micros, unit="us", utc=True)
 
 
 def _integer_ticks(axis) -> None:

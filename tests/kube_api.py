@@ -567,13 +567,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         handler(namespace, name, q)
 
     # -- resources
-    def _pods_get(self, ns, name, q):
-        c = self.server.cluster
-        with c.lock:
-            pod = copy.deepcopy(c.pods.get((ns, name)))
-        if pod is None:
-            return self._send_json(404, not_found("pods", name))
-        self._send_json(200, pod)
+    def _send_stored(self, store: dict, key, kind: str, name: str) -> None:
+        """GET of one object: a copy of ``store[key]`` (taken under the lock), or 404."""
+        with self.server.cluster.lock:
+            obj = copy.deepcopy(store.get(key))
+        if obj is None:
+            return self._send_json(404, not_found(kind, name))
+        self._send_json(200, obj)
+
+    def _pods_get(self, ns, name, _q):
+        self._send_stored(self.server.cluster.pods, (ns, name), "pods", name)
 
     def _pods_list(self, ns, _name, q):
         c = self.server.cluster
@@ -636,32 +639,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send_json(200, pod)
 
     def _nodes_get(self, _ns, name, _q):
-        with self.server.cluster.lock:
-            node = copy.deepcopy(self.server.cluster.nodes.get(name))
-        if node is None:
-            return self._send_json(404, not_found("nodes", name))
-        self._send_json(200, node)
+        self._send_stored(self.server.cluster.nodes, name, "nodes", name)
 
     def _configmaps_get(self, ns, name, _q):
-        with self.server.cluster.lock:
-            cm = copy.deepcopy(self.server.cluster.configmaps.get((ns, name)))
-        if cm is None:
-            return self._send_json(404, not_found("configmaps", name))
-        self._send_json(200, cm)
+        self._send_stored(self.server.cluster.configmaps, (ns, name), "configmaps", name)
 
     def _namespaces_get(self, _ns, name, _q):
-        with self.server.cluster.lock:
-            obj = copy.deepcopy(self.server.cluster.namespaces.get(name))
-        if obj is None:
-            return self._send_json(404, not_found("namespaces", name))
-        self._send_json(200, obj)
+        self._send_stored(self.server.cluster.namespaces, name, "namespaces", name)
 
     def _workload_get(self, plural, ns, name):
-        with self.server.cluster.lock:
-            obj = copy.deepcopy(self.server.cluster.workloads.get((plural, ns, name)))
-        if obj is None:
-            return self._send_json(404, not_found(f"{plural}.apps", name))
-        self._send_json(200, obj)
+        workloads = self.server.cluster.workloads
+        self._send_stored(workloads, (plural, ns, name), f"{plural}.apps", name)
 
     def _deployments_get(self, ns, name, _q):
         self._workload_get("deployments", ns, name)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from podcap.reach import open_transport
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -47,6 +49,13 @@ class SshServer:
         for option in self.options:
             argv += ["-o", option]
         return [*argv, self.host, *remote]
+
+    def transport(self):
+        """podcap's ssh transport to this server, as root with the throwaway key."""
+        return open_transport(
+            "ssh", self.host, ssh_user="root", ssh_port=self.port, ssh_key=self.key,
+            ssh_options=self.options,
+        )  # fmt: skip
 
     def session_pids(self) -> list[int]:
         """PIDs of the sshd processes serving connections (children of the listener)."""

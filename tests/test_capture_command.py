@@ -78,6 +78,22 @@ def test_spec_needs_exactly_one_target():
 
 
 @pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"count": 0}, "count must be more than zero"),
+        ({"interface": "eth0 -z"}, "invalid interface name"),
+        ({"bpf_filter": "-z sh"}, "looks like a tcpdump option"),
+    ],
+)
+def test_kubernetes_session_settings_are_checked_when_built(tmp_path, settings, message):
+    # podcap capture POD builds these before its first API call: no helper for a bad flag.
+    from podcap.kubecapture import SessionOptions
+
+    with pytest.raises(UsageError, match=message):
+        SessionOptions(output_dir=tmp_path, **settings)
+
+
+@pytest.mark.parametrize(
     "text,size",
     [
         ("100MB", 100_000_000),

@@ -17,6 +17,7 @@ import pytest
 
 from podcap.capture import CaptureSession, CaptureSpec, read_sidecar, resolve_pid
 from podcap.reach import open_transport
+from tests.lab import tshark
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,24 +30,27 @@ SENDER = (
 )
 
 
-def tshark_fields(path: str, display_filter: str, field: str = "frame.number") -> list[str]:
-    result = subprocess.run(
-        ["tshark", "-r", path, "-Y", display_filter, "-T", "fields", "-e", field],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, f"tshark cannot read {path}: {result.stderr}"
-    return result.stdout.split()
-
-
-def packet_count(path: str) -> int:
-    return len(tshark_fields(path, "frame"))
+_started: list[subprocess.Popen] = []
 
 
 def podcap(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "podcap", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
     )  # fmt: skip
+    _started.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_podcap_left_running():
+    """A test that fails half-way must not leave its podcap (and its tcpdump) running."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def netns_inode(netns_name: str) -> str:
@@ -103,13 +107,6 @@ def ssh_args(sshd_server):
     return args
 
 
-def ssh_transport(sshd_server):
-    return open_transport(
-        "ssh", sshd_server.host, ssh_user="root", ssh_port=sshd_server.port,
-        ssh_key=sshd_server.key, ssh_options=sshd_server.options,
-    )  # fmt: skip
-
-
 def capture_http_and_marker(lab, transport, pod, client, out: str):
     spec = CaptureSpec(container_id=pod.container_id, interface=pod.iface)
     session = CaptureSession(transport, spec, out, cluster={"pod": pod.name})
@@ -132,9 +129,9 @@ def test_local_capture_by_containerd_id_sees_the_traffic(lab, tmp_path, pod_inde
 
     assert result.pid == pod.pid  # found through /proc/*/cgroup from containerd://<id>
     assert result.ended_by == "stopped" and result.complete
-    assert tshark_fields(out, 'http.request.uri == "/mytest"')
-    assert tshark_fields(out, 'tcp contains "lbtest"')
-    assert result.packets == packet_count(out) == result.node_stats.captured
+    assert tshark.count(out, 'http.request.uri == "/mytest"')
+    assert tshark.count(out, 'tcp contains "lbtest"')
+    assert result.packets == tshark.count(out, "frame") == result.node_stats.captured
     sidecar = read_sidecar(out)
     assert sidecar["container_id"] == pod.container_hex and sidecar["pid"] == pod.pid
     assert sidecar["interface"] == "eth0" and sidecar["cluster"] == {"pod": pod.name}
@@ -150,10 +147,10 @@ def test_local_capture_by_containerd_id_sees_the_traffic(lab, tmp_path, pod_inde
 def test_ssh_capture_by_containerd_id_sees_the_traffic(lab, sshd_server, tmp_path):
     pod, client = lab.pods[0], lab.pods[1]
     out = str(tmp_path / "ssh.pcap")
-    result = capture_http_and_marker(lab, ssh_transport(sshd_server), pod, client, out)
+    result = capture_http_and_marker(lab, sshd_server.transport(), pod, client, out)
     assert result.transport == "ssh" and result.pid == pod.pid and result.complete
-    assert tshark_fields(out, 'http.request.uri == "/mytest"')
-    assert tshark_fields(out, 'tcp contains "lbtest"')
+    assert tshark.count(out, 'http.request.uri == "/mytest"')
+    assert tshark.count(out, 'tcp contains "lbtest"')
     analyzed = subprocess.run([sys.executable, "-m", "podcap", "analyze", out, "--uri", "/mytest"],
                               capture_output=True, text=True, timeout=120)  # fmt: skip
     assert analyzed.returncode == 0, analyzed.stderr
@@ -171,7 +168,7 @@ def test_ctrl_c_over_ssh_leaves_a_valid_file(lab, ssh_args, udp_traffic, tmp_pat
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "ended by interrupted" in stderr.decode()
-    assert packet_count(out) == json.load(open(out + ".json"))["packets"] > 0
+    assert tshark.count(out, "frame") == json.load(open(out + ".json"))["packets"] > 0
     wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10, what="tcpdump to end")
 
 
@@ -190,7 +187,7 @@ def test_stop_conditions_leave_a_valid_file(lab, udp_traffic, tmp_path, flags, e
     assert proc.returncode == 0, stderr
     sidecar = read_sidecar(out)
     assert sidecar["ended_by"] == ended_by
-    packets = packet_count(out)
+    packets = tshark.count(out, "frame")
     assert packets == sidecar["packets"] > 0
     if ended_by == "count":
         assert packets == 5
@@ -212,7 +209,7 @@ def test_sigterm_stops_cleanly(lab, udp_traffic, tmp_path):
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert read_sidecar(out)["ended_by"] == "terminated"
-    assert packet_count(out) == read_sidecar(out)["packets"]
+    assert tshark.count(out, "frame") == read_sidecar(out)["packets"]
 
 
 def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
@@ -222,7 +219,7 @@ def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
     out = str(tmp_path / "lost.pcap")
     udp_traffic(0.005)
     spec = CaptureSpec(container_id=pod.container_id, bpf_filter="udp port 9999")
-    session = CaptureSession(ssh_transport(sshd_server), spec, out)
+    session = CaptureSession(sshd_server.transport(), spec, out)
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(session.run)
         try:
@@ -233,7 +230,7 @@ def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
             session.kill()
 
     assert result.ended_by == "connection-lost" and not result.complete
-    assert packet_count(out) == result.packets >= 20
+    assert tshark.count(out, "frame") == result.packets >= 20
     assert read_sidecar(out)["ended_by"] == "connection-lost"
     # The node script saw stdin EOF and stopped tcpdump: nothing is left in the Pod's namespace.
     wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15, what="the remote tcpdump to end")
@@ -250,7 +247,7 @@ def test_pcap_to_stdout(lab, udp_traffic, tmp_path):
             stdout=sink, stderr=subprocess.PIPE, timeout=60,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert packet_count(str(out)) == 3
+    assert tshark.count(str(out), "frame") == 3
     assert not os.path.exists(str(out) + ".json")
 
 
@@ -295,7 +292,7 @@ def test_analyze_prints_the_summary_of_the_capture(lab, udp_traffic, tmp_path):
 def test_resolve_pid_for_both_cgroup_styles_local_and_ssh(lab, sshd_server):
     styles = {pod.cgroup_style for pod in lab.pods}
     assert styles == {"cgroupfs", "systemd"}, styles  # the "mixed" lab covers both drivers
-    for transport in (open_transport("local"), ssh_transport(sshd_server)):
+    for transport in (open_transport("local"), sshd_server.transport()):
         for pod in lab.pods:
             assert resolve_pid(transport, pod.container_id) == pod.pid
             assert resolve_pid(transport, pod.container_hex[:12]) == pod.pid  # a short ID
@@ -307,17 +304,14 @@ def test_cli_reports_a_lost_connection_and_keeps_the_packets(lab, ssh_args, udp_
     udp_traffic()
     proc = podcap("capture", *ssh_args, "--container-id", pod.container_id, "-f", "udp port 9999",
                   "-o", out)  # fmt: skip
-    try:
-        wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 500, what="packets")
-        ssh_clients = [pid for pid in child_pids(proc.pid) if comm(pid) == "ssh"]
-        assert len(ssh_clients) == 1
-        os.kill(ssh_clients[0], signal.SIGKILL)
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 500, what="packets")
+    ssh_clients = [pid for pid in child_pids(proc.pid) if comm(pid) == "ssh"]
+    assert len(ssh_clients) == 1
+    os.kill(ssh_clients[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "connection to 127.0.0.1 was lost" in stderr.decode()
-    assert packet_count(out) == read_sidecar(out)["packets"] > 0
+    assert tshark.count(out, "frame") == read_sidecar(out)["packets"] > 0
     wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15, what="the remote tcpdump to end")
 
 

@@ -5,11 +5,11 @@ import os
 import random
 import shutil
 import struct
-import subprocess
 
 import pytest
 
 from podcap.capture.stream import PcapSink, PcapStreamCopier, StreamLimits
+from tests.lab import tshark
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "sample_pcaps", "01-http-mytest.pcap")
 
@@ -31,13 +31,6 @@ def record_offsets(data: bytes) -> list[int]:
         position += 16 + caplen
         ends.append(position)
     return ends
-
-
-def tshark_count(path: str) -> int:
-    result = subprocess.run(["tshark", "-r", path, "-T", "fields", "-e", "frame.number"],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return len(result.stdout.split())
 
 
 def feed_in_random_pieces(copier: PcapStreamCopier, data: bytes, seed: int, after_each=None):
@@ -80,7 +73,7 @@ def test_a_stream_cut_mid_packet_leaves_a_readable_file(tmp_path):
     PcapStreamCopier(sink).feed(data[:cut])
     sink.close()
     assert out.stat().st_size == ends[4]
-    assert tshark_count(str(out)) == 5
+    assert tshark.count(str(out), "frame") == 5
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
@@ -91,7 +84,7 @@ def test_limits_stop_at_whole_packets(tmp_path):
     copier = PcapStreamCopier(PcapSink(str(by_count)), StreamLimits(count=3))
     assert copier.feed(data) == "count"
     copier.sink.close()
-    assert tshark_count(str(by_count)) == 3
+    assert tshark.count(str(by_count), "frame") == 3
 
     by_size = tmp_path / "size.pcap"
     limit = ends[6] + 5
@@ -100,7 +93,7 @@ def test_limits_stop_at_whole_packets(tmp_path):
     copier.feed(data)  # more bytes after the limit are counted, not written
     copier.sink.close()
     assert by_size.stat().st_size == ends[6] <= limit
-    assert tshark_count(str(by_size)) == 7
+    assert tshark.count(str(by_size), "frame") == 7
     assert copier.progress.bytes_received == 2 * len(data)
 
 

@@ -2,7 +2,6 @@
 the readable packets for a damaged tail; never another exception, never a hang (fuzzed)."""
 
 import gzip
-import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -121,8 +120,8 @@ def test_truncated_tail_warns_and_keeps_whole_packets(tmp_path, cut):
     cap = read_capture(path, needles=(b"lbtest",))
     assert len(cap.packets) == 4 and cap.contains[b"lbtest"].sum() == 4
     assert cap.warnings == [f"truncated record at byte {last}: kept 4 whole packets"]
-    if shutil.which("tshark"):  # tshark also shows the 4 whole packets (and complains)
-        assert len(tshark_fields(path, ["frame.number"])) == 4
+    # tshark also shows the 4 whole packets (and complains)
+    assert len(tshark_fields(path, ["frame.number"], cut_short=True)) == 4
 
 
 def test_truncated_pcapng_tail(tmp_path):

@@ -16,14 +16,10 @@ import yaml
 from podcap import locate
 from podcap.reach import pod as helper
 from tests import kube_api as K
+from tests.netns_fixtures import podcap
 from tests.test_kube_locate import shop_cluster
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def podcap(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "podcap", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 def test_cleanup_deletes_leftover_helpers_by_label(make_kube_api):

@@ -7,13 +7,7 @@ import subprocess
 import dpkt
 
 from podcap.pcapmerge import merge
-
-
-def write_pcap(path, linktype, packets):
-    with path.open("wb") as f:
-        writer = dpkt.pcap.Writer(f, linktype=linktype, snaplen=262144)
-        for ts, data in packets:
-            writer.writepkt(data, ts=ts)
+from tests.decode_fixtures import write_pcap
 
 
 def eth_frame(src: str, payload: bytes) -> bytes:

@@ -13,10 +13,7 @@ AWKWARD_ARGS = ["a b", "it's", '"$(id)"', "; echo pwned", "`id`", "*", "tab\ther
 
 @pytest.fixture
 def ssh_transport(sshd_server):
-    return open_transport(
-        "ssh", sshd_server.host, ssh_user="root", ssh_port=sshd_server.port,
-        ssh_key=sshd_server.key, ssh_options=sshd_server.options,
-    )  # fmt: skip
+    return sshd_server.transport()
 
 
 def test_local_run_collects_output_and_status():
@@ -100,3 +97,5 @@ def test_ssh_argv_keeps_user_options_first_and_refuses_bad_input():
         open_transport("ssh")
     with pytest.raises(UsageError):
         open_transport("carrier-pigeon")
+    with pytest.raises(UsageError, match="--node is for --via ssh"):
+        open_transport("local", "node1")

@@ -99,7 +99,8 @@ def parse_size(text: str) -> int:
 @dataclass(frozen=True, kw_only=True)
 class CaptureSettings:
     """Where a capture listens, what it keeps and when it stops: one capture's (CaptureSpec),
-    or what every Pod's capture of a Kubernetes session shares (kubecapture.SessionOptions)."""
+    or what every Pod's capture of a Kubernetes session shares (kubecapture.SessionOptions).
+    Building one checks these fields, so a Kubernetes session is checked before any API call."""
 
     interface: str = "eth0"
     bpf_filter: str = ""
@@ -107,6 +108,14 @@ class CaptureSettings:
     count: int | None = None
     duration: float | None = None
     max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        check_interface(self.interface)
+        check_filter_safety(self.bpf_filter)
+        for name in ("snaplen", "count", "duration", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"{name.replace('_', ' ')} must be more than zero, not {value}")
 
     def capture_settings(self) -> dict:
         """These settings alone, as keyword arguments for a CaptureSpec."""
@@ -128,12 +137,7 @@ class CaptureSpec(CaptureSettings):
             object.__setattr__(self, "container_id", normalize_container_id(self.container_id))
         if self.pid is not None and self.pid <= 0:
             raise UsageError(f"invalid pid {self.pid}")
-        check_interface(self.interface)
-        check_filter_safety(self.bpf_filter)
-        for name in ("snaplen", "count", "duration", "max_bytes"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UsageError(f"{name.replace('_', ' ')} must be more than zero, not {value}")
+        super().__post_init__()
 
     @property
     def bound_seconds(self) -> int:

@@ -116,22 +116,23 @@ class CaptureSession:
 
     def stop(self, reason: str = ENDED_STOPPED) -> None:
         """Ask the node to stop tcpdump (it flushes); kill the connection if it takes too long."""
-        with self._lock:
-            if self._stop_reason is None:
-                self._stop_reason = reason
-            process = self._process
+        process = self._record_stop(reason)
         if process is not None:
             process.stop()
             self._start_timer(STOP_GRACE, process.kill)
 
     def kill(self) -> None:
         """End the capture now (a second Ctrl-C): the file still ends at a whole packet."""
-        with self._lock:
-            if self._stop_reason is None:
-                self._stop_reason = ENDED_STOPPED
-            process = self._process
+        process = self._record_stop(ENDED_STOPPED)
         if process is not None:
             process.kill()
+
+    def _record_stop(self, reason: str) -> RemoteProcess | None:
+        """Keep the first reason given for ending; the process to act on, if started."""
+        with self._lock:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            return self._process
 
     def node_report(self) -> NodeReport:
         """What the node script has said so far (``ready`` once tcpdump listens)."""

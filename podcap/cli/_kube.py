@@ -69,18 +69,32 @@ def run(
     """Resolve, check, capture; returns the pcap files written. Raises PodcapError (the CLI's
     error boundary prints it)."""
     from podcap import kubecapture, locate
-    from podcap.capture import check_filter_safety, parse_size
-    from podcap.capture.command import check_interface
+    from podcap.capture import parse_size
     from podcap.errors import UsageError
 
-    # Everything the user typed is checked before the first API call.
-    check_filter_safety(bpf_filter or "")
-    check_interface(interface)
-    max_bytes = parse_size(max_size) if max_size else None
-    if args.all_namespaces and not args.selector:
-        raise UsageError("-A goes with -l SELECTOR")
+    # Everything the user typed is checked before the first API call (SessionOptions checks
+    # its capture settings as it is built).
     to_stdout = output == "-"
     to_file = bool(output) and output.endswith((".pcap", ".cap"))
+    out_dir = Path(output).parent if to_file else Path("." if to_stdout else output or ".")
+    options = kubecapture.SessionOptions(
+        output_dir=out_dir,
+        interface=interface,
+        bpf_filter=bpf_filter or "",
+        snaplen=snaplen,
+        count=count,
+        duration=duration,
+        max_bytes=parse_size(max_size) if max_size else None,
+        also_node=args.also_node,
+        node_interface=args.node_iface,
+        node_rules=args.node_rules,
+        merge_to=out_dir / "capture.pcapng" if args.merge else None,
+        node_pid=args.node_pid,
+        stream=sys.stdout.buffer if to_stdout else None,
+        output_file=Path(output) if to_file else None,
+    )
+    if args.all_namespaces and not args.selector:
+        raise UsageError("-A goes with -l SELECTOR")
     kube = locate.connect(args.kubeconfig, args.context)
     spec = helper_spec(args, duration)
     query = locate.TargetQuery(
@@ -102,23 +116,6 @@ def run(
             hint="give -o a directory: each Pod gets NAMESPACE_POD.pcap in it",
         )
     kubecapture.preflight(kube, plan)
-    out_dir = Path(output).parent if to_file else Path("." if to_stdout else output or ".")
-    options = kubecapture.SessionOptions(
-        output_dir=out_dir,
-        interface=interface,
-        bpf_filter=bpf_filter or "",
-        snaplen=snaplen,
-        count=count,
-        duration=duration,
-        max_bytes=max_bytes,
-        also_node=args.also_node,
-        node_interface=args.node_iface,
-        node_rules=args.node_rules,
-        merge_to=out_dir / "capture.pcapng" if args.merge else None,
-        node_pid=args.node_pid,
-        stream=sys.stdout.buffer if to_stdout else None,
-        output_file=Path(output) if to_file else None,
-    )
     if not quiet:
         names = ", ".join(f"{t.namespace}/{t.name} on {t.node.name}" for t in plan.targets)
         print(f"podcap: capturing {names} (session {spec.session}; Ctrl-C stops)", file=sys.stderr)

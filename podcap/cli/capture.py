@@ -155,8 +155,6 @@ def capture(
         raise UsageError("--analyze needs a file: give -o FILE.pcap instead of -o -")
     if not to_stdout:
         _check_writable(output)
-    if via is Via.local and node:
-        raise UsageError("--node is for --via ssh; --via local captures on this machine")
     transport = open_transport(
         via.value,
         node,

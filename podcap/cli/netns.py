@@ -213,8 +213,6 @@ def _open(where: _Where, pod: str | None, kube: KubeArgs):
     if where.via == "pod":
         raise UsageError("--via pod needs a Pod name (POD -n NAMESPACE)")
     where.via = where.via or "local"
-    if where.via == "local" and where.node:
-        raise UsageError("--node is for --via ssh; --via local runs on this machine")
     target = library.Target(container_id=where.container_id, pid=where.pid)
     transport = open_transport(where.via, where.node, ssh_options=where.ssh_options, **where.ssh)
     try:

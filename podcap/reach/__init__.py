@@ -23,13 +23,15 @@ def open_transport(
 ) -> Transport:
     """A transport to ``node``: ``local`` (this machine) or ``ssh`` (system OpenSSH).
 
-    Raises UsageError for an unknown transport or a missing/invalid node; nothing connects
-    here (ssh connects per command).
+    Raises UsageError for an unknown transport or a missing/invalid/unwanted node; nothing
+    connects here (ssh connects per command).
     """
     if via == "local":
+        if node:
+            raise UsageError("--node is for --via ssh; --via local runs on this machine")
         from podcap.reach.local import LocalTransport
 
-        return LocalTransport(node)
+        return LocalTransport()
     if via == "ssh":
         if not node:
             raise UsageError("--via ssh needs --node HOST")

@@ -38,6 +38,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.stream import ws_client
 from websocket import ABNF, WebSocketException
 
+from podcap.capture.command import DEFAULT_TIME_BOUND
 from podcap.errors import ReachError
 from podcap.reach.base import Completed
 
@@ -76,7 +77,7 @@ class HelperSpec:
 def deadline_for(duration: float | None) -> int:
     """activeDeadlineSeconds for a capture of ``duration`` seconds (None: until Ctrl-C, which
     the node script bounds at 4 h)."""
-    return int(duration or 14400) + DEADLINE_MARGIN
+    return int(duration or DEFAULT_TIME_BOUND) + DEADLINE_MARGIN
 
 
 def helper_manifest(spec: HelperSpec, node: str, container_ids: list[str]) -> dict:
@@ -292,7 +293,6 @@ class PodProcess:
         self._stderr = bytearray()
         self._status = bytearray()
         self._returncode: int | None = None
-        self._lost = False
         # podcap netns: with a tty the command runs as is (its output is the user's screen, and
         # the kubelet hangs up the tty's session when the stream closes).
         command = list(argv) if tty else ["sh", "-c", PID_WRAPPER, "podcap-exec", *argv]
@@ -301,10 +301,6 @@ class PodProcess:
         self.stdout = os.fdopen(read_fd, "rb", buffering=0)
         self._pump = threading.Thread(target=self._run_pump, daemon=True, name="podcap-exec")
         self._pump.start()
-
-    @property
-    def protocol(self) -> str:
-        return self.ws.subprotocol
 
     # The pump moves frames from the WebSocket into the stdout pipe and the stderr buffer.
     def _run_pump(self) -> None:
@@ -318,7 +314,6 @@ class PodProcess:
                     last_ping = time.monotonic()
             self._returncode = self._exit_status()
         except (OSError, WebSocketException):
-            self._lost = True
             self._returncode = -1
         finally:
             with contextlib.suppress(OSError):
@@ -338,8 +333,7 @@ class PodProcess:
 
     def _exit_status(self) -> int:
         """The exit code from the error channel's v1 Status (``NonZeroExitCode`` cause)."""
-        if not self._status:
-            self._lost = True
+        if not self._status:  # the stream ended without saying how: it was cut
             return -1
         status = json.loads(bytes(self._status))
         if status.get("status") == "Success":
@@ -391,10 +385,6 @@ class PodProcess:
         if self._pump.is_alive():
             raise TimeoutError(f"exec in {self.transport.helper.where} still running")
         return self._returncode if self._returncode is not None else -1
-
-    @property
-    def connection_lost(self) -> bool:
-        return self._lost
 
     def bytes_written(self) -> int | None:
         """What the node script says it wrote on stdout (its last ``stats`` line), if known."""

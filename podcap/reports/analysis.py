@@ -74,6 +74,13 @@ class Analysis:
 
         return tcp_problems(self.flows)
 
+    @cached_property
+    def snat(self) -> pd.DataFrame:
+        """SNAT verdicts of the selected connections (``snat.report``), cached: ``dnat`` reuses them."""
+        from podcap.snat.report import snat_report
+
+        return snat_report(self)
+
     def without_file_column(self, table: pd.DataFrame) -> pd.DataFrame:
         """Reports show the ``file`` column only when several files were analyzed."""
         return table.drop(columns=["file"], errors="ignore") if self.single_file else table

@@ -221,7 +221,7 @@ class _Cols:
         self.length = p["length"].to_numpy().astype(np.int64)
         self.payload = p["payload_len"].to_numpy().astype(np.int64)
         self.retransmission = p["retransmission"].to_numpy().astype(bool)
-        self.zero_window = _zero_window(p)
+        self.zero_window = zero_window(p)
 
 
 # --- which packets belong together -------------------------------------------------------
@@ -432,8 +432,8 @@ def _retransmissions(p: pd.DataFrame) -> np.ndarray:
     return carries & (relative < previous_max) & ~keep_alive
 
 
-def _zero_window(p: pd.DataFrame) -> np.ndarray:
-    # As Wireshark's tcp.analysis.zero_window: window 0 on a segment without SYN/FIN/RST.
+def zero_window(p: pd.DataFrame) -> np.ndarray:
+    """Wireshark's ``tcp.analysis.zero_window``: window 0 on a TCP segment without SYN/FIN/RST."""
     flags = p["tcp_flags"].to_numpy()
     return (
         (p["ip_proto"].to_numpy() == TCP)

@@ -13,9 +13,8 @@ from podcap.reports import report
     "who rewrote it, why, and the fix",
 )
 def snat(analysis) -> pd.DataFrame:
-    from podcap.snat.report import snat_report
-
-    return snat_report(analysis)
+    # A copy: the cached table stays intact for the dnat report, whatever callers do with this one.
+    return analysis.snat.copy()
 
 
 @report("dnat", "connections whose destination was rewritten (Service ClusterIP/NodePort)")

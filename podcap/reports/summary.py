@@ -20,12 +20,15 @@ PROBLEM_COUNTS = {
     "summary", "one row per file: link types, packets, time span, flows, HTTP requests, problems"
 )
 def summary_report(analysis) -> pd.DataFrame:
-    rows = [_file_row(analysis, path) for path in analysis.files]
+    from podcap.reports.http import http_report
+
+    http = http_report(analysis)  # built once, counted per file
+    rows = [_file_row(analysis, path, http) for path in analysis.files]
     table = pd.DataFrame(rows)
     return as_datetime(table, "first_ts", "last_ts")
 
 
-def _file_row(analysis, path: str) -> dict:
+def _file_row(analysis, path: str, http: pd.DataFrame) -> dict:
     capture = analysis.captures[path]
     sidecar = analysis.sidecars.get(path, {})
     everything = analysis.all_packets[analysis.all_packets["file"] == path]
@@ -43,7 +46,7 @@ def _file_row(analysis, path: str) -> dict:
         "last_ts": matched["ts"].max() if len(matched) else None,
         "duration": float(matched["ts"].max() - matched["ts"].min()) if len(matched) else 0.0,
         "flows": len(flows),
-        "http_requests": _http_count(analysis, path),
+        "http_requests": _http_count(http, path),
         # tcpdump -i any: packets that are another interface's copy of an earlier one (not
         # counted as retransmissions).
         "interface_copies": int((matched["dup_of_frame"] >= 0).sum())
@@ -56,11 +59,9 @@ def _file_row(analysis, path: str) -> dict:
     return row
 
 
-def _http_count(analysis, path: str) -> int:
-    from podcap.reports.http import http_report
-
-    table = http_report(analysis)
-    return int((table["file"] == path).sum()) if "file" in table else len(table)
+def _http_count(http: pd.DataFrame, path: str) -> int:
+    # With one file the http report has no ``file`` column: every request is that file's.
+    return int((http["file"] == path).sum()) if "file" in http else len(http)
 
 
 def _target(sidecar: dict) -> str:

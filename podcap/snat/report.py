@@ -112,7 +112,7 @@ def snat_report(analysis) -> pd.DataFrame:
 
 def dnat_report(analysis) -> pd.DataFrame:
     """Only the connections whose destination was rewritten (Service ClusterIP/NodePort)."""
-    table = snat_report(analysis)
+    table = analysis.snat
     return table[table["dnat"] != ""].reset_index(drop=True)
 
 
