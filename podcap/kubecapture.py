@@ -27,7 +27,7 @@ import yaml
 
 from podcap import locate
 from podcap.capture import CaptureResult, CaptureSession, CaptureSpec, StreamProgress
-from podcap.capture.command import CaptureSettings
+from podcap.capture.command import CaptureSettings, check_interface
 from podcap.capture.session import STOP_GRACE
 from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks
 from podcap.errors import CaptureError, PodcapError, ReachError, UsageError
@@ -170,6 +170,10 @@ class SessionOptions(CaptureSettings):
     stream: BinaryIO | None = None
     # -o FILE.pcap with one Pod: that file instead of OUTPUT_DIR/NAMESPACE_POD.pcap.
     output_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_interface(self.node_interface)  # --node-interface reaches tcpdump on the node too
 
 
 @dataclass

@@ -83,6 +83,7 @@ def test_spec_needs_exactly_one_target():
         ({"count": 0}, "count must be more than zero"),
         ({"interface": "eth0 -z"}, "invalid interface name"),
         ({"bpf_filter": "-z sh"}, "looks like a tcpdump option"),
+        ({"node_interface": "eth0;reboot"}, "invalid interface name"),
     ],
 )
 def test_kubernetes_session_settings_are_checked_when_built(tmp_path, settings, message):

@@ -17,7 +17,6 @@ from podcap.errors import CaptureError, ReachError, UsageError
 SCRIPT_NAME = "podcap-node"
 NODE_PREFIX = "podcap-node: "
 # Exit status of the node script when it refuses or fails before capturing (its "error:" line says why).
-NODE_SCRIPT_FAILED = 3
 # Without --duration the node still stops tcpdump after this long, in case the stop signal
 # never arrives (an exec stream that cannot close stdin, a client that vanished).
 DEFAULT_TIME_BOUND = 4 * 3600

@@ -26,6 +26,7 @@ from podcap.capture.command import (
 )
 from podcap.capture.sidecar import sidecar_path, write_sidecar
 from podcap.capture.stream import (
+    ENDED_COUNT,
     PcapSink,
     PcapStreamCopier,
     StreamLimits,
@@ -41,8 +42,6 @@ TIMEOUT_STATUS = 124  # timeout(1)'s exit status when the bound expired
 
 # How a capture ended (CaptureResult.ended_by).
 ENDED_DURATION = "duration"
-ENDED_COUNT = "count"
-ENDED_MAX_SIZE = "max-size"
 ENDED_STOPPED = "stopped"
 ENDED_OUTPUT_CLOSED = "output-closed"
 ENDED_CONNECTION_LOST = "connection-lost"

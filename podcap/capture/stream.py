@@ -18,6 +18,10 @@ from typing import BinaryIO
 
 from podcap.errors import CaptureError
 
+# Why copying stopped; CaptureResult.ended_by uses the same names.
+ENDED_COUNT = "count"
+ENDED_MAX_SIZE = "max-size"
+
 GLOBAL_HEADER_LEN = 24
 RECORD_HEADER_LEN = 16
 READ_SIZE = 256 * 1024
@@ -164,12 +168,12 @@ class PcapStreamCopier:
                 limits.max_bytes
                 and progress.bytes_written + len(out) + end - position > limits.max_bytes
             ):
-                return position, "max-size"
+                return position, ENDED_MAX_SIZE
             out += buffer[position:end]
             progress.packets += 1
             position = end
             if limits.count and progress.packets >= limits.count:
-                return position, "count"
+                return position, ENDED_COUNT
         return position, None
 
 
