@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from podcap.errors import DecodeError, PodcapError, UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ENGINES = ("native", "tshark")
 DEFAULT_REPORTS = ("summary",)
@@ -63,8 +65,6 @@ def analyze(
             listed in ``result.errors`` instead and the others analyzed).
     """
     from podcap.dfilter import compile_filter
-    from podcap.reports import REPORTS, build_report
-    from podcap.reports.analysis import Analysis
 
     if isinstance(paths, str | Path):
         paths = [paths]  # one file given as such, not as a list of characters
@@ -72,20 +72,31 @@ def analyze(
     reports = list(dict.fromkeys(reports))
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", "choose native or tshark")
-    unknown = [name for name in reports if name not in REPORTS]
-    if unknown:
-        raise UsageError(f"unknown report {unknown[0]!r}", f"choose from: {', '.join(REPORTS)}")
     if not paths:
         raise UsageError("no capture file given")
     display_filter = compile_filter(filter) if filter else None
     needles = display_filter.needles if display_filter else frozenset()
     progress = on_progress or (lambda message: None)
-
     needs_http = not (
         set(reports) <= REPORTS_WITHOUT_HTTP
         and "http" not in (display_filter.text.lower() if display_filter else "")
     )
-    captures, errors, warnings = _read_all(paths, engine, needles, needs_http, progress)
+    # Reading starts before pandas and the reports are imported: for a large pcap a helper
+    # process decodes part of it meanwhile (podcap.decode.split).
+    early = _start_early(paths[0], engine, needles, needs_http)
+    try:
+        from podcap.reports import REPORTS, build_report
+        from podcap.reports.analysis import Analysis
+
+        unknown = [name for name in reports if name not in REPORTS]
+        if unknown:
+            choices = ", ".join(REPORTS)
+            raise UsageError(f"unknown report {unknown[0]!r}", f"choose from: {choices}")
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
+    captures, errors, warnings = _read_all(paths, engine, needles, needs_http, progress, early)
     packets = _combine(captures)
     progress("following connections")
     from podcap.reports.flows import assign_flows
@@ -113,14 +124,31 @@ def analyze(
     return result
 
 
-def _read_all(paths, engine, needles, needs_http, progress):
+def _start_early(path: str, engine: str, needles: frozenset[bytes], needs_http: bool):
+    """The native reading of ``path`` started (``podcap.decode.start_reading``), or None: for
+    the tshark engine, or when the file cannot be opened (reading it again later gives that
+    error its place among the files')."""
+    if engine != "native":
+        return None
+    from podcap.decode import start_reading
+
+    try:
+        return start_reading(path, needles=tuple(needles), http=needs_http)
+    except DecodeError:
+        return None
+
+
+def _read_all(paths, engine, needles, needs_http, progress, early=None):
     captures: dict[str, Any] = {}
     errors: list[PodcapError] = []
     warnings: list[str] = []
-    for path in paths:
+    for index, path in enumerate(paths):
         progress(f"reading {path}")
         try:
-            capture = _read(path, engine, needles, needs_http)
+            if index == 0 and early is not None:
+                capture = early.finish()
+            else:
+                capture = _read(path, engine, needles, needs_http)
         except DecodeError as exc:
             errors.append(exc)
             continue
@@ -146,6 +174,8 @@ def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool = 
 def _combine(captures: dict[str, Any]) -> pd.DataFrame:
     """All files' packets in one table, with ``file`` (categorical) and the Linux cooked
     capture columns ``if_index`` and ``pkt_type`` (-1 where the decoder has none)."""
+    import pandas as pd
+
     tables = []
     for capture in captures.values():
         table = capture.packets.copy(deep=False)  # copy-on-write: no column is copied

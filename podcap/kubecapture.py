@@ -15,6 +15,7 @@ Steps, each its own function:
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import defaultdict
@@ -152,6 +153,27 @@ def node_rules(transport, node_pid: str | None = "1") -> dict[str, str]:
     return rules
 
 
+def write_node_rules(rules: dict[str, str], directory: Path, node: str) -> dict[str, Path]:
+    """Write each of a node's rule dumps (:func:`node_rules`) as ``DIRECTORY/NODE.NAME.txt``
+    (e.g. ``node-a.iptables-save.txt``) to read or hand to ``podcap analyze --iptables``;
+    returns ``{name: path}``. UsageError when the directory or a file cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{directory}: cannot create the directory ({exc.strerror})") from exc
+    # A node name is a DNS name in Kubernetes, but over ssh it is whatever the user typed.
+    node_part = re.sub(r"[^A-Za-z0-9_.-]+", "_", node) or "node"
+    saved = {}
+    for name, text in rules.items():
+        path = directory / f"{node_part}.{name}.txt"
+        try:
+            path.write_text(text)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write ({exc.strerror})") from exc
+        saved[name] = path
+    return saved
+
+
 # --- running a session: one helper per node, one capture per Pod, in parallel ----------------
 
 
@@ -197,6 +219,17 @@ class SessionResult:
     interrupted: bool
 
 
+def check_one_output(the_plan: Plan, options: SessionOptions) -> None:
+    """``-o -`` and ``-o FILE.pcap`` hold one Pod's capture: UsageError when the plan has any
+    other number of Pods. Needs no API call, so callers can check before :func:`preflight`."""
+    one_output = "-" if options.stream is not None else options.output_file
+    if one_output is not None and len(the_plan.targets) != 1:
+        raise UsageError(
+            f"-o {one_output} takes one Pod, and {len(the_plan.targets)} match",
+            hint="give -o a directory: each Pod gets NAMESPACE_POD.pcap in it",
+        )
+
+
 def capture_spec(target: locate.PodTarget, options: SessionOptions) -> CaptureSpec:
     return CaptureSpec(container_id=target.container_id, **options.capture_settings())
 
@@ -211,13 +244,7 @@ def run_session(
     ``NAMESPACE_POD.pcap`` (+ sidecar with the cluster facts). Returns when every capture ended
     (--duration, --count, --max-size) or after Ctrl-C/SIGTERM; the helpers are deleted in
     every case. Raises CaptureError naming each Pod whose capture failed."""
-    one_output = "-o -" if options.stream is not None else options.output_file
-    if one_output and len(the_plan.targets) != 1:
-        names = ", ".join(f"{t.namespace}/{t.name}" for t in the_plan.targets)
-        raise UsageError(
-            f"{one_output} takes one Pod, and {len(the_plan.targets)} match ({names})",
-            hint="give -o a directory: each Pod gets NAMESPACE_POD.pcap in it",
-        )
+    check_one_output(the_plan, options)
     options.output_dir.mkdir(parents=True, exist_ok=True)
     facts = locate.cluster_facts(kube)
     by_node = the_plan.containers_by_node()
@@ -302,8 +329,7 @@ def _save_node_rules(transports: dict, options: SessionOptions) -> dict[str, dic
     saved: dict[str, dict[str, str]] = {}
     for node, transport in transports.items():
         saved[node] = node_rules(transport, options.node_pid)
-        for name, text in saved[node].items():
-            (options.output_dir / f"{node}.{name}.txt").write_text(text)
+        write_node_rules(saved[node], options.output_dir, node)
     return saved
 
 
@@ -337,5 +363,5 @@ class NodeStream:
         self.thread.join(STOP_GRACE)
         try:
             self.process.wait(STOP_GRACE)
-        except TimeoutError:
+        except ReachError:  # still running after the grace: the transport contract's timeout
             self.process.kill()

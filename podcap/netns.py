@@ -423,33 +423,17 @@ def nat_table(iptables_save: str) -> str:
 
 def save_node_rules(transport, directory: Path, node_pid: str | None = None) -> dict[str, Path]:
     """Save the node's nat table (``iptables-save``) and, where installed, ``ipvsadm -Ln``
-    into ``directory``; returns ``{name: path}``. Reads them the way the Kubernetes capture
-    does (podcap.kubecapture.node_rules). Whose namespaces are "the node": ``node_pid``'s
-    when given; else, from a helper Pod, PID 1's (hostPID); over local/ssh the commands
-    already run on the node."""
-    from podcap.kubecapture import node_rules
+    into ``directory``; returns ``{name: path}``. Reads and writes them the way the Kubernetes
+    capture does (podcap.kubecapture.node_rules, write_node_rules). Whose namespaces are "the
+    node": ``node_pid``'s when given; else, from a helper Pod, PID 1's (hostPID); over
+    local/ssh the commands already run on the node."""
+    from podcap.kubecapture import node_rules, write_node_rules
 
     if node_pid is None and transport.name == "pod":
         node_pid = "1"
     rules = node_rules(transport, node_pid)
     rules["iptables-save"] = nat_table(rules["iptables-save"])
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{directory}: cannot create the directory ({exc.strerror})") from exc
-    saved = {}
-    for name, text in rules.items():
-        path = directory / f"{_file_safe(transport.node)}.{name}.txt"
-        try:
-            path.write_text(text)
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot write ({exc.strerror})") from exc
-        saved[name] = path
-    return saved
-
-
-def _file_safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "node"
+    return write_node_rules(rules, directory, transport.node)
 
 
 # --- attach: run an argv on the node with the user's terminal -------------------------------

@@ -12,9 +12,9 @@ from __future__ import annotations
 import heapq
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-
-import dpkt
+from typing import BinaryIO
 
 from podcap.errors import DecodeError
 
@@ -47,19 +47,53 @@ def interface(linktype: int, snaplen: int, name: str, description: str) -> bytes
     return _block(0x00000001, body + _options(options))
 
 
-def packet(interface_id: int, timestamp: float, data: bytes, original_length: int) -> bytes:
-    micros = round(timestamp * 1_000_000)
+def packet(interface_id: int, micros: int, data: bytes, original_length: int) -> bytes:
+    """An Enhanced Packet Block: ``data`` as captured (maybe cut at the snap length) and the
+    packet's ``original_length`` on the wire, which Wireshark shows as frame.len."""
     body = struct.pack(
         "<IIIII", interface_id, micros >> 32, micros & 0xFFFFFFFF, len(data), original_length
     )
     return _block(0x00000006, body + _pad(data))
 
 
-def _read(path: Path, index: int) -> Iterator[tuple[float, int, bytes, int]]:
+# pcap magic -> timestamp fraction units per second (microsecond and nanosecond files).
+FRACTIONS_PER_SECOND = {0xA1B2C3D4: 1_000_000, 0xA1B23C4D: 1_000_000_000}
+
+
+@dataclass(frozen=True)
+class PcapHeader:
+    byte_order: str  # struct prefix: "<" or ">"
+    fractions_per_second: int
+    snaplen: int
+    linktype: int
+
+
+def read_header(f: BinaryIO, path: Path) -> PcapHeader:
+    """The pcap file header; DecodeError when ``path`` is not a pcap file."""
+    raw = f.read(24)
+    for order in "<>":
+        if len(raw) < 24:
+            break
+        per_second = FRACTIONS_PER_SECOND.get(struct.unpack(order + "I", raw[:4])[0])
+        if per_second:
+            snaplen, linktype = struct.unpack(order + "II", raw[16:24])
+            return PcapHeader(order, per_second, snaplen, linktype)
+    raise DecodeError(f"cannot merge {path}: not a pcap file (pcapng inputs are not merged)")
+
+
+def _read(path: Path, index: int) -> Iterator[tuple[int, int, bytes, int]]:
+    """``(microseconds, input index, captured bytes, original length)`` per packet. Read here,
+    not with dpkt.pcap.Reader, because its packets come without their original length."""
     with path.open("rb") as f:
-        reader = dpkt.pcap.Reader(f)
-        for timestamp, data in reader:
-            yield timestamp, index, bytes(data), len(data)
+        header = read_header(f, path)
+        record = struct.Struct(header.byte_order + "IIII")
+        while len(raw := f.read(record.size)) == record.size:
+            seconds, fraction, captured, original = record.unpack(raw)
+            micros = seconds * 1_000_000 + fraction * 1_000_000 // header.fractions_per_second
+            data = f.read(captured)
+            if len(data) < captured:
+                return  # cut mid-packet (the capture was killed): keep the whole packets
+            yield micros, index, data, original
 
 
 def merge(inputs: list[tuple[str, Path]], output: Path, comment: str = "podcap capture") -> int:
@@ -69,17 +103,17 @@ def merge(inputs: list[tuple[str, Path]], output: Path, comment: str = "podcap c
     for name, path in inputs:
         try:
             with path.open("rb") as f:
-                reader = dpkt.pcap.Reader(f)
-                headers.append((name, reader.datalink(), reader.snaplen))
-        except (OSError, ValueError) as exc:
-            raise DecodeError(f"cannot merge {path}: {exc}") from exc
+                header = read_header(f, path)
+        except OSError as exc:
+            raise DecodeError(f"cannot merge {path}: {exc.strerror or exc}") from exc
+        headers.append((name, header.linktype, header.snaplen))
     count = 0
     with output.open("wb") as out:
         out.write(section_header(comment))
         for name, linktype, snaplen in headers:
             out.write(interface(linktype, snaplen, name, f"podcap: Pod {name}"))
         streams = [_read(path, i) for i, (_, path) in enumerate(inputs)]
-        for timestamp, index, data, length in heapq.merge(*streams, key=lambda p: p[0]):
-            out.write(packet(index, timestamp, data, length))
+        for micros, index, data, length in heapq.merge(*streams, key=lambda p: p[0]):
+            out.write(packet(index, micros, data, length))
             count += 1
     return count

@@ -284,13 +284,11 @@ def plot_capture_points(points: pd.DataFrame, title: str = "matching packets per
 
 def snat_hops(result) -> pd.DataFrame:
     """Each TCP connection at each capture point that saw it, client side first: the
-    addresses and ports seen there and whether the source differs from the point before."""
-    from podcap.snat.match import match_connections, tcp_observations
-
+    addresses and ports seen there and whether the source differs from the point before.
+    The connections are the ones the snat report matched (``Analysis.tcp_connections``)."""
     analysis = result.analysis
     rows = []
-    connections = match_connections(tcp_observations(analysis.all_packets))
-    for number, connection in enumerate(connections):
+    for number, connection in enumerate(analysis.tcp_connections):
         previous = None
         for hop, seen in enumerate(connection.observations):
             where = analysis.sidecars.get(seen.file, {}).get("captured_at", {})

@@ -7,14 +7,16 @@ numbers so Wireshark's analysis (tcp.stream, retransmissions, HTTP) sees what a 
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dpkt
 import pytest
+
+from tests import helpers
 
 MAC_A = b"\x02\x00\x00\x00\x00\x01"
 MAC_B = b"\x02\x00\x00\x00\x00\x02"
@@ -217,17 +219,9 @@ def build_mixed(path: Path) -> Path:
 ORACLE_DECODE_AS = ("-d", "tcp.port==6000,http", "-d", "udp.port==8472,vxlan")
 
 
-def tshark_fields(
-    path: Path, *fields: str, display_filter: str | None = None, extra=ORACLE_DECODE_AS
-) -> list[list[str]]:
-    """Rows of tshark -T fields output: the oracle podcap is compared with."""
-    argv = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", *extra]
-    if display_filter:
-        argv += ["-Y", display_filter]
-    for name in fields:
-        argv += ["-e", name]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
-    return [line.split("\t") for line in out.splitlines()]
+# The oracle the analyze tests compare podcap with: the shared tshark runner with the decode-as
+# rules above (``extra=()`` drops them, as test_dfilter.py does for Wireshark's own view).
+tshark_fields = functools.partial(helpers.tshark_fields, extra=ORACLE_DECODE_AS)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ an extension header, a cut packet) is exactly what the test says it is.
 
 import socket
 import struct
-import subprocess
 from pathlib import Path
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
@@ -164,24 +163,3 @@ def pcapng_epb(iface: int, ticks: int, data: bytes, wire=None, endian="<") -> by
 
 def pcapng_spb(data: bytes, endian="<") -> bytes:
     return pcapng_block(3, struct.pack(endian + "I", len(data)) + data, endian)
-
-
-def tshark_fields(
-    path: Path, fields: list[str], *extra: str, cut_short: bool = False
-) -> list[list[str]]:
-    """Run tshark once; one list of field values (strings, '' when absent) per packet.
-
-    A failing tshark is an error (an empty oracle would agree with an empty answer), except
-    that with ``cut_short`` the file is known to be truncated, which tshark reports by exit 2.
-    """
-    args = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t"]
-    args += ["-E", "occurrence=l"]  # innermost value of repeated fields (overlays)
-    for name in fields:
-        args += ["-e", name]
-    result = subprocess.run(
-        args + list(extra), capture_output=True, text=True, timeout=120, check=False
-    )
-    allowed = (0, 2) if cut_short else (0,)
-    assert result.returncode in allowed, f"tshark failed on {path}: {result.stderr.strip()}"
-    lines = result.stdout.splitlines()
-    return [line.split("\t") for line in lines]

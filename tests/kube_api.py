@@ -1042,17 +1042,6 @@ def make_certificate(workdir: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
 # --- fixtures (listed in tests/conftest.py's pytest_plugins) -------------------------------
 
 import pytest  # noqa: E402

@@ -1,5 +1,6 @@
-"""Helpers for the netns/inspect tests: the real ``podcap`` process, driven through pipes or
-through a pseudo-terminal (registered in tests/conftest.py's pytest_plugins)."""
+"""Helpers for the netns/inspect tests: the real ``podcap`` process driven through a
+pseudo-terminal (through pipes: tests.helpers.podcap); registered in tests/conftest.py's
+pytest_plugins."""
 
 from __future__ import annotations
 
@@ -8,20 +9,11 @@ import os
 import pty
 import select
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-
-def podcap(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-    """``podcap ARGS`` as a user runs it, output captured."""
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("text", True)
-    return subprocess.run(
-        [sys.executable, "-m", "podcap", *args], timeout=timeout, check=False, **kwargs
-    )
+from tests.helpers import PODCAP
 
 
 class Terminal:
@@ -31,9 +23,7 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: becomes podcap, the pty its controlling terminal
             try:
-                os.execvpe(
-                    sys.executable, [sys.executable, "-m", "podcap", *args], env or os.environ
-                )
+                os.execvpe(PODCAP[0], [*PODCAP, *args], env or os.environ)
             finally:
                 os._exit(127)  # never run the rest of pytest in the forked child
         self.output = b""

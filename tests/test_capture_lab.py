@@ -17,6 +17,7 @@ import pytest
 
 from podcap.capture import CaptureSession, CaptureSpec, read_sidecar, resolve_pid
 from podcap.reach import open_transport
+from tests.helpers import podcap, start_podcap, wait_for
 from tests.lab import tshark
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,11 +34,9 @@ SENDER = (
 _started: list[subprocess.Popen] = []
 
 
-def podcap(*args: str, **kwargs) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "podcap", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
-    )  # fmt: skip
+def started_podcap(*args: str, **kwargs) -> subprocess.Popen:
+    """``podcap ARGS`` in the background, killed after the test if it is still running."""
+    proc = start_podcap(*args, **kwargs)
     _started.append(proc)
     return proc
 
@@ -72,13 +71,6 @@ def tcpdumps_in(netns_name: str) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def wait_for(condition, timeout: float = 15, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -139,8 +131,7 @@ def test_local_capture_by_containerd_id_sees_the_traffic(lab, tmp_path, pod_inde
 
     # podcap analyze finds the same request and the marker (exit status 0 means matched).
     for flags in (["--uri", "/mytest"], ["--contains", "lbtest"]):
-        analyzed = subprocess.run([sys.executable, "-m", "podcap", "analyze", out, *flags],
-                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+        analyzed = podcap("analyze", out, *flags)
         assert analyzed.returncode == 0, analyzed.stderr
 
 
@@ -151,8 +142,7 @@ def test_ssh_capture_by_containerd_id_sees_the_traffic(lab, sshd_server, tmp_pat
     assert result.transport == "ssh" and result.pid == pod.pid and result.complete
     assert tshark.count(out, 'http.request.uri == "/mytest"')
     assert tshark.count(out, 'tcp contains "lbtest"')
-    analyzed = subprocess.run([sys.executable, "-m", "podcap", "analyze", out, "--uri", "/mytest"],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    analyzed = podcap("analyze", out, "--uri", "/mytest")
     assert analyzed.returncode == 0, analyzed.stderr
 
 
@@ -160,16 +150,21 @@ def test_ctrl_c_over_ssh_leaves_a_valid_file(lab, ssh_args, udp_traffic, tmp_pat
     pod = lab.pods[0]
     out = str(tmp_path / "ctrlc.pcap")
     udp_traffic()
-    proc = podcap("capture", *ssh_args, "--container-id", pod.container_id, "-f", "udp port 9999",
-                  "-o", out)  # fmt: skip
-    wait_for(lambda: tcpdumps_in(pod.netns), what="tcpdump in the Pod")
-    wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 200, what="packets")
+    proc = started_podcap(
+        "capture", *ssh_args, "--container-id", pod.container_id, "-f", "udp port 9999", "-o", out
+    )
+    assert wait_for(lambda: tcpdumps_in(pod.netns)), "timed out waiting for tcpdump in the Pod"
+    assert wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 200), (
+        "timed out waiting for packets"
+    )
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "ended by interrupted" in stderr.decode()
     assert tshark.count(out, "frame") == json.load(open(out + ".json"))["packets"] > 0
-    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10, what="tcpdump to end")
+    assert wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10), (
+        "timed out waiting for tcpdump to end"
+    )
 
 
 @pytest.mark.parametrize(
@@ -182,7 +177,9 @@ def test_stop_conditions_leave_a_valid_file(lab, udp_traffic, tmp_path, flags, e
     out = str(tmp_path / "limited.pcap")
     udp_traffic(0.01)
     started = time.monotonic()
-    proc = podcap("capture", "--container-id", pod.container_id, "-f", "udp", "-o", out, *flags)
+    proc = started_podcap(
+        "capture", "--container-id", pod.container_id, "-f", "udp", "-o", out, *flags
+    )
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     sidecar = read_sidecar(out)
@@ -195,15 +192,17 @@ def test_stop_conditions_leave_a_valid_file(lab, udp_traffic, tmp_path, flags, e
         assert os.path.getsize(out) <= 3000
     if ended_by == "duration":
         assert time.monotonic() - started < 15
-    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10, what="tcpdump to end")
+    assert wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10), (
+        "timed out waiting for tcpdump to end"
+    )
 
 
 def test_sigterm_stops_cleanly(lab, udp_traffic, tmp_path):
     pod = lab.pods[1]
     out = str(tmp_path / "term.pcap")
     udp_traffic()  # to pods[0]: this capture may see nothing, the file must still be valid
-    proc = podcap("capture", "--container-id", pod.container_id, "-o", out)
-    wait_for(lambda: tcpdumps_in(pod.netns), what="tcpdump in the Pod")
+    proc = started_podcap("capture", "--container-id", pod.container_id, "-o", out)
+    assert wait_for(lambda: tcpdumps_in(pod.netns)), "timed out waiting for tcpdump in the Pod"
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
@@ -223,7 +222,9 @@ def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(session.run)
         try:
-            wait_for(lambda: session.progress.packets >= 20, what="packets to arrive")
+            assert wait_for(lambda: session.progress.packets >= 20), (
+                "timed out waiting for packets to arrive"
+            )
             os.kill(session._process.pid, signal.SIGKILL)  # the ssh client dies: connection lost
             result = running.result(timeout=30)
         finally:
@@ -233,7 +234,9 @@ def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
     assert tshark.count(out, "frame") == result.packets >= 20
     assert read_sidecar(out)["ended_by"] == "connection-lost"
     # The node script saw stdin EOF and stopped tcpdump: nothing is left in the Pod's namespace.
-    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15, what="the remote tcpdump to end")
+    assert wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15), (
+        "timed out waiting for the remote tcpdump to end"
+    )
 
 
 def test_pcap_to_stdout(lab, udp_traffic, tmp_path):
@@ -241,10 +244,9 @@ def test_pcap_to_stdout(lab, udp_traffic, tmp_path):
     out = tmp_path / "stdout.pcap"
     udp_traffic()
     with open(out, "wb") as sink:
-        done = subprocess.run(
-            [sys.executable, "-m", "podcap", "capture", "--container-id", pod.container_id,
-             "-f", "udp", "--count", "3", "-o", "-"],
-            stdout=sink, stderr=subprocess.PIPE, timeout=60,
+        done = podcap(
+            "capture", "--container-id", pod.container_id, "-f", "udp", "--count", "3", "-o", "-",
+            capture_output=False, stdout=sink, stderr=subprocess.PIPE, timeout=60,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert tshark.count(str(out), "frame") == 3
@@ -253,7 +255,7 @@ def test_pcap_to_stdout(lab, udp_traffic, tmp_path):
 
 def test_unknown_container_id_is_a_clear_error(tmp_path):
     out = tmp_path / "none.pcap"
-    proc = podcap("capture", "--container-id", "containerd://" + "ab" * 32, "-o", str(out))
+    proc = started_podcap("capture", "--container-id", "containerd://" + "ab" * 32, "-o", str(out))
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "no process on this node belongs to container abab" in stderr.decode()
@@ -261,15 +263,17 @@ def test_unknown_container_id_is_a_clear_error(tmp_path):
 
 
 def test_a_pid_in_the_node_network_is_refused(tmp_path):
-    proc = podcap("capture", "--pid", str(os.getpid()), "-o", str(tmp_path / "x.pcap"))
+    proc = started_podcap("capture", "--pid", str(os.getpid()), "-o", str(tmp_path / "x.pcap"))
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "shares the node's network" in stderr.decode()
 
 
 def test_a_filter_tcpdump_rejects_is_reported_with_its_message(lab, tmp_path):
-    proc = podcap("capture", "--container-id", lab.pods[0].container_id, "-f", "tcp port",
-                  "-o", str(tmp_path / "x.pcap"))  # fmt: skip
+    proc = started_podcap(
+        "capture", "--container-id", lab.pods[0].container_id, "-f", "tcp port",
+        "-o", str(tmp_path / "x.pcap"),
+    )  # fmt: skip
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "can't parse filter expression" in stderr.decode()
@@ -278,10 +282,9 @@ def test_a_filter_tcpdump_rejects_is_reported_with_its_message(lab, tmp_path):
 def test_analyze_prints_the_summary_of_the_capture(lab, udp_traffic, tmp_path):
     out = str(tmp_path / "summary.pcap")
     udp_traffic()
-    done = subprocess.run(
-        [sys.executable, "-m", "podcap", "capture", "--container-id", lab.pods[0].container_id,
-         "-f", "udp", "--count", "4", "-o", out, "--analyze"],
-        capture_output=True, text=True, timeout=120,
+    done = podcap(
+        "capture", "--container-id", lab.pods[0].container_id,
+        "-f", "udp", "--count", "4", "-o", out, "--analyze",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert out in done.stdout
@@ -302,9 +305,12 @@ def test_cli_reports_a_lost_connection_and_keeps_the_packets(lab, ssh_args, udp_
     pod = lab.pods[0]
     out = str(tmp_path / "cli-lost.pcap")
     udp_traffic()
-    proc = podcap("capture", *ssh_args, "--container-id", pod.container_id, "-f", "udp port 9999",
-                  "-o", out)  # fmt: skip
-    wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 500, what="packets")
+    proc = started_podcap(
+        "capture", *ssh_args, "--container-id", pod.container_id, "-f", "udp port 9999", "-o", out
+    )
+    assert wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 500), (
+        "timed out waiting for packets"
+    )
     ssh_clients = [pid for pid in child_pids(proc.pid) if comm(pid) == "ssh"]
     assert len(ssh_clients) == 1
     os.kill(ssh_clients[0], signal.SIGKILL)
@@ -312,7 +318,9 @@ def test_cli_reports_a_lost_connection_and_keeps_the_packets(lab, ssh_args, udp_
     assert proc.returncode == 2
     assert "connection to 127.0.0.1 was lost" in stderr.decode()
     assert tshark.count(out, "frame") == read_sidecar(out)["packets"] > 0
-    wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15, what="the remote tcpdump to end")
+    assert wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15), (
+        "timed out waiting for the remote tcpdump to end"
+    )
 
 
 def comm(pid: int) -> str:

@@ -1,18 +1,15 @@
 """``podcap analyze`` as a user runs it: exit codes, one-line errors, no tracebacks."""
 
+import functools
 import gzip
 import json
 import subprocess
-import sys
 
 import pytest
 
+from tests.helpers import podcap
 
-def podcap(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "podcap", "analyze", *map(str, args)],
-        capture_output=True, text=True, timeout=120, cwd=cwd,
-    )  # fmt: skip
+podcap_analyze = functools.partial(podcap, "analyze")
 
 
 def assert_one_error_line(result, *fragments):
@@ -24,7 +21,7 @@ def assert_one_error_line(result, *fragments):
 
 
 def test_default_is_the_summary_table(mixed_pcap):
-    result = podcap(mixed_pcap)
+    result = podcap_analyze(mixed_pcap)
     assert result.returncode == 0, result.stderr
     assert "summary" in result.stdout
     assert "default/web-0" in result.stdout and "node-a" in result.stdout
@@ -32,21 +29,21 @@ def test_default_is_the_summary_table(mixed_pcap):
 
 
 def test_contains_matches_exit_0_and_shows_the_flow(mixed_pcap):
-    result = podcap(mixed_pcap, "--contains", "lbtest", "-r", "flows", "-F", "json")
+    result = podcap_analyze(mixed_pcap, "--contains", "lbtest", "-r", "flows", "-F", "json")
     assert result.returncode == 0, result.stderr
     (flow,) = json.loads(result.stdout)["flows"]
     assert (flow["server_port"], flow["state"]) == (9000, "RSTR")
 
 
 def test_nothing_matched_exits_1_like_grep(mixed_pcap):
-    result = podcap(mixed_pcap, "--uri", "/never-sent", "-r", "http", "-F", "json")
+    result = podcap_analyze(mixed_pcap, "--uri", "/never-sent", "-r", "http", "-F", "json")
     assert result.returncode == 1
     assert json.loads(result.stdout) == {"http": []}
     assert "Traceback" not in result.stderr
 
 
 def test_uri_shortcut_and_display_filter_combine(mixed_pcap):
-    result = podcap(
+    result = podcap_analyze(
         mixed_pcap, "--uri", "/mytest", "-Y", "tcp.dstport == 80", "-r", "http", "-F", "csv"
     )
     assert result.returncode == 0, result.stderr
@@ -55,14 +52,14 @@ def test_uri_shortcut_and_display_filter_combine(mixed_pcap):
 
 
 def test_reports_can_be_comma_separated_or_repeated(mixed_pcap):
-    a = podcap(mixed_pcap, "-r", "summary,tcp", "-F", "json")
-    b = podcap(mixed_pcap, "-r", "summary", "-r", "tcp", "-F", "json")
+    a = podcap_analyze(mixed_pcap, "-r", "summary,tcp", "-F", "json")
+    b = podcap_analyze(mixed_pcap, "-r", "summary", "-r", "tcp", "-F", "json")
     assert a.returncode == b.returncode == 0
     assert list(json.loads(a.stdout)) == list(json.loads(b.stdout)) == ["summary", "tcp"]
 
 
 def test_several_reports_to_a_directory(mixed_pcap, tmp_path):
-    result = podcap(mixed_pcap, "-r", "flows,http", "-F", "parquet", "-o", tmp_path / "out")
+    result = podcap_analyze(mixed_pcap, "-r", "flows,http", "-F", "parquet", "-o", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["flows.parquet", "http.parquet"]
 
@@ -70,7 +67,7 @@ def test_several_reports_to_a_directory(mixed_pcap, tmp_path):
 def test_a_broken_file_among_good_ones_gives_one_error_and_exit_2(mixed_pcap, tmp_path):
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(b"")
-    result = podcap(mixed_pcap, empty, "-F", "json")
+    result = podcap_analyze(mixed_pcap, empty, "-F", "json")
     assert result.returncode == 2
     assert_one_error_line(result, str(empty))
     summary = json.loads(result.stdout)["summary"]
@@ -119,7 +116,7 @@ def test_errors_are_one_line_with_exit_2(mixed_pcap, tmp_path, args, fragment):
         "pcap": mixed_pcap,
     }
     # Run in tmp_path: were "-o -" taken as a file name, it must not land in the repo.
-    result = podcap(*[a.format(**values) for a in args], cwd=tmp_path)
+    result = podcap_analyze(*[a.format(**values) for a in args], cwd=tmp_path)
     assert result.returncode == 2
     assert_one_error_line(result, fragment.format(**values))
 
@@ -138,13 +135,13 @@ def test_bad_files_give_one_line_with_either_engine(tmp_path, engine, name, cont
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    result = podcap(path, "--engine", engine)
+    result = podcap_analyze(path, "--engine", engine)
     assert result.returncode == 2
     assert_one_error_line(result, fragment)
 
 
 def test_help_documents_the_flags():
-    result = podcap("--help")
+    result = podcap_analyze("--help")
     assert result.returncode == 0
     for flag in ("--report", "--filter", "--contains", "--uri", "--format", "--output", "--engine"):
         assert flag in result.stdout
@@ -158,24 +155,24 @@ def test_help_lists_every_report_and_format():
 
     assert sorted(REPORTS.split(", ")) == sorted(BUILT_REPORTS)
     assert sorted(FORMATS.split(", ")) == sorted(RENDERERS)
-    help_text = " ".join(podcap("--help").stdout.split())
+    help_text = " ".join(podcap_analyze("--help").stdout.split())
     assert REPORTS in help_text and FORMATS in help_text
     assert "table and html formats" in help_text  # --max-rows limits both
 
 
 def test_format_is_case_insensitive(mixed_pcap):
-    result = podcap(mixed_pcap, "-F", "JSON")
+    result = podcap_analyze(mixed_pcap, "-F", "JSON")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["summary"][0]["packets"] == 76
 
 
 def test_max_rows_limits_the_table_and_html_output(mixed_pcap, tmp_path):
-    every = json.loads(podcap(mixed_pcap, "-r", "packets", "-F", "json").stdout)["packets"]
-    table = podcap(mixed_pcap, "-r", "packets", "--max-rows", "3")
+    every = json.loads(podcap_analyze(mixed_pcap, "-r", "packets", "-F", "json").stdout)["packets"]
+    table = podcap_analyze(mixed_pcap, "-r", "packets", "--max-rows", "3")
     assert table.returncode == 0, table.stderr
     assert f"{len(every) - 3} more rows" in table.stdout
     page = tmp_path / "page.html"
-    html = podcap(mixed_pcap, "-r", "packets", "-F", "html", "--max-rows", "3", "-o", page)
+    html = podcap_analyze(mixed_pcap, "-r", "packets", "-F", "html", "--max-rows", "3", "-o", page)
     assert html.returncode == 0, html.stderr
     assert f"{len(every) - 3} more rows not shown" in page.read_text()
 
@@ -183,7 +180,7 @@ def test_max_rows_limits_the_table_and_html_output(mixed_pcap, tmp_path):
 def test_a_truncated_tail_warns_and_reports_the_readable_part(mixed_pcap, tmp_path):
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(mixed_pcap.read_bytes()[:-30])  # the last record loses its end
-    result = podcap(cut, "-r", "summary", "-F", "json")
+    result = podcap_analyze(cut, "-r", "summary", "-F", "json")
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("podcap: warning:") and "truncated" in result.stderr
     assert json.loads(result.stdout)["summary"][0]["packets"] == 75
@@ -192,10 +189,10 @@ def test_a_truncated_tail_warns_and_reports_the_readable_part(mixed_pcap, tmp_pa
 def test_an_empty_capture_is_fine_without_a_filter_and_no_match_with_one(tmp_path):
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
-    result = podcap(empty, "-r", "summary,flows", "-F", "json")
+    result = podcap_analyze(empty, "-r", "summary,flows", "-F", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["flows"] == []
-    assert podcap(empty, "--contains", "x").returncode == 1
+    assert podcap_analyze(empty, "--contains", "x").returncode == 1
 
 
 def test_progress_goes_to_a_terminal_stderr_only(mixed_pcap):
@@ -204,9 +201,9 @@ def test_progress_goes_to_a_terminal_stderr_only(mixed_pcap):
 
     leader, follower = pty.openpty()
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "podcap", "analyze", str(mixed_pcap), "-F", "json"],
-            stdout=subprocess.PIPE, stderr=follower, timeout=120,
+        result = podcap_analyze(
+            mixed_pcap, "-F", "json", capture_output=False, text=False,
+            stdout=subprocess.PIPE, stderr=follower,
         )  # fmt: skip
     finally:
         os.close(follower)
@@ -216,7 +213,7 @@ def test_progress_goes_to_a_terminal_stderr_only(mixed_pcap):
 
 
 def test_engine_tshark_from_the_command_line(mixed_pcap):
-    result = podcap(
+    result = podcap_analyze(
         mixed_pcap, "--engine", "tshark", "--contains", "lbtest", "-r", "packets", "-F", "json"
     )
     assert result.returncode == 0, result.stderr

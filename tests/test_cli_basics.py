@@ -4,24 +4,19 @@ import time
 from pathlib import Path
 
 from podcap import __version__
-
-
-def run_podcap(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "podcap", *args], capture_output=True, text=True, timeout=60
-    )
+from tests.helpers import podcap, start_podcap
 
 
 def test_version_prints_the_package_version():
-    result = run_podcap("--version")
+    result = podcap("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"podcap {__version__}"
 
 
 def test_help_lists_commands_and_is_fast():
-    run_podcap("--help")  # warm the bytecode cache
+    podcap("--help")  # warm the bytecode cache
     started = time.perf_counter()
-    result = run_podcap("--help")
+    result = podcap("--help")
     elapsed = time.perf_counter() - started
     assert result.returncode == 0
     assert "Usage: podcap" in result.stdout
@@ -42,7 +37,7 @@ def test_help_does_not_import_heavy_libraries():
 
 
 def test_unknown_flag_exits_2_without_traceback():
-    result = run_podcap("--no-such-flag")
+    result = podcap("--no-such-flag")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
 
@@ -53,7 +48,7 @@ def test_usage_errors_are_one_line_naming_the_problem():
         (["analyze"], "Missing argument"),
         (["analyze", "x.pcap", "--max-rows", "abc"], "--max-rows"),
     ]:
-        result = run_podcap(*args)
+        result = podcap(*args)
         assert result.returncode == 2, args
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
@@ -61,7 +56,7 @@ def test_usage_errors_are_one_line_naming_the_problem():
 
 
 def test_no_arguments_shows_help_and_succeeds():
-    result = run_podcap()
+    result = podcap()
     assert result.returncode == 0
     assert "Usage: podcap" in result.stdout and "analyze" in result.stdout
 
@@ -70,11 +65,7 @@ def test_a_closed_pipe_ends_quietly():
     # `podcap analyze ... | head -n 1`: the reader leaves early. The output (~400 kB of JSON)
     # is larger than a pipe buffer, so podcap really does write into a closed pipe.
     samples = sorted(str(p) for p in Path("sample_pcaps").glob("*.pcap")) * 20
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "podcap", "analyze", *samples, "-r", "packets", "-F", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_podcap("analyze", *samples, "-r", "packets", "-F", "json")
     proc.stdout.read(10)
     proc.stdout.close()
     _, stderr = proc.communicate(timeout=120)
@@ -84,8 +75,6 @@ def test_a_closed_pipe_ends_quietly():
 
 
 def test_nothing_matched_exits_1_like_grep():
-    result = run_podcap(
-        "analyze", "sample_pcaps/06-syn-dropped.pcap", "--contains", "no-such-marker"
-    )
+    result = podcap("analyze", "sample_pcaps/06-syn-dropped.pcap", "--contains", "no-such-marker")
     assert result.returncode == 1
     assert result.stderr == "" or "Traceback" not in result.stderr

@@ -21,9 +21,9 @@ from tests.decode_fixtures import (
     pcapng_idb,
     pcapng_shb,
     tcp,
-    tshark_fields,
     write_pcap,
 )
+from tests.helpers import tshark_fields
 from tests.test_decode_formats import multi_interface_pcapng
 from tests.test_decode_vs_tshark import ethernet_cases
 
@@ -121,7 +121,7 @@ def test_truncated_tail_warns_and_keeps_whole_packets(tmp_path, cut):
     assert len(cap.packets) == 4 and cap.contains[b"lbtest"].sum() == 4
     assert cap.warnings == [f"truncated record at byte {last}: kept 4 whole packets"]
     # tshark also shows the 4 whole packets (and complains)
-    assert len(tshark_fields(path, ["frame.number"], cut_short=True)) == 4
+    assert len(tshark_fields(path, "frame.number", cut_short=True)) == 4
 
 
 def test_truncated_pcapng_tail(tmp_path):

@@ -26,10 +26,10 @@ from tests.decode_fixtures import (
     pcapng_spb,
     sll2,
     tcp,
-    tshark_fields,
     udp,
     write_pcap,
 )
+from tests.helpers import tshark_fields
 
 needs_tshark = pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is the oracle")
 
@@ -105,7 +105,8 @@ def test_pcapng_interfaces_clocks_and_blocks(tmp_path):
     assert packets.iface.tolist() == [e[0] for e in expected]
     assert packets.src.tolist() == [e[2] for e in expected]
     np.testing.assert_allclose(packets.ts, [e[1] for e in expected], rtol=0, atol=1e-7)
-    theirs = tshark_fields(path, ["frame.interface_id", "frame.time_epoch", "ip.src", "ipv6.src"])
+    fields = ("frame.interface_id", "frame.time_epoch", "ip.src", "ipv6.src")
+    theirs = tshark_fields(path, *fields, occurrence="l")
     assert len(theirs) == len(packets)
     for row, (iface, epoch, v4, v6) in zip(packets.itertuples(), theirs, strict=True):
         assert row.iface == int(iface) and row.src == (v4 or v6)
@@ -187,7 +188,9 @@ def test_contains_agrees_with_tshark_udp_and_tcp(tmp_path):
     path = write_pcap(tmp_path / "m.pcap", 1, frames)
     cap = read_capture(path, needles=(b"lbtest",))
     theirs = tshark_fields(
-        path, ["frame.number"], "-Y", 'tcp.payload contains "lbtest" || udp contains "lbtest"'
+        path,
+        "frame.number",
+        display_filter='tcp.payload contains "lbtest" || udp contains "lbtest"',
     )
     matched = {int(r[0]) for r in theirs}
     assert matched == set((np.flatnonzero(cap.contains[b"lbtest"]) + 1).tolist())

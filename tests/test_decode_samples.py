@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from podcap.decode import read_capture
-from tests.decode_fixtures import tshark_fields
+from tests.helpers import tshark_fields
 from tests.test_decode_vs_tshark import assert_agrees
 
 SAMPLES = sorted(
@@ -35,7 +35,7 @@ def test_sample_fields_agree_with_tshark(path):
 def test_sample_marker_matches_agree_with_tshark(path):
     cap = read_capture(path, needles=(b"lbtest",))
     display_filter = 'tcp.payload contains "lbtest" || udp.payload contains "lbtest"'
-    theirs = tshark_fields(path, ["frame.number"], *DECODE_AS, "-Y", display_filter)
+    theirs = tshark_fields(path, "frame.number", display_filter=display_filter, extra=DECODE_AS)
     assert {int(r[0]) for r in theirs} == set(
         (np.flatnonzero(cap.contains[b"lbtest"]) + 1).tolist()
     )

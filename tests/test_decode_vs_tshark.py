@@ -29,11 +29,11 @@ from tests.decode_fixtures import (
     sll2,
     tcp,
     tcp_syn_options,
-    tshark_fields,
     udp,
     vxlan,
     write_pcap,
 )
+from tests.helpers import tshark_fields
 
 pytestmark = pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is the oracle here")
 
@@ -109,9 +109,7 @@ NO_REASSEMBLY = ("-o", "tcp.desegment_tcp_streams:FALSE")
 
 def assert_agrees(path: Path, *tshark_args: str) -> None:
     cap = read_capture(path)
-    theirs = tshark_fields(
-        path, FIELDS, "-E", "occurrence=a", "-E", "aggregator=,", *NO_REASSEMBLY, *tshark_args
-    )
+    theirs = tshark_fields(path, *FIELDS, extra=(*NO_REASSEMBLY, *tshark_args))
     ours = cap.packets
     assert len(ours) == len(theirs) > 0
     for row, fields in zip(ours.itertuples(index=False), theirs, strict=True):
@@ -176,7 +174,7 @@ def test_ethernet_edge_cases_agree_with_tshark(tmp_path):
 def test_vxlan_8472_is_decoded_where_tshark_needs_a_decode_as(tmp_path):
     # tshark registers VXLAN on 4789 only; flannel and Cilium use 8472, which podcap decodes.
     path = write_pcap(tmp_path / "flannel.pcap", 1, ethernet_cases()[12:13])
-    plain = tshark_fields(path, ["ip.src"], "-E", "occurrence=a", "-E", "aggregator=,")
+    plain = tshark_fields(path, "ip.src")
     assert plain[0][0] == NODE1  # without -d tshark only sees the node addresses
     assert read_capture(path).packets.src[0] == A
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from podcap.analyze import analyze
 from podcap.render.html import html_report
+from tests.helpers import podcap
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_pcaps"
@@ -45,22 +45,7 @@ def chromium_installed():
 
 def podcap_html(tmp_path: Path, *args) -> Path:
     page = tmp_path / "report.html"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "podcap",
-            "analyze",
-            *map(str, args),
-            "--format",
-            "html",
-            "-o",
-            str(page),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = podcap("analyze", *args, "--format", "html", "-o", page)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     return page

@@ -14,8 +14,11 @@ import dpkt
 import pytest
 
 from podcap import kubecapture, locate
+from podcap.errors import UsageError
 from podcap.reach import pod as helper
 from tests import kube_api as K
+from tests.helpers import wait_for
+from tests.test_kube_locate import shop_cluster
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,7 +54,7 @@ def lab_cluster(kube_lab):
 
 
 def wait_ready(process, timeout=15):
-    assert K.wait_for(lambda: "podcap-node: ready" in process.stderr_text(), timeout), (
+    assert wait_for(lambda: "podcap-node: ready" in process.stderr_text(), timeout), (
         process.stderr_text()
     )
 
@@ -80,7 +83,7 @@ def test_helper_capture_equals_a_direct_capture(lab_cluster, tmp_path, protocol)
             # The last packet of a close (an ACK) may leave after curl exits; once no socket is
             # left closing at either end, every packet has passed eth0 and both captures have
             # it queued. From there on the node script's stop drains tcpdump's ring.
-            assert K.wait_for(lambda: connections_closed(lab, target_pod, client_pod), 10)
+            assert wait_for(lambda: connections_closed(lab, target_pod, client_pod), 10)
             process.stop()
             with out.open("wb") as f:
                 while chunk := process.stdout.read(65536):
@@ -126,7 +129,7 @@ def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, 
         )
         argv = kubecapture.node_nic_argv(target, node.nic, 60, node_pid=str(stand_in.pid))
         process = transport.start(argv)
-        assert K.wait_for(lambda: "listening on" in process.stderr_text(), 15)
+        assert wait_for(lambda: "listening on" in process.stderr_text(), 15)
         assert lab.curl(client_pod, f"http://{target_pod.ip}/mytest").returncode == 0
         time.sleep(0.3)
         process.stop()
@@ -154,7 +157,7 @@ def test_selector_across_two_nodes_captures_each_pod_in_parallel(lab_cluster, tm
         target=lambda: outcome.append(kubecapture.run_session(kube, plan, options))
     )
     runner.start()
-    assert K.wait_for(lambda: len(cluster.execs) >= 2, 15)
+    assert wait_for(lambda: len(cluster.execs) >= 2, 15)
     time.sleep(2)
     a, b = lab.pods
     assert lab.curl(a, f"http://{b.ip}/to-b").returncode == 0
@@ -192,3 +195,31 @@ def test_selector_across_two_nodes_captures_each_pod_in_parallel(lab_cluster, tm
     ).stdout.split()
     assert set(names) == {f"{p.namespace}/{p.name}" for p in lab.pods}
     assert cluster.helper_pods() == []
+
+
+def test_run_session_refuses_one_output_for_several_pods(make_kube_api, tmp_path):
+    # The library's own check (the CLI calls it too): API users get the same UsageError.
+    server = make_kube_api(shop_cluster())
+    kube = locate.connect(str(server.kubeconfig_path))
+    query = locate.TargetQuery(names=[], namespace="shop", selector="app=web")
+    the_plan = kubecapture.plan(kube, query, helper.HelperSpec())
+    assert len(the_plan.targets) == 2
+    out = tmp_path / "out"
+    options = kubecapture.SessionOptions(output_dir=out, output_file=out / "x.pcap")
+    with pytest.raises(UsageError, match=r"x\.pcap takes one Pod, and 2 match"):
+        kubecapture.run_session(kube, the_plan, options)
+    assert not out.exists()
+
+
+def test_node_rules_are_written_one_file_each_with_a_file_safe_node_name(tmp_path):
+    rules = {"iptables-save": "*nat\nCOMMIT\n", "ipvsadm": "IP Virtual Server\n"}
+    saved = kubecapture.write_node_rules(rules, tmp_path / "rules", "root@node a:22")
+    assert {name: path.name for name, path in saved.items()} == {
+        "iptables-save": "root_node_a_22.iptables-save.txt",
+        "ipvsadm": "root_node_a_22.ipvsadm.txt",
+    }
+    assert {name: path.read_text() for name, path in saved.items()} == rules
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(UsageError, match="a-file/rules: cannot create the directory"):
+        kubecapture.write_node_rules(rules, blocked / "rules", "node-a")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import dpkt
@@ -15,8 +13,7 @@ import yaml
 
 from podcap import locate
 from podcap.reach import pod as helper
-from tests import kube_api as K
-from tests.netns_fixtures import podcap
+from tests.helpers import podcap, start_podcap, wait_for
 from tests.test_kube_locate import shop_cluster
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,15 +50,6 @@ def test_cleanup_denied_is_one_error_line(make_kube_api):
 # --- podcap capture with Pod targets, against the lab --------------------------------------
 
 
-def start_podcap(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "podcap", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def pcap_packets(path) -> list[bytes]:
     with open(path, "rb") as f:
         return [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
@@ -73,7 +61,7 @@ def wait_listening(cluster, n: int) -> None:
     def listening() -> int:
         return sum(b"listening on" in e.stderr for e in list(cluster.execs))
 
-    assert K.wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]
+    assert wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]
 
 
 def capture_with_node_rules(kube_lab, target, out, *flags, tcpdumps: int, url: str, client):
@@ -84,7 +72,7 @@ def capture_with_node_rules(kube_lab, target, out, *flags, tcpdumps: int, url: s
     podcap_run = start_podcap(
         "capture", target.name, "-n", target.namespace, "--kubeconfig", str(server.kubeconfig_path),
         "-f", "tcp port 80", "-d", "5", "-o", str(out), "--node-rules",
-        "--node-pid", str(stand_in.pid), *flags,
+        "--node-pid", str(stand_in.pid), *flags, text=True,
     )  # fmt: skip
     try:
         wait_listening(cluster, tcpdumps)
@@ -129,6 +117,7 @@ def test_ctrl_c_or_sigterm_ends_the_capture_cleanly_and_deletes_the_helper(
     podcap_run = start_podcap(
         "capture", f"pod/{target.name}", "-n", target.namespace,
         "--kubeconfig", str(server.kubeconfig_path), "-f", "tcp port 80", "-o", str(out),
+        text=True,
     )  # fmt: skip
     try:
         wait_listening(cluster, 1)
@@ -193,10 +182,9 @@ def test_one_pod_to_stdout_and_to_a_named_file(kube_lab, tmp_path):
     cluster, server, lab = kube_lab
     target, client = lab.pods[0], lab.pods[1]
     kubeconfig = ("--kubeconfig", str(server.kubeconfig_path))
-    piped = subprocess.Popen(
-        [sys.executable, "-m", "podcap", "capture", target.name, "-n", target.namespace,
-         *kubeconfig, "-f", "tcp port 80", "-d", "4", "-o", "-", "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    piped = start_podcap(
+        "capture", target.name, "-n", target.namespace, *kubeconfig,
+        "-f", "tcp port 80", "-d", "4", "-o", "-", "-q",
     )  # fmt: skip
     try:
         wait_listening(cluster, 1)
@@ -210,6 +198,29 @@ def test_one_pod_to_stdout_and_to_a_named_file(kube_lab, tmp_path):
     many = podcap("capture", "-l", "app=web", "-n", target.namespace, *kubeconfig, "-o", "x.pcap")
     assert many.returncode == 2 and "-o x.pcap takes one Pod, and 2 match" in many.stderr
     assert cluster.helper_pods() == []
+
+
+ONE_POD_ERROR = (
+    "podcap: error: -o {} takes one Pod, and 2 match "
+    "(give -o a directory: each Pod gets NAMESPACE_POD.pcap in it)\n"
+)
+
+
+@pytest.mark.parametrize("output", ["x.pcap", "-"])
+def test_one_pod_outputs_refuse_several_pods_in_one_line_before_preflight(
+    make_kube_api, tmp_path, output
+):
+    cluster = shop_cluster()
+    # Preflight would fail (no create in the helper namespace): the -o check comes first.
+    cluster.denied.add(("create", "pods", "podcap-system"))
+    server = make_kube_api(cluster)
+    kubeconfig = ("--kubeconfig", str(server.kubeconfig_path))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    many = podcap("capture", "-l", "app=web", "-n", "shop", *kubeconfig, "-o", output, cwd=workdir)
+    assert (many.returncode, many.stderr) == (2, ONE_POD_ERROR.format(output))
+    assert many.stdout == "" and list(workdir.iterdir()) == []
+    assert cluster.writes() == []
 
 
 def test_dash_c_names_the_container_and_count_is_long_only(make_kube_api, tmp_path):

@@ -16,6 +16,7 @@ from podcap import kubecapture, locate
 from podcap.errors import ReachError
 from podcap.reach import pod as helper
 from tests import kube_api as K
+from tests.helpers import wait_for
 from tests.test_kube_locate import shop_cluster
 
 
@@ -107,8 +108,10 @@ def test_stop_ends_a_command_that_waits_on_stdin(shop, protocol):
     with helper.helper_transports(kube, helper.HelperSpec(), {"node-a": []}) as transports:
         process = transports["node-a"].start(["sh", "-c", script])
         time.sleep(0.5)
-        with pytest.raises(TimeoutError):
-            process.wait(0.1)  # still running: it waits for us
+        # Still running: it waits for us. The transport contract's timeout is a ReachError
+        # (a PodcapError the capture session and the CLI report), never the builtin one.
+        with pytest.raises(ReachError, match=r"exec in .* still running after 0.1 s"):
+            process.wait(0.1)
         process.stop()
         assert process.wait(20) == 0
         assert ("eof" if protocol == K.V5 else "sigint") in process.stderr_text()
@@ -183,7 +186,7 @@ def test_ctrl_c_and_sigterm_delete_the_helpers(shop, signum):
         assert proc.stdout.readline() == b"ready\n"
         assert len(cluster.helper_pods()) == 2
         # start() returns once the exec is upgraded; the command starts just after that.
-        assert K.wait_for(lambda: len(cluster.execs) == 1, 10)
+        assert wait_for(lambda: len(cluster.execs) == 1, 10)
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=30)
     finally:

@@ -11,7 +11,7 @@ import pytest
 from podcap import locate, netns
 from podcap.reach import pod as helper
 from tests import kube_api as K
-from tests.netns_fixtures import podcap
+from tests.helpers import podcap
 from tests.test_netns_lab import addresses
 
 pytestmark = pytest.mark.timeout(120)

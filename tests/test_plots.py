@@ -124,6 +124,19 @@ def test_snat_hops_show_the_rewrite_between_pod_and_node():
             assert node_source == f"{truth['wire_ip']}:{truth['marker_wire_port']}"
 
 
+def test_snat_hops_reuse_the_connections_the_snat_report_matched():
+    result = analyze(SNAT_SET, reports=["snat"])
+    matched = result.analysis.__dict__.get("tcp_connections")
+    assert matched is not None and len(matched) == len(result["snat"]) == 3
+    # Matching again would find all three; the plot table must show the report's matches, so
+    # when only one is left in them, it shows one (and the same source the report saw).
+    result.analysis.tcp_connections = matched[:1]
+    hops = plots.snat_hops(result)
+    assert hops["connection"].unique().tolist() == [0]
+    sources = set(hops["source"])
+    assert f"{matched[0].original.client_ip}:{matched[0].original.client_port}" in sources
+
+
 def test_packet_timeline_draws_one_row_per_flow_and_marks_failed_ones():
     result = analyze(
         [

@@ -48,6 +48,23 @@ def test_stop_closes_stdin_and_the_command_ends(via, request):
     assert "saw-eof" in process.stderr_text()
 
 
+@pytest.mark.parametrize("via", ["local", "ssh"])
+def test_wait_timeout_is_a_reach_error_and_leaves_the_command_running(via, request):
+    transport = (
+        open_transport("local") if via == "local" else request.getfixturevalue("ssh_transport")
+    )
+    process = transport.start(["sh", "-c", "echo started; cat >/dev/null"])
+    try:
+        assert process.stdout.readline() == b"started\n"
+        where = "on this machine" if via == "local" else "ssh to"
+        with pytest.raises(ReachError, match=f"{where}.* still running after 0.2 s"):
+            process.wait(timeout=0.2)
+        process.stop()  # the timeout did not end it: a clean stop still does
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+
+
 def test_stdout_is_binary_clean_over_ssh(ssh_transport):
     payload = bytes(range(256)) * 64
     done = ssh_transport.run(["sh", "-c", "head -c 16384 /dev/zero | tr '\\0' '\\377'"])

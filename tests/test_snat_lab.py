@@ -24,6 +24,7 @@ from podcap.decode import read_capture
 from podcap.snat.facts import facts_from_flags
 from podcap.snat.masq_config import parse_masq_config
 from podcap.snat.report import SnatInputs, inputs_from_options, snat_table
+from tests.helpers import podcap, start_podcap
 
 CLUSTER_IP, SERVICE_PORT, NODE_PORT = "10.96.0.10", 80, 30080
 MASQ_CONFIGMAP = """\
@@ -57,12 +58,9 @@ class PodcapCapture:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20) -> None:
-        argv = [sys.executable, "-m", "podcap", "capture", "--via", "local", "-q"]
-        argv += ["--container-id", self.pod.container_id, "-i", "eth0", "-o", str(self.path)]
-        argv += ["-f", f"tcp or udp port {self.PROBE_PORT}"]
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        argv = ["capture", "--via", "local", "-q", "--container-id", self.pod.container_id]
+        argv += ["-i", "eth0", "-o", str(self.path), "-f", f"tcp or udp port {self.PROBE_PORT}"]
+        self.proc = start_podcap(*argv, stdout=subprocess.DEVNULL, start_new_session=True)
         # podcap writes the pcap header before tcpdump listens; probe until a packet lands.
         probe = (
             "import socket,sys; socket.socket(2,2).sendto(b'probe',(sys.argv[1],int(sys.argv[2])))"
@@ -296,21 +294,16 @@ def test_the_cli_takes_the_flags_and_prints_the_report(scenario, tmp_path):
     iptables_file = tmp_path / "node-a.iptables"
     iptables_file.write_text(scenario["iptables"])
     files = scenario["files"]
-    argv = [sys.executable, "-m", "podcap", "analyze", str(files["pod"]), str(files["idc"])]
-    argv += ["-r", "snat", "--format", "json", "--node-ip", scenario["node_ip"]]
+    argv = ["analyze", files["pod"], files["idc"], "-r", "snat", "--format", "json"]
+    argv += ["--node-ip", scenario["node_ip"]]
     argv += ["--pod-cidr", "10.244.0.0/16", "--iptables", str(iptables_file)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    done = podcap(*argv)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["snat"]
     to_idc = next(r for r in rows if r["server_ip"] == scenario["idc"])
     assert to_idc["verdict"] == "snat" and to_idc["observed_src"] == scenario["node_ip"]
     assert to_idc["rewritten_by"].startswith("ip-masq-agent: chain IP-MASQ-AGENT")
-    bad = subprocess.run(
-        [*argv[:6], "-r", "snat", "--node-ip", "node-a"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = podcap("analyze", files["pod"], files["idc"], "-r", "snat", "--node-ip", "node-a")
     assert bad.returncode == 2 and bad.stderr.startswith("podcap: error: --node-ip: 'node-a'")
 
 

@@ -110,11 +110,7 @@ def run(
     if args.dry_run:
         sys.stdout.write(kubecapture.dry_run_yaml(plan))
         return []
-    if (to_stdout or to_file) and len(plan.targets) != 1:
-        raise UsageError(
-            f"-o {output} takes one Pod, and {len(plan.targets)} match",
-            hint="give -o a directory: each Pod gets NAMESPACE_POD.pcap in it",
-        )
+    kubecapture.check_one_output(plan, options)  # before preflight's API calls
     kubecapture.preflight(kube, plan)
     if not quiet:
         names = ", ".join(f"{t.namespace}/{t.name} on {t.node.name}" for t in plan.targets)

@@ -6,15 +6,18 @@ searched for the needles (``needles``); then the chunk's bytes are dropped and o
 columns are kept. Memory therefore grows with the number of packets, not with the file size.
 """
 
+from __future__ import annotations
+
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from podcap.decode import linktypes
+from podcap.decode import linktypes, split
 from podcap.decode.bytesview import ByteView
-from podcap.decode.framing import Frames, Walk, detect
+from podcap.decode.framing import Frames, PcapFramer, Walk, detect
 from podcap.decode.http import HttpParser
 from podcap.decode.layers import PROTO_TCP, Columns, Decoder
 from podcap.decode.needles import payload_matches
@@ -22,6 +25,9 @@ from podcap.decode.schema import PACKET_COLUMNS
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
 from podcap.decode.strings import Interner
 from podcap.errors import DecodeError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STRING_COLUMNS = [name for name, (dtype, _, _) in PACKET_COLUMNS.items() if dtype == "str"]
 
@@ -52,16 +58,37 @@ def read_capture(
 
     ``needles``: byte strings to look for in each packet's L4 payload; the answers are in
     ``Capture.contains``. ``http=False`` skips the HTTP first lines (the http_* columns keep
-    their sentinels) for callers that never look at them. Raises DecodeError when the file cannot be read as a capture; a file
-    cut short or corrupt after some packets gives those packets and a warning.
+    their sentinels) for callers that never look at them. Raises DecodeError when the file
+    cannot be read as a capture; a file cut short or corrupt after some packets gives those
+    packets and a warning.
     """
+    return start_reading(path, needles, chunk_bytes, http).finish()
+
+
+def start_reading(
+    path: str | Path,
+    needles: tuple[bytes, ...] = (),
+    chunk_bytes: int = CHUNK_BYTES,
+    http: bool = True,
+) -> Reading:
+    """``read_capture`` in two steps: this opens the file and, for a large pcap, starts the
+    helper process that decodes its second part (``podcap.decode.split``); ``finish()``
+    decodes the rest and returns the Capture. Work done between the two (imports) runs while
+    the helper decodes. Always call ``finish()`` or ``cancel()``."""
     path = Path(path)
-    needles = tuple(dict.fromkeys(needles))
-    with open_capture(path) as stream:
-        return _Reading(path, needles, ChunkReader(stream, path, chunk_bytes), http).run()
+    stream = open_capture(path)
+    try:
+        reading = Reading(
+            path, tuple(dict.fromkeys(needles)), ChunkReader(stream, path, chunk_bytes), http
+        )
+        reading.start()
+    except BaseException:
+        stream.close()
+        raise
+    return reading
 
 
-class _Reading:
+class Reading:
     """The state of one read_capture call: chunks in, per-chunk column arrays out."""
 
     def __init__(
@@ -78,29 +105,108 @@ class _Reading:
         self.link_meta: dict[str, list[np.ndarray]] = {"if_index": [], "pkt_type": []}
         self.warnings: list[str] = []
         self.packets = 0
+        self.helper: split.Helper | None = None
+        self.helper_packets = 0  # packets the helper process decoded (0: none, or dropped)
 
-    def run(self) -> Capture:
-        buf = self.reader.read(b"")
-        framer = detect(bytes(buf[:64]), self.path)
-        start, base = framer.header_len, 0
+    def start(self) -> None:
+        self.first_chunk = self.reader.read(b"")
+        self.framer = detect(bytes(self.first_chunk[:64]), self.path)
+        self.helper = self._start_helper(self.framer, self.first_chunk)
+
+    def finish(self) -> Capture:
+        """Decode the file (up to the helper's part, then adopt that) and build the Capture."""
+        try:
+            buf, self.first_chunk = self.first_chunk, b""
+            self.walk(self.framer, buf, self.framer.header_len, 0, self.helper)
+        finally:
+            self.cancel()
+        return self._capture(self.framer.file_format, self.framer.linktype_list)
+
+    def cancel(self) -> None:
+        """Stop the helper (if any) and close the file."""
+        if self.helper is not None:
+            self.helper.cancel()
+        self.reader.stream.close()
+
+    def walk(self, framer, buf: bytearray, start: int, base: int, helper=None) -> None:
+        """Decode chunk after chunk from ``buf[start:]`` (``base``: its offset in the file)
+        to the end of the file, or to the cut where ``helper`` took over."""
         while True:
             walk = framer.walk(buf, start, base)
             self._decode_chunk(buf, walk.frames)
             self.warnings.extend(walk.warnings)
             if walk.problem:
                 self._stop_at_problem(walk)
-                break
+                return
             carry = bytes(buf[walk.stop :])
+            if self.reader.eof and helper is not None:
+                # At the cut: adopt the helper's part if the walk landed exactly on the cut.
+                if not carry and self._adopt(helper.result()):
+                    return
+                helper.cancel()
+                helper = None
+                self.reader.read_to_end()
             if self.reader.eof:
                 self._note_truncated_tail(base + walk.stop, carry)
-                break
+                return
             base += walk.stop
             buf = self.reader.read(carry, want=walk.need)
             start = 0
             if len(buf) == len(carry) and self.reader.eof:
                 self._note_truncated_tail(base, carry)
-                break
-        return self._capture(framer.file_format, framer.linktype_list)
+                return
+
+    # --- a helper process for the second part of a large file (podcap.decode.split) ---
+
+    def _start_helper(self, framer, buf: bytearray) -> split.Helper | None:
+        size = self.reader.file_size
+        if not (isinstance(framer, PcapFramer) and split.wanted(size) and len(buf) >= 40):
+            return None
+        target = split.cut_target(framer.header_len, size)
+        window = os.pread(self.reader.stream.fileno(), split.WINDOW_BYTES, target)
+        found = framer.guess_record_start(window, bytes(buf[24:40]))
+        if found is None:
+            return None
+        cut = target + found
+        helper = split.Helper(lambda: _decode_part(self, framer, cut))
+        if len(buf) > cut:  # the first chunk reaches past the cut: the helper reads that part
+            del buf[cut:]
+            self.reader.stream.seek(cut)
+        self.reader.stop_at(cut)
+        return helper
+
+    def part(self) -> dict | None:
+        """What a helper hands back: its columns (string codes with their strings), needle
+        matches and link metadata; None when anything was unusual (warnings, a corrupt
+        record), so that the parent reads that part itself and words those cases as always."""
+        if self.warnings or not self.chunks:
+            return None
+        return {
+            "columns": {
+                name: np.concatenate([c[name] for c in self.chunks]) for name in self.chunks[0]
+            },
+            "strings": self.strings.values,
+            "matches": {n: np.concatenate(parts) for n, parts in self.matches.items()},
+            "link_meta": {k: np.concatenate(parts) for k, parts in self.link_meta.items()},
+            "packets": self.packets,
+        }
+
+    def _adopt(self, part: dict | None) -> bool:
+        if part is None:
+            return False
+        columns = part["columns"]
+        to_mine = self.strings.codes(part["strings"])  # the helper's string codes -> ours
+        for name in STRING_COLUMNS:
+            columns[name] = to_mine[columns[name]]
+        columns["frame"] += self.packets
+        self.chunks.append(columns)
+        for needle, found in part["matches"].items():
+            self.matches[needle].append(found)
+        for name, values in part["link_meta"].items():
+            self.link_meta[name].append(values)
+        self.packets += part["packets"]
+        self.helper_packets = part["packets"]
+        return True
 
     def _stop_at_problem(self, walk: Walk) -> None:
         if self.packets == 0:
@@ -183,6 +289,8 @@ class _Reading:
         )
 
     def _dataframe(self) -> pd.DataFrame:
+        import pandas as pd
+
         data = {}
         for name, (dtype, _, _) in PACKET_COLUMNS.items():
             # Pop each chunk's part as it is joined: never two full copies of every column.
@@ -201,3 +309,14 @@ def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype=dtype)
     return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def _decode_part(parent: Reading, framer: PcapFramer, cut: int) -> dict | None:
+    """In the helper process: decode ``parent``'s file from byte ``cut`` (a record start, if
+    the guess was right) to its end."""
+    with open(parent.path, "rb") as stream:
+        stream.seek(cut)
+        reader = ChunkReader(stream, parent.path, parent.reader.chunk_bytes)
+        reading = Reading(parent.path, parent.needles, reader, parent.parse_http)
+        reading.walk(framer, reader.read(b""), 0, cut)
+    return reading.part()

@@ -127,8 +127,19 @@ class PcapFramer:
         frames = self._frames(view, offsets, caplen, big)
         return Walk(frames, stop, need, problem)
 
+    @property
+    def fraction_limit(self) -> int:
+        """Sub-second units per second: a plausible record's fraction field is below it."""
+        return 10**9 if self.tick < 1e-6 else 10**6
+
+    def guess_record_start(self, window: bytes, first_record: bytes) -> int | None:
+        """Where a record seems to start in ``window``, a piece from the middle of the file;
+        ``first_record`` is the file's first record header, whose clock a guess must be near."""
+        clock = struct.unpack_from(self.endian + "I", first_record)[0]
+        return first_plausible_record(window, self.endian, self.fraction_limit, clock)
+
     def _record_offsets(self, buf: bytes, pos: int) -> tuple[np.ndarray, int]:
-        found = lockstep_offsets(buf, pos, self.endian, 10**9 if self.tick < 1e-6 else 10**6)
+        found = lockstep_offsets(buf, pos, self.endian, self.fraction_limit)
         if found is not None:
             return found
         caplen_at = struct.Struct(self.endian + "I").unpack_from
@@ -207,19 +218,46 @@ def _guess_headers(
     chained record headers look plausible (pieces without one are left to their neighbour)."""
     first_clock = u32(np.array([pos]))[0]
     window = pos + piece * np.arange(1, walkers)[:, None] + np.arange(GUESS_WINDOW)
-    at = window.ravel()
-    at = at[np.abs(u32(at) - first_clock) < PLAUSIBLE_CLOCK_SPAN]
+    at = _plausible_chains(u32, window.ravel(), size, fraction_limit, first_clock)
+    if not len(at):
+        return at
+    piece_of = (at - pos) // piece
+    first = np.flatnonzero(np.diff(piece_of, prepend=-1) > 0)
+    return at[first]
+
+
+def _plausible_chains(
+    u32, at: np.ndarray, size: int, fraction_limit: int, clock: int
+) -> np.ndarray:
+    """The offsets in ``at`` where GUESS_CHAIN + 1 chained record headers look plausible:
+    a clock near ``clock``, a fraction below one second, caplen <= wirelen <= 256 KiB."""
+    at = at[np.abs(u32(at) - clock) < PLAUSIBLE_CLOCK_SPAN]
     chain = at.copy()
     for _ in range(GUESS_CHAIN + 1):
         caplen, wirelen = u32(chain + 8), u32(chain + 12)
         ok = (u32(chain + 4) < fraction_limit) & (caplen <= wirelen) & (wirelen > 0)
         ok &= (wirelen <= PLAUSIBLE_LENGTH) & (chain + 16 <= size)
         at, chain = at[ok], (chain + 16 + caplen)[ok]
-    if not len(at):
-        return at
-    piece_of = (at - pos) // piece
-    first = np.flatnonzero(np.diff(piece_of, prepend=-1) > 0)
-    return at[first]
+    return at
+
+
+def first_plausible_record(
+    window: bytes, endian: str, fraction_limit: int, clock: int
+) -> int | None:
+    """The first offset in ``window`` (bytes from the middle of a pcap file) where a record
+    header seems to start, judged as the lock-step walk judges its guesses; None if none.
+
+    A guess, not a proof: the caller proves it by walking up to it from an earlier record."""
+    size = len(window)
+    if size < 16 * (GUESS_CHAIN + 1):
+        return None
+    words = np.ndarray(shape=(size - 3,), dtype=endian + "u4", buffer=window, strides=(1,))
+
+    def u32(at: np.ndarray) -> np.ndarray:
+        return words[np.minimum(at, size - 4)].astype(np.int64)
+
+    found = _plausible_chains(u32, np.arange(size - 15), size, fraction_limit, clock)
+    return int(found[0]) if len(found) else None
 
 
 @dataclass

@@ -63,14 +63,25 @@ class ChunkReader:
             os.fstat(stream.fileno()).st_mode
         )
         self.file_size = os.fstat(stream.fileno()).st_size if plain else None
+        self.end = self.file_size  # where reading stops: the file's end, or a cut before it
+
+    def stop_at(self, end: int) -> None:
+        """Read only up to byte ``end`` (a helper process decodes the rest)."""
+        self.end = end
+        self.eof = self.stream.tell() >= end
+
+    def read_to_end(self) -> None:
+        """Undo ``stop_at``: read on to the file's end."""
+        self.end = self.file_size
+        self.eof = self.stream.tell() >= self.end
 
     def read(self, carry: bytes, want: int = 0) -> bytearray:
         """Return ``carry`` followed by fresh bytes, ``max(chunk_bytes, want)`` in total if possible."""
         size = max(self.chunk_bytes, want, len(carry))
-        if self.file_size is None:
+        if self.end is None:
             return self._read_pieces(carry, size)
         # Never allocate (and zero) more than the rest of the file needs.
-        size = min(size, len(carry) + max(self.file_size - self.stream.tell(), 0))
+        size = min(size, len(carry) + max(self.end - self.stream.tell(), 0))
         # readinto a fresh buffer: no second copy of the chunk to join carry and new bytes.
         buf = bytearray(size)
         buf[: len(carry)] = carry
@@ -81,7 +92,7 @@ class ChunkReader:
                 if not got:
                     break
                 filled += got
-        self.eof = filled < size or self.stream.tell() >= self.file_size
+        self.eof = filled < size or self.stream.tell() >= self.end
         del buf[filled:]
         return buf
 

@@ -5,11 +5,16 @@ hosts. Each distinct string gets a code once; the columns hold codes and become 
 string columns in one Arrow ``take`` at the end (no Python string per packet).
 """
 
+from __future__ import annotations
+
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Interner:
@@ -51,6 +56,8 @@ class Interner:
         Built as ``large_string``, the type pandas' ``str`` dtype stores: a plain ``string``
         array would be cast (copied) again by pandas, 30-40 ms per column of a million rows.
         """
+        import pyarrow as pa  # here, not at the top: the decoding itself needs only numpy
+
         if not codes.any():  # all empty (no overlay, HTTP not parsed...): no take needed
             offsets = pa.py_buffer(np.zeros(len(codes) + 1, np.int64))
             return pa.LargeStringArray.from_buffers(len(codes), offsets, pa.py_buffer(b""))

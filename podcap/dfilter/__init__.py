@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from podcap.dfilter.evaluate import check_native, evaluate, needles
 from podcap.dfilter.fields import FIELDS
@@ -25,6 +25,9 @@ from podcap.dfilter.nodes import Node
 from podcap.dfilter.parser import parse
 from podcap.dfilter.tshark import check_filter, matching_frames
 from podcap.errors import FilterError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["FIELDS", "DisplayFilter", "compile_filter", "contains_filter", "uri_filter"]
 

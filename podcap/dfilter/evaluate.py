@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from podcap.dfilter.fields import FIELDS, TCP, UDP, UDP_OVERLAYS
 from podcap.dfilter.lexer import NotNative
 from podcap.dfilter.nodes import And, Compare, Exists, Literal, Node, Not, Or
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _HEX_BYTES = re.compile(r"[0-9A-Fa-f]{2}([:.\-][0-9A-Fa-f]{2})*")
 
@@ -124,6 +127,8 @@ def _address_test(node: Compare, kind: str):
         raise NotNative(f"address {node.value.text!r} for {node.field}")
 
     def test(values: np.ndarray) -> np.ndarray:
+        import pandas as pd  # here: compiling a filter must not import pandas (podcap.analyze)
+
         codes, uniques = pd.factorize(values)
         inside = np.array([_in_network(u, network) for u in uniques] + [False], bool)
         return inside[codes]
@@ -161,15 +166,21 @@ def _int_test(node: Compare):
     }[op]
 
 
+def _series(values) -> pd.Series:
+    import pandas as pd  # here: compiling a filter must not import pandas (podcap.analyze)
+
+    return pd.Series(values)
+
+
 def _string_test(node: Compare):
     text = node.value.text
     if node.op in ("==", "!="):
         return lambda v: v == text
     if node.op == "contains":
-        return lambda v: pd.Series(v).str.contains(text, regex=False).to_numpy()
+        return lambda v: _series(v).str.contains(text, regex=False).to_numpy()
     if node.op == "matches":
         pattern = _regex(text)
-        return lambda v: pd.Series(v).str.contains(pattern, regex=True).to_numpy()
+        return lambda v: _series(v).str.contains(pattern, regex=True).to_numpy()
     raise NotNative(f"{node.field} {node.op}")
 
 

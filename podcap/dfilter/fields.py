@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from podcap.dfilter.lexer import NotNative
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 # Overlays carried in UDP: their outer UDP header is not in the packet table.

@@ -48,7 +48,11 @@ class RemoteProcess(Protocol):
         """End the command and anything it started on the node, now."""
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the command to end and return its exit status."""
+        """Wait for the command to end and return its exit status.
+
+        When it is still running after ``timeout`` seconds, raise ``ReachError`` (a PodcapError,
+        never the builtin TimeoutError) saying what still runs and where; the command keeps
+        running, so a caller that wants it gone calls ``kill()``."""
 
 
 class Transport(Protocol):

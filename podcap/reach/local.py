@@ -32,6 +32,7 @@ class PopenProcess:
             )
         except OSError as exc:
             raise ReachError(f"cannot start {what}: {exc.strerror or exc}") from exc
+        self._what = what
         self.stdout = self._popen.stdout
         self._stderr_chunks: list[bytes] = []
         self._stderr_lock = threading.Lock()
@@ -64,7 +65,7 @@ class PopenProcess:
         try:
             status = self._popen.wait(timeout)
         except subprocess.TimeoutExpired as exc:
-            raise ReachError(f"command still running after {timeout:g} s") from exc
+            raise ReachError(f"{self._what} still running after {timeout:g} s") from exc
         # stderr reaches EOF when the last process holding it ends; don't hang on a straggler.
         self._stderr_reader.join(timeout=5)
         return status

@@ -383,7 +383,9 @@ class PodProcess:
     def wait(self, timeout: float | None = None) -> int:
         self._pump.join(timeout)
         if self._pump.is_alive():
-            raise TimeoutError(f"exec in {self.transport.helper.where} still running")
+            raise ReachError(
+                f"exec in {self.transport.helper.where} still running after {timeout:g} s"
+            )
         return self._returncode if self._returncode is not None else -1
 
     def bytes_written(self) -> int | None:
@@ -450,7 +452,7 @@ class PodTransport:
                 raise ReachError(f"{argv[0]} on node {self.node} took longer than {timeout:.0f} s")
         try:
             code = process.wait(max(end - time.monotonic(), 1))
-        except TimeoutError as exc:
+        except ReachError as exc:
             process.kill()
             raise ReachError(f"{argv[0]} on node {self.node} did not finish") from exc
         finally:

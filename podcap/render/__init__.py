@@ -1,7 +1,7 @@
 """Write reports out: a readable terminal table, or csv / json / parquet files.
 
 ``render(reports, fmt, output)`` takes ``{report name: DataFrame}``. Each format is one
-function in ``RENDERERS``; adding a format means adding one entry there.
+function named in ``RENDERERS``; adding a format means adding one entry there.
 
 Where output goes:
 - ``table`` and ``json`` print to stdout, or write to ``output`` when given.
@@ -12,26 +12,24 @@ Where output goes:
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, TextIO
 
 from podcap.errors import UsageError
-from podcap.render.files import write_csv, write_json, write_parquet
-from podcap.render.html import write_html
-from podcap.render.table import write_table
 
-Renderer = Callable[[dict[str, pd.DataFrame], "str | None", TextIO, dict], list[Path]]
+if TYPE_CHECKING:
+    import pandas as pd
 
-RENDERERS: dict[str, Renderer] = {
-    "table": write_table,
-    "csv": write_csv,
-    "json": write_json,
-    "parquet": write_parquet,
-    "html": write_html,
+# Format -> (module, function). The writers are imported when used: checking a format (the
+# CLI does it before reading anything) must not import pandas (see podcap.decode.split).
+RENDERERS: dict[str, tuple[str, str]] = {
+    "table": ("podcap.render.table", "write_table"),
+    "csv": ("podcap.render.files", "write_csv"),
+    "json": ("podcap.render.files", "write_json"),
+    "parquet": ("podcap.render.files", "write_parquet"),
+    "html": ("podcap.render.html", "write_html"),
 }
 
 
@@ -50,4 +48,6 @@ def render(
     **options,
 ) -> list[Path]:
     """Render ``reports`` in format ``fmt``; return the files written (empty for stdout)."""
-    return RENDERERS[check_format(fmt)](reports, output, stdout or sys.stdout, options)
+    module, function = RENDERERS[check_format(fmt)]
+    write = getattr(importlib.import_module(module), function)
+    return write(reports, output, stdout or sys.stdout, options)

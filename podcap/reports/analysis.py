@@ -75,6 +75,14 @@ class Analysis:
         return tcp_problems(self.flows)
 
     @cached_property
+    def tcp_connections(self) -> list:
+        """Every TCP connection of every file, matched across the capture points
+        (``snat.match``), cached: the snat report and ``plots.snat_hops`` read the same matches."""
+        from podcap.snat.match import match_connections, tcp_observations
+
+        return match_connections(tcp_observations(self.all_packets))
+
+    @cached_property
     def snat(self) -> pd.DataFrame:
         """SNAT verdicts of the selected connections (``snat.report``), cached: ``dnat`` reuses them."""
         from podcap.snat.report import snat_report

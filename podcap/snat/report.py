@@ -107,7 +107,7 @@ def snat_report(analysis) -> pd.DataFrame:
     selected = None
     if analysis.filter_text is not None:
         selected = _conversation_keys(analysis.packets)
-    return snat_table(analysis.all_packets, inputs, selected)
+    return snat_table(analysis.all_packets, inputs, selected, analysis.tcp_connections)
 
 
 def dnat_report(analysis) -> pd.DataFrame:
@@ -120,16 +120,19 @@ def snat_table(
     packets: pd.DataFrame,
     inputs: SnatInputs | None = None,
     selected: set[tuple] | None = None,
+    connections: list[MatchedConnection] | None = None,
 ) -> pd.DataFrame:
     """One row per TCP connection in ``packets`` (which need a ``file`` column).
 
     ``selected``: keep only connections seen by one of these (file, address, port, address,
-    port) conversations, in either direction; None keeps all.
+    port) conversations, in either direction; None keeps all. ``connections``: the matches of
+    ``packets`` when already made (``Analysis.tcp_connections``); None matches them here.
     """
     inputs = inputs or SnatInputs()
     if "file" not in packets.columns:
         packets = packets.assign(file="capture")
-    connections = match_connections(tcp_observations(packets))
+    if connections is None:
+        connections = match_connections(tcp_observations(packets))
     if selected is not None:
         connections = [c for c in connections if _is_selected(c, selected)]
     several_captures = packets["file"].nunique() > 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
+from tests.helpers import tshark_fields
+
 VXLAN_DECODE = "udp.port==8472,vxlan"
 
 
@@ -20,17 +22,10 @@ def fields(
     A field that occurs more than once (inner and outer IP of a VXLAN packet) keeps all its
     values joined by commas, in the order tshark shows them (outer first).
     """
-    argv = ["tshark", "-r", path, "-n", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
-    for d in decode_as:
-        argv += ["-d", d]
-    if display_filter:
-        argv += ["-Y", display_filter]
-    for name in names:
-        argv += ["-e", name]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    extra = [arg for rule in decode_as for arg in ("-d", rule)]
+    lines = tshark_fields(path, *names, display_filter=display_filter, extra=extra)
     rows = []
-    for line in out.splitlines():
-        values = line.split("\t")
+    for values in lines:
         values += [""] * (len(names) - len(values))
         rows.append(dict(zip(names, values, strict=True)))
     return rows

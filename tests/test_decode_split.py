@@ -1,0 +1,165 @@
+"""Decoding one capture in two processes (``podcap.decode.split``) gives exactly what one
+process gives, whether the helper's part is adopted or dropped, and leaves nothing behind.
+
+The helper only starts for files of at least ``split.MIN_BYTES`` (32 MiB); the tests lower
+that threshold to keep their captures small, and force the helper on with
+PODCAP_DECODE_HELPER=1 so the result does not depend on the CPUs of the machine.
+"""
+
+import glob
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from podcap.decode import read_capture, split, start_reading
+
+REPO = Path(__file__).resolve().parent.parent
+CLOCK = 1_700_000_000
+
+
+@pytest.fixture
+def helper_on(monkeypatch):
+    monkeypatch.setattr(split, "MIN_BYTES", 64 * 1024)
+    monkeypatch.setenv(split.ENV_SWITCH, "1")
+
+
+@pytest.fixture(scope="module")
+def mixed_pcap(tmp_path_factory) -> Path:
+    """The benchmark's traffic mix (HTTP with lbtest markers, SYNs, RSTs, DNS, VXLAN on
+    8472), 20,000 packets, about 2.3 MB."""
+    path = tmp_path_factory.mktemp("split") / "mixed.pcap"
+    script = REPO / "bench" / "make_big_pcap.py"
+    subprocess.run([sys.executable, script, path, "--packets", "20000"], check=True)
+    return path
+
+
+def sequential(path: Path, monkeypatch, **kwargs):
+    with monkeypatch.context() as m:
+        m.setenv(split.ENV_SWITCH, "0")
+        return read_capture(path, **kwargs)
+
+
+def assert_same(got, expected) -> None:
+    pd.testing.assert_frame_equal(got.packets, expected.packets)
+    assert got.linktypes == expected.linktypes
+    assert got.warnings == expected.warnings
+    assert got.contains.keys() == expected.contains.keys()
+    for needle, found in expected.contains.items():
+        assert np.array_equal(got.contains[needle], found)
+    assert np.array_equal(got.if_index, expected.if_index)
+    assert np.array_equal(got.pkt_type, expected.pkt_type)
+
+
+def leftovers() -> list[str]:
+    return glob.glob("/dev/shm/podcap-part-*")
+
+
+def test_helper_part_is_adopted_and_equals_one_process(mixed_pcap, monkeypatch, helper_on):
+    reading = start_reading(mixed_pcap, needles=(b"lbtest",), chunk_bytes=256 * 1024)
+    got = reading.finish()
+    expected = sequential(mixed_pcap, monkeypatch, needles=(b"lbtest",), chunk_bytes=256 * 1024)
+    # The helper really decoded part of the file, and the parts join seamlessly.
+    assert 0 < reading.helper_packets < len(got.packets)
+    assert_same(got, expected)
+    assert got.packets["frame"].tolist() == list(range(1, len(got.packets) + 1))
+    # Its string codes were mapped onto this process's strings: addresses, URIs, overlays.
+    helper_rows = got.packets.iloc[-reading.helper_packets :]
+    assert helper_rows["http_uri"].str.contains("lbtest").any()
+    assert (helper_rows["encap"] == "vxlan").any()
+    assert got.contains[b"lbtest"][-reading.helper_packets :].any()
+    assert not leftovers()
+
+
+def test_first_chunk_past_the_cut_without_http_parsing(mixed_pcap, monkeypatch, helper_on):
+    # The default 16 MB chunk holds the whole file: this process's first read goes past the
+    # cut, and must give the helper's part back rather than decode it twice.
+    reading = start_reading(mixed_pcap, http=False)
+    got = reading.finish()
+    assert reading.helper_packets > 0
+    assert_same(got, sequential(mixed_pcap, monkeypatch, http=False))
+    assert (got.packets["http_uri"] == "").all()
+
+
+def lured_pcap(path: Path, packets: int = 3001) -> Path:
+    """Every packet's payload is a run of fake record headers (clock near the file's,
+    caplen 0): wherever the cut lands, the first plausible "record" is inside a payload."""
+    fake = struct.pack("<IIII", CLOCK, 1, 0, 60) * 60
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
+    for i in range(packets):
+        frame = bytes(12) + b"\x08\x00" + bytes(2) + fake  # Ethernet, then a broken IP header
+        out.append(struct.pack("<IIII", CLOCK, i, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def test_a_wrong_guess_is_dropped_and_the_file_read_in_one_process(
+    tmp_path, monkeypatch, helper_on
+):
+    path = lured_pcap(tmp_path / "lured.pcap")
+    reading = start_reading(path, chunk_bytes=128 * 1024)
+    got = reading.finish()
+    assert reading.helper_packets == 0  # the guess was inside a payload: never adopted
+    assert len(got.packets) == 3001
+    assert_same(got, sequential(path, monkeypatch, chunk_bytes=128 * 1024))
+    assert not leftovers()
+
+
+def test_truncated_tail_is_worded_as_in_one_process(mixed_pcap, tmp_path, monkeypatch, helper_on):
+    cut = tmp_path / "cut.pcap"
+    data = mixed_pcap.read_bytes()
+    cut.write_bytes(data[: len(data) - 7])  # the last record loses its end
+    reading = start_reading(cut, chunk_bytes=256 * 1024)
+    got = reading.finish()
+    expected = sequential(cut, monkeypatch, chunk_bytes=256 * 1024)
+    # The helper saw the cut and handed nothing back; this process read on and counted all.
+    assert reading.helper_packets == 0
+    assert got.warnings and "truncated record" in got.warnings[0]
+    assert_same(got, expected)
+
+
+def test_cancel_stops_the_helper_and_removes_its_file(mixed_pcap, helper_on):
+    reading = start_reading(mixed_pcap, chunk_bytes=256 * 1024)
+    helper = reading.helper
+    assert helper is not None and helper.pid is not None
+    pid = helper.pid
+    reading.cancel()
+    assert helper.pid is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left
+    assert not leftovers()
+    assert reading.reader.stream.closed
+
+
+def test_small_files_pipes_and_gzip_get_no_helper(mixed_pcap, tmp_path, monkeypatch):
+    monkeypatch.setenv(split.ENV_SWITCH, "1")
+    small = start_reading(mixed_pcap)  # 2.3 MB, under the real 32 MiB threshold
+    assert small.helper is None
+    small.cancel()
+    monkeypatch.setattr(split, "MIN_BYTES", 64 * 1024)
+    monkeypatch.setenv(split.ENV_SWITCH, "0")
+    off = start_reading(mixed_pcap)
+    assert off.helper is None
+    off.cancel()
+
+
+def test_the_analyze_command_gives_the_same_flows(mixed_pcap, tmp_path):
+    """Through the CLI, where reading starts before pandas is imported."""
+    outputs = {}
+    for switch in ("0", "1"):
+        out = tmp_path / f"flows-{switch}.parquet"
+        env = dict(os.environ, PODCAP_DECODE_HELPER=switch)
+        code = (
+            "import sys; from podcap.decode import split; split.MIN_BYTES = 65536; "
+            "from podcap.cli import main; main(sys.argv[1:])"
+        )
+        argv = [sys.executable, "-c", code, "analyze", str(mixed_pcap), "-r", "flows"]
+        subprocess.run([*argv, "-F", "parquet", "-o", str(out)], check=True, env=env)
+        outputs[switch] = pd.read_parquet(out)
+    assert len(outputs["1"]) > 1000
+    pd.testing.assert_frame_equal(outputs["1"], outputs["0"])
