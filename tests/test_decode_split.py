@@ -6,8 +6,9 @@ that threshold to keep their captures small, and force the helper on with
 PODCAP_DECODE_HELPER=1 so the result does not depend on the CPUs of the machine.
 """
 
-import glob
+import gzip
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 
 from podcap.decode import read_capture, split, start_reading
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK = 1_700_000_000
@@ -57,7 +59,16 @@ def assert_same(got, expected) -> None:
 
 
 def leftovers() -> list[str]:
-    return glob.glob("/dev/shm/podcap-part-*")
+    """Hand-back files still open in this process (they never have a name)."""
+    fds = Path("/proc/self/fd")
+    return [target for fd in fds.iterdir() if "podcap-part-" in (target := _target(fd))]
+
+
+def _target(fd: Path) -> str:
+    try:
+        return str(fd.readlink())
+    except OSError:
+        return ""
 
 
 def test_helper_part_is_adopted_and_equals_one_process(mixed_pcap, monkeypatch, helper_on):
@@ -136,12 +147,36 @@ def test_cancel_stops_the_helper_and_removes_its_file(mixed_pcap, helper_on):
     assert reading.reader.stream.closed
 
 
-def test_small_files_pipes_and_gzip_get_no_helper(mixed_pcap, tmp_path, monkeypatch):
+def test_the_helper_dies_with_a_killed_parent(mixed_pcap, tmp_path):
+    # The parent starts the helper, says its pid, and is killed with SIGKILL (no cleanup).
+    code = (
+        "import os, signal, sys; from podcap.decode import split, start_reading; "
+        "split.MIN_BYTES = 65536; r = start_reading(sys.argv[1], chunk_bytes=65536); "
+        "print(r.helper.pid, flush=True); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    env = dict(os.environ, PODCAP_DECODE_HELPER="1")
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(mixed_pcap)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == -signal.SIGKILL
+    helper_pid = int(run.stdout)
+    assert wait_for(lambda: not Path(f"/proc/{helper_pid}").exists(), timeout=10), (
+        f"helper {helper_pid} outlived its parent"
+    )
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith("podcap-part-")]
+
+
+def test_small_files_gzip_and_the_off_switch_get_no_helper(mixed_pcap, tmp_path, monkeypatch):
     monkeypatch.setenv(split.ENV_SWITCH, "1")
     small = start_reading(mixed_pcap)  # 2.3 MB, under the real 32 MiB threshold
     assert small.helper is None
     small.cancel()
     monkeypatch.setattr(split, "MIN_BYTES", 64 * 1024)
+    zipped = tmp_path / "mixed.pcap.gz"
+    zipped.write_bytes(gzip.compress(mixed_pcap.read_bytes(), compresslevel=1))
+    packed = start_reading(zipped)  # no offsets to cut at in a gzip stream
+    assert packed.helper is None
+    assert len(packed.finish().packets) == 20000
     monkeypatch.setenv(split.ENV_SWITCH, "0")
     off = start_reading(mixed_pcap)
     assert off.helper is None

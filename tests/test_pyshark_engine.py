@@ -33,12 +33,13 @@ SLL2_SAMPLE = REPO / "sample_pcaps" / "08-any-sll2.pcap"
 
 
 def test_vxlan_packets_have_inner_pod_and_outer_node_addresses():
-    packets = analyze([VXLAN_SAMPLE], engine="tshark", reports=["packets"])["packets"]
+    result = analyze([VXLAN_SAMPLE], engine="tshark", reports=["packets", "http"])
+    packets = result["packets"]
     assert len(packets) == 22 and set(packets["encap"]) == {"vxlan"}
     assert set(packets["src"]) | set(packets["dst"]) == {"10.244.0.10", "10.244.1.10"}
     outer = set(packets["outer_src"]) | set(packets["outer_dst"])
     assert outer == {"172.20.0.11", "172.20.0.12"}
-    assert list(packets.loc[packets["http_uri"] != "", "http_uri"]) == ["/across-nodes"]
+    assert list(result["http"]["uri"]) == ["/across-nodes"]
 
 
 def test_tshark_is_started_by_pyshark(tmp_path, monkeypatch):

@@ -1,13 +1,16 @@
-"""Display filters podcap does not evaluate itself, run through tshark with the same meaning.
+"""tshark through pyshark: display filters podcap does not evaluate itself, with the same
+meaning, and the reading both tshark paths (this one and ``--engine tshark``) share.
 
-tshark reads the file and prints the numbers of the matching frames; the packet table's
-``frame`` column is the same 1-based number, so the result maps straight onto it.
+``pyshark_reader.read_packets`` runs tshark over a file with pyshark's ``FileCapture`` (PDML,
+pyshark's default mode, which keeps repeated layers such as the inner IP of a VXLAN packet),
+imported only when a capture is read: compiling a filter stays light. A filter
+runs as tshark's own ``-Y``; each matching packet's number is the packet table's ``frame``
+(1-based), so the result maps straight onto it.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,9 +20,13 @@ from podcap.errors import FilterError
 
 # Flannel and Cilium use VXLAN on 8472; tshark decodes only 4789 unless told (the notes in
 # analysis-peers §3), and podcap's own decoder decapsulates both.
-DECODE_AS = ("-d", "udp.port==8472,vxlan")
+DECODE_AS = {"udp.port==8472": "vxlan"}
 # An empty classic pcap (header only): lets tshark check a filter without any capture.
 _EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
+# A filter needs only the matching packets' numbers: PDML cut down to the general information
+# block (-j keeps the named protocols' fields) is ~1 kB a packet instead of ~17 kB. Not PSML
+# (pyshark's only_summaries): pyshark 0.6 loses every packet after its first read there.
+_NUMBERS_ONLY = ["-j", "geninfo"]
 
 
 def tshark_path() -> str | None:
@@ -37,33 +44,33 @@ def check_filter(text: str, reason: str) -> None:
     with tempfile.NamedTemporaryFile(suffix=".pcap") as empty:
         empty.write(_EMPTY_PCAP)
         empty.flush()
-        _run_tshark(Path(empty.name), text)
+        matching_frames(empty.name, text)
 
 
 def matching_frames(path: str | Path, text: str) -> np.ndarray:
     """Frame numbers (1-based) of the packets in ``path`` that ``text`` matches, per tshark."""
-    out = _run_tshark(Path(path), text)
-    return np.array([int(line) for line in out.split()], dtype=np.int64)
+    frames: list[int] = []
+    # -Y directly: pyshark's display_filter= first runs `tshark -v` to choose between -R and
+    # -Y, and every tshark since 1.10 takes -Y.
+    from podcap.dfilter.pyshark_reader import read_packets  # pyshark costs 0.08 s to import
 
-
-def _run_tshark(path: Path, text: str) -> str:
-    argv = [tshark_path() or "tshark", "-n", "-r", str(path), *DECODE_AS, "-Y", text]
-    argv += ["-T", "fields", "-e", "frame.number"]
-    result = subprocess.run(argv, capture_output=True, text=True)
-    if result.returncode != 0:
+    parameters = ["-Y", text, *_NUMBERS_ONLY]
+    run = read_packets(Path(path), lambda packet: frames.append(int(packet.number)), parameters)
+    if run.exit_status:
         # tshark prints "tshark: <problem>." then the filter with a caret under the culprit;
         # the first line is the one-line message.
-        problems = tshark_problems(result.stderr) or ["tshark rejected it"]
+        problems = tshark_problems(run.stderr_lines) or ["tshark rejected it"]
         raise FilterError(f"display filter {text!r}: {problems[0]}")
-    return result.stdout
+    return np.array(frames, dtype=np.int64)
 
 
-def tshark_problems(stderr: str) -> list[str]:
+def tshark_problems(stderr: str | list[str]) -> list[str]:
     """tshark's complaints, one per line, without its ``tshark:`` prefix and final period."""
+    lines = stderr.splitlines() if isinstance(stderr, str) else stderr
     # Skipped: the notice tshark prints when run as root, which is not a problem.
-    lines = (line.strip() for line in stderr.splitlines())
+    stripped = (line.strip() for line in lines)
     return [
         line.removeprefix("tshark: ").rstrip(".")
-        for line in lines
+        for line in stripped
         if line and not line.startswith("Running as user")
     ]

@@ -1,60 +1,52 @@
-"""``--engine tshark``: the packet table built by Wireshark's own dissectors.
+"""``--engine tshark``: the packet table built by Wireshark's own dissectors, through pyshark.
 
-tshark prints the header fields of every packet (``-T fields``), with every occurrence of a
-field, so an encapsulated packet gives its outer and inner IP headers in order. The result
-has the columns of ``podcap.decode.schema`` and comes back as a ``podcap.decode.Capture``,
-so the reports cannot tell which engine ran. It is slower than the native decoder (tshark
-dissects everything) and gives Wireshark's reassembly: HTTP fields sit on the segment that
-completes a request, and retransmissions are never HTTP.
+pyshark reads the file with tshark in PDML mode (its default) and hands over one packet
+object per frame with its protocol layers in order, repeated layers included: a VXLAN packet
+is eth, ip, udp, vxlan, eth, ip, tcp, so the outer (node) and inner (Pod) IP headers are
+both there. The result has the columns of ``podcap.decode.schema`` and comes back as a
+``podcap.decode.Capture``, so the reports cannot tell which engine ran. It gives Wireshark's
+reassembly: HTTP fields sit on the segment that completes a request, and retransmissions are
+never HTTP. It is much slower than the native decoder: tshark writes ~17 kB of XML per packet
+and pyshark parses all of it (the README gives the measured packets/s).
 
-Why tshark's field output and not pyshark's packet objects: pyshark's JSON mode drops
-repeated layers (the inner Ethernet/IP of a VXLAN packet disappears, pyshark #695) and
-mangles HTTP field names; ``-T fields`` keeps every occurrence.
+Why PDML and not pyshark's JSON/EK modes: JSON drops repeated layers (the inner IP of a
+VXLAN packet disappears, pyshark #695) and mangles HTTP field names; EK fails on field access.
 """
 
 from __future__ import annotations
 
-import io
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from podcap.decode.schema import PACKET_COLUMNS
-from podcap.dfilter.tshark import DECODE_AS, tshark_path, tshark_problems
+from podcap.dfilter.pyshark_reader import read_packets
+from podcap.dfilter.tshark import tshark_path, tshark_problems
 from podcap.errors import DecodeError
 
-FIELDS = [
-    "frame.number", "frame.time_epoch", "frame.interface_id", "frame.cap_len", "frame.len",
-    "frame.protocols", "ip.src", "ip.dst", "ip.proto", "ip.id", "ip.ttl", "ipv6.src",
-    "ipv6.dst", "ipv6.nxt", "ipv6.hlim", "tcp.srcport", "tcp.dstport", "udp.srcport",
-    "udp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.window_size_value",
-    "tcp.options.timestamp.tsval", "tcp.len", "udp.length", "icmp.type", "icmpv6.type",
-    "http.request.method", "http.request.uri", "http.host", "http.response.code",
-    "tcp.payload", "udp.payload",
-]  # fmt: skip
-LINKTYPES = {"eth": (1, "EN10MB"), "sll": (113, "LINUX_SLL"), "raw": (101, "RAW"),
-             "null": (0, "NULL"), "loop": (108, "LOOP")}  # fmt: skip
+LINKTYPES = {"eth": (1, "EN10MB"), "sll": (113, "LINUX_SLL"), "sll2": (276, "LINUX_SLL2"),
+             "raw": (101, "RAW"), "null": (0, "NULL"), "loop": (108, "LOOP")}  # fmt: skip
 ENCAPS = ("vxlan", "geneve", "gre")
-# Joins the occurrences of one field; a control character, since URIs may hold commas.
-SEPARATOR = "\x1f"
+IP_LAYERS = ("ip", "ipv6")
+TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 
 def read_capture_tshark(path: str | Path, needles: tuple[bytes, ...] = ()):
-    """Decode ``path`` with tshark into a ``podcap.decode.Capture``."""
+    """Decode ``path`` with tshark (through pyshark) into a ``podcap.decode.Capture``."""
     from podcap.decode import Capture
 
     path = Path(path)
     file_format = _file_format(path)
-    raw, warnings = _run(path)
-    rows = [_packet(row) for row in raw.itertuples(index=False)]
+    rows, warnings = _read(path)
     table = _table(rows)
     linktypes = sorted({LINKTYPES.get(r["_link"], (0, r["_link"].upper()))[1] for r in rows})
     payloads = [r["_payload"] for r in rows]
     contains = {n: np.array([n in p for p in payloads], bool) for n in needles}
-    return Capture(path, table, linktypes, warnings, contains, file_format)
+    if_index = np.array([r["_if_index"] for r in rows], np.int32)
+    pkt_type = np.array([r["_pkt_type"] for r in rows], np.int16)
+    return Capture(path, table, linktypes, warnings, contains, file_format, if_index, pkt_type)
 
 
 def _file_format(path: Path) -> str:
@@ -72,93 +64,124 @@ def _file_format(path: Path) -> str:
     return "pcapng" if magic == PCAPNG_MAGIC else "pcap"
 
 
-def _run(path: Path) -> tuple[pd.DataFrame, list[str]]:
+def _read(path: Path) -> tuple[list[dict], list[str]]:
+    """The rows of every packet tshark shows, and tshark's complaint as a warning."""
     if tshark_path() is None:
         raise DecodeError(f"{path}: --engine tshark needs tshark, which is not installed")
-    argv = [tshark_path(), "-n", "-r", str(path), *DECODE_AS, "-T", "fields"]
-    argv += [
-        "-E",
-        "separator=\t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        f"aggregator={SEPARATOR}",
-        "-E",
-        "quote=n",
-    ]
-    for name in FIELDS:
-        argv += ["-e", name]
-    result = subprocess.run(argv, capture_output=True, text=True)
-    problems = tshark_problems(result.stderr)
-    if result.returncode != 0 and not result.stdout:
+    rows: list[dict] = []
+    run = read_packets(path, lambda packet: rows.append(packet_row(packet)))
+    problems = tshark_problems(run.stderr_lines)
+    if run.exit_status and not rows:
         raise DecodeError(f"{path}: {problems[0] if problems else 'tshark cannot read it'}")
-    table = pd.read_csv(
-        io.StringIO(result.stdout), sep="\t", names=FIELDS, dtype=str, keep_default_na=False,
-        quoting=3,
-    )  # fmt: skip
-    # A file tshark cannot open as a capture (text, a cut pcapng header) it still shows, as
+    # A file tshark cannot open as a capture (text, a cut pcapng header) it may still show, as
     # one frame holding the whole file, without a timestamp: capture records always have one.
-    if (table["frame.time_epoch"] == "").any():
+    if any(np.isnan(r["ts"]) for r in rows):
         raise DecodeError(f"{path}: tshark cannot read it as a capture (no packet timestamps)")
-    return table, [f"{path}: {line}" for line in problems[:1]]
+    return rows, [f"{path}: {line}" for line in problems[:1]]
 
 
-def _packet(row) -> dict:
-    """One schema row from tshark's fields (attribute names: '.' became '_' positions)."""
-    f = dict(zip(FIELDS, row, strict=True))
-    protocols = f["frame.protocols"].split(":")
-    ip_layers = [p for p in protocols if p in ("ip", "ipv6")]
-    v4, v6 = _split(f["ip.src"]), _split(f["ipv6.src"])
-    d4, d6 = _split(f["ip.dst"]), _split(f["ipv6.dst"])
-    addresses = []  # (src, dst) per IP layer, outermost first
-    for layer in ip_layers:
-        src, dst = (v4, d4) if layer == "ip" else (v6, d6)
-        addresses.append((src.pop(0) if src else "", dst.pop(0) if dst else ""))
-    inner = addresses[-1] if addresses else ("", "")
-    outer = addresses[0] if len(addresses) > 1 else ("", "")
-    version = {"ip": 4, "ipv6": 6}.get(ip_layers[-1], 0) if ip_layers else 0
-    is_tcp, is_udp = "tcp" in protocols, "udp" in protocols
-    proto = _last_int(f["ip.proto"] if version == 4 else f["ipv6.nxt"], -1)
-    sport = _last_int(f["tcp.srcport"] if is_tcp else f["udp.srcport"], -1)
-    dport = _last_int(f["tcp.dstport"] if is_tcp else f["udp.dstport"], -1)
-    payload_len = _last_int(f["tcp.len"], 0) if proto == 6 else 0
-    if proto == 17:
-        payload_len = max(_last_int(f["udp.length"], 8) - 8, 0)
-    payload_hex = _split(f["tcp.payload"] if proto == 6 else f["udp.payload"])
-    encap = next((e for e in ENCAPS if e in protocols), "ipip" if len(ip_layers) > 1 else "")
+def packet_row(packet) -> dict:
+    """One packet-table row from a pyshark packet (PDML), plus the underscored extras.
+
+    ``_link``: the link header (eth, sll, sll2...); ``_payload``: the L4 payload bytes;
+    ``_if_index``/``_pkt_type``: the Linux cooked header's interface and packet type, or -1.
+    """
+    frame, layers = packet.frame_info, packet.layers
+    names = [layer.layer_name for layer in layers]
+    ips = [i for i, name in enumerate(names) if name in IP_LAYERS]
+    inner = layers[ips[-1]] if ips else None
+    outer = layers[ips[0]] if len(ips) > 1 else None
+    # The transport is the one right after the innermost IP header: for ICMP inside VXLAN,
+    # the outer UDP header is not it.
+    after_ip = layers[ips[-1] + 1 :] if ips else []
+    transport = next((layer for layer in after_ip if layer.layer_name in TRANSPORTS), None)
+    kind = transport.layer_name if transport else ""
+    version = {"ip": 4, "ipv6": 6}[inner.layer_name] if inner else 0
+    https = [layer for layer in layers if layer.layer_name == "http"]
+    link = (_text(frame, "frame.protocols") or "").split(":")[0]
+    cooked = layers[0] if link == "sll" and layers else None
+    if _text(cooked, "sll.ifindex") is not None:
+        link = "sll2"  # tshark names both Linux cooked headers sll; only v2 has ifindex
     return {
-        "frame": int(f["frame.number"]),
-        "ts": float(f["frame.time_epoch"]),
-        "iface": _last_int(f["frame.interface_id"], 0),
-        "linktype": LINKTYPES.get(protocols[0], (-1,))[0],
-        "caplen": int(f["frame.cap_len"]),
-        "length": int(f["frame.len"]),
+        "frame": int(packet.number),
+        "ts": float(_text(frame, "frame.time_epoch") or "nan"),
+        "iface": _int(frame, "frame.interface_id", 0),
+        "linktype": LINKTYPES.get(link, (-1,))[0],
+        "caplen": _int(frame, "frame.cap_len", 0),
+        "length": _int(frame, "frame.len", 0),
         "ip_version": version,
-        "src": inner[0],
-        "dst": inner[1],
-        "ip_proto": proto,
-        "ip_id": _last_int(f["ip.id"], -1) if version == 4 else -1,
-        "ttl": _last_int(f["ip.ttl"] if version == 4 else f["ipv6.hlim"], -1),
-        "sport": sport if is_tcp or is_udp else -1,
-        "dport": dport if is_tcp or is_udp else -1,
-        "tcp_flags": _last_int(f["tcp.flags"], 0) if proto == 6 else 0,
-        "tcp_seq": _last_int(f["tcp.seq_raw"], -1),
-        "tcp_ack": _last_int(f["tcp.ack_raw"], -1),
-        "tcp_win": _last_int(f["tcp.window_size_value"], -1),
-        "tcp_tsval": _last_int(f["tcp.options.timestamp.tsval"], -1),
-        "icmp_type": _last_int(f["icmp.type"] or f["icmpv6.type"], -1),
-        "payload_len": payload_len,
+        **_addresses(inner, outer),
+        "ip_proto": TRANSPORTS.get(kind) or _ip_proto(inner),
+        "ip_id": _int(inner, "ip.id", -1) if version == 4 else -1,
+        "ttl": _int(inner, "ip.ttl" if version == 4 else "ipv6.hlim", -1),
+        "sport": _int(transport, f"{kind}.srcport", -1),
+        "dport": _int(transport, f"{kind}.dstport", -1),
+        "tcp_flags": _int(transport, "tcp.flags", 0),
+        "tcp_seq": _int(transport, "tcp.seq_raw", -1),
+        "tcp_ack": _int(transport, "tcp.ack_raw", -1),
+        "tcp_win": _int(transport, "tcp.window_size_value", -1),
+        "tcp_tsval": _int(transport, "tcp.options.timestamp.tsval", -1),
+        "icmp_type": _int(transport, f"{kind}.type", -1) if kind.startswith("icmp") else -1,
+        "payload_len": _payload_len(inner, transport, kind),
         "payload_off": -1,  # tshark does not say where the payload sits in the frame
-        "encap": encap,
-        "outer_src": outer[0],
-        "outer_dst": outer[1],
-        "http_method": _first(f["http.request.method"]),
-        "http_uri": _first(f["http.request.uri"]),
-        "http_host": _first(f["http.host"]),
-        "http_status": _last_int(f["http.response.code"], -1),
-        "_link": protocols[0],
-        "_payload": bytes.fromhex(payload_hex[-1].replace(":", "")) if payload_hex else b"",
+        "encap": next((e for e in ENCAPS if e in names), "ipip" if len(ips) > 1 else ""),
+        "http_method": _first_text(https, "http.request.method"),
+        "http_uri": _first_text(https, "http.request.uri"),
+        "http_host": _first_text(https, "http.host"),
+        "http_status": _int(https[-1], "http.response.code", -1) if https else -1,
+        "_link": link,
+        "_payload": _payload(transport, kind),
+        # Linux cooked captures (tcpdump -i any): tell apart the copies of one packet.
+        "_if_index": _int(cooked, "sll.ifindex", -1),
+        "_pkt_type": _int(cooked, "sll.pkttype", -1),
     }
+
+
+def _addresses(inner, outer) -> dict:
+    def pair(layer) -> tuple[str, str]:
+        if layer is None:
+            return "", ""
+        name = layer.layer_name
+        return _text(layer, f"{name}.src") or "", _text(layer, f"{name}.dst") or ""
+
+    (src, dst), (outer_src, outer_dst) = pair(inner), pair(outer)
+    return {"src": src, "dst": dst, "outer_src": outer_src, "outer_dst": outer_dst}
+
+
+def _ip_proto(inner) -> int:
+    if inner is None:
+        return -1
+    return _int(inner, "ip.proto" if inner.layer_name == "ip" else "ipv6.nxt", -1)
+
+
+def _payload_len(inner, transport, kind: str) -> int:
+    if kind == "tcp":
+        return _int(transport, "tcp.len", 0)
+    if kind == "udp":
+        return max(_int(transport, "udp.length", 8) - 8, 0)
+    if kind.startswith("icmp"):
+        return _icmp_payload_len(inner, transport, kind)
+    return 0
+
+
+def _icmp_payload_len(inner, transport, kind: str) -> int:
+    """ICMP has no length field: what the IP length leaves after the 8-byte ICMP header (as
+    the native decoder counts it), from where tshark says each header starts (``pos``)."""
+    ip_start = inner.get_field(f"{inner.layer_name}.version")
+    icmp_start = transport.get_field(f"{kind}.type")
+    if ip_start is None or icmp_start is None:
+        return 0
+    if inner.layer_name == "ip":
+        ip_length = _int(inner, "ip.len", 0)
+    else:
+        ip_length = 40 + _int(inner, "ipv6.plen", 0)
+    return max(int(ip_start.pos) + ip_length - int(icmp_start.pos) - 8, 0)
+
+
+def _payload(transport, kind: str) -> bytes:
+    """The L4 payload: PDML gives the bytes of ``tcp.payload``/``udp.payload`` as raw hex."""
+    field = transport.get_field(f"{kind}.payload") if kind in ("tcp", "udp") else None
+    return bytes.fromhex(field.raw_value) if field is not None and field.raw_value else b""
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -169,15 +192,19 @@ def _table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _split(text: str) -> list[str]:
-    return [part for part in text.split(SEPARATOR) if part] if text else []
+def _text(layer, name: str) -> str | None:
+    """The displayed value of the layer's first ``name`` field, None when absent."""
+    field = layer.get_field(name) if layer is not None else None
+    return None if field is None else field.show
 
 
-def _first(text: str) -> str:
-    parts = _split(text)
-    return parts[0] if parts else ""
+def _first_text(layers: list, name: str) -> str:
+    return next((text for layer in layers if (text := _text(layer, name))), "")
 
 
-def _last_int(text: str, missing: int) -> int:
-    parts = _split(text)
-    return int(parts[-1], 0) if parts else missing
+def _int(layer, name: str, missing: int) -> int:
+    """An integer field (decimal or 0x hex, as tshark shows it), ``missing`` when absent."""
+    text = _text(layer, name)
+    if not text:
+        return missing
+    return int(text, 16) if text.startswith("0x") else int(text)
