@@ -168,7 +168,10 @@ class Reading:
         if found is None:
             return None
         cut = target + found
-        helper = split.Helper(lambda: _decode_part(self, framer, cut))
+        try:
+            helper = split.Helper(lambda: _decode_part(self, framer, cut))
+        except OSError:  # no process or scratch file to be had: this process reads it all
+            return None
         if len(buf) > cut:  # the first chunk reaches past the cut: the helper reads that part
             del buf[cut:]
             self.reader.stream.seek(cut)

@@ -19,20 +19,25 @@ and ``finish()`` decodes the first part. The cut is placed so both processes fin
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import pickle
 import signal
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 # Below this a second process saves less than forking and handing back cost.
 MIN_BYTES = 32 * 1024 * 1024
-# Measured on the benchmark capture (bench/README.md): decoding runs at about this rate on
-# one core, and importing pandas + pyarrow takes about this long; both only set the balance.
-DECODE_BYTES_PER_SECOND = 150e6
-IMPORT_SECONDS = 0.3
+# They only set the balance, measured on the benchmark capture (bench/README.md): while both
+# processes decode, each gets through about this many bytes a second (150 MB/s alone: they
+# share memory bandwidth), and the imports cost this process about this much more than
+# handing the helper's columns back costs the helper.
+DECODE_BYTES_PER_SECOND = 100e6
+IMPORT_SECONDS = 0.25
 WINDOW_BYTES = 256 * 1024  # where a record start is looked for: a few records at least
 # PODCAP_DECODE_HELPER=0 turns the helper off (benchmarks, or a machine that forbids fork);
 # =1 starts it whatever the number of CPUs (tests); unset: when the file is large enough and
@@ -50,11 +55,37 @@ def wanted(file_size: int | None) -> bool:
 
 
 def _spare_cpu() -> bool:
-    """Whether another CPU is likely free: the helper's part is fixed in advance, so on a
-    busy machine this process would wait for a slowed helper (measured: 3.9 s against 2.5 s
-    alone for a million packets with the other CPU taken)."""
+    """Whether another CPU is free now: the helper's part is fixed in advance, so on a busy
+    machine this process would wait for a slowed helper (measured: 3.9 s against 2.5 s alone
+    for a million packets with the other CPU taken).
+
+    Counted: other processes' threads running right now, the fewest of three looks 5 ms apart
+    (a passing kernel worker is not load). Not the load average: it still counts the previous
+    minute, such as this very command run a moment ago."""
     cpus = len(os.sched_getaffinity(0))
-    return cpus >= 2 and os.getloadavg()[0] <= cpus - 1
+    if cpus < 2:
+        return False
+    busy = cpus
+    for _ in range(3):
+        busy = min(busy, _running_elsewhere())
+        if busy <= cpus - 2:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def _running_elsewhere() -> int:
+    """Threads of other user processes in the running state (Linux /proc; 0 elsewhere)."""
+    me, count = os.getpid(), 0
+    for stat in glob.glob("/proc/[0-9]*/task/*/stat"):
+        try:
+            text = Path(stat).read_text()
+        except OSError:
+            continue  # ended while we looked
+        state, ppid = text[text.rindex(")") + 2 :].split(" ", 2)[:2]
+        # Kernel threads are children of kthreadd (pid 2).
+        count += state == "R" and ppid != "2" and not stat.startswith(f"/proc/{me}/")
+    return count
 
 
 def cut_target(header_len: int, file_size: int) -> int:
@@ -78,7 +109,11 @@ class Helper:
         fd, name = tempfile.mkstemp(prefix="podcap-part-", dir=_scratch_dir())
         os.unlink(name)
         self.fd: int | None = fd
-        self.pid: int | None = os.fork()
+        try:
+            self.pid: int | None = os.fork()
+        except OSError:
+            os.close(fd)
+            raise
         if self.pid == 0:
             _run_child(work, fd)
 
