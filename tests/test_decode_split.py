@@ -166,6 +166,20 @@ def test_the_helper_dies_with_a_killed_parent(mixed_pcap, tmp_path):
     assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith("podcap-part-")]
 
 
+def test_no_helper_while_the_other_cpus_are_busy(monkeypatch):
+    monkeypatch.delenv(split.ENV_SWITCH, raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpus - 1)]
+    try:
+        assert wait_for(lambda: split._running_elsewhere() >= cpus - 1, timeout=10)
+        assert not split._spare_cpu()
+        assert not split.wanted(split.MIN_BYTES * 4)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
 def test_small_files_gzip_and_the_off_switch_get_no_helper(mixed_pcap, tmp_path, monkeypatch):
     monkeypatch.setenv(split.ENV_SWITCH, "1")
     small = start_reading(mixed_pcap)  # 2.3 MB, under the real 32 MiB threshold

@@ -9,7 +9,8 @@ payload, a corrupt record), or the helper met anything unusual, the helper's wor
 and this process reads on alone, so the result is always the sequential walk's.
 
 The helper hands its columns back as one pickle in an unnamed file on ``/dev/shm`` (memory):
-for a million packets about 0.03 s each way, against the ~0.4 s the helper saves.
+for a million packets 0.03 s to write and 0.05 s to read, against the 0.2 s the helper saves
+on the benchmark machine (bench/README.md, third round, has the timeline).
 
 ``start_reading`` forks the helper and returns; its caller can then import pandas and the
 reports (0.3 s of start-up that would otherwise come before decoding) while the helper works,
@@ -40,8 +41,8 @@ DECODE_BYTES_PER_SECOND = 100e6
 IMPORT_SECONDS = 0.25
 WINDOW_BYTES = 256 * 1024  # where a record start is looked for: a few records at least
 # PODCAP_DECODE_HELPER=0 turns the helper off (benchmarks, or a machine that forbids fork);
-# =1 starts it whatever the number of CPUs (tests); unset: when the file is large enough and
-# this process may run on two CPUs.
+# =1 starts it whatever the CPUs are doing (tests); unset: for a large enough file when a
+# second CPU is free at that moment.
 ENV_SWITCH = "PODCAP_DECODE_HELPER"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
