@@ -21,7 +21,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -29,12 +32,15 @@ sys.path.insert(0, ROOT)
 from tests.lab import CLUSTER_CIDR, VPC_CIDR, Lab  # noqa: E402
 from tests.lab.core import IDC_CIDR, VXLAN_PORT, VXLAN_VNI  # noqa: E402
 
-SCENARIOS: dict[str, Callable] = {}
+# number -> (which lab it runs in, the function that makes its captures)
+SCENARIOS: dict[str, tuple[str, Callable]] = {}
 
 
-def scenario(number: str):
+def scenario(number: str, lab: str):
+    """Register a scenario; ``lab`` names the lab (see LAB_SHAPES) it needs, so only those start."""
+
     def register(fn):
-        SCENARIOS[number] = fn
+        SCENARIOS[number] = (lab, fn)
         return fn
 
     return register
@@ -68,13 +74,13 @@ def topology(lab: Lab) -> dict:
     }
 
 
-def where_pod(pod, iface: str | None = None) -> dict:
+def where_pod(pod) -> dict:
     return {
         "kind": "pod",
         "pod": pod.name,
         "namespace": pod.namespace,
         "node": pod.node.name,
-        "interface": iface or pod.iface,
+        "interface": pod.iface,
         "description": f"inside Pod {pod.namespace}/{pod.name}'s network namespace",
     }
 
@@ -115,6 +121,54 @@ def empty_truth() -> dict:
     }
 
 
+def conversation(client, server, **facts) -> dict:
+    """Ground truth of ``client`` talking to ``server``; src_ip_seen is per capture point (Take)."""
+    return empty_truth() | {"client_ip": client.ip, "server_ip": server.ip} | facts
+
+
+def http_request(server, uri: str, client_ip: str, method: str = "GET") -> dict:
+    return {
+        "method": method,
+        "uri": uri,
+        "client_ip": client_ip,
+        "server_ip": server.ip,
+        "server_port": server.http_port,
+        "status": 200,
+    }
+
+
+def masqueraded_by(node) -> str:
+    return "ip-masq-agent MASQUERADE --random-fully on " + node.name
+
+
+# ---------------------------------------------------------------------------- capture scaffold
+@dataclass(frozen=True)
+class Point:
+    """One capture of a scenario: the file, whose network namespace it runs in, what it keeps."""
+
+    file: str
+    host: Any  # the lab's Pod, node or IDC host; the capture runs in its namespace
+    captured_at: dict  # the sidecar's description of that place (where_pod/where_node/where_idc)
+    bpf: str
+    # The client's address as its packets pass here: differs from client_ip once SNAT happened
+    # upstream of this point; None means no SNAT (the client's own address).
+    src_ip_seen: str | None = None
+    iface: str | None = None  # None: the lab's default (a Pod's eth0, a node's/host's NIC)
+    tool: str = "tcpdump"
+
+
+def in_pod(file: str, pod, bpf: str, tool: str = "tcpdump") -> Point:
+    return Point(file, pod, where_pod(pod), bpf, tool=tool)
+
+
+def on_node(file: str, node, bpf: str, src_ip_seen: str | None = None, iface=None) -> Point:
+    return Point(file, node, where_node(node, iface), bpf, src_ip_seen, iface)
+
+
+def at_idc(file: str, lab: Lab, bpf: str, src_ip_seen: str | None = None) -> Point:
+    return Point(file, lab.idc, where_idc(lab), bpf, src_ip_seen)
+
+
 class Run:
     """Writes captures and sidecars into a staging dir; moved into place at the end."""
 
@@ -125,20 +179,20 @@ class Run:
     def path(self, name: str) -> str:
         return os.path.join(self.staging, name)
 
-    def sidecar(self, name: str, lab: Lab, title: str, where: dict, capture, truth: dict, **extra):
-        fmt = "pcapng" if name.endswith(".pcapng") else "pcap"
-        linktype = "LINUX_SLL2" if capture.iface == "any" else "EN10MB"
+    def sidecar(self, point: Point, lab: Lab, title: str, capture, truth: dict, **extra) -> None:
+        name = point.file
         doc = {
             "file": name,
             "scenario": title,
-            "format": fmt,
-            "linktype": linktype,
-            "captured_at": where,
+            "format": "pcapng" if name.endswith(".pcapng") else "pcap",
+            "linktype": "LINUX_SLL2" if capture.iface == "any" else "EN10MB",
+            "captured_at": point.captured_at,
             "capture": {
                 "tool": capture.tool,
-                "netns_role": where["kind"],
+                "netns_role": point.captured_at["kind"],
                 "interface": capture.iface,
                 "filter": capture.bpf,
+                # argv()[4:] drops the "ip netns exec NS" prefix; the staging dir is throwaway
                 "command": " ".join(capture.argv()[4:]).replace(self.staging + "/", ""),
                 "packets": capture.packets,
             },
@@ -153,17 +207,47 @@ class Run:
         self.written += [name, stem + ".json"]
 
 
-def http_request(server, uri: str, client_ip: str, method: str = "GET") -> dict:
-    return {
-        "method": method,
-        "uri": uri,
-        "client_ip": client_ip,
-        "server_ip": server.ip,
-        "server_port": server.http_port,
-        "status": 200,
-    }
+class Take:
+    """The captures of one scenario: all see the same traffic, then each gets its sidecar."""
+
+    def __init__(self, run: Run, lab: Lab, points: tuple[Point, ...], set_name: str | None):
+        self.run, self.lab, self.points, self.set_name = run, lab, points, set_name
+        self.captures: list = []
+
+    def write(self, title: str, truth: dict, **extra) -> None:
+        """One sidecar per point; ``truth`` is shared, only src_ip_seen depends on the point."""
+        for point, capture in zip(self.points, self.captures, strict=True):
+            seen = {"src_ip_seen": point.src_ip_seen or truth["client_ip"]}
+            self.run.sidecar(
+                point, self.lab, title, capture, truth | seen, **self._set_member(point), **extra
+            )
+
+    def _set_member(self, point: Point) -> dict:
+        """Each file of a multi-point set names the others, which show the same connections."""
+        if self.set_name is None:
+            return {}
+        files = sorted(p.file for p in self.points)
+        kind = point.captured_at["kind"]
+        return {"multipoint_set": {"set": self.set_name, "point": kind, "files": files}}
 
 
+@contextmanager
+def capturing(run: Run, lab: Lab, *points: Point, set_name: str | None = None) -> Iterator[Take]:
+    """Start a capture at every point, let the caller drive traffic, then stop them all.
+
+    Every capture starts before the first packet and stops (after tcpdump's settle time) after
+    the last one, so a multi-point set holds the same connections in each file.
+    """
+    take = Take(run, lab, points, set_name)
+    with ExitStack() as stack:
+        for point in points:
+            path = run.path(point.file)
+            cap = lab.capture(point.host, path, point.bpf, iface=point.iface, tool=point.tool)
+            take.captures.append(stack.enter_context(cap))
+        yield take
+
+
+# ---------------------------------------------------------------------------- traffic
 def curl_ok(lab: Lab, client, url: str) -> tuple[str, int]:
     """curl that must work; returns the client's (local IP, local port) as curl saw them."""
     r = lab.curl(client, url, "-o", "/dev/null", "-w", "%{http_code} %{local_ip} %{local_port}")
@@ -179,375 +263,286 @@ def marker_ok(lab: Lab, client, server, text: bytes) -> None:
         raise SystemExit(f"marker to {server.ip} failed: {r.stderr!r}")
 
 
+@contextmanager
+def security_group_drop(lab: Lab, node, port: int) -> Iterator[None]:
+    """A DROP rule on ``node`` for the block's duration, removed even if the block fails."""
+    rule = lab.add_security_group_drop(node, dport=port)
+    try:
+        yield
+    finally:
+        lab.remove_security_group_drop(rule)
+
+
 # ---------------------------------------------------------------------------- scenarios
-@scenario("01")
-def http_mytest(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
+@scenario("01", lab="routed")
+def http_mytest(run: Run, lab: Lab) -> None:
     a, b = lab.pods
-    name = "01-http-mytest.pcap"
     uris = ["/mytest", "/healthz", "/api/v1/items?id=7"]
-    with lab.capture(b, run.path(name), f"tcp port {b.http_port}") as cap:
+    point = in_pod("01-http-mytest.pcap", b, f"tcp port {b.http_port}")
+    with capturing(run, lab, point) as take:
         for uri in uris:
             curl_ok(lab, a, f"http://{b.ip}{uri}")
-    truth = empty_truth() | {
-        "http_requests": [http_request(b, u, a.ip) for u in uris],
-        "client_ip": a.ip,
-        "server_ip": b.ip,
-        "src_ip_seen": a.ip,
-    }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"curl http://<pod>/mytest (and two other paths) from Pod {a.name} on {a.node.name} to "
         f"Pod {b.name} on {b.node.name}, routed; captured in the destination Pod",
-        where_pod(b),
-        cap,
-        truth,
+        conversation(a, b, http_requests=[http_request(b, u, a.ip) for u in uris]),
         guide_filter='http.request.uri == "/mytest"',
     )
 
 
-@scenario("02")
-def lbtest_marker(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
+@scenario("02", lab="routed")
+def lbtest_marker(run: Run, lab: Lab) -> None:
     a, b = lab.pods
-    name = "02-lbtest-marker.pcap"
-    with lab.capture(b, run.path(name), f"tcp port {b.marker_port}") as cap:
-        marker_ok(lab, a, b, b"hello\r\n")
-        marker_ok(lab, a, b, b"lbtest\r\n")
-        marker_ok(lab, a, b, b"bye\r\n")
-    truth = empty_truth() | {
-        "markers": ["lbtest"],
-        "client_ip": a.ip,
-        "server_ip": b.ip,
-        "src_ip_seen": a.ip,
-        "tcp_connections": 3,
-        "payloads": ["hello\r\n", "lbtest\r\n", "bye\r\n"],
-        "server_port": b.marker_port,
-    }
-    run.sidecar(
-        name,
-        lab,
+    payloads = ["hello\r\n", "lbtest\r\n", "bye\r\n"]  # one TCP connection each
+    point = in_pod("02-lbtest-marker.pcap", b, f"tcp port {b.marker_port}")
+    with capturing(run, lab, point) as take:
+        for text in payloads:
+            marker_ok(lab, a, b, text.encode())
+    take.write(
         f"three TCP connections from Pod {a.name} to Pod {b.name}:{b.marker_port}, one of them "
         "carrying the guide's telnet marker 'lbtest'; captured in the destination Pod",
-        where_pod(b),
-        cap,
-        truth,
+        conversation(
+            a,
+            b,
+            markers=["lbtest"],
+            tcp_connections=len(payloads),
+            payloads=payloads,
+            server_port=b.marker_port,
+        ),
         guide_filter='tcp contains "lbtest"',
     )
 
 
-@scenario("03")
-def snat_to_idc(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
-    a = lab.pods[0]
-    idc = lab.idc
-    name = "03-snat-to-idc.pcap"
-    with lab.capture(idc, run.path(name), f"tcp port {idc.http_port}") as cap:
+@scenario("03", lab="routed")
+def snat_to_idc(run: Run, lab: Lab) -> None:
+    a, idc = lab.pods[0], lab.idc
+    point = at_idc("03-snat-to-idc.pcap", lab, f"tcp port {idc.http_port}", a.node.ip)
+    with capturing(run, lab, point) as take:
         _, pod_port = curl_ok(lab, a, f"http://{idc.ip}/from-pod")
-    seen = idc.received("http")[-1]
-    truth = empty_truth() | {
-        "http_requests": [http_request(idc, "/from-pod", a.ip)],
-        "client_ip": a.ip,
-        "server_ip": idc.ip,
-        "src_ip_seen": a.node.ip,
-        "snat_applied": True,
-        "snat": {
-            "pod_ip": a.ip,
-            "pod_port": pod_port,
-            "wire_ip": seen["peer_ip"],
-            "wire_port": seen["peer_port"],
-            "by": "ip-masq-agent MASQUERADE --random-fully on " + a.node.name,
-        },
+    seen = idc.received("http")[-1]  # the server logs the address the request arrived from
+    snat = {
+        "pod_ip": a.ip,
+        "pod_port": pod_port,
+        "wire_ip": seen["peer_ip"],
+        "wire_port": seen["peer_port"],
+        "by": masqueraded_by(a.node),
     }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"Pod {a.name} -> IDC host {idc.ip} (outside nonMasqueradeCIDRs): masqueraded to node "
         f"{a.node.name}'s IP with the source port rewritten; captured at the IDC host",
-        where_idc(lab),
-        cap,
-        truth,
+        conversation(
+            a,
+            idc,
+            http_requests=[http_request(idc, "/from-pod", a.ip)],
+            snat_applied=True,
+            snat=snat,
+        ),
     )
 
 
-@scenario("04")
-def nonmasq_preserved(run: Run, labs: dict) -> None:
-    lab = labs["nonmasq"]
-    a = lab.pods[0]
-    idc = lab.idc
-    name = "04-nonmasq-preserved.pcap"
-    with lab.capture(idc, run.path(name), f"tcp port {idc.http_port}") as cap:
+@scenario("04", lab="nonmasq")
+def nonmasq_preserved(run: Run, lab: Lab) -> None:
+    a, idc = lab.pods[0], lab.idc
+    point = at_idc("04-nonmasq-preserved.pcap", lab, f"tcp port {idc.http_port}")
+    with capturing(run, lab, point) as take:
         _, pod_port = curl_ok(lab, a, f"http://{idc.ip}/keep-pod-ip")
     seen = idc.received("http")[-1]
     assert seen["peer_ip"] == a.ip and seen["peer_port"] == pod_port, seen
-    truth = empty_truth() | {
-        "http_requests": [http_request(idc, "/keep-pod-ip", a.ip)],
-        "client_ip": a.ip,
-        "server_ip": idc.ip,
-        "src_ip_seen": a.ip,
-        "snat_applied": False,
-        "non_masquerade_cidr": IDC_CIDR,
-    }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"Pod {a.name} -> IDC host {idc.ip} with {IDC_CIDR} in ip-masq-agent's "
         "nonMasqueradeCIDRs: the Pod IP arrives unchanged; captured at the IDC host",
-        where_idc(lab),
-        cap,
-        truth,
+        conversation(
+            a,
+            idc,
+            http_requests=[http_request(idc, "/keep-pod-ip", a.ip)],
+            non_masquerade_cidr=IDC_CIDR,
+        ),
     )
 
 
-@scenario("05")
-def vxlan_node_nic(run: Run, labs: dict) -> None:
-    lab = labs["vxlan"]
+@scenario("05", lab="vxlan")
+def vxlan_node_nic(run: Run, lab: Lab) -> None:
     a, b = lab.pods
-    name = "05-vxlan-node-nic.pcap"
-    with lab.capture(a.node, run.path(name), f"udp port {VXLAN_PORT}") as cap:
+    # src_ip_seen stays the Pod's: the inner packet, not the node-to-node outer header
+    point = on_node("05-vxlan-node-nic.pcap", a.node, f"udp port {VXLAN_PORT}")
+    with capturing(run, lab, point) as take:
         curl_ok(lab, a, f"http://{b.ip}/across-nodes")
         marker_ok(lab, a, b, b"lbtest\r\n")
-    truth = empty_truth() | {
-        "http_requests": [http_request(b, "/across-nodes", a.ip)],
-        "markers": ["lbtest"],
-        "client_ip": a.ip,
-        "server_ip": b.ip,
-        "src_ip_seen": a.ip,
-        "encapsulation": {
-            "type": "vxlan",
-            "udp_port": VXLAN_PORT,
-            "vni": VXLAN_VNI,
-            "outer_src": a.node.ip,
-            "outer_dst": b.node.ip,
-            "decode_as": "udp.port==8472,vxlan",
-        },
+    encapsulation = {
+        "type": "vxlan",
+        "udp_port": VXLAN_PORT,
+        "vni": VXLAN_VNI,
+        "outer_src": a.node.ip,
+        "outer_dst": b.node.ip,
+        "decode_as": "udp.port==8472,vxlan",
     }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"Pod {a.name} -> Pod {b.name} across nodes through a flannel-like VXLAN overlay "
         "(flannel.1, VNI 1, UDP 8472); captured on the source node's NIC, so every packet is "
         "encapsulated between the node IPs",
-        where_node(a.node),
-        cap,
-        truth,
+        conversation(
+            a,
+            b,
+            http_requests=[http_request(b, "/across-nodes", a.ip)],
+            markers=["lbtest"],
+            encapsulation=encapsulation,
+        ),
     )
 
 
-@scenario("06")
-def syn_dropped(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
+@scenario("06", lab="routed")
+def syn_dropped(run: Run, lab: Lab) -> None:
     a, b = lab.pods
-    name = "06-syn-dropped.pcap"
-    rule = lab.add_security_group_drop(b.node, dport=b.http_port)
-    try:
-        with lab.capture(a, run.path(name), f"tcp port {b.http_port}") as cap:
-            r = lab.curl(a, f"http://{b.ip}/blocked", timeout=3.5)
-    finally:
-        lab.remove_security_group_drop(rule)
+    point = in_pod("06-syn-dropped.pcap", a, f"tcp port {b.http_port}")
+    with security_group_drop(lab, b.node, b.http_port), capturing(run, lab, point) as take:
+        r = lab.curl(a, f"http://{b.ip}/blocked", timeout=3.5)
     if r.returncode != 28:
         raise SystemExit(f"expected a timeout through the security group, got {r.returncode}")
-    truth = empty_truth() | {
-        "client_ip": a.ip,
-        "server_ip": b.ip,
-        "src_ip_seen": a.ip,
-        "dropped": {
-            "what": f"tcp to {b.ip}:{b.http_port}",
-            "by": f"security group on {b.node.name} (iptables -j DROP on {b.node.nic})",
-            "syns_unanswered": True,
-            "client_error": "curl: (28) timed out",
-        },
+    dropped = {
+        "what": f"tcp to {b.ip}:{b.http_port}",
+        "by": f"security group on {b.node.name} (iptables -j DROP on {b.node.nic})",
+        "syns_unanswered": True,
+        "client_error": "curl: (28) timed out",
     }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"Pod {a.name} -> Pod {b.name}:{b.http_port} while a security group on {b.node.name} "
         "drops it: the SYN and its retransmissions go unanswered; captured in the client Pod",
-        where_pod(a),
-        cap,
-        truth,
+        conversation(a, b, dropped=dropped),
     )
 
 
-@scenario("07")
-def conn_refused(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
+@scenario("07", lab="routed")
+def conn_refused(run: Run, lab: Lab) -> None:
     a, b = lab.pods
-    name = "07-conn-refused.pcap"
-    with lab.capture(a, run.path(name), f"tcp port {b.closed_port}") as cap:
+    point = in_pod("07-conn-refused.pcap", a, f"tcp port {b.closed_port}")
+    with capturing(run, lab, point) as take:
         r = lab.send_marker(a, b.ip, b.closed_port)
     if r.returncode == 0:
         raise SystemExit("the closed port accepted a connection")
-    truth = empty_truth() | {
-        "client_ip": a.ip,
-        "server_ip": b.ip,
-        "src_ip_seen": a.ip,
-        "refused": {"server_ip": b.ip, "port": b.closed_port},
-    }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"Pod {a.name} -> Pod {b.name}:{b.closed_port}, where nothing listens: the SYN is "
         "answered with RST; captured in the client Pod",
-        where_pod(a),
-        cap,
-        truth,
+        conversation(a, b, refused={"server_ip": b.ip, "port": b.closed_port}),
     )
 
 
-@scenario("08")
-def any_sll2(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
+@scenario("08", lab="routed")
+def any_sll2(run: Run, lab: Lab) -> None:
     a, b = lab.pods
-    name = "08-any-sll2.pcap"
-    with lab.capture(a.node, run.path(name), f"tcp port {b.http_port}", iface="any") as cap:
+    point = on_node("08-any-sll2.pcap", a.node, f"tcp port {b.http_port}", iface="any")
+    with capturing(run, lab, point) as take:
         curl_ok(lab, a, f"http://{b.ip}/any-interface")
-    truth = empty_truth() | {
-        "http_requests": [http_request(b, "/any-interface", a.ip)],
-        "client_ip": a.ip,
-        "server_ip": b.ip,
-        "src_ip_seen": a.ip,
-        "copies_per_packet": 3,
-        "interfaces": [a.host_veth, "cni0", a.node.nic],
-    }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"tcpdump -i any on node {a.node.name} while Pod {a.name} fetches from Pod {b.name}: "
         "Linux cooked capture v2 (SLL2), each packet seen on the Pod's veth, cni0 and eth0. "
         "Interface indexes in the file are those of the node's namespace.",
-        where_node(a.node, "any"),
-        cap,
-        truth,
+        conversation(
+            a,
+            b,
+            http_requests=[http_request(b, "/any-interface", a.ip)],
+            copies_per_packet=3,
+            interfaces=[a.host_veth, "cni0", a.node.nic],
+        ),
     )
 
 
-@scenario("09")
-def pcapng(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
+@scenario("09", lab="routed")
+def pcapng(run: Run, lab: Lab) -> None:
     a, b = lab.pods
-    name = "09-pcapng-dumpcap.pcapng"
     bpf = f"tcp port {b.http_port} or tcp port {b.marker_port}"
-    with lab.capture(b, run.path(name), bpf, tool="dumpcap") as cap:
+    point = in_pod("09-pcapng-dumpcap.pcapng", b, bpf, tool="dumpcap")
+    with capturing(run, lab, point) as take:
         curl_ok(lab, a, f"http://{b.ip}/pcapng")
         marker_ok(lab, a, b, b"lbtest\r\n")
-    truth = empty_truth() | {
-        "http_requests": [http_request(b, "/pcapng", a.ip)],
-        "markers": ["lbtest"],
-        "client_ip": a.ip,
-        "server_ip": b.ip,
-        "src_ip_seen": a.ip,
-    }
-    run.sidecar(
-        name,
-        lab,
+    take.write(
         f"dumpcap (pcapng) in Pod {b.name} while Pod {a.name} sends an HTTP request and the "
         "lbtest marker",
-        where_pod(b),
-        cap,
-        truth,
+        conversation(a, b, http_requests=[http_request(b, "/pcapng", a.ip)], markers=["lbtest"]),
     )
 
 
-@scenario("10")
-def snat_multipoint(run: Run, labs: dict) -> None:
-    lab = labs["routed"]
-    a = lab.pods[0]
-    idc = lab.idc
-    names = {
-        "pod": "10-snat-pod.pcap",
-        "node": "10-snat-node.pcap",
-        "peer": "10-snat-peer.pcap",
-    }
+@scenario("10", lab="routed")
+def snat_multipoint(run: Run, lab: Lab) -> None:
+    a, idc = lab.pods[0], lab.idc
+    uris = ["/snat/1", "/snat/2"]
     bpf = f"tcp port {idc.http_port} or tcp port {idc.marker_port}"
-    with (
-        lab.capture(a, run.path(names["pod"]), bpf) as cap_pod,
-        lab.capture(a.node, run.path(names["node"]), bpf) as cap_node,
-        lab.capture(idc, run.path(names["peer"]), bpf) as cap_peer,
-    ):
-        before = len(idc.received())
-        _, port1 = curl_ok(lab, a, f"http://{idc.ip}/snat/1")
-        _, port2 = curl_ok(lab, a, f"http://{idc.ip}/snat/2")
+    points = (
+        in_pod("10-snat-pod.pcap", a, bpf),
+        on_node("10-snat-node.pcap", a.node, bpf, a.node.ip),
+        at_idc("10-snat-peer.pcap", lab, bpf, a.node.ip),
+    )
+    with capturing(run, lab, *points, set_name="10-snat") as take:
+        logged_before = len(idc.received())
+        pod_ports = [curl_ok(lab, a, f"http://{idc.ip}{uri}")[1] for uri in uris]
         marker_ok(lab, a, idc, b"lbtest\r\n")
-    got = idc.received()[before:]
+    got = idc.received()[logged_before:]
     http = [e for e in got if e["kind"] == "http"]
+    marker = next(e for e in got if e["kind"] == "marker")
     conns = [
         {
-            "uri": "/snat/1",
+            "uri": uri,
             "pod_ip": a.ip,
-            "pod_port": port1,
-            "wire_ip": http[0]["peer_ip"],
-            "wire_port": http[0]["peer_port"],
+            "pod_port": pod_port,
+            "wire_ip": logged["peer_ip"],
+            "wire_port": logged["peer_port"],
             "server": f"{idc.ip}:{idc.http_port}",
-        },
-        {
-            "uri": "/snat/2",
-            "pod_ip": a.ip,
-            "pod_port": port2,
-            "wire_ip": http[1]["peer_ip"],
-            "wire_port": http[1]["peer_port"],
-            "server": f"{idc.ip}:{idc.http_port}",
-        },
+        }
+        for uri, pod_port, logged in zip(uris, pod_ports, http, strict=True)
     ]
-    marker = next(e for e in got if e["kind"] == "marker")
-    title = (
+    snat = {
+        "pod_ip": a.ip,
+        "wire_ip": a.node.ip,
+        "by": masqueraded_by(a.node),
+        "connections": conns,
+        "marker_wire_port": marker["peer_port"],
+    }
+    take.write(
         f"one set, three capture points: Pod {a.name} -> IDC host {idc.ip} (two HTTP requests "
         f"and the lbtest marker), masqueraded by ip-masq-agent on {a.node.name}; the same "
         "connections captured in the Pod (Pod IP), on the node's NIC and at the peer (node IP, "
-        "rewritten ports)"
+        "rewritten ports)",
+        conversation(
+            a,
+            idc,
+            http_requests=[http_request(idc, uri, a.ip) for uri in uris],
+            markers=["lbtest"],
+            snat_applied=True,
+            snat=snat,
+        ),
     )
-    for point, cap, where, src in (
-        ("pod", cap_pod, where_pod(a), a.ip),
-        ("node", cap_node, where_node(a.node), a.node.ip),
-        ("peer", cap_peer, where_idc(lab), a.node.ip),
-    ):
-        truth = empty_truth() | {
-            "http_requests": [http_request(idc, c["uri"], a.ip) for c in conns],
-            "markers": ["lbtest"],
-            "client_ip": a.ip,
-            "server_ip": idc.ip,
-            "src_ip_seen": src,
-            "snat_applied": True,
-            "snat": {
-                "pod_ip": a.ip,
-                "wire_ip": a.node.ip,
-                "by": "ip-masq-agent MASQUERADE --random-fully on " + a.node.name,
-                "connections": conns,
-                "marker_wire_port": marker["peer_port"],
-            },
-        }
-        run.sidecar(
-            names[point],
-            lab,
-            title,
-            where,
-            cap,
-            truth,
-            multipoint_set={"set": "10-snat", "point": point, "files": sorted(names.values())},
-        )
 
 
 # ---------------------------------------------------------------------------- driver
-def build_labs(wanted: set[str]) -> dict:
-    labs: dict[str, Lab] = {}
-    needs = {
-        "routed": {"01", "02", "03", "06", "07", "08", "09", "10"},
-        "nonmasq": {"04"},
-        "vxlan": {"05"},
-    }
-    if wanted & needs["routed"]:
-        labs["routed"] = Lab(nodes=2, pods_per_node=1, overlay="routed", idc=True).start()
-    if wanted & needs["nonmasq"]:
-        labs["nonmasq"] = Lab(
-            nodes=1,
-            pods_per_node=1,
-            idc=True,
-            masq_non_masquerade=[VPC_CIDR, CLUSTER_CIDR, IDC_CIDR],
-        ).start()
-    if wanted & needs["vxlan"]:
-        labs["vxlan"] = Lab(nodes=2, pods_per_node=1, overlay="vxlan").start()
-    return labs
+LAB_SHAPES: dict[str, Callable[[], Lab]] = {
+    "routed": lambda: Lab(nodes=2, pods_per_node=1, overlay="routed", idc=True),
+    "nonmasq": lambda: Lab(
+        nodes=1,
+        pods_per_node=1,
+        idc=True,
+        masq_non_masquerade=[VPC_CIDR, CLUSTER_CIDR, IDC_CIDR],
+    ),
+    "vxlan": lambda: Lab(nodes=2, pods_per_node=1, overlay="vxlan"),
+}
+
+
+def build_labs(wanted: set[str], labs: dict[str, Lab]) -> None:
+    """Start only the labs the wanted scenarios run in; fills ``labs`` as it goes so the
+    caller can close the ones that started even if a later one fails."""
+    needed = {SCENARIOS[number][0] for number in wanted}
+    for shape, make_lab in LAB_SHAPES.items():  # in LAB_SHAPES order, as before
+        if shape in needed:
+            labs[shape] = make_lab().start()
+
+
+def replace_outputs(run: Run, out: str, wanted: set[str]) -> None:
+    """Remove the old files of the scenarios made (a renamed capture leaves none behind)."""
+    for number in sorted(wanted):
+        for old in glob.glob(os.path.join(out, f"{number}-*")):
+            if old.endswith((".pcap", ".pcapng", ".json")):
+                os.unlink(old)
+    for name in run.written:
+        shutil.move(run.path(name), os.path.join(out, name))
+        print(os.path.join(out, name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -564,21 +559,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {sorted(unknown)} (have {sorted(SCENARIOS)})")
     os.makedirs(args.out, exist_ok=True)
     staging = tempfile.mkdtemp(prefix="podcap-samples-")
-    labs: dict = {}
+    labs: dict[str, Lab] = {}
     try:
-        labs = build_labs(wanted)
+        build_labs(wanted, labs)
         run = Run(staging)
         for number in sorted(wanted):
+            shape, make = SCENARIOS[number]
             started = time.monotonic()
-            SCENARIOS[number](run, labs)
+            make(run, labs[shape])
             print(f"{number}: {time.monotonic() - started:.1f}s")
-        for number in sorted(wanted):
-            for old in glob.glob(os.path.join(args.out, f"{number}-*")):
-                if old.endswith((".pcap", ".pcapng", ".json")):
-                    os.unlink(old)
-        for name in run.written:
-            shutil.move(run.path(name), os.path.join(args.out, name))
-            print(os.path.join(args.out, name))
+        replace_outputs(run, args.out, wanted)
     finally:
         for lab in labs.values():
             lab.close()
