@@ -180,6 +180,19 @@ def test_no_helper_while_the_other_cpus_are_busy(monkeypatch):
             process.wait()
 
 
+def test_a_bad_report_name_stops_the_early_helper(mixed_pcap, helper_on):
+    # analyze() starts reading before it imports the reports; a name it then refuses must
+    # not leave the helper running or its file open.
+    from podcap.analyze import analyze
+    from podcap.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown report 'nope'"):
+        analyze([mixed_pcap], reports=["flows", "nope"])
+    children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+    assert children == []
+    assert not leftovers()
+
+
 def test_small_files_gzip_and_the_off_switch_get_no_helper(mixed_pcap, tmp_path, monkeypatch):
     monkeypatch.setenv(split.ENV_SWITCH, "1")
     small = start_reading(mixed_pcap)  # 2.3 MB, under the real 32 MiB threshold

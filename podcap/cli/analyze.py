@@ -93,6 +93,9 @@ def analyze(
     matched nothing (as grep), 2 on error. An unreadable file gives one error line and the
     other files are still analyzed (exit 2 at the end).
 
+    A pcap of 32 MiB or more is decoded by two processes when a second CPU is free
+    (PODCAP_DECODE_HELPER=0: always one).
+
     Example: podcap analyze capture.pcap --contains lbtest -r summary -r flows
     """
     from podcap.analyze import analyze as run_analysis
