@@ -201,7 +201,7 @@ class Reading:
         to_mine = self.strings.codes(part["strings"])  # the helper's string codes -> ours
         for name in STRING_COLUMNS:
             columns[name] = to_mine[columns[name]]
-        columns["frame"] += self.packets
+        columns["frame"] = columns["frame"] + self.packets
         self.chunks.append(columns)
         for needle, found in part["matches"].items():
             self.matches[needle].append(found)
@@ -280,7 +280,7 @@ class Reading:
             self.warnings.append(f"packets on link type {names} are counted but not decoded")
         # In interface order; a file without packets still names its interfaces' link types.
         shown = [lt for lt in linktype_list if lt in present] or linktype_list
-        return Capture(
+        capture = Capture(
             path=self.path,
             packets=self._dataframe(),
             linktypes=list(dict.fromkeys(linktypes.name(lt) for lt in shown)),
@@ -290,6 +290,12 @@ class Reading:
             if_index=_concat(self.link_meta["if_index"], np.int32),
             pkt_type=_concat(self.link_meta["pkt_type"], np.int16),
         )
+        # Every part is joined: let go of them (the helper's live in a mapped file whose memory
+        # is only returned when the last of them goes).
+        self.chunks.clear()
+        self.matches = {n: [] for n in self.matches}
+        self.link_meta = {name: [] for name in self.link_meta}
+        return capture
 
     def _dataframe(self) -> pd.DataFrame:
         import pandas as pd
