@@ -117,7 +117,7 @@ class Reading:
         """Decode the file (up to the helper's part, then adopt that) and build the Capture."""
         try:
             buf, self.first_chunk = self.first_chunk, b""
-            self.walk(self.framer, buf, self.framer.header_len, 0, self.helper)
+            self.walk(self.framer, buf, self.framer.header_len, 0)
         finally:
             self.cancel()
         return self._capture(self.framer.file_format, self.framer.linktype_list)
@@ -128,9 +128,9 @@ class Reading:
             self.helper.cancel()
         self.reader.stream.close()
 
-    def walk(self, framer, buf: bytearray, start: int, base: int, helper=None) -> None:
+    def walk(self, framer, buf: bytearray, start: int, base: int) -> None:
         """Decode chunk after chunk from ``buf[start:]`` (``base``: its offset in the file)
-        to the end of the file, or to the cut where ``helper`` took over."""
+        to the end of the file, or to the cut where ``self.helper`` took over."""
         while True:
             walk = framer.walk(buf, start, base)
             self._decode_chunk(buf, walk.frames)
@@ -139,12 +139,12 @@ class Reading:
                 self._stop_at_problem(walk)
                 return
             carry = bytes(buf[walk.stop :])
-            if self.reader.eof and helper is not None:
+            if self.reader.eof and self.helper is not None:
                 # At the cut: adopt the helper's part if the walk landed exactly on the cut.
-                if not carry and self._adopt(helper.result()):
+                if not carry and self._adopt(self.helper.result()):
                     return
-                helper.cancel()
-                helper = None
+                self.helper.cancel()
+                self.helper = None
                 self.reader.read_to_end()
             if self.reader.eof:
                 self._note_truncated_tail(base + walk.stop, carry)

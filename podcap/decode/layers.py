@@ -17,6 +17,7 @@ import numpy as np
 
 from podcap.decode import linktypes
 from podcap.decode.bytesview import ByteView, be16, be32
+from podcap.decode.schema import PACKET_COLUMNS
 from podcap.decode.strings import Interner
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
@@ -49,47 +50,47 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniques, inverse
 
 
+# The packet-table columns the layers fill, with the schema's dtype and sentinel (text columns
+# as int32 codes into the Interner, 0 being ""). The inner ones are the headers after any overlay.
+INNER_COLUMNS = ("ip_version", "src", "dst", "ip_proto", "ip_id", "ttl", "sport", "dport",
+                 "tcp_flags", "tcp_seq", "tcp_ack", "tcp_win", "tcp_tsval", "icmp_type",
+                 "payload_len")  # fmt: skip
+OVERLAY_COLUMNS = ("encap", "outer_src", "outer_dst")
+EXTRA_COLUMNS = {
+    "payload_start": (np.int64, -1),  # absolute offset of the payload in the chunk
+    "payload_end": (np.int64, -1),  # absolute end of the *captured* payload
+    # Linux cooked captures (tcpdump -i any) say which interface saw the packet: SLL2 its
+    # ifindex, SLL1 only the packet type (to us, outgoing...). -1 on other link types.
+    "if_index": (np.int32, -1),
+    "pkt_type": (np.int16, -1),
+}
+
+
+def _layer_columns() -> dict[str, tuple[object, int]]:
+    columns = {}
+    for name in INNER_COLUMNS + OVERLAY_COLUMNS:
+        dtype, sentinel, _ = PACKET_COLUMNS[name]
+        columns[name] = (np.int32, 0) if dtype == "str" else (np.dtype(dtype), sentinel)
+    return columns | EXTRA_COLUMNS
+
+
+LAYER_COLUMNS = _layer_columns()
+# What an outer header wrote and its payload's own headers must not inherit.
+RESET_ON_INNER = INNER_COLUMNS + ("payload_start", "payload_end")
+
+
 class Columns:
     """Per-packet column arrays of one chunk, filled in place by the layer functions."""
 
     def __init__(self, n: int, interner: Interner):
         self.strings = interner
-        full = np.full
-        self.ip_version = np.zeros(n, np.int8)
-        self.src = np.zeros(n, np.int32)  # string codes into ``interner``
-        self.dst = np.zeros(n, np.int32)
-        self.ip_proto = full(n, -1, np.int16)
-        self.ip_id = full(n, -1, np.int32)
-        self.ttl = full(n, -1, np.int16)
-        self.sport = full(n, -1, np.int32)
-        self.dport = full(n, -1, np.int32)
-        self.tcp_flags = np.zeros(n, np.int16)
-        self.tcp_seq = full(n, -1, np.int64)
-        self.tcp_ack = full(n, -1, np.int64)
-        self.tcp_win = full(n, -1, np.int32)
-        self.tcp_tsval = full(n, -1, np.int64)
-        self.icmp_type = full(n, -1, np.int16)
-        self.payload_len = np.zeros(n, np.int32)
-        self.payload_start = full(n, -1, np.int64)  # absolute offset in the chunk
-        self.payload_end = full(n, -1, np.int64)  # absolute end of the *captured* payload
-        self.encap = np.zeros(n, np.int32)
-        self.outer_src = np.zeros(n, np.int32)
-        self.outer_dst = np.zeros(n, np.int32)
-        # Linux cooked captures (tcpdump -i any) say which interface saw the packet: SLL2 its
-        # ifindex, SLL1 only the packet type (to us, outgoing...). -1 on other link types.
-        self.if_index = full(n, -1, np.int32)
-        self.pkt_type = full(n, -1, np.int16)
+        for name, (dtype, sentinel) in LAYER_COLUMNS.items():
+            setattr(self, name, np.full(n, sentinel, dtype))
 
     def reset_inner(self, idx: np.ndarray) -> None:
         """Forget what the outer headers wrote before their payload is decoded as a packet."""
-        self.ip_version[idx] = 0
-        self.src[idx] = self.dst[idx] = 0
-        for name in ("ip_proto", "ip_id", "ttl", "sport", "dport", "tcp_seq", "tcp_ack"):
-            getattr(self, name)[idx] = -1
-        for name in ("tcp_win", "tcp_tsval", "icmp_type", "payload_start", "payload_end"):
-            getattr(self, name)[idx] = -1
-        self.tcp_flags[idx] = 0
-        self.payload_len[idx] = 0
+        for name in RESET_ON_INNER:
+            getattr(self, name)[idx] = LAYER_COLUMNS[name][1]
 
 
 class Decoder:
