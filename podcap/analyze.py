@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from podcap.bucketed import IN_MEMORY_PACKETS, analyze_in_buckets, bucket_plan
 from podcap.errors import DecodeError, PodcapError, UsageError
 
 if TYPE_CHECKING:
@@ -55,8 +56,14 @@ def analyze(
     engine: str = "native",
     options: dict[str, Any] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    in_memory_limit: int | None = IN_MEMORY_PACKETS,
 ) -> AnalysisResult:
     """Analyze capture files and return the requested reports.
+
+    Captures estimated to hold more than ``in_memory_limit`` packets in all are analyzed
+    in buckets of conversations spilled to disk, one bucket in memory at a time
+    (``podcap.bucketed``; summary, flows, tcp and http reports with a native filter or none).
+    The reports are the same; ``result.analysis`` is then None. 0 or None: always in memory.
 
     Raises:
         FilterError: the filter is neither native nor accepted by tshark.
@@ -81,9 +88,10 @@ def analyze(
         set(reports) <= REPORTS_WITHOUT_HTTP
         and "http" not in (display_filter.text.lower() if display_filter else "")
     )
+    plan = bucket_plan(paths, reports, display_filter, engine, in_memory_limit)
     # Reading starts before pandas and the reports are imported: for a large pcap a helper
     # process decodes part of it meanwhile (podcap.decode.split).
-    early = _start_early(paths[0], engine, needles, needs_http)
+    early = None if plan else _start_early(paths[0], engine, needles, needs_http)
     try:
         from podcap.reports import REPORTS, build_report
         from podcap.reports.analysis import Analysis
@@ -96,6 +104,14 @@ def analyze(
         if early is not None:
             early.cancel()
         raise
+    if plan:
+        return _result(
+            *analyze_in_buckets(
+                paths, plan, display_filter, reports, options, needs_http, progress
+            ),
+            analysis=None,
+            filtered=display_filter is not None,
+        )
     captures, errors, warnings = _read_all(paths, engine, needles, needs_http, progress, early)
     packets = _combine(captures)
     progress("following connections")
@@ -112,15 +128,22 @@ def analyze(
         filter_text=display_filter.text if display_filter else None,
         files_given=len(paths),
     )
-    result = AnalysisResult()
+    tables = {}
     for name in reports:
         progress(f"building the {name} report")
-        result[name] = build_report(name, analysis)
-    result.matched = int(matched.sum())
+        tables[name] = build_report(name, analysis)
+    return _result(
+        tables, int(matched.sum()), errors, warnings, analysis, display_filter is not None
+    )
+
+
+def _result(tables, matched, errors, warnings, analysis, filtered) -> AnalysisResult:
+    result = AnalysisResult(tables)
+    result.matched = matched
     result.errors = errors
     result.warnings = warnings
     result.analysis = analysis
-    result.filtered = display_filter is not None
+    result.filtered = filtered
     return result
 
 

@@ -67,6 +67,14 @@ def analyze(
     max_rows: int = typer.Option(
         50, "--max-rows", help="Rows shown per report in the table and html formats (0: all)."
     ),
+    in_memory_limit: int = typer.Option(
+        1_500_000,
+        "--in-memory-limit",
+        metavar="PACKETS",
+        help="Captures estimated above this many packets are analyzed in buckets of "
+        "conversations spilled to disk (summary, flows, tcp, http), so memory stays bounded; "
+        "0: always in memory.",
+    ),
     # --- snat/dnat report inputs (podcap.snat) ---
     pod_cidr: list[str] = typer.Option(
         [], "--pod-cidr", help="snat: a Pod CIDR of the cluster (repeatable)."
@@ -105,6 +113,8 @@ def analyze(
     output_format = check_format(output_format.lower())
     if max_rows < 0:
         raise UsageError(f"--max-rows {max_rows}: must be 0 (every row) or more")
+    if in_memory_limit < 0:
+        raise UsageError(f"--in-memory-limit {in_memory_limit}: must be 0 (no limit) or more")
     expression = _combine_filters(display_filter, contains, uri)
     reports = [name.strip() for item in report for name in item.split(",") if name.strip()]
     if not reports:
@@ -124,6 +134,7 @@ def analyze(
                 "iptables": iptables,
             },
             on_progress=progress,
+            in_memory_limit=in_memory_limit,
         )
     for message in result.warnings:
         warn(message)

@@ -107,11 +107,14 @@ class Reading:
         self.packets = 0
         self.helper: split.Helper | None = None
         self.helper_packets = 0  # packets the helper process decoded (0: none, or dropped)
+        # Where decoded chunks go instead of ``chunks`` (podcap.decode.spill): None keeps them.
+        self.sink = None
 
     def start(self) -> None:
         self.first_chunk = self.reader.read(b"")
         self.framer = detect(bytes(self.first_chunk[:64]), self.path)
-        self.helper = self._start_helper(self.framer, self.first_chunk)
+        if self.sink is None:
+            self.helper = self._start_helper(self.framer, self.first_chunk)
 
     def finish(self) -> Capture:
         """Decode the file (up to the helper's part, then adopt that) and build the Capture."""
@@ -238,13 +241,19 @@ class Reading:
             self.http.fill(
                 view, cols.ip_proto == PROTO_TCP, cols.payload_start, cols.payload_end, chunk
             )
-        for name, parts in self.link_meta.items():
-            parts.append(getattr(cols, name))
-        for needle in self.needles:
-            self.matches[needle].append(
-                payload_matches(buf, needle, cols.payload_start, cols.payload_end)
-            )
-        self.chunks.append(chunk)
+        meta = {name: getattr(cols, name) for name in self.link_meta}
+        matches = {
+            needle: payload_matches(buf, needle, cols.payload_start, cols.payload_end)
+            for needle in self.needles
+        }
+        if self.sink is not None:
+            self.sink.add(chunk, matches, meta)
+        else:
+            self.chunks.append(chunk)
+            for name, values in meta.items():
+                self.link_meta[name].append(values)
+            for needle, found in matches.items():
+                self.matches[needle].append(found)
         self.packets += n
 
     def _chunk_columns(self, frames: Frames, cols: Columns) -> dict[str, np.ndarray]:
@@ -270,7 +279,10 @@ class Reading:
         return chunk
 
     def _capture(self, file_format: str, linktype_list: list[int]) -> Capture:
-        present = sorted({int(v) for c in self.chunks for v in np.unique(c["linktype"])})
+        if self.sink is not None:
+            present = sorted(self.sink.linktypes)
+        else:
+            present = sorted({int(v) for c in self.chunks for v in np.unique(c["linktype"])})
         if self.packets and not any(lt in linktypes.SUPPORTED for lt in present):
             names = ", ".join(linktypes.name(lt) for lt in present)
             raise DecodeError(f"{self.path}: link type {names} is not supported")
@@ -282,7 +294,7 @@ class Reading:
         shown = [lt for lt in linktype_list if lt in present] or linktype_list
         capture = Capture(
             path=self.path,
-            packets=self._dataframe(),
+            packets=packet_table(self.chunks, self.strings),
             linktypes=list(dict.fromkeys(linktypes.name(lt) for lt in shown)),
             warnings=self.warnings,
             contains={n: _concat(parts, bool) for n, parts in self.matches.items()},
@@ -297,21 +309,23 @@ class Reading:
         self.link_meta = {name: [] for name in self.link_meta}
         return capture
 
-    def _dataframe(self) -> pd.DataFrame:
-        import pandas as pd
 
-        data = {}
-        for name, (dtype, _, _) in PACKET_COLUMNS.items():
-            # Pop each chunk's part as it is joined: never two full copies of every column.
-            parts = [chunk.pop(name) for chunk in self.chunks]
-            if dtype == "str":
-                codes = _concat(parts, np.int32)
-                data[name] = pd.Series(pd.array(self.strings.column(codes), dtype="str"))
-            else:
-                data[name] = _concat(parts, dtype)
-            del parts
-        # copy=False keeps one block per column: no consolidation copy of a million rows.
-        return pd.DataFrame(data, columns=list(PACKET_COLUMNS), copy=False)
+def packet_table(chunks: list[dict[str, np.ndarray]], strings: Interner) -> pd.DataFrame:
+    """The packet table of decoded chunks (string columns as codes into ``strings``). Each
+    chunk's columns are popped as they are joined: never two full copies of every column."""
+    import pandas as pd
+
+    data = {}
+    for name, (dtype, _, _) in PACKET_COLUMNS.items():
+        parts = [chunk.pop(name) for chunk in chunks]
+        if dtype == "str":
+            codes = _concat(parts, np.int32)
+            data[name] = pd.Series(pd.array(strings.column(codes), dtype="str"))
+        else:
+            data[name] = _concat(parts, dtype)
+        del parts
+    # copy=False keeps one block per column: no consolidation copy of a million rows.
+    return pd.DataFrame(data, columns=list(PACKET_COLUMNS), copy=False)
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:

@@ -68,6 +68,13 @@ class Analysis:
         return http_requests(self.all_packets, self.all_flows)
 
     @cached_property
+    def file_counts(self) -> pd.DataFrame:
+        """The summary's numbers per file (``reports.summary.file_counts``), cached."""
+        from podcap.reports.summary import file_counts
+
+        return file_counts(self)
+
+    @cached_property
     def problems(self) -> pd.DataFrame:
         """TCP problems of the selected flows (``reports.tcp``), cached."""
         from podcap.reports.tcp import tcp_problems

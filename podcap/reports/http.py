@@ -57,7 +57,9 @@ def http_requests(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
             "latency_ms": ((paired["response_ts"] - paired["ts"]) * 1000.0).round(3),
         }
     )
-    return table
+    # Text columns are strings also when there is no request (inferred, they would be objects).
+    text = ["file", "client_ip", "server_ip", "method", "host", "uri"]
+    return table.astype(dict.fromkeys(text, "str"))
 
 
 @report("http", "one row per HTTP request (any port): method, host, uri, status, latency")

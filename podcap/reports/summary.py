@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from podcap.reports import report
@@ -16,35 +17,70 @@ PROBLEM_COUNTS = {
 }
 
 
+COUNT_COLUMNS = [
+    "packets", "matched", "first_ts", "last_ts", "flows", "http_requests", "interface_copies",
+    *PROBLEM_COUNTS,
+]  # fmt: skip
+
+
 @report(
     "summary", "one row per file: link types, packets, time span, flows, HTTP requests, problems"
 )
 def summary_report(analysis) -> pd.DataFrame:
-    from podcap.reports.http import http_report
+    """Reads only ``files``, ``captures`` (link types), ``sidecars`` and ``file_counts``: the
+    counts of a capture analyzed in buckets are merged (``merge_counts``) before this runs."""
+    counts = analysis.file_counts
+    rows = [_file_row(analysis, path, counts.loc[path]) for path in analysis.files]
+    return as_datetime(pd.DataFrame(rows), "first_ts", "last_ts")
 
-    http = http_report(analysis)  # built once, counted per file
-    rows = [_file_row(analysis, path, http) for path in analysis.files]
-    table = pd.DataFrame(rows)
-    return as_datetime(table, "first_ts", "last_ts")
 
-
-def _file_row(analysis, path: str, http: pd.DataFrame) -> dict:
-    capture = analysis.captures[path]
+def _file_row(analysis, path: str, counts: pd.Series) -> dict:
     sidecar = analysis.sidecars.get(path, {})
-    everything = analysis.all_packets[analysis.all_packets["file"] == path]
-    matched = analysis.packets[analysis.packets["file"] == path]
-    flows = analysis.flows[analysis.flows["file"] == path]
-    problems = analysis.problems[analysis.problems["file"] == path]["problem"]
+    matched = int(counts["matched"])
     row = {
         "file": path,
         "target": _target(sidecar),
         "node": _node(sidecar),
-        "link_types": ",".join(capture.linktypes),
+        "link_types": ",".join(analysis.captures[path].linktypes),
+        "packets": int(counts["packets"]),
+        "matched": matched,
+        "first_ts": counts["first_ts"] if matched else None,
+        "last_ts": counts["last_ts"] if matched else None,
+        "duration": float(counts["last_ts"] - counts["first_ts"]) if matched else 0.0,
+    }
+    row.update({name: int(counts[name]) for name in COUNT_COLUMNS if name not in row})
+    return row
+
+
+def file_counts(analysis) -> pd.DataFrame:
+    """Per file (the index), the numbers of the summary: ``COUNT_COLUMNS``."""
+    from podcap.reports.http import http_report
+
+    http = http_report(analysis)  # built once, counted per file
+    rows = {path: _counts(analysis, path, http) for path in analysis.files}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=COUNT_COLUMNS)
+
+
+def merge_counts(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """``file_counts`` of parts of the same files (buckets of conversations) as one table."""
+    joined = pd.concat(tables)
+    by_file = joined.groupby(level=0, sort=False)
+    merged = by_file.sum()
+    merged["first_ts"] = by_file["first_ts"].min()
+    merged["last_ts"] = by_file["last_ts"].max()
+    return merged[COUNT_COLUMNS]
+
+
+def _counts(analysis, path: str, http: pd.DataFrame) -> dict:
+    everything = analysis.all_packets[analysis.all_packets["file"] == path]
+    matched = analysis.packets[analysis.packets["file"] == path]
+    flows = analysis.flows[analysis.flows["file"] == path]
+    problems = analysis.problems[analysis.problems["file"] == path]["problem"]
+    counts = {
         "packets": len(everything),
         "matched": len(matched),
-        "first_ts": matched["ts"].min() if len(matched) else None,
-        "last_ts": matched["ts"].max() if len(matched) else None,
-        "duration": float(matched["ts"].max() - matched["ts"].min()) if len(matched) else 0.0,
+        "first_ts": matched["ts"].min() if len(matched) else np.nan,
+        "last_ts": matched["ts"].max() if len(matched) else np.nan,
         "flows": len(flows),
         "http_requests": _http_count(http, path),
         # tcpdump -i any: packets that are another interface's copy of an earlier one (not
@@ -55,8 +91,8 @@ def _file_row(analysis, path: str, http: pd.DataFrame) -> dict:
     }
     for column, names in PROBLEM_COUNTS.items():
         names = (names,) if isinstance(names, str) else names
-        row[column] = int(problems.isin(names).sum())
-    return row
+        counts[column] = int(problems.isin(names).sum())
+    return counts
 
 
 def _http_count(http: pd.DataFrame, path: str) -> int:

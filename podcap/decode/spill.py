@@ -1,0 +1,188 @@
+"""Reading a capture too large to hold: its packets spilled to disk in buckets of conversations.
+
+The packet table costs about 180 bytes a packet and the flow step as much again, so a capture
+of ten million packets does not fit the memory a laptop or a node gives. ``read_spilled``
+decodes the file chunk by chunk as ``read_capture`` does, but sends each packet to one of
+``buckets`` files on disk, chosen by a hash of its conversation (protocol and both endpoints,
+in either direction). Every packet of a conversation, and so of every flow, HTTP request and
+``tcpdump -i any`` copy, lands in the same bucket, in file order, with its frame number in the
+whole file. ``SpilledCapture.capture(i)`` reads bucket ``i`` back as an ordinary
+:class:`~podcap.decode.Capture`; each bucket can then be analyzed alone, and only one is in
+memory at a time (``podcap.analyze`` does that for large captures).
+
+The spill files are on disk (``TMPDIR``), not in memory, and removed by ``close()``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from podcap.decode.capture import Capture, Reading, packet_table
+from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
+
+# Odd 64-bit constants (splitmix64's) that spread endpoint numbers over the hash bits.
+MIX_LOW = np.uint64(0x9E3779B97F4A7C15)
+MIX_HIGH = np.uint64(0xBF58476D1CE4E5B9)
+NEEDLE_PREFIX = "contains:"
+
+
+def conversation_buckets(chunk: dict[str, np.ndarray], buckets: int) -> np.ndarray:
+    """The bucket of each packet: a hash of its protocol and its two endpoints (address code
+    and port), the same whichever way the packet goes."""
+    src_end = chunk["src"].astype(np.uint64) << np.uint64(17) | (chunk["sport"] + 1).astype(
+        np.uint64
+    )
+    dst_end = chunk["dst"].astype(np.uint64) << np.uint64(17) | (chunk["dport"] + 1).astype(
+        np.uint64
+    )
+    low, high = np.minimum(src_end, dst_end), np.maximum(src_end, dst_end)
+    mixed = low * MIX_LOW ^ high * MIX_HIGH ^ chunk["ip_proto"].astype(np.uint64)
+    return ((mixed >> np.uint64(33)) % np.uint64(buckets)).astype(np.int64)
+
+
+class Spill:
+    """Bucket files being written: ``add`` partitions one decoded chunk among them."""
+
+    def __init__(self, buckets: int, directory: Path):
+        self.buckets = buckets
+        self.paths = [directory / f"bucket-{i}.pickle" for i in range(buckets)]
+        self.files = [path.open("wb") for path in self.paths]
+        self.linktypes: set[int] = set()
+
+    def add(
+        self,
+        chunk: dict[str, np.ndarray],
+        matches: dict[bytes, np.ndarray],
+        link_meta: dict[str, np.ndarray],
+    ) -> None:
+        columns = dict(chunk)
+        columns.update(link_meta)
+        columns.update({NEEDLE_PREFIX + needle.hex(): found for needle, found in matches.items()})
+        linktype = columns["linktype"]
+        if len(linktype):
+            self.linktypes.update(np.unique(linktype).tolist())
+        bucket = conversation_buckets(columns, self.buckets)
+        order = np.argsort(bucket, kind="stable")  # stable: file order inside each bucket
+        bounds = np.searchsorted(bucket[order], np.arange(self.buckets + 1))
+        ordered = {name: values[order] for name, values in columns.items()}
+        for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            if stop > start:
+                part = {name: values[start:stop] for name, values in ordered.items()}
+                pickle.dump(part, self.files[i], protocol=pickle.HIGHEST_PROTOCOL)
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()
+
+
+class SpilledCapture:
+    """A capture read into bucket files. ``whole`` is the Capture of the whole file without
+    its packets (link types, warnings, format); ``packets`` its packet count. Use as a
+    context manager, or call ``close()``: that removes the files."""
+
+    def __init__(self, whole: Capture, reading: Reading, spill: Spill, directory: str):
+        self.whole = whole
+        self.packets = reading.packets
+        self.buckets = spill.buckets
+        self._strings = reading.strings
+        self._needles = reading.needles
+        self._paths = spill.paths
+        self._directory = directory
+
+    def capture(self, i: int) -> Capture:
+        """Bucket ``i`` as a Capture: its packets in file order, ``frame`` numbered in the file."""
+        chunks = []
+        with self._paths[i].open("rb") as file:
+            while True:
+                try:
+                    chunks.append(pickle.load(file))
+                except EOFError:
+                    break
+
+        def column(name: str, dtype) -> np.ndarray:
+            parts = [chunk.pop(name) for chunk in chunks]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        if_index, pkt_type = column("if_index", np.int32), column("pkt_type", np.int16)
+        contains = {n: column(NEEDLE_PREFIX + n.hex(), bool) for n in self._needles}
+        return Capture(
+            path=self.whole.path,
+            packets=packet_table(chunks, self._strings),
+            linktypes=self.whole.linktypes,
+            warnings=self.whole.warnings,
+            contains=contains,
+            file_format=self.whole.file_format,
+            if_index=if_index,
+            pkt_type=pkt_type,
+        )
+
+    def close(self) -> None:
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+    def __enter__(self) -> SpilledCapture:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def read_spilled(
+    path: str | Path,
+    buckets: int,
+    needles: tuple[bytes, ...] = (),
+    http: bool = True,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> SpilledCapture:
+    """Decode ``path`` into ``buckets`` bucket files (see the module). Raises DecodeError as
+    ``read_capture`` does; a cut tail gives the packets before it and a warning."""
+    path = Path(path)
+    directory = tempfile.mkdtemp(prefix="podcap-spill-")
+    try:
+        stream = open_capture(path)
+        reading = Reading(
+            path, tuple(dict.fromkeys(needles)), ChunkReader(stream, path, chunk_bytes), http
+        )
+        spill = reading.sink = Spill(max(1, buckets), Path(directory))
+        try:
+            reading.start()
+            whole = reading.finish()
+        finally:
+            spill.close()
+            stream.close()
+        return SpilledCapture(whole, reading, spill, directory)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def estimate_packets(path: str | Path, sample_bytes: int = 1024 * 1024) -> int:
+    """About how many packets ``path`` holds: its size over the mean record size of its first
+    ``sample_bytes``. A gzip file counts as five times its size (pcaps compress 3-6 fold).
+    0 when the file cannot be read as a capture (reading it proper gives that error)."""
+    from podcap.decode.framing import detect
+    from podcap.errors import DecodeError
+
+    path = Path(path)
+    try:
+        stream = open_capture(path)
+    except DecodeError:
+        return 0
+    try:
+        reader = ChunkReader(stream, path, sample_bytes)
+        sample = reader.read(b"")
+        framer = detect(bytes(sample[:64]), path)
+        walk = framer.walk(sample, framer.header_len, 0)
+        records, used = len(walk.frames), walk.stop - framer.header_len
+        size = reader.file_size if reader.file_size is not None else 5 * path.stat().st_size
+    except (DecodeError, OSError):
+        return 0
+    finally:
+        stream.close()
+    if records == 0 or used <= 0:
+        return 0
+    return int(size / (used / records))

@@ -1,0 +1,223 @@
+"""Large captures analyzed in buckets of conversations (``podcap.bucketed``,
+``podcap.decode.spill``) give exactly the reports of the in-memory analysis, hold only one
+bucket at a time, and leave no spill file behind.
+
+The in-memory limit is 1.5 M packets by default; the tests lower it (``in_memory_limit``,
+``--in-memory-limit``) so that small captures are cut into many buckets.
+"""
+
+import gc
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from podcap import bucketed
+from podcap.analyze import analyze
+from podcap.decode import read_capture, spill
+from podcap.errors import DecodeError
+from tests.helpers import podcap
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = sorted(str(p) for p in (REPO / "sample_pcaps").glob("*.pcap*"))
+BUCKET_REPORTS = ["summary", "flows", "tcp", "http"]
+
+
+@pytest.fixture(scope="module")
+def mixed_pcap(tmp_path_factory) -> Path:
+    """The benchmark's traffic mix (HTTP with lbtest markers and retransmitted requests,
+    unanswered SYNs, RSTs, DNS, VXLAN on 8472), 20,000 packets."""
+    path = tmp_path_factory.mktemp("bucketed") / "mixed.pcap"
+    script = REPO / "bench" / "make_big_pcap.py"
+    subprocess.run([sys.executable, script, path, "--packets", "20000"], check=True)
+    return path
+
+
+@pytest.fixture
+def spill_dir(tmp_path, monkeypatch) -> Path:
+    """TMPDIR for the spill files of this test, to see what is left there."""
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+def assert_same_result(got, expected) -> None:
+    assert got.keys() == expected.keys()
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name], obj=f"report {name}")
+    assert got.matched == expected.matched
+    assert got.warnings == expected.warnings
+    assert [str(e) for e in got.errors] == [str(e) for e in expected.errors]
+
+
+def both_ways(paths, **kwargs):
+    """(in buckets, in memory): a limit of 1 packet puts every capture in buckets."""
+    in_buckets = analyze(paths, reports=BUCKET_REPORTS, in_memory_limit=1, **kwargs)
+    in_memory = analyze(paths, reports=BUCKET_REPORTS, in_memory_limit=0, **kwargs)
+    assert in_buckets.analysis is None, "the bucketed path was not taken"
+    assert in_memory.analysis is not None
+    return in_buckets, in_memory
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: Path(p).name)
+@pytest.mark.parametrize("flt", [None, 'tcp contains "lbtest"', "tcp.flags.syn == 1"])
+def test_each_sample_gives_the_in_memory_reports(path, flt, spill_dir):
+    assert_same_result(*both_ways([path], filter=flt))
+    assert list(spill_dir.iterdir()) == []
+
+
+def test_several_files_at_once_number_flows_across_files(spill_dir):
+    got, expected = both_ways(SAMPLES, filter="tcp.port == 80 || udp")
+    assert_same_result(got, expected)
+    # Flow ids run on from one file to the next, as in memory.
+    flows = got["flows"]
+    assert flows["file"].nunique() > 1 and flows["flow_id"].is_monotonic_increasing
+    assert flows["file"].cat.codes.is_monotonic_increasing
+
+
+def test_generated_capture_in_many_buckets(mixed_pcap, spill_dir):
+    got = analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=3000)
+    expected = analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=0)
+    assert_same_result(got, expected)
+    assert len(got["flows"]) > 1000 and len(got["http"]) > 500 and len(got["tcp"]) > 100
+    assert list(spill_dir.iterdir()) == []
+
+
+def test_one_bucket_at_a_time_and_of_the_planned_size(mixed_pcap, monkeypatch):
+    """The point of it all: no bucket holds much more than limit/3 packets, and a bucket is
+    let go before the next is read."""
+    sizes, alive, held = [], [], []
+    read_bucket = spill.SpilledCapture.capture
+
+    def spy(self, i):
+        # While bucket i is read, only bucket i-1 may still be held (by the loop's variable).
+        held.append(sum(ref() is not None for ref in alive))
+        capture = read_bucket(self, i)
+        sizes.append(len(capture.packets))
+        alive.append(weakref.ref(capture))
+        return capture
+
+    monkeypatch.setattr(spill.SpilledCapture, "capture", spy)
+    plan = bucketed.bucket_plan([str(mixed_pcap)], ["flows"], None, "native", 3000)
+    buckets = plan[str(mixed_pcap)]
+    assert 20 <= buckets <= 21  # 20,000 packets (estimated) in buckets of 1,000
+    analyze([mixed_pcap], reports=["flows"], in_memory_limit=3000)
+    assert len(sizes) == buckets and sum(sizes) == 20000
+    assert max(sizes) < 2000  # the hash spreads conversations evenly
+    assert max(held) <= 1, held
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * len(alive)
+
+
+def test_spill_buckets_partition_the_capture_by_conversation(mixed_pcap, spill_dir):
+    whole = read_capture(mixed_pcap, needles=(b"lbtest",))
+    with spill.read_spilled(mixed_pcap, 7, needles=(b"lbtest",)) as spilled:
+        parts = [spilled.capture(i) for i in range(7)]
+        assert len(list(spill_dir.iterdir())) == 1  # the spill directory, while open
+    assert list(spill_dir.iterdir()) == []
+    assert spilled.packets == len(whole.packets) == sum(len(p.packets) for p in parts)
+    joined = pd.concat([p.packets for p in parts], ignore_index=True)
+    order = np.argsort(joined["frame"].to_numpy())
+    pd.testing.assert_frame_equal(joined.iloc[order].reset_index(drop=True), whole.packets)
+    found = np.concatenate([p.contains[b"lbtest"] for p in parts])[order]
+    assert np.array_equal(found, whole.contains[b"lbtest"]) and found.any()
+    # Each conversation (either direction) is in exactly one bucket.
+    seen: dict[tuple, int] = {}
+    for index, part in enumerate(parts):
+        p = part.packets
+        for row in (
+            p[["src", "dst", "sport", "dport", "ip_proto"]]
+            .drop_duplicates()
+            .itertuples(index=False)
+        ):
+            ends = tuple(sorted([(row.src, row.sport), (row.dst, row.dport)]))
+            key = (ends, row.ip_proto)
+            assert seen.setdefault(key, index) == index, f"{key} in buckets {seen[key]}, {index}"
+    assert sum(len(p.packets) > 0 for p in parts) == 7
+
+
+def test_truncated_capture_warns_once_and_keeps_what_was_read(mixed_pcap, tmp_path, spill_dir):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(mixed_pcap.read_bytes()[:-37])
+    got = analyze([cut], reports=BUCKET_REPORTS, in_memory_limit=3000)
+    expected = analyze([cut], reports=BUCKET_REPORTS, in_memory_limit=0)
+    assert_same_result(got, expected)
+    assert len(got.warnings) == 1 and "truncated record" in got.warnings[0]
+    assert 0 < got["summary"]["packets"][0] < 20000
+    assert list(spill_dir.iterdir()) == []
+
+
+def test_unreadable_file_among_others(tmp_path, spill_dir):
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"this is not a capture\n" * 100)
+    paths = [SAMPLES[0], str(garbage), SAMPLES[1]]
+    got, expected = both_ways(paths)
+    assert_same_result(got, expected)
+    assert len(got.errors) == 1 and str(garbage) in str(got.errors[0])
+    assert list(spill_dir.iterdir()) == []
+    with pytest.raises(DecodeError, match="garbage.pcap"):
+        analyze([garbage], in_memory_limit=3)
+    assert list(spill_dir.iterdir()) == []
+
+
+def test_spill_removed_when_the_analysis_fails_half_way(mixed_pcap, spill_dir):
+    calls = []
+
+    def progress(message):
+        calls.append(message)
+        if "bucket 3 of" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        analyze([mixed_pcap], reports=["flows"], in_memory_limit=3000, on_progress=progress)
+    assert any(re.search(r"bucket 2 of 2\d", m) for m in calls)
+    assert list(spill_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "reports, flt",
+    [
+        (["packets"], None),  # a row per packet: the whole table anyway
+        (["snat"], None),  # matches connections across files
+        (["flows"], "tcp.analysis.retransmission"),  # only tshark knows it
+    ],
+)
+def test_what_needs_every_packet_stays_in_memory(reports, flt):
+    result = analyze([SAMPLES[0]], filter=flt, reports=reports, in_memory_limit=3)
+    assert result.analysis is not None
+
+
+def test_estimate_packets(mixed_pcap, tmp_path):
+    assert 19000 <= spill.estimate_packets(mixed_pcap) <= 21000
+    assert spill.estimate_packets(tmp_path / "missing.pcap") == 0
+    (tmp_path / "text.pcap").write_text("hello\n")
+    assert spill.estimate_packets(tmp_path / "text.pcap") == 0
+
+
+def test_cli_in_memory_limit(mixed_pcap, tmp_path):
+    args = [mixed_pcap, "-r", "summary,flows,tcp,http", "-F", "json", "--contains", "lbtest"]
+    small = podcap("analyze", *args, "--in-memory-limit", "2000")
+    whole = podcap("analyze", *args, "--in-memory-limit", "0")
+    assert small.returncode == whole.returncode == 0, small.stderr + whole.stderr
+    assert json.loads(small.stdout) == json.loads(whole.stdout)
+    assert json.loads(small.stdout)["http"]
+    bad = podcap("analyze", mixed_pcap, "--in-memory-limit", "-1")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "--in-memory-limit" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_cli_default_is_the_library_default():
+    from podcap.cli import analyze as cli
+
+    default = cli.analyze.__defaults__  # typer keeps the Option objects as defaults
+    options = [d for d in default if getattr(d, "param_decls", None) == ("--in-memory-limit",)]
+    assert options and options[0].default == bucketed.IN_MEMORY_PACKETS
