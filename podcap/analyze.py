@@ -209,10 +209,23 @@ def _combine(captures: dict[str, Any]) -> pd.DataFrame:
                 values if values is not None and len(values) == n else np.full(n, -1, dtype)
             )
         tables.append(table)
-    packets = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+    packets = tables[0] if len(tables) == 1 else _concat_tables(tables)
     sizes = [len(t) for t in tables]
     codes = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
     packets.insert(0, "file", pd.Categorical.from_codes(codes, categories=list(captures)))
+    return packets
+
+
+def _concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Packet tables one after the other; each text column stays a categorical, over the
+    union of the files' strings (concat alone would fall back to Python objects)."""
+    import pandas as pd
+    from pandas.api.types import union_categoricals
+
+    packets = pd.concat(tables, ignore_index=True)
+    for name in packets.columns:
+        if isinstance(tables[0][name].dtype, pd.CategoricalDtype):
+            packets[name] = union_categoricals([t[name] for t in tables], sort_categories=True)
     return packets
 
 

@@ -23,7 +23,7 @@ from podcap.decode.layers import PROTO_TCP, Columns, Decoder
 from podcap.decode.needles import payload_matches
 from podcap.decode.schema import PACKET_COLUMNS
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
-from podcap.decode.strings import Interner
+from podcap.decode.strings import Interner, categorical
 from podcap.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ def packet_table(chunks: list[dict[str, np.ndarray]], strings: Interner) -> pd.D
         parts = [chunk.pop(name) for chunk in chunks]
         if dtype == "str":
             codes = _concat(parts, np.int32)
-            data[name] = pd.Series(pd.array(strings.column(codes), dtype="str"))
+            data[name] = categorical(codes, strings.values)
         else:
             data[name] = _concat(parts, dtype)
         del parts

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from podcap.decode.schema import PACKET_COLUMNS
+from podcap.decode.strings import categorical
 from podcap.dfilter.pyshark_reader import read_packets
 from podcap.dfilter.tshark import tshark_path, tshark_problems
 from podcap.errors import DecodeError
@@ -188,7 +189,11 @@ def _table(rows: list[dict]) -> pd.DataFrame:
     columns = {}
     for name, (dtype, _, _) in PACKET_COLUMNS.items():
         values = [r[name] for r in rows]
-        columns[name] = pd.array(values, dtype="str") if dtype == "str" else np.array(values, dtype)
+        if dtype == "str":  # categorical, as the native decoder gives them
+            codes, uniques = pd.factorize(np.array(values, dtype=object))
+            columns[name] = categorical(codes.astype(np.int32), list(uniques))
+        else:
+            columns[name] = np.array(values, dtype)
     return pd.DataFrame(columns)
 
 

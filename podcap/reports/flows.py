@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from podcap.decode.strings import as_text
 from podcap.reports import report
 from podcap.reports.timefmt import as_datetime
 
@@ -158,6 +159,10 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     def first(name: str):
         return p[name].take(first_at).array
 
+    def first_text(name: str) -> pd.Series:
+        # The packet table's text columns are categoricals; a flow table row is plain text.
+        return as_text(p[name].take(first_at).reset_index(drop=True))
+
     c2s = col.c2s
     packets_c2s = groups.sum(c2s.astype(np.int64))
     bytes_c2s, bytes_s2c = groups.sum_by_side(col.length, c2s)
@@ -179,8 +184,8 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     first_c2s = c2s[first_at]
     first_proto = col.proto[first_at]
     table["proto"] = proto_names(pd.Series(first_proto)).to_numpy()
-    # Strings stay pandas (Arrow) strings: where() on them never builds Python objects.
-    src, dst = (p[name].take(first_at).reset_index(drop=True) for name in ("src", "dst"))
+    # Strings as pandas (Arrow) strings: where() on them never builds Python objects.
+    src, dst = first_text("src"), first_text("dst")
     sport, dport = first("sport"), first("dport")
     table["client_ip"] = src.where(first_c2s, dst).array
     table["client_port"] = np.where(first_c2s, sport, dport)
@@ -188,7 +193,7 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     table["server_port"] = np.where(first_c2s, dport, sport)
     table["duration"] = (table["last_ts"] - table["first_ts"]).round(6)
     for column in ("encap", "outer_src", "outer_dst"):
-        table[column] = first(column)
+        table[column] = first_text(column).array
     if "file" in p:
         table["file"] = p["file"].take(first_at)
     firsts = _first_events(groups, col)

@@ -130,8 +130,8 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
 def _with_piece_ids(tcp: pd.DataFrame) -> pd.DataFrame:
     """Number each connection: same file and endpoints, split where a SYN brings a new ISN
     (a 4-tuple reused for a new connection)."""
-    a = tcp["src"] + ":" + tcp["sport"].astype(str)
-    b = tcp["dst"] + ":" + tcp["dport"].astype(str)
+    a = tcp["src"].astype(str) + ":" + tcp["sport"].astype(str)
+    b = tcp["dst"].astype(str) + ":" + tcp["dport"].astype(str)
     lower = a.where(a < b, b)
     upper = b.where(a < b, a)
     conversation = pd.Series(
