@@ -36,6 +36,23 @@ def test_help_does_not_import_heavy_libraries():
     assert "HEAVY []" in result.stderr
 
 
+def test_analyze_loads_only_what_it_needs():
+    """What a flows report needs, and no more: pyshark, kubernetes and pydantic (which typer
+    0.29 imports for every command, hence the pin in pyproject.toml) cost start-up."""
+    sample = Path(__file__).resolve().parent.parent / "sample_pcaps" / "01-http-mytest.pcap"
+    code = (
+        "import sys\n"
+        f"sys.argv=['podcap','analyze',{str(sample)!r},'-r','flows','-F','csv']\n"
+        "from podcap.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "names=('pandas','pyshark','kubernetes','pydantic')\n"
+        "print('LOADED', [m for m in names if m in sys.modules], file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "client_ip" in result.stdout  # the report really ran
+    assert "LOADED ['pandas']" in result.stderr, result.stderr
+
+
 def test_unknown_flag_exits_2_without_traceback():
     result = podcap("--no-such-flag")
     assert result.returncode == 2
