@@ -8,10 +8,12 @@ The in-memory limit is 1.5 M packets by default; the tests lower it (``in_memory
 
 import gc
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 
@@ -226,3 +228,18 @@ def test_cli_default_is_the_library_default():
     default = cli.analyze.__defaults__  # typer keeps the Option objects as defaults
     options = [d for d in default if getattr(d, "param_decls", None) == ("--in-memory-limit",)]
     assert options and options[0].default == bucketed.IN_MEMORY_PACKETS
+
+
+def test_a_pipe_is_never_read_twice(tmp_path):
+    """The estimate must not read from a pipe (`podcap analyze <(zcat x.pcap.gz)`): what it
+    read would be missing from the analysis."""
+    sample = Path(SAMPLES[0])
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(sample.read_bytes()), daemon=True)
+    writer.start()
+    got = analyze([str(fifo)], reports=["summary"], in_memory_limit=1)
+    writer.join(timeout=10)
+    expected = analyze([sample], reports=["summary"], in_memory_limit=0)
+    assert got["summary"]["packets"][0] == expected["summary"]["packets"][0] > 0
+    assert got.analysis is not None  # a pipe has no size to estimate from: held whole

@@ -163,11 +163,14 @@ def read_spilled(
 def estimate_packets(path: str | Path, sample_bytes: int = 1024 * 1024) -> int:
     """About how many packets ``path`` holds: its size over the mean record size of its first
     ``sample_bytes``. A gzip file counts as five times its size (pcaps compress 3-6 fold).
-    0 when the file cannot be read as a capture (reading it proper gives that error)."""
+    0 for a pipe (nothing may be read from it twice) and when the file cannot be read as a
+    capture (reading it proper gives that error)."""
     from podcap.decode.framing import detect
     from podcap.errors import DecodeError
 
     path = Path(path)
+    if not path.is_file():  # a pipe would lose what is read here; a missing file has no size
+        return 0
     try:
         stream = open_capture(path)
     except DecodeError:
