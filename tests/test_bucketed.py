@@ -52,6 +52,19 @@ def spill_dir(tmp_path, monkeypatch) -> Path:
     return directory
 
 
+def open_spill_files(directory: Path) -> list[str]:
+    """Files of this process open in ``directory`` (deleted ones too)."""
+    targets = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue
+        if target.startswith(str(directory)):
+            targets.append(target)
+    return targets
+
+
 def assert_same_result(got, expected) -> None:
     assert got.keys() == expected.keys()
     for name in expected:
@@ -124,8 +137,10 @@ def test_spill_buckets_partition_the_capture_by_conversation(mixed_pcap, spill_d
     whole = read_capture(mixed_pcap, needles=(b"lbtest",))
     with spill.read_spilled(mixed_pcap, 7, needles=(b"lbtest",)) as spilled:
         parts = [spilled.capture(i) for i in range(7)]
-        assert len(list(spill_dir.iterdir())) == 1  # the spill directory, while open
-    assert list(spill_dir.iterdir()) == []
+        # Seven files in TMPDIR, open but without a name from the start.
+        assert list(spill_dir.iterdir()) == []
+        assert len(open_spill_files(spill_dir)) == 7
+    assert open_spill_files(spill_dir) == []
     assert spilled.packets == len(whole.packets) == sum(len(p.packets) for p in parts)
     joined = pd.concat([p.packets for p in parts], ignore_index=True)
     order = np.argsort(joined["frame"].to_numpy())
@@ -187,6 +202,35 @@ def test_spill_removed_when_the_analysis_fails_half_way(mixed_pcap, spill_dir):
         analyze([mixed_pcap], reports=["flows"], in_memory_limit=3000, on_progress=progress)
     assert any(re.search(r"bucket 2 of 2\d", m) for m in calls)
     assert list(spill_dir.iterdir()) == []
+
+
+def test_nothing_left_on_disk_when_killed(mixed_pcap, tmp_path):
+    """SIGKILL runs no cleanup code: the spill files must not have had names to leave."""
+    code = (
+        "import sys\n"
+        "from podcap.analyze import analyze\n"
+        "analyze([sys.argv[1]], reports=['flows'], in_memory_limit=3000,\n"
+        "        on_progress=lambda m: print(m, flush=True))\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(mixed_pcap)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        for line in proc.stdout:
+            if "analyzing bucket 2 of" in line:
+                break
+        else:
+            pytest.fail("the analysis never reached its second bucket")
+        # While it runs, the files exist only as open descriptors of that process.
+        held = [str(fd.readlink()) for fd in Path(f"/proc/{proc.pid}/fd").iterdir()]
+        assert sum(str(tmp_path) in target for target in held) >= 20
+        assert list(tmp_path.iterdir()) == []
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,13 @@ whole file. ``SpilledCapture.capture(i)`` reads bucket ``i`` back as an ordinary
 :class:`~podcap.decode.Capture`; each bucket can then be analyzed alone, and only one is in
 memory at a time (``podcap.analyze`` does that for large captures).
 
-The spill files are on disk (``TMPDIR``), not in memory, and removed by ``close()``.
+The spill files are on disk (``TMPDIR``), not in memory, and have no name from the start:
+nothing is left behind however the process ends.
 """
 
 from __future__ import annotations
 
 import pickle
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -46,12 +46,21 @@ def conversation_buckets(chunk: dict[str, np.ndarray], buckets: int) -> np.ndarr
 
 
 class Spill:
-    """Bucket files being written: ``add`` partitions one decoded chunk among them."""
+    """Bucket files being written: ``add`` partitions one decoded chunk among them.
 
-    def __init__(self, buckets: int, directory: Path):
+    The files never have a name: each is created and unlinked at once (``TemporaryFile``), so
+    nothing is left on disk however the process ends, even by SIGKILL; the open files are
+    the only handle on them, and ``close()`` frees their space."""
+
+    def __init__(self, buckets: int):
         self.buckets = buckets
-        self.paths = [directory / f"bucket-{i}.pickle" for i in range(buckets)]
-        self.files = [path.open("wb") for path in self.paths]
+        self.files: list = []
+        try:
+            for _ in range(buckets):
+                self.files.append(tempfile.TemporaryFile(prefix="podcap-spill-"))
+        except BaseException:
+            self.close()
+            raise
         self.linktypes: set[int] = set()
 
     def add(
@@ -75,6 +84,18 @@ class Spill:
                 part = {name: values[start:stop] for name, values in ordered.items()}
                 pickle.dump(part, self.files[i], protocol=pickle.HIGHEST_PROTOCOL)
 
+    def parts(self, i: int) -> list[dict[str, np.ndarray]]:
+        """What ``add`` wrote to bucket ``i``, chunk by chunk."""
+        file = self.files[i]
+        file.flush()
+        file.seek(0)
+        chunks = []
+        while True:
+            try:
+                chunks.append(pickle.load(file))
+            except EOFError:
+                return chunks
+
     def close(self) -> None:
         for file in self.files:
             file.close()
@@ -83,26 +104,19 @@ class Spill:
 class SpilledCapture:
     """A capture read into bucket files. ``whole`` is the Capture of the whole file without
     its packets (link types, warnings, format); ``packets`` its packet count. Use as a
-    context manager, or call ``close()``: that removes the files."""
+    context manager, or call ``close()``: that frees the files' space."""
 
-    def __init__(self, whole: Capture, reading: Reading, spill: Spill, directory: str):
+    def __init__(self, whole: Capture, reading: Reading, spill: Spill):
         self.whole = whole
         self.packets = reading.packets
         self.buckets = spill.buckets
         self._strings = reading.strings
         self._needles = reading.needles
-        self._paths = spill.paths
-        self._directory = directory
+        self._spill = spill
 
     def capture(self, i: int) -> Capture:
         """Bucket ``i`` as a Capture: its packets in file order, ``frame`` numbered in the file."""
-        chunks = []
-        with self._paths[i].open("rb") as file:
-            while True:
-                try:
-                    chunks.append(pickle.load(file))
-                except EOFError:
-                    break
+        chunks = self._spill.parts(i)
 
         def column(name: str, dtype) -> np.ndarray:
             parts = [chunk.pop(name) for chunk in chunks]
@@ -122,7 +136,7 @@ class SpilledCapture:
         )
 
     def close(self) -> None:
-        shutil.rmtree(self._directory, ignore_errors=True)
+        self._spill.close()
 
     def __enter__(self) -> SpilledCapture:
         return self
@@ -141,23 +155,20 @@ def read_spilled(
     """Decode ``path`` into ``buckets`` bucket files (see the module). Raises DecodeError as
     ``read_capture`` does; a cut tail gives the packets before it and a warning."""
     path = Path(path)
-    directory = tempfile.mkdtemp(prefix="podcap-spill-")
+    stream = open_capture(path)
     try:
-        stream = open_capture(path)
-        reading = Reading(
-            path, tuple(dict.fromkeys(needles)), ChunkReader(stream, path, chunk_bytes), http
-        )
-        spill = reading.sink = Spill(max(1, buckets), Path(directory))
+        reader = ChunkReader(stream, path, chunk_bytes)
+        reading = Reading(path, tuple(dict.fromkeys(needles)), reader, http)
+        spill = reading.sink = Spill(max(1, buckets))
         try:
             reading.start()
             whole = reading.finish()
-        finally:
+        except BaseException:
             spill.close()
-            stream.close()
-        return SpilledCapture(whole, reading, spill, directory)
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
+            raise
+    finally:
+        stream.close()
+    return SpilledCapture(whole, reading, spill)
 
 
 def estimate_packets(path: str | Path, sample_bytes: int = 1024 * 1024) -> int:
