@@ -77,3 +77,25 @@ def test_table_does_not_read_markup_in_values():
     out = io.StringIO()
     render({"http": pd.DataFrame({"uri": ["/a[bold]b[/bold]"]})}, "table", stdout=out)
     assert "/a[bold]b[/bold]" in out.getvalue()
+
+
+@pytest.mark.parametrize("rows_at_a_time", [1, 2, 1000])
+def test_json_written_piece_by_piece_is_the_whole_document(reports, tmp_path, monkeypatch):
+    """The json writer turns a few rows at a time into Python objects; the text must be
+    exactly ``json.dumps`` of the whole document, however the rows are cut."""
+    from podcap.render import files
+
+    monkeypatch.setattr(files, "JSON_ROWS", rows_at_a_time)
+    tables = dict(reports)
+    tables["empty"] = tables["flows"].iloc[:0]
+    document = {
+        name: json.loads(table.to_json(orient="records", date_format="iso", date_unit="us"))
+        for name, table in tables.items()
+    }
+    expected = json.dumps(document, indent=1) + "\n"
+    out = io.StringIO()
+    render(tables, "json", None, stdout=out)
+    assert out.getvalue() == expected
+    render(tables, "json", str(tmp_path / "all.json"))
+    assert (tmp_path / "all.json").read_text() == expected
+    assert len(document["flows"]) > 2  # several pieces when 1 or 2 rows at a time

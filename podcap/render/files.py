@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import TextIO
 
@@ -10,12 +11,36 @@ import pandas as pd
 
 from podcap.errors import UsageError
 
+JSON_ROWS = 10_000  # records turned into Python objects at a time
+
 
 def write_json(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
-    """One JSON object keyed by report name, each a list of records."""
-    document = {name: json.loads(_records_json(table)) for name, table in reports.items()}
-    text = json.dumps(document, indent=1) + "\n"
-    return write_text_output(text, output, stdout)
+    """One JSON object keyed by report name, each a list of records: the text of
+    ``json.dumps(document, indent=1)``, written piece by piece (a flows report of a million
+    rows as Python objects at once would cost gigabytes)."""
+    if to_stdout(output):
+        stdout.writelines(_json_pieces(reports))
+        return []
+    return [_write_file(lambda p: _write_pieces(p, _json_pieces(reports)), Path(output))]
+
+
+def _json_pieces(reports: dict[str, pd.DataFrame]):
+    yield "{"
+    for index, (name, table) in enumerate(reports.items()):
+        yield ("," if index else "") + f"\n {json.dumps(name)}: ["
+        for start in range(0, len(table), JSON_ROWS):
+            records = json.loads(_records_json(table.iloc[start : start + JSON_ROWS]))
+            text = ",".join(
+                "\n" + textwrap.indent(json.dumps(record, indent=1), "  ") for record in records
+            )
+            yield ("," if start else "") + text
+        yield "\n ]" if len(table) else "]"
+    yield "\n}\n" if reports else "}\n"
+
+
+def _write_pieces(path: Path, pieces) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(pieces)
 
 
 def _records_json(table: pd.DataFrame) -> str:
