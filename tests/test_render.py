@@ -80,7 +80,9 @@ def test_table_does_not_read_markup_in_values():
 
 
 @pytest.mark.parametrize("rows_at_a_time", [1, 2, 1000])
-def test_json_written_piece_by_piece_is_the_whole_document(reports, tmp_path, monkeypatch):
+def test_json_written_piece_by_piece_is_the_whole_document(
+    reports, tmp_path, monkeypatch, rows_at_a_time
+):
     """The json writer turns a few rows at a time into Python objects; the text must be
     exactly ``json.dumps`` of the whole document, however the rows are cut."""
     from podcap.render import files
