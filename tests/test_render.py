@@ -38,7 +38,16 @@ def test_csv_of_one_report_goes_to_stdout(reports):
 def test_csv_and_parquet_of_several_reports_write_one_file_each(reports, tmp_path):
     written = render(reports, "csv", output=str(tmp_path / "csv"))
     assert sorted(p.name for p in written) == ["flows.csv", "http.csv", "summary.csv"]
-    assert len(pd.read_csv(tmp_path / "csv" / "flows.csv")) == len(reports["flows"])
+    flows_csv = pd.read_csv(tmp_path / "csv" / "flows.csv")
+    assert len(flows_csv) == len(reports["flows"])
+    # The report's columns and nothing else (no index column), as with one report.
+    assert list(flows_csv.columns) == list(reports["flows"].columns)
+    one = tmp_path / "one.csv"
+    render({"flows": reports["flows"]}, "csv", output=str(one))
+    assert one.read_text() == (tmp_path / "csv" / "flows.csv").read_text()
+    out = io.StringIO()
+    render({"flows": reports["flows"]}, "csv", stdout=out)
+    assert out.getvalue() == one.read_text()
     written = render(reports, "parquet", output=str(tmp_path / "pq"))
     flows = pd.read_parquet(tmp_path / "pq" / "flows.parquet")
     assert list(flows["state"]) == list(reports["flows"]["state"])

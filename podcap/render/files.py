@@ -49,15 +49,22 @@ def _records_json(table: pd.DataFrame) -> str:
 
 
 def write_csv(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
+    # pandas writes the rows out in chunks: never the whole text in memory at once.
     if len(reports) == 1:
         (table,) = reports.values()
-        return write_text_output(table.to_csv(index=False), output, stdout)
+        if to_stdout(output):
+            table.to_csv(stdout, index=False)
+            return []
+        return [_write_file(lambda p: table.to_csv(p, index=False), Path(output))]
     if to_stdout(output):
         raise UsageError(
             "csv with several reports writes one file per report",
             "give a directory with -o DIR",
         )
-    return [_write_file(table.to_csv, path) for path, table in _per_report(reports, output, "csv")]
+    return [
+        _write_file(lambda p, t=table: t.to_csv(p, index=False), path)
+        for path, table in _per_report(reports, output, "csv")
+    ]
 
 
 def write_parquet(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
