@@ -3,6 +3,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from podcap import __version__
 from tests.helpers import podcap, start_podcap
 
@@ -78,11 +80,12 @@ def test_no_arguments_shows_help_and_succeeds():
     assert "Usage: podcap" in result.stdout and "analyze" in result.stdout
 
 
-def test_a_closed_pipe_ends_quietly():
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_closed_pipe_ends_quietly(fmt):
     # `podcap analyze ... | head -n 1`: the reader leaves early. The output (~400 kB of JSON)
     # is larger than a pipe buffer, so podcap really does write into a closed pipe.
     samples = sorted(str(p) for p in Path("sample_pcaps").glob("*.pcap")) * 20
-    proc = start_podcap("analyze", *samples, "-r", "packets", "-F", "json")
+    proc = start_podcap("analyze", *samples, "-r", "packets", "-F", fmt)
     proc.stdout.read(10)
     proc.stdout.close()
     _, stderr = proc.communicate(timeout=120)

@@ -67,12 +67,17 @@ def warn(message: str) -> None:
     print(f"podcap: warning: {message}", file=sys.stderr)
 
 
+class ReaderLeft(Exception):
+    """stdout's reader went away (`podcap analyze ... | head`). Raised instead of the
+    BrokenPipeError itself, which click would turn into exit status 1 ("nothing matched")."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and map every error to one line on stderr."""
     _register_commands()
     try:
         sys.exit(_run(argv))
-    except BrokenPipeError:
+    except (BrokenPipeError, ReaderLeft):
         # `podcap analyze ... | head`: the reader left. End quietly, as a SIGPIPE'd tool does,
         # and keep Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

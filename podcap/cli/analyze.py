@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from podcap.cli import app, error, warn
+from podcap.cli import ReaderLeft, app, error, warn
 from podcap.errors import UsageError
 
 EXIT_NO_MATCH = 1
@@ -138,7 +138,10 @@ def analyze(
         )
     for message in result.warnings:
         warn(message)
-    render(result, output_format, output, max_rows=max_rows or None)
+    try:
+        render(result, output_format, output, max_rows=max_rows or None)
+    except BrokenPipeError as exc:
+        raise ReaderLeft from exc
     for exc in result.errors:
         error(str(exc))
     if result.errors:
