@@ -199,3 +199,18 @@ def test_a_pod_address_towards_a_masqueraded_destination_was_captured_before_the
         kept.verdict == "preserved"
         and "is in NonMasqueradeCIDRs (10.244.0.0/16)" in kept.explanation
     )
+
+
+def test_packet_table_categoricals_are_read_as_text():
+    """The decoder's text columns are categoricals, src and dst each over its own strings.
+    A connection seen without its SYN whose first sender has the lower port makes the
+    matcher swap src and dst: that must work on them as on text."""
+    client, server = ("10.244.0.10", 1000), ("198.51.100.10", 8443)
+    packets = table(connection("pod.pcap", client, server, syn=False))
+    packets = packets.astype({"src": "category", "dst": "category", "file": "category"})
+    packets["src"] = packets["src"].cat.add_categories(["192.0.2.1"])  # seen elsewhere only
+    assert list(packets["src"].cat.categories) != list(packets["dst"].cat.categories)
+    [observation] = tcp_observations(packets)
+    # Without a SYN the higher port is taken for the client.
+    assert (observation.client_ip, observation.client_port) == ("198.51.100.10", 8443)
+    assert (observation.server_ip, observation.server_port) == ("10.244.0.10", 1000)

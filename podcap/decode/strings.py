@@ -57,8 +57,9 @@ def categorical(codes: np.ndarray, values: list[str]) -> pd.Categorical:
     in, and no string of another column among its categories."""
     import pandas as pd  # here, not at the top: the decoding itself needs only numpy
 
-    if not codes.any():  # all empty (no overlay, HTTP not parsed...): nothing to recode
-        return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype([""]), validate=False)
+    if not codes.any():  # one value throughout (no overlay, HTTP not parsed...): no recoding
+        only = pd.Index([values[0] if values else ""], dtype="str")
+        return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(only), validate=False)
     used = np.flatnonzero(np.bincount(codes, minlength=len(values)))
     names = [values[i] for i in used]
     order = sorted(range(len(names)), key=names.__getitem__)

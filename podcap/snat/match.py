@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from podcap.decode.strings import as_text
+
 SYN, ACK = 0x02, 0x10
 TCP = 6
 # How many data segments per connection to keep as keys: enough to be sure, bounded in memory.
@@ -83,7 +85,9 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
     tcp = packets.loc[packets["ip_proto"] == TCP, _COLUMNS]
     if tcp.empty:
         return []
-    tcp = _with_piece_ids(tcp.assign(file=tcp["file"].astype(str)))
+    # Plain text: the packet table's categoricals would refuse mixing src and dst below.
+    tcp = tcp.assign(file=tcp["file"].astype(str), src=as_text(tcp["src"]), dst=as_text(tcp["dst"]))
+    tcp = _with_piece_ids(tcp)
     first = tcp.groupby("piece", sort=False).head(1).set_index("piece")
     syn = tcp[(tcp["tcp_flags"] & (SYN | ACK)) == SYN].groupby("piece", sort=False).head(1)
     syn = syn.set_index("piece")
@@ -130,8 +134,8 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
 def _with_piece_ids(tcp: pd.DataFrame) -> pd.DataFrame:
     """Number each connection: same file and endpoints, split where a SYN brings a new ISN
     (a 4-tuple reused for a new connection)."""
-    a = tcp["src"].astype(str) + ":" + tcp["sport"].astype(str)
-    b = tcp["dst"].astype(str) + ":" + tcp["dport"].astype(str)
+    a = tcp["src"] + ":" + tcp["sport"].astype(str)
+    b = tcp["dst"] + ":" + tcp["dport"].astype(str)
     lower = a.where(a < b, b)
     upper = b.where(a < b, a)
     conversation = pd.Series(
