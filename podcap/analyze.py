@@ -113,17 +113,17 @@ def analyze(
             filtered=display_filter is not None,
         )
     captures, errors, warnings = _read_all(paths, engine, needles, needs_http, progress, early)
-    packets = _combine(captures)
+    packets = combine_captures(captures)
     progress("following connections")
     from podcap.reports.flows import assign_flows
 
     packets = assign_flows(packets)
-    matched = _filter_mask(display_filter, packets, captures, progress)
+    matched = filter_mask(display_filter, packets, captures, progress)
     analysis = Analysis(
         all_packets=packets,
         matched=matched,
         captures=captures,
-        sidecars={path: _sidecar(path, warnings) for path in captures},
+        sidecars={path: read_sidecar(path, warnings) for path in captures},
         options=dict(options or {}),
         filter_text=display_filter.text if display_filter else None,
         files_given=len(paths),
@@ -194,7 +194,7 @@ def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool = 
     return read_capture(path, needles=tuple(needles), http=needs_http)
 
 
-def _combine(captures: dict[str, Any]) -> pd.DataFrame:
+def combine_captures(captures: dict[str, Any]) -> pd.DataFrame:
     """All files' packets in one table, with ``file`` (categorical) and the Linux cooked
     capture columns ``if_index`` and ``pkt_type`` (-1 where the decoder has none)."""
     import pandas as pd
@@ -229,7 +229,9 @@ def _concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return packets
 
 
-def _filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np.ndarray:
+def filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np.ndarray:
+    """One bool per row of ``packets`` (the captures' tables one after the other): whether
+    the display filter matches it; all true without a filter."""
     if display_filter is None:
         return np.ones(len(packets), bool)
     progress(f"applying the filter {display_filter.text}")
@@ -250,7 +252,8 @@ def sidecar_path(path: str) -> Path | None:
     return None
 
 
-def _sidecar(path: str, warnings: list[str]) -> dict:
+def read_sidecar(path: str, warnings: list[str]) -> dict:
+    """The capture's sidecar as a dict ({} without one); an unreadable one adds a warning."""
     found = sidecar_path(path)
     if found is None:
         return {}

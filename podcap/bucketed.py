@@ -100,13 +100,13 @@ class BucketedRun:
                     self._add_bucket(file_index, path, capture)
 
     def _add_bucket(self, file_index: int, path: str, capture) -> None:
-        from podcap.analyze import _combine, _filter_mask
+        from podcap.analyze import combine_captures, filter_mask
         from podcap.reports import build_report
         from podcap.reports.analysis import Analysis
         from podcap.reports.flows import assign_flows
 
-        packets = assign_flows(_combine({path: capture}))
-        matched = _filter_mask(self.display_filter, packets, {path: capture}, lambda m: None)
+        packets = assign_flows(combine_captures({path: capture}))
+        matched = filter_mask(self.display_filter, packets, {path: capture}, lambda m: None)
         analysis = Analysis(
             all_packets=packets,
             matched=matched,
@@ -177,7 +177,7 @@ def _join(
 
 def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http, progress):
     """The reports, the matched count, errors and warnings of ``paths`` read in buckets."""
-    from podcap.analyze import _sidecar
+    from podcap.analyze import read_sidecar
 
     run = BucketedRun(reports, display_filter, dict(options or {}), len(paths), progress)
     errors: list[DecodeError] = []
@@ -194,5 +194,5 @@ def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http
         if len(errors) == 1:
             raise errors[0]
         raise DecodeError(f"none of the {len(paths)} files could be read: {errors[0]}")
-    sidecars = {path: _sidecar(path, warnings) for path in run.captures}
+    sidecars = {path: read_sidecar(path, warnings) for path in run.captures}
     return run.results(sidecars), run.matched, errors, warnings
