@@ -287,3 +287,21 @@ def test_a_pipe_is_never_read_twice(tmp_path):
     expected = analyze([sample], reports=["summary"], in_memory_limit=0)
     assert got["summary"]["packets"][0] == expected["summary"]["packets"][0] > 0
     assert got.analysis is not None  # a pipe has no size to estimate from: held whole
+
+
+def test_a_filter_tshark_must_finish_runs_tshark_once_per_file(monkeypatch):
+    """`udp.port == 8472` on a VXLAN capture needs tshark (the outer UDP header): once per
+    file, not once per bucket."""
+    import podcap.dfilter as dfilter
+
+    calls = []
+    real = dfilter.matching_frames
+    monkeypatch.setattr(
+        dfilter, "matching_frames", lambda path, text: calls.append(path) or real(path, text)
+    )
+    vxlan = str(REPO / "sample_pcaps" / "05-vxlan-node-nic.pcap")
+    got = analyze([vxlan], filter="udp.port == 8472", reports=BUCKET_REPORTS, in_memory_limit=1)
+    assert got.analysis is None and len(calls) == 1
+    expected = analyze([vxlan], filter="udp.port == 8472", reports=BUCKET_REPORTS)
+    assert_same_result(got, expected)
+    assert got.matched == len(read_capture(vxlan).packets)  # every packet rode in VXLAN

@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,9 @@ class DisplayFilter:
     text: str
     node: Node | None
     needles: frozenset[bytes]
+    # tshark's matching frames per file, once per file even when the file is analyzed in
+    # buckets (podcap.bucketed): each bucket asks again for its own packets.
+    tshark_frames: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def native(self) -> bool:
@@ -54,7 +57,9 @@ class DisplayFilter:
             except NotNative as reason:
                 # Something only this file has (e.g. an overlay's outer UDP ports).
                 check_filter(self.text, str(reason))
-        frames = matching_frames(path, self.text)
+        frames = self.tshark_frames.get(str(path))
+        if frames is None:
+            frames = self.tshark_frames[str(path)] = matching_frames(path, self.text)
         return np.isin(packets["frame"].to_numpy(), frames)
 
 
