@@ -7,6 +7,7 @@ The in-memory limit is 1.5 M packets by default; the tests lower it (``in_memory
 """
 
 import gc
+import gzip
 import json
 import os
 import re
@@ -305,3 +306,19 @@ def test_a_filter_tshark_must_finish_runs_tshark_once_per_file(monkeypatch):
     expected = analyze([vxlan], filter="udp.port == 8472", reports=BUCKET_REPORTS)
     assert_same_result(got, expected)
     assert got.matched == len(read_capture(vxlan).packets)  # every packet rode in VXLAN
+
+
+def test_gzip_capture_in_buckets(mixed_pcap, tmp_path, spill_dir):
+    """A gzip file is estimated at five times its size and read through once into buckets."""
+    zipped = tmp_path / "mixed.pcap.gz"
+    zipped.write_bytes(gzip.compress(mixed_pcap.read_bytes()))
+    estimate = spill.estimate_packets(zipped)
+    assert estimate == pytest.approx(
+        5 * zipped.stat().st_size / (mixed_pcap.stat().st_size / 20000), rel=0.1
+    )
+    got = analyze([zipped], reports=BUCKET_REPORTS, in_memory_limit=3000)
+    expected = analyze([zipped], reports=BUCKET_REPORTS, in_memory_limit=0)
+    assert got.analysis is None
+    assert_same_result(got, expected)
+    assert got["summary"]["packets"][0] == 20000
+    assert open_spill_files(spill_dir) == []
