@@ -220,13 +220,15 @@ def _concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Packet tables one after the other; each text column stays a categorical, over the
     union of the files' strings (concat alone would fall back to Python objects)."""
     import pandas as pd
-    from pandas.api.types import union_categoricals
 
-    packets = pd.concat(tables, ignore_index=True)
-    for name in packets.columns:
+    for name in tables[0].columns:
         if isinstance(tables[0][name].dtype, pd.CategoricalDtype):
-            packets[name] = union_categoricals([t[name] for t in tables], sort_categories=True)
-    return packets
+            # Every table recoded to the union (integer work), so that concat keeps the dtype.
+            union = sorted(set().union(*(t[name].cat.categories for t in tables)))
+            categories = pd.Index(union, dtype="str")
+            for table in tables:
+                table[name] = table[name].cat.set_categories(categories)
+    return pd.concat(tables, ignore_index=True)
 
 
 def filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np.ndarray:
