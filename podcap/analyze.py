@@ -162,16 +162,25 @@ def _start_early(path: str, engine: str, needles: frozenset[bytes], needs_http: 
 
 
 def _read_all(paths, engine, needles, needs_http, progress, early=None):
+    def read(index: int, path: str):
+        progress(f"reading {path}")
+        if index == 0 and early is not None:
+            return early.finish()
+        return _read(path, engine, needles, needs_http)
+
+    return read_each(paths, read)
+
+
+def read_each(paths: list[str], read: Callable[[int, str], Any]):
+    """``read(index, path)`` (a Capture) for each file: (captures by path, one DecodeError per
+    file that could not be read, warnings naming their file). Raises DecodeError when no
+    file could be read."""
     captures: dict[str, Any] = {}
     errors: list[PodcapError] = []
     warnings: list[str] = []
     for index, path in enumerate(paths):
-        progress(f"reading {path}")
         try:
-            if index == 0 and early is not None:
-                capture = early.finish()
-            else:
-                capture = _read(path, engine, needles, needs_http)
+            capture = read(index, path)
         except DecodeError as exc:
             errors.append(exc)
             continue

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from podcap.errors import DecodeError
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -85,7 +83,8 @@ class BucketedRun:
     captures: dict[str, Any] = field(default_factory=dict)
     matched: int = 0
 
-    def add_file(self, file_index: int, path: str, buckets: int, needs_http: bool) -> None:
+    def add_file(self, file_index: int, path: str, buckets: int, needs_http: bool):
+        """Read ``path`` into buckets and analyze them; the whole file's Capture (no packets)."""
         from podcap.decode.spill import read_spilled
 
         self.progress(f"reading {path} into {buckets} buckets of conversations")
@@ -98,12 +97,13 @@ class BucketedRun:
                 capture = spilled.capture(i)
                 if len(capture.packets) or not spilled.packets:
                     self._add_bucket(file_index, path, capture)
+        return spilled.whole
 
     def _add_bucket(self, file_index: int, path: str, capture) -> None:
         from podcap.analyze import combine_captures, filter_mask
         from podcap.reports import build_report
         from podcap.reports.analysis import Analysis
-        from podcap.reports.flows import assign_flows
+        from podcap.reports.flows import assign_flows, first_of_code
 
         packets = assign_flows(combine_captures({path: capture}))
         matched = filter_mask(self.display_filter, packets, {path: capture}, lambda m: None)
@@ -116,9 +116,7 @@ class BucketedRun:
             files_given=self.files_given,
         )
         self.matched += int(matched.sum())
-        flow_id = packets["flow_id"].to_numpy()
-        ids, first_at = np.unique(flow_id, return_index=True)
-        first = packets["frame"].to_numpy()[first_at[ids >= 0]]
+        first = packets["frame"].to_numpy()[first_of_code(packets["flow_id"].to_numpy())]
         # One sortable number per flow: its file, then its first frame in that file.
         self.first_frames.append((np.int64(file_index) << 40) | first)
         for name in self.reports:
@@ -161,9 +159,8 @@ def _join(
     import pandas as pd
 
     for table in tables:
-        local = table["flow_id"].to_numpy()
-        mapping = new_ids[int(table["_bucket"].iloc[0])] if len(table) else local
-        table["flow_id"] = mapping[local] if len(table) else local
+        if len(table):
+            table["flow_id"] = new_ids[int(table["_bucket"].iloc[0])][table["flow_id"].to_numpy()]
     kept = [t for t in tables if len(t)] or tables[:1]
     joined = pd.concat(kept, ignore_index=True)
     for column in joined.columns:
@@ -177,22 +174,11 @@ def _join(
 
 def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http, progress):
     """The reports, the matched count, errors and warnings of ``paths`` read in buckets."""
-    from podcap.analyze import read_sidecar
+    from podcap.analyze import read_each, read_sidecar
 
     run = BucketedRun(reports, display_filter, dict(options or {}), len(paths), progress)
-    errors: list[DecodeError] = []
-    warnings: list[str] = []
-    for index, path in enumerate(paths):
-        try:
-            run.add_file(index, path, plan[path], needs_http)
-        except DecodeError as exc:
-            errors.append(exc)
-            continue
-        capture = run.captures[path]
-        warnings.extend(f"{path}: {w}" if path not in w else w for w in capture.warnings)
-    if not run.captures:
-        if len(errors) == 1:
-            raise errors[0]
-        raise DecodeError(f"none of the {len(paths)} files could be read: {errors[0]}")
-    sidecars = {path: read_sidecar(path, warnings) for path in run.captures}
+    captures, errors, warnings = read_each(
+        paths, lambda index, path: run.add_file(index, path, plan[path], needs_http)
+    )
+    sidecars = {path: read_sidecar(path, warnings) for path in captures}
     return run.results(sidecars), run.matched, errors, warnings

@@ -70,17 +70,22 @@ def start_reading(
     needles: tuple[bytes, ...] = (),
     chunk_bytes: int = CHUNK_BYTES,
     http: bool = True,
+    sink=None,
 ) -> Reading:
     """``read_capture`` in two steps: this opens the file and, for a large pcap, starts the
     helper process that decodes its second part (``podcap.decode.split``); ``finish()``
     decodes the rest and returns the Capture. Work done between the two (imports) runs while
-    the helper decodes. Always call ``finish()`` or ``cancel()``."""
+    the helper decodes. Always call ``finish()`` or ``cancel()``.
+
+    ``sink``: where decoded chunks go instead of the Capture's table (``podcap.decode.spill``);
+    the Capture then has no packets, and no helper process is started."""
     path = Path(path)
     stream = open_capture(path)
     try:
         reading = Reading(
             path, tuple(dict.fromkeys(needles)), ChunkReader(stream, path, chunk_bytes), http
         )
+        reading.sink = sink
         reading.start()
     except BaseException:
         stream.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from podcap.decode.capture import Capture, Reading, packet_table
+from podcap.decode.capture import Capture, Reading, packet_table, start_reading
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
 
 # Odd 64-bit constants (splitmix64's) that spread endpoint numbers over the hash bits.
@@ -154,20 +154,13 @@ def read_spilled(
 ) -> SpilledCapture:
     """Decode ``path`` into ``buckets`` bucket files (see the module). Raises DecodeError as
     ``read_capture`` does; a cut tail gives the packets before it and a warning."""
-    path = Path(path)
-    stream = open_capture(path)
+    spill = Spill(max(1, buckets))
     try:
-        reader = ChunkReader(stream, path, chunk_bytes)
-        reading = Reading(path, tuple(dict.fromkeys(needles)), reader, http)
-        spill = reading.sink = Spill(max(1, buckets))
-        try:
-            reading.start()
-            whole = reading.finish()
-        except BaseException:
-            spill.close()
-            raise
-    finally:
-        stream.close()
+        reading = start_reading(path, needles, chunk_bytes, http, sink=spill)
+        whole = reading.finish()  # closes the file, also on an error
+    except BaseException:
+        spill.close()
+        raise
     return SpilledCapture(whole, reading, spill)
 
 

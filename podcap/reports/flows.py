@@ -272,8 +272,9 @@ def _address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarr
     return src_codes.astype(np.int64), in_src[dst_codes].astype(np.int64)
 
 
-def _first_of_code(codes: np.ndarray) -> np.ndarray:
-    """Position of the first packet of each code, for codes numbered by first appearance."""
+def first_of_code(codes: np.ndarray) -> np.ndarray:
+    """Position of the first packet of each code, for codes numbered by first appearance
+    (``flow_id``: the first packet of each flow, in flow id order)."""
     running = np.maximum.accumulate(codes)
     new = np.concatenate([[True], running[1:] > running[:-1]]) if len(codes) else codes > 0
     return np.flatnonzero(new & (codes >= 0))
@@ -290,7 +291,7 @@ def _split_reused_ports(p: pd.DataFrame, conv: np.ndarray, forward: np.ndarray) 
         return stream
     direction_key = conv * 2 + forward
     direction = pd.factorize(direction_key)[0]
-    first_in_direction = _first_of_code(direction)[direction]
+    first_in_direction = first_of_code(direction)[direction]
     # The sequence number a direction starts from, as Wireshark's base_seq.
     base = np.where(flags & SYN, seq, (seq - 1) % SEQ_SPACE)
     # A SYN that is its direction's first packet, or repeats its first sequence number
@@ -349,7 +350,7 @@ def _client_to_server(p: pd.DataFrame, flow_id: np.ndarray, forward: np.ndarray)
     flags = p["tcp_flags"].to_numpy()
     tcp = p["ip_proto"].to_numpy() == TCP
     sport, dport = p["sport"].to_numpy(), p["dport"].to_numpy()
-    first = _first_of_code(flow_id)
+    first = first_of_code(flow_id)
     # Port of the lower endpoint ("a") and of the higher one, whatever the packet direction.
     a_port = np.where(forward[first], sport[first], dport[first])
     b_port = np.where(forward[first], dport[first], sport[first])
@@ -428,7 +429,7 @@ def _retransmissions(p: pd.DataFrame) -> np.ndarray:
     key = np.where(tcp, flow * 2 + p["c2s"].to_numpy(), -1)
     seq = p["tcp_seq"].to_numpy()
     direction = pd.factorize(key)[0]
-    first_seq = seq[_first_of_code(direction)][direction]
+    first_seq = seq[first_of_code(direction)][direction]
     relative = (seq - first_seq) % SEQ_SPACE
     end = np.where(tcp, relative + length + syn_fin, -1)
     previous_max = Groups(key).previous_max(end)
@@ -508,7 +509,7 @@ def _strings(words: list[str], which: np.ndarray):
 def _factorize_with_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pd.factorize codes, plus the position of each code's first occurrence."""
     codes = pd.factorize(values)[0]
-    return codes, _first_of_code(codes)
+    return codes, first_of_code(codes)
 
 
 def _states(firsts: np.ndarray, never: int, proto: np.ndarray, both_ways: np.ndarray) -> np.ndarray:
