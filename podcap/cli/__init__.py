@@ -72,6 +72,16 @@ class ReaderLeft(Exception):
     BrokenPipeError itself, which click would turn into exit status 1 ("nothing matched")."""
 
 
+def render_reports(reports, fmt: str, output: str | None, **options) -> None:
+    """``podcap.render.render`` for a command: a reader leaving early ends it as ``main`` says."""
+    from podcap.render import render
+
+    try:
+        render(reports, fmt, output, **options)
+    except BrokenPipeError as exc:
+        raise ReaderLeft from exc
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and map every error to one line on stderr."""
     _register_commands()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from podcap.cli import ReaderLeft, app, error, warn
+from podcap.cli import app, error, render_reports, warn
 from podcap.errors import UsageError
 
 EXIT_NO_MATCH = 1
@@ -107,7 +107,7 @@ def analyze(
     Example: podcap analyze capture.pcap --contains lbtest -r summary -r flows
     """
     from podcap.analyze import analyze as run_analysis
-    from podcap.render import check_format, render
+    from podcap.render import check_format
 
     # Flag mistakes are caught before the captures are read, not after.
     output_format = check_format(output_format.lower())
@@ -138,10 +138,7 @@ def analyze(
         )
     for message in result.warnings:
         warn(message)
-    try:
-        render(result, output_format, output, max_rows=max_rows or None)
-    except BrokenPipeError as exc:
-        raise ReaderLeft from exc
+    render_reports(result, output_format, output, max_rows=max_rows or None)
     for exc in result.errors:
         error(str(exc))
     if result.errors:

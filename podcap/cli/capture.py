@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import typer
 
-from podcap.cli import app, warn
+from podcap.cli import app, render_reports, warn
 
 
 class Via(StrEnum):
@@ -280,6 +280,5 @@ def _report(result, quiet: bool) -> None:
 
 def _print_summary(path: str) -> None:
     from podcap.analyze import analyze as run_analysis
-    from podcap.render import render
 
-    render(run_analysis([path], reports=["summary"]), "table", None)
+    render_reports(run_analysis([path], reports=["summary"]), "table", None)

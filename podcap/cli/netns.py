@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from podcap.cli import app, warn
+from podcap.cli import app, render_reports, warn
 from podcap.cli import capture as _capture
 from podcap.cli._kube import KubeArgs, helper_spec
 from podcap.cli.analyze import Format
@@ -158,7 +158,6 @@ def inspect(
 
     from podcap import netns as library
     from podcap.errors import UsageError
-    from podcap.render import render
 
     pod, extra = _split_words([pod] if pod else [], where.container_id, where.pid)
     if extra:
@@ -175,7 +174,7 @@ def inspect(
         )
     for name, path in snapshot.node_rules.items():
         print(f"podcap: saved the node's {name} to {path}", file=sys.stderr)
-    render(snapshot.reports(), output_format.value, output)
+    render_reports(snapshot.reports(), output_format.value, output)
 
 
 # --- from flags to (transport, target) --------------------------------------------------------
