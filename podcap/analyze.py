@@ -166,7 +166,7 @@ def _read_all(paths, engine, needles, needs_http, progress, early=None):
         progress(f"reading {path}")
         if index == 0 and early is not None:
             return early.finish()
-        return _read(path, engine, needles, needs_http)
+        return _read(path, engine, needles, needs_http, progress)
 
     return read_each(paths, read)
 
@@ -193,11 +193,11 @@ def read_each(paths: list[str], read: Callable[[int, str], Any]):
     return captures, errors, warnings
 
 
-def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool = True):
+def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool, progress):
     if engine == "tshark":
         from podcap.dfilter.tshark_table import read_capture_tshark
 
-        return read_capture_tshark(path, needles=tuple(needles))
+        return read_capture_tshark(path, needles=tuple(needles), on_progress=progress)
     from podcap.decode import read_capture
 
     return read_capture(path, needles=tuple(needles), http=needs_http)

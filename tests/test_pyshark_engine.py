@@ -19,7 +19,7 @@ from podcap.analyze import analyze
 from podcap.decode import read_capture
 from podcap.dfilter import compile_filter
 from podcap.dfilter.tshark import matching_frames
-from podcap.dfilter.tshark_table import read_capture_tshark
+from podcap.dfilter.tshark_table import PDML_PROTOCOLS, read_capture_tshark
 from podcap.errors import DecodeError, FilterError
 from tests.decode_fixtures import ethernet, icmp, ipv4, udp, vxlan, write_pcap
 from tests.test_decode_bad_input import FRAME, pcap_bytes
@@ -51,11 +51,11 @@ def test_tshark_is_started_by_pyshark(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
     read_capture_tshark(VXLAN_SAMPLE)
     assert list(matching_frames(VXLAN_SAMPLE, "ip.len > 200")) == [6]
-    # pyshark's PDML invocation ("-l -n -T pdml", its decode_as, then "-r FILE"); the old
-    # direct calls were "-n -r FILE -d ... -T fields". The wrapper being the one run also
+    # pyshark's PDML invocation ("-l -n -T pdml", our -j, its decode_as, then "-r FILE"); the
+    # old direct calls were "-n -r FILE -d ... -T fields". The wrapper being the one run also
     # shows the tshark on PATH is handed to pyshark (its own search tries /usr/bin first).
     assert log.read_text().splitlines() == [
-        f"-l -n -T pdml -d udp.port==8472,vxlan -r {VXLAN_SAMPLE}",
+        f"-l -n -T pdml -j {PDML_PROTOCOLS} -d udp.port==8472,vxlan -r {VXLAN_SAMPLE}",
         f"-l -n -T pdml -Y ip.len > 200 -j geninfo -d udp.port==8472,vxlan -r {VXLAN_SAMPLE}",
     ]
 
@@ -113,7 +113,7 @@ def test_no_warning_and_no_tshark_left_behind():
         import os, subprocess
         from podcap.dfilter import compile_filter
         from podcap.dfilter.tshark import matching_frames
-        from podcap.dfilter.tshark_table import read_capture_tshark
+        from podcap.dfilter.tshark_table import PDML_PROTOCOLS, read_capture_tshark
         from podcap.errors import FilterError
         for _ in range(3):
             read_capture_tshark({str(VXLAN_SAMPLE)!r})
@@ -134,3 +134,50 @@ def test_no_warning_and_no_tshark_left_behind():
     )  # fmt: skip
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.strip() == "['ps']"  # the only child left is ps itself
+
+
+def _pdml_packets(path: Path) -> list[bytes]:
+    """tshark's PDML for ``path``, one ``<packet>`` element (bytes) per frame."""
+    pdml = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-T", "pdml", "-d", "udp.port==8472,vxlan"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return [b"<packet>" + part.split(b"</packet>")[0] + b"</packet>"
+            for part in pdml.split(b"<packet>")[1:]]  # fmt: skip
+
+
+def _shown(packet) -> list:
+    """Everything pyshark gives of a packet: each layer's fields with their shown values."""
+    return [
+        (layer.layer_name, [(f.name, f.showname, f.show, f.raw_value, f.pos)
+                            for f in layer._get_all_fields_with_alternates()])
+        for layer in [packet.frame_info, *packet.layers]
+    ]  # fmt: skip
+
+
+def test_the_pdml_parser_gives_pysharks_packets_on_every_path():
+    from pyshark.tshark.output_parser.tshark_xml import TsharkXmlParser
+
+    from podcap.dfilter.pyshark_reader import PdmlParser
+
+    ours, pysharks = PdmlParser(), TsharkXmlParser()
+    packets = _pdml_packets(VXLAN_SAMPLE) + _pdml_packets(SLL2_SAMPLE)
+    # Packets pyshark cleans: a control byte, invalid UTF-8, a U+FFFF non-character (the last
+    # two take pyshark's own path); and the "·" of tcp.flags.str, valid UTF-8 (ours).
+    first = packets[0]
+    packets += [first.replace(b'show="', b'show="\x01\x1f', 3),
+                first.replace(b'show="', b'show="\xff', 1),
+                first.replace(b'show="', b'show="\xef\xbf\xbf', 1)]  # fmt: skip
+    assert any("\u00b7".encode() in p for p in packets)
+    for raw in packets:
+        assert _shown(ours._parse_single_packet(raw)) == _shown(pysharks._parse_single_packet(raw))
+
+
+def test_the_engine_says_how_many_packets_it_has_read(monkeypatch):
+    from podcap.dfilter import tshark_table
+
+    monkeypatch.setattr(tshark_table, "PROGRESS_EVERY", 10)  # the sample has 22 packets
+    heard: list[str] = []
+    analyze([VXLAN_SAMPLE], engine="tshark", reports=["summary"], on_progress=heard.append)
+    counts = [m for m in heard if "with tshark" in m]
+    assert counts == [f"reading {VXLAN_SAMPLE} with tshark: {n} packets" for n in (10, 20)]
