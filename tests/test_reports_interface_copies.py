@@ -1,7 +1,7 @@
 """`tcpdump -i any` on a node sees each forwarded packet once per interface it crosses.
 
 08-any-sll2.pcap (a real lab capture, Linux cooked v2) holds one HTTP exchange seen on the
-client Pod's veth, the bridge and the node NIC: 10 packets, 28 records. The copies must not
+client Pod's veth, the bridge and the node NIC: 12 packets, 36 records. The copies must not
 count as retransmissions, must stay in the packets report with the frame they copy, and the
 summary must say how many there were.
 """
@@ -29,8 +29,8 @@ def test_copies_are_not_retransmissions(result):
 
 
 def test_summary_counts_the_copies(result):
-    assert result["summary"]["interface_copies"].iloc[0] == 18
-    assert result["summary"]["packets"].iloc[0] == 28
+    assert result["summary"]["interface_copies"].iloc[0] == 24
+    assert result["summary"]["packets"].iloc[0] == 36
 
 
 def test_packets_report_names_the_interface_and_the_original(result):
@@ -39,7 +39,7 @@ def test_packets_report_names_the_interface_and_the_original(result):
     assert packets.loc[[1, 2, 3], "if_index"].tolist() == [4, 3, 2]
     assert packets.loc[[1, 2, 3], "dup_of_frame"].tolist() == [-1, 1, 1]
     originals = packets[packets["dup_of_frame"] < 0]
-    assert len(originals) == 10
+    assert len(originals) == 12
     # Each copy repeats its original's addresses and flags on another interface.
     copies = packets[packets["dup_of_frame"] >= 0]
     origin = packets.loc[copies["dup_of_frame"]]
@@ -64,4 +64,5 @@ def test_a_real_retransmission_on_one_interface_still_counts(result):
     late = packets.assign(if_index=4, ts=packets["ts"] + pd.Series(range(len(packets))) * 1.0)
     again = assign_flows(late)
     assert (again["dup_of_frame"] < 0).all()
-    assert again["retransmission"].sum() == 11
+    # Two late copies each of the SYN, SYN-ACK, request, two response segments and two FINs.
+    assert again["retransmission"].sum() == 14
