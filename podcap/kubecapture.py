@@ -15,6 +15,7 @@ Steps, each its own function:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 import time
@@ -129,8 +130,45 @@ def node_nic_argv(
     target: locate.PodTarget, iface: str, bound: int, node_pid: str = "1"
 ) -> list[str]:
     """argv capturing ``iface`` in the node's namespace, only packets to or from the Pod."""
-    hosts = " or ".join(f"host {ip}" for ip in target.pod_ips) or "ip"
-    return ["sh", "-c", NODE_NIC_SCRIPT, "podcap-node-nic", node_pid, iface, str(bound), hosts]
+    bpf = pod_traffic_filter(target.pod_ips)
+    return ["sh", "-c", NODE_NIC_SCRIPT, "podcap-node-nic", node_pid, iface, str(bound), bpf]
+
+
+# Where an overlay puts the Pod's own IPv4 header, as tcpdump filter offsets. VXLAN: the UDP
+# header (8), VXLAN's (8) and the inner Ethernet header (14) come first. Geneve: its 8 bytes
+# are followed by options, whose length (in 4-byte words) is in the low 6 bits of its first
+# byte, then Ethernet (protocol 0x6558) or the IP header itself (0x0800). IP-in-IP: after the
+# outer header, whatever its length.
+GENEVE_OPTIONS = "((udp[8] & 0x3f) * 4)"
+OUTER_IP_LENGTH = "((ip[0] & 0x0f) * 4)"
+OVERLAYS_BPF = (
+    # (what carries it, where the inner IPv4 header starts)
+    ("(udp port 4789 or udp port 8472) and udp[28:2] = 0x0800", "30"),
+    (f"udp port 6081 and udp[10:2] = 0x6558 and udp[28 + {GENEVE_OPTIONS}:2] = 0x0800",
+     f"30 + {GENEVE_OPTIONS}"),
+    ("udp port 6081 and udp[10:2] = 0x0800", f"16 + {GENEVE_OPTIONS}"),
+)  # fmt: skip
+
+
+def pod_traffic_filter(pod_ips: list[str]) -> str:
+    """A tcpdump filter for a node's NIC: the Pod's packets, as they are or inside an overlay.
+
+    On an overlay (flannel/Calico VXLAN on 8472/4789, Cilium/OVN Geneve on 6081, Calico
+    IP-in-IP) the NIC sees node addresses outside and the Pod's only inside, which ``host``
+    never reads. The inner headers are matched for IPv4 Pod addresses (a filter compares at
+    most 4 bytes at a time); IPv6 ones only as they are."""
+    clauses = [f"host {ip}" for ip in pod_ips]
+    v4 = [f"0x{int(ipaddress.IPv4Address(ip)):08x}" for ip in pod_ips if ":" not in ip]
+    if v4:
+
+        def inner_address(proto: str, header: str) -> str:
+            return " or ".join(
+                f"{proto}[{header} + {field}:4] = {address}" for address in v4 for field in (12, 16)
+            )
+
+        clauses += [f"{carrier} and ({inner_address('udp', at)})" for carrier, at in OVERLAYS_BPF]
+        clauses.append(f"ip proto 4 and ({inner_address('ip', OUTER_IP_LENGTH)})")
+    return " or ".join(f"({clause})" for clause in clauses) or "ip"
 
 
 def node_rules(transport, node_pid: str | None = "1") -> dict[str, str]:

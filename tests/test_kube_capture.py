@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from importlib import resources
+from pathlib import Path
 
 import dpkt
 import pytest
@@ -223,3 +224,62 @@ def test_node_rules_are_written_one_file_each_with_a_file_safe_node_name(tmp_pat
     blocked.write_text("")
     with pytest.raises(UsageError, match="a-file/rules: cannot create the directory"):
         kubecapture.write_node_rules(rules, blocked / "rules", "node-a")
+
+
+POD, PEER, OTHER = "10.244.0.10", "10.244.1.20", "10.244.1.30"
+NODE_A, NODE_B = "172.20.0.11", "172.20.0.12"
+
+
+def _node_nic_frames() -> dict[int, bytes]:
+    """What a node NIC sees, by a label carried as the inner TCP source port: the Pod's
+    packets plain and inside each overlay (odd labels), and others' (even labels)."""
+    from tests.decode_fixtures import ethernet, geneve, ipv4, tcp, udp, vxlan
+
+    def inner(src, dst, label):
+        return ipv4(src, dst, 6, tcp(label, 80))
+
+    def outer_udp(port, payload):
+        return ethernet(ipv4(NODE_A, NODE_B, 17, udp(40000, port, payload)))
+
+    return {
+        1: ethernet(inner(POD, "198.51.100.10", 1)),
+        2: ethernet(inner(NODE_A, "198.51.100.10", 2)),
+        3: outer_udp(8472, vxlan(ethernet(inner(POD, PEER, 3)))),
+        5: outer_udp(4789, vxlan(ethernet(inner(PEER, POD, 5)))),
+        4: outer_udp(8472, vxlan(ethernet(inner(PEER, OTHER, 4)))),
+        7: outer_udp(6081, geneve(ethernet(inner(POD, PEER, 7)), options=b"\x01" * 8)),
+        9: outer_udp(6081, geneve(inner(PEER, POD, 9), protocol=0x0800)),
+        6: outer_udp(6081, geneve(ethernet(inner(PEER, OTHER, 6)), options=b"\x01" * 4)),
+        11: ethernet(ipv4(NODE_A, NODE_B, 4, inner(POD, PEER, 11))),
+        8: ethernet(ipv4(NODE_A, NODE_B, 4, inner(OTHER, PEER, 8))),
+        10: outer_udp(53, b"\x00" * 12),
+    }
+
+
+def test_the_node_nic_filter_finds_the_pod_inside_every_overlay(tmp_path):
+    from podcap.decode import read_capture
+    from tests.decode_fixtures import write_pcap
+
+    frames = _node_nic_frames()
+    source = write_pcap(tmp_path / "nic.pcap", 1, list(frames.values()))
+    kept = tmp_path / "kept.pcap"
+    # The real tcpdump compiles the filter and runs it over the frames.
+    bpf = kubecapture.pod_traffic_filter([POD, "fd00::10"])
+    subprocess.run(["tcpdump", "-r", str(source), "-w", str(kept), bpf], check=True,
+                   capture_output=True)  # fmt: skip
+    packets = read_capture(kept).packets
+    labels = sorted(packets["sport"].where(packets["ip_proto"] == 6, 0).astype(int))
+    assert labels == [label for label in sorted(frames) if label % 2]
+
+
+def test_the_node_nic_filter_keeps_a_real_vxlan_capture_of_the_pod(tmp_path):
+    from podcap.decode import read_capture
+
+    # 05 was captured on a lab node's eth0: every packet is Pod to Pod inside VXLAN on 8472.
+    sample = Path(__file__).resolve().parent.parent / "sample_pcaps" / "05-vxlan-node-nic.pcap"
+    kept = tmp_path / "kept.pcap"
+    for ip, expected in {"10.244.0.10": 22, "10.244.1.10": 22, "10.244.9.9": 0}.items():
+        bpf = kubecapture.pod_traffic_filter([ip])
+        subprocess.run(["tcpdump", "-r", str(sample), "-w", str(kept), bpf], check=True,
+                       capture_output=True)  # fmt: skip
+        assert len(read_capture(kept).packets) == expected, ip
