@@ -30,8 +30,6 @@ import yaml
 from podcap import locate
 from podcap.capture import CaptureResult, CaptureSession, CaptureSpec, StreamProgress
 from podcap.capture.command import CaptureSettings, check_interface
-from podcap.capture.session import STOP_GRACE
-from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks
 from podcap.errors import CaptureError, PodcapError, ReachError, UsageError
 from podcap.reach import pod as helper
 
@@ -103,35 +101,20 @@ def cluster_facts_for_sidecar(target: locate.PodTarget, facts: dict) -> dict:
 
 # --- the node's own view: --node-rules and --also-node ------------------------------------
 
-# Captures the node's NIC from inside the helper (which has its own network namespace): enters
-# the network namespace of the node's PID (1, thanks to hostPID) and runs tcpdump there. Stops
-# like the node script: on "stop" or EOF on stdin, on SIGINT/SIGTERM, or at the time bound.
-# --immediate-mode: without it, packets of the last (up to 1 s) TPACKET_V3 block that has not
-# timed out yet are dropped when tcpdump gets SIGINT.
-NODE_NIC_SCRIPT = """
-pid=$1 iface=$2 bound=$3
-shift 3
-exec 3<&0
-timeout -s INT -k 10 "$bound" nsenter -n -t "$pid" -- tcpdump --immediate-mode -U -w - -i "$iface" "$@" &
-tcpdump_pid=$!
-{ while IFS= read -r line; do [ "$line" = stop ] && break; done
-  kill -INT "$tcpdump_pid" 2>/dev/null; } <&3 >/dev/null &
-watcher=$!
-trap 'kill -INT "$tcpdump_pid" 2>/dev/null' INT TERM HUP
-wait "$tcpdump_pid"
-status=$?
-while kill -0 "$tcpdump_pid" 2>/dev/null; do wait "$tcpdump_pid"; status=$?; done
-kill "$watcher" 2>/dev/null
-exit "$status"
-"""
 
-
-def node_nic_argv(
+def node_nic_spec(
     target: locate.PodTarget, iface: str, bound: int, node_pid: str = "1"
-) -> list[str]:
-    """argv capturing ``iface`` in the node's namespace, only packets to or from the Pod."""
-    bpf = pod_traffic_filter(target.pod_ips)
-    return ["sh", "-c", NODE_NIC_SCRIPT, "podcap-node-nic", node_pid, iface, str(bound), bpf]
+) -> CaptureSpec:
+    """The node's NIC, captured in the node's network namespace (that of ``node_pid``: 1 in
+    the helper, which has hostPID) by the same node script as a Pod's, so it stops the same
+    way: every packet queued when the stop comes is written. Only the Pod's packets."""
+    return CaptureSpec(
+        pid=int(node_pid),
+        node_view=True,
+        interface=iface,
+        bpf_filter=pod_traffic_filter(target.pod_ips),
+        time_bound=bound,
+    )
 
 
 # Where an overlay puts the Pod's own IPv4 header, as tcpdump filter offsets. VXLAN: the UDP
@@ -246,7 +229,7 @@ class PodCapture:
     result: CaptureResult | None = None
     error: PodcapError | None = None
     thread: threading.Thread | None = None
-    node_stream: NodeStream | None = None
+    node_session: CaptureSession | None = None  # --also-node
 
 
 @dataclass
@@ -310,30 +293,43 @@ def _pod_capture(target, transport, options, facts, rules, on_progress) -> PodCa
     cluster = cluster_facts_for_sidecar(target, facts)
     cluster["helper_pod"] = transport.helper.where
     cluster["node_rules"] = rules.get(target.node.name)
-    node_stream = None
+    node_session = None
     if options.also_node:
         node_path = options.output_dir / f"{target.key}.node.pcap"
-        argv = node_nic_argv(target, options.node_interface, spec.bound_seconds, options.node_pid)
-        node_stream = NodeStream(transport, argv, node_path)
+        node_spec = node_nic_spec(
+            target, options.node_interface, spec.bound_seconds, options.node_pid
+        )
+        node_session = CaptureSession(transport, node_spec, str(node_path), cluster=dict(cluster))
         cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
     progress = (lambda p: on_progress(target.key, p)) if on_progress else None
     output = options.stream if options.stream is not None else str(path)
     session = CaptureSession(transport, spec, output, cluster=cluster, on_progress=progress)
-    one = PodCapture(target, path, session, node_stream=node_stream)
+    one = PodCapture(target, path, session, node_session=node_session)
     one.thread = threading.Thread(target=_run_one, args=(one,), daemon=True, name=target.key)
     return one
 
 
 def _run_one(one: PodCapture) -> None:
+    """The Pod's capture, and beside it the node's view (stopped once the Pod's ends)."""
+    node_view = None
+    if one.node_session is not None:
+        node_view = threading.Thread(target=_run_node_view, args=(one,), daemon=True)
+        node_view.start()
     try:
-        if one.node_stream is not None:
-            one.node_stream.start()
         one.result = one.session.run()
     except PodcapError as exc:
         one.error = exc
     finally:
-        if one.node_stream is not None:
-            one.node_stream.stop()
+        if node_view is not None:
+            one.node_session.stop()
+            node_view.join()
+
+
+def _run_node_view(one: PodCapture) -> None:
+    try:
+        one.node_session.run()
+    except PodcapError as exc:
+        one.error = one.error or CaptureError(f"the node's view (--also-node): {exc}")
 
 
 def _wait(captures: list[PodCapture]) -> bool:
@@ -369,37 +365,3 @@ def _save_node_rules(transports: dict, options: SessionOptions) -> dict[str, dic
         saved[node] = node_rules(transport, options.node_pid)
         write_node_rules(saved[node], options.output_dir, node)
     return saved
-
-
-class NodeStream:
-    """The node NIC capture of --also-node, written whole-packet by whole-packet like a Pod's."""
-
-    def __init__(self, transport, argv: list[str], path: Path):
-        self.transport, self.argv, self.path = transport, argv, path
-        self.process = None
-        self.thread: threading.Thread | None = None
-        self.sink = PcapSink(str(path))
-        self.copier = PcapStreamCopier(self.sink)
-
-    def start(self) -> None:
-        self.process = self.transport.start(self.argv)
-        self.thread = threading.Thread(target=self._copy, daemon=True)
-        self.thread.start()
-
-    def _copy(self) -> None:
-        next_chunk = read_chunks(self.process.stdout)
-        try:
-            while chunk := next_chunk():
-                self.copier.feed(chunk)
-        finally:
-            self.sink.close()
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.stop()
-        self.thread.join(STOP_GRACE)
-        try:
-            self.process.wait(STOP_GRACE)
-        except ReachError:  # still running after the grace: the transport contract's timeout
-            self.process.kill()

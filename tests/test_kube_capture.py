@@ -15,6 +15,7 @@ import dpkt
 import pytest
 
 from podcap import kubecapture, locate
+from podcap.capture import CaptureSession
 from podcap.errors import UsageError
 from podcap.reach import pod as helper
 from tests import kube_api as K
@@ -102,13 +103,6 @@ def test_helper_capture_equals_a_direct_capture(lab_cluster, tmp_path, protocol)
     assert cluster.helper_pods() == []
 
 
-def read_all(process) -> bytes:
-    data = b""
-    while chunk := process.stdout.read(65536):
-        data += chunk
-    return data
-
-
 def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, tmp_path):
     cluster, kube, lab = lab_cluster
     target_pod, client_pod = lab.pods[0], lab.pods[1]
@@ -128,16 +122,17 @@ def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, 
         assert (
             "-A POSTROUTING" in rules["iptables-save"] and "IP-MASQ-AGENT" in rules["iptables-save"]
         )
-        argv = kubecapture.node_nic_argv(target, node.nic, 60, node_pid=str(stand_in.pid))
-        process = transport.start(argv)
-        assert wait_for(lambda: "listening on" in process.stderr_text(), 15)
-        assert lab.curl(client_pod, f"http://{target_pod.ip}/mytest").returncode == 0
-        time.sleep(0.3)
-        process.stop()
-        (tmp_path / "node.pcap").write_bytes(read_all(process))
-        assert process.wait(20) == 0, process.stderr_text()
+        spec = kubecapture.node_nic_spec(target, node.nic, 60, node_pid=str(stand_in.pid))
+        session = CaptureSession(transport, spec, str(tmp_path / "node.pcap"))
+        session.start()
+        try:
+            assert session.wait_ready(15).ready
+            assert lab.curl(client_pod, f"http://{target_pod.ip}/mytest").returncode == 0
+        finally:
+            session.stop()
+        result = session.run()
+    assert result.complete and result.pid == stand_in.pid, result.messages
     seen = packets(tmp_path / "node.pcap")
-    assert seen, process.stderr_text()
     assert any(b"GET /mytest" in p for p in seen)
     assert cluster.helper_pods() == []
 

@@ -128,10 +128,15 @@ class CaptureSpec(CaptureSettings):
     container_id: str | None = None
     pid: int | None = None
     time_bound: int = DEFAULT_TIME_BOUND
+    # The node's own view (--also-node): ``pid`` is a process in the node's network namespace,
+    # which a Pod capture refuses (a hostNetwork container), and here is the point.
+    node_view: bool = False
 
     def __post_init__(self) -> None:
         if (self.container_id is None) == (self.pid is None):
             raise UsageError("give exactly one of a container id and a pid")
+        if self.node_view and self.pid is None:
+            raise UsageError("the node's view is captured from a pid in its network namespace")
         if self.container_id is not None:
             object.__setattr__(self, "container_id", normalize_container_id(self.container_id))
         if self.pid is not None and self.pid <= 0:
@@ -150,6 +155,8 @@ def node_argv(spec: CaptureSpec, mode: str = "capture") -> list[str]:
     """``sh -c SCRIPT podcap-node ARGS``: the node-side command for ``spec`` (``mode`` capture or resolve)."""
     args = ["--container-id", spec.container_id] if spec.container_id else ["--pid", str(spec.pid)]
     args += ["--mode", mode, "--iface", spec.interface, "--bound", str(spec.bound_seconds)]
+    if spec.node_view:
+        args.append("--node-view")
     if spec.snaplen:
         args += ["--snaplen", str(spec.snaplen)]
     if spec.count:

@@ -1,8 +1,9 @@
 # podcap node-side capture script (POSIX sh). Sent over the transport as `sh -c SCRIPT podcap-node ARGS`;
 # needs only sh, nsenter, timeout, tcpdump, coreutils (or busybox) and /proc on the node.
 #
-# Usage: podcap-node (--container-id ID | --pid PID) [--iface IF] [--snaplen N] [--count N]
-#                    [--bound SECONDS] [--mode capture|resolve] [-- FILTER]
+# Usage: podcap-node (--container-id ID | --pid PID [--node-view]) [--iface IF] [--snaplen N]
+#                    [--count N] [--bound SECONDS] [--mode capture|resolve] [-- FILTER]
+# --node-view: PID is in the node's own network namespace, and that is what to capture.
 #
 # stdout carries the pcap stream and nothing else. stderr carries lines starting with
 # "podcap-node: " that the client parses:
@@ -18,7 +19,7 @@
 say() { printf 'podcap-node: %s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 3; }
 
-container_id='' pid='' iface=eth0 snaplen='' count='' bound=14400 mode=capture filter=''
+container_id='' pid='' iface=eth0 snaplen='' count='' bound=14400 mode=capture filter='' node_view=''
 while [ $# -gt 0 ]; do
   case $1 in
     --container-id) container_id=$2; shift 2 ;;
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --count) count=$2; shift 2 ;;
     --bound) bound=$2; shift 2 ;;
     --mode) mode=$2; shift 2 ;;
+    --node-view) node_view=1; shift ;;
     --) filter=${2-}; break ;;
     *) fail "unknown argument $1" ;;
   esac
@@ -92,7 +94,7 @@ check_netns() {
   target_ns=$(readlink "/proc/$pid/ns/net" 2>/dev/null) || fail "cannot read /proc/$pid/ns/net (not root, or the process ended)"
   node_ns=$(readlink /proc/1/ns/net 2>/dev/null) || node_ns=$(readlink "/proc/$$/ns/net" 2>/dev/null) ||
     fail "cannot read the node's network namespace from /proc/1/ns/net (not root?)"
-  if [ "$target_ns" = "$node_ns" ]; then
+  if [ "$target_ns" = "$node_ns" ] && [ -z "$node_view" ]; then
     fail "pid $pid shares the node's network namespace ($node_ns): this container shares the node's network, capture on the node instead"
   fi
   say "target pid=$pid netns=$target_ns"
