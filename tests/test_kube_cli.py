@@ -111,6 +111,26 @@ def test_capture_by_name_with_node_view_rules_and_facts(kube_lab, tmp_path):
     assert cluster.helper_pods() == []
 
 
+def test_a_node_view_that_fails_is_reported_beside_the_pods_capture(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    target = lab.pods[0]
+    stand_in = lab.popen(target.node, ["sleep", "120"])  # the lab node's "PID 1"
+    out = tmp_path / "out"
+    podcap_run = start_podcap(
+        "capture", target.name, "-n", target.namespace, "--kubeconfig", str(server.kubeconfig_path),
+        "-d", "2", "-o", str(out), "--also-node", "--node-interface", "nosuch0",
+        "--node-pid", str(stand_in.pid), text=True,
+    )  # fmt: skip
+    try:
+        _, stderr = podcap_run.communicate(timeout=40)
+    finally:
+        podcap_run.kill()
+    assert podcap_run.returncode == 2, stderr
+    assert "the node's view (--also-node)" in stderr and "nosuch0" in stderr, stderr
+    assert (out / f"{target.namespace}_{target.name}.pcap").exists()  # the Pod's view is kept
+    assert cluster.helper_pods() == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_ends_the_capture_cleanly_and_deletes_the_helper(
     kube_lab, tmp_path, signum
