@@ -34,10 +34,19 @@ BUCKET_REPORTS = frozenset({"summary", "flows", "tcp", "http"})
 ROW_ORDER = {"flows": ["flow_id"], "tcp": ["flow_id", "problem"], "http": ["_file", "frame"]}
 
 
+@dataclass
+class BucketPlan:
+    """How captures too large to hold are analyzed: buckets per file, and processes at once."""
+
+    buckets: dict[str, int]
+    workers: int
+
+
 def bucket_plan(
     paths: list[str], reports: list[str], display_filter, engine: str, limit: int | None
-) -> dict[str, int] | None:
-    """Buckets per file when the captures should be analyzed in buckets, else None."""
+) -> BucketPlan | None:
+    """The plan when the captures should be analyzed in buckets, else None."""
+    from podcap.decode import split
     from podcap.decode.spill import estimate_packets
 
     if not limit or engine != "native" or not set(reports) <= BUCKET_REPORTS:
@@ -47,12 +56,16 @@ def bucket_plan(
     estimates = {path: estimate_packets(path) for path in paths}
     if sum(estimates.values()) <= limit:
         return None
-    # A third of the limit per bucket: the flow step of a bucket costs twice its table.
-    per_bucket = max(1, limit // 3)
-    return {
+    # A second CPU analyzes every other bucket when one is free (the helper of podcap.decode.split).
+    workers = 2 if split.second_process() else 1
+    # A third of the limit held at a time (the flow step of a bucket costs twice its table),
+    # shared by the buckets being analyzed at once.
+    per_bucket = max(1, limit // (3 * workers))
+    buckets = {
         path: min(MAX_BUCKETS, max(1, math.ceil(count / per_bucket)))
         for path, count in estimates.items()
     }
+    return BucketPlan(buckets, workers)
 
 
 @dataclass
@@ -69,6 +82,25 @@ class Totals:
 
 
 @dataclass
+class BucketResult:
+    """One bucket's share of the reports (a helper process hands it back pickled)."""
+
+    first_frames: np.ndarray  # per flow id: (file index << 40) | its first frame
+    tables: dict[str, pd.DataFrame]  # the reports other than the summary
+    counts: pd.DataFrame | None  # the summary's counts, when asked for
+    matched: int
+
+
+def _start_helper(work):
+    from podcap.decode import split
+
+    try:
+        return split.Helper(work)
+    except OSError:  # no process or scratch file to be had: this process does it all
+        return None
+
+
+@dataclass
 class BucketedRun:
     """The reports of captures analyzed bucket by bucket, joined at the end."""
 
@@ -82,6 +114,7 @@ class BucketedRun:
     counts: list[pd.DataFrame] = field(default_factory=list)
     captures: dict[str, Any] = field(default_factory=dict)
     matched: int = 0
+    workers: int = 1  # processes analyzing buckets at once (1 or 2)
 
     def add_file(self, file_index: int, path: str, buckets: int, needs_http: bool):
         """Read ``path`` into buckets and analyze them; the whole file's Capture (no packets)."""
@@ -92,14 +125,49 @@ class BucketedRun:
         with read_spilled(path, buckets, needles=needles, http=needs_http) as spilled:
             self.captures[path] = spilled.whole
             chosen = list(range(buckets)) if spilled.packets else [0]
-            for i in chosen:
-                self.progress(f"analyzing bucket {i + 1} of {buckets} of {path}")
-                capture = spilled.capture(i)
-                if len(capture.packets) or not spilled.packets:
-                    self._add_bucket(file_index, path, capture)
+            for result in self._bucket_results(file_index, path, spilled, chosen):
+                self._add(result)
         return spilled.whole
 
-    def _add_bucket(self, file_index: int, path: str, capture) -> None:
+    def _bucket_results(self, file_index: int, path: str, spilled, chosen: list[int]):
+        """The chosen buckets' results, in bucket order. With two workers a forked helper
+        (podcap.decode.split) analyzes every other bucket meanwhile; if it fails, this process
+        analyzes its buckets too, so the results never depend on it."""
+
+        def analyze(indexes: list[int], say=lambda i: None) -> dict[int, BucketResult]:
+            results = {}
+            for i in indexes:
+                say(i)
+                capture = spilled.capture(i)
+                if len(capture.packets) or not spilled.packets:
+                    results[i] = self._bucket_result(file_index, path, capture)
+            return results
+
+        def say(i: int) -> None:
+            self.progress(f"analyzing bucket {i + 1} of {spilled.buckets} of {path}")
+
+        theirs = chosen[1::2] if self.workers > 1 else []
+        helper = _start_helper(lambda: analyze(theirs)) if theirs else None
+        try:
+            results = analyze(chosen[0::2] if helper else chosen, say)
+            if helper is not None:
+                handed_back = helper.result()
+                results.update(analyze(theirs, say) if handed_back is None else handed_back)
+        finally:
+            if helper is not None:
+                helper.cancel()
+        return [results[i] for i in sorted(results)]
+
+    def _add(self, result: BucketResult) -> None:
+        self.matched += result.matched
+        self.first_frames.append(result.first_frames)
+        if result.counts is not None:
+            self.counts.append(result.counts)
+        for name, table in result.tables.items():
+            table["_bucket"] = len(self.first_frames) - 1
+            self.tables.setdefault(name, []).append(table)
+
+    def _bucket_result(self, file_index: int, path: str, capture) -> BucketResult:
         from podcap.analyze import combine_captures, filter_mask
         from podcap.reports import build_report
         from podcap.reports.analysis import Analysis
@@ -115,17 +183,16 @@ class BucketedRun:
             filter_text=self.display_filter.text if self.display_filter else None,
             files_given=self.files_given,
         )
-        self.matched += int(matched.sum())
         first = packets["frame"].to_numpy()[first_of_code(packets["flow_id"].to_numpy())]
-        # One sortable number per flow: its file, then its first frame in that file.
-        self.first_frames.append((np.int64(file_index) << 40) | first)
-        for name in self.reports:
-            if name == "summary":
-                self.counts.append(analysis.file_counts)
-            else:
-                table = build_report(name, analysis)
-                table["_bucket"] = len(self.first_frames) - 1
-                self.tables.setdefault(name, []).append(table)
+        return BucketResult(
+            # One sortable number per flow: its file, then its first frame in that file.
+            first_frames=(np.int64(file_index) << 40) | first,
+            tables={
+                name: build_report(name, analysis) for name in self.reports if name != "summary"
+            },
+            counts=analysis.file_counts if "summary" in self.reports else None,
+            matched=int(matched.sum()),
+        )
 
     def results(self, sidecars: dict[str, dict]) -> dict[str, pd.DataFrame]:
         from podcap.reports import build_report
@@ -177,8 +244,9 @@ def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http
     from podcap.analyze import read_each, read_sidecar
 
     run = BucketedRun(reports, display_filter, dict(options or {}), len(paths), progress)
+    run.workers = plan.workers
     captures, errors, warnings = read_each(
-        paths, lambda index, path: run.add_file(index, path, plan[path], needs_http)
+        paths, lambda index, path: run.add_file(index, path, plan.buckets[path], needs_http)
     )
     sidecars = {path: read_sidecar(path, warnings) for path in captures}
     return run.results(sidecars), run.matched, errors, warnings

@@ -24,7 +24,7 @@ import pytest
 
 from podcap import bucketed
 from podcap.analyze import analyze
-from podcap.decode import read_capture, spill
+from podcap.decode import read_capture, spill, split
 from podcap.decode.capture import STRING_COLUMNS
 from podcap.errors import DecodeError
 from tests.helpers import podcap
@@ -100,7 +100,9 @@ def test_several_files_at_once_number_flows_across_files(spill_dir):
     assert flows["file"].cat.codes.is_monotonic_increasing
 
 
-def test_generated_capture_in_many_buckets(mixed_pcap, spill_dir):
+@pytest.mark.parametrize("switch", ["0", "1"], ids=["one process", "two processes"])
+def test_generated_capture_in_many_buckets(mixed_pcap, spill_dir, monkeypatch, switch):
+    monkeypatch.setenv(split.ENV_SWITCH, switch)
     got = analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=3000)
     expected = analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=0)
     assert_same_result(got, expected)
@@ -110,7 +112,8 @@ def test_generated_capture_in_many_buckets(mixed_pcap, spill_dir):
 
 def test_one_bucket_at_a_time_and_of_the_planned_size(mixed_pcap, monkeypatch):
     """The point of it all: no bucket holds much more than limit/3 packets, and a bucket is
-    let go before the next is read."""
+    let go before the next is read (one process; two share the limit, see below)."""
+    monkeypatch.setenv(split.ENV_SWITCH, "0")
     sizes, alive, held = [], [], []
     read_bucket = spill.SpilledCapture.capture
 
@@ -124,14 +127,61 @@ def test_one_bucket_at_a_time_and_of_the_planned_size(mixed_pcap, monkeypatch):
 
     monkeypatch.setattr(spill.SpilledCapture, "capture", spy)
     plan = bucketed.bucket_plan([str(mixed_pcap)], ["flows"], None, "native", 3000)
-    buckets = plan[str(mixed_pcap)]
-    assert 20 <= buckets <= 21  # 20,000 packets (estimated) in buckets of 1,000
+    buckets = plan.buckets[str(mixed_pcap)]
+    assert plan.workers == 1 and 20 <= buckets <= 21  # 20,000 packets in buckets of 1,000
     analyze([mixed_pcap], reports=["flows"], in_memory_limit=3000)
     assert len(sizes) == buckets and sum(sizes) == 20000
     assert max(sizes) < 2000  # the hash spreads conversations evenly
     assert max(held) <= 1, held
     gc.collect()
     assert [ref() for ref in alive] == [None] * len(alive)
+
+
+def spy_on_buckets(monkeypatch, log: Path, fail_in_helper: bool = False):
+    """Each bucket read appends "PID BUCKET SIZE" to ``log`` (both processes write to it)."""
+    read_bucket, parent = spill.SpilledCapture.capture, os.getpid()
+
+    def spy(self, i):
+        if fail_in_helper and os.getpid() != parent:
+            raise RuntimeError("the helper breaks down")
+        capture = read_bucket(self, i)
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()} {i} {len(capture.packets)}\n")
+        return capture
+
+    monkeypatch.setattr(spill.SpilledCapture, "capture", spy)
+
+
+def test_two_processes_share_the_buckets_and_the_limit(mixed_pcap, monkeypatch, tmp_path):
+    monkeypatch.setenv(split.ENV_SWITCH, "1")
+    log = tmp_path / "buckets.log"
+    spy_on_buckets(monkeypatch, log)
+    plan = bucketed.bucket_plan([str(mixed_pcap)], ["flows"], None, "native", 3000)
+    buckets = plan.buckets[str(mixed_pcap)]
+    assert plan.workers == 2 and 40 <= buckets <= 41  # buckets of 500: two held at once
+    got = analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=3000)
+    reads = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    by_process: dict[int, list[int]] = {}
+    for pid, bucket, _ in reads:
+        by_process.setdefault(pid, []).append(bucket)
+    assert by_process.pop(os.getpid()) == list(range(0, buckets, 2))
+    (helper_buckets,) = by_process.values()  # one other process: the helper
+    assert helper_buckets == list(range(1, buckets, 2))
+    assert sum(size for *_, size in reads) == 20000 and max(size for *_, size in reads) < 1000
+    monkeypatch.undo()
+    assert_same_result(got, analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=0))
+
+
+def test_a_failing_helper_leaves_its_buckets_to_this_process(mixed_pcap, monkeypatch, tmp_path):
+    monkeypatch.setenv(split.ENV_SWITCH, "1")
+    log = tmp_path / "buckets.log"
+    spy_on_buckets(monkeypatch, log, fail_in_helper=True)
+    got = analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=3000)
+    read_here = [int(line.split()[1]) for line in log.read_text().splitlines()]
+    buckets = len(read_here)
+    assert read_here == list(range(0, buckets, 2)) + list(range(1, buckets, 2))
+    monkeypatch.undo()
+    assert_same_result(got, analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=0))
 
 
 def test_spill_buckets_partition_the_capture_by_conversation(mixed_pcap, spill_dir):
@@ -191,7 +241,9 @@ def test_unreadable_file_among_others(tmp_path, spill_dir):
     assert list(spill_dir.iterdir()) == []
 
 
-def test_spill_removed_when_the_analysis_fails_half_way(mixed_pcap, spill_dir):
+@pytest.mark.parametrize("switch", ["0", "1"], ids=["one process", "two processes"])
+def test_spill_removed_when_the_analysis_fails_half_way(mixed_pcap, spill_dir, monkeypatch, switch):
+    monkeypatch.setenv(split.ENV_SWITCH, switch)
     calls = []
 
     def progress(message):
@@ -201,8 +253,11 @@ def test_spill_removed_when_the_analysis_fails_half_way(mixed_pcap, spill_dir):
 
     with pytest.raises(KeyboardInterrupt):
         analyze([mixed_pcap], reports=["flows"], in_memory_limit=3000, on_progress=progress)
-    assert any(re.search(r"bucket 2 of 2\d", m) for m in calls)
+    assert re.search(r"bucket 3 of [24]\d", calls[-1])
     assert list(spill_dir.iterdir()) == []
+    # No helper left analyzing (it is killed and reaped on the way out).
+    children = Path(f"/proc/self/task/{threading.get_native_id()}/children").read_text()
+    assert children.split() == []
 
 
 def test_nothing_left_on_disk_when_killed(mixed_pcap, tmp_path):
@@ -219,10 +274,10 @@ def test_nothing_left_on_disk_when_killed(mixed_pcap, tmp_path):
     )
     try:
         for line in proc.stdout:
-            if "analyzing bucket 2 of" in line:
+            if "analyzing bucket 3 of" in line:  # (with a helper, this process's second)
                 break
         else:
-            pytest.fail("the analysis never reached its second bucket")
+            pytest.fail("the analysis never reached its third bucket")
         # While it runs, the files exist only as open descriptors of that process.
         held = [str(fd.readlink()) for fd in Path(f"/proc/{proc.pid}/fd").iterdir()]
         assert sum(str(tmp_path) in target for target in held) >= 20

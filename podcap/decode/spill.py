@@ -87,7 +87,6 @@ class Spill:
     def parts(self, i: int) -> list[dict[str, np.ndarray]]:
         """What ``add`` wrote to bucket ``i``, chunk by chunk."""
         file = self.files[i]
-        file.flush()
         file.seek(0)
         chunks = []
         while True:
@@ -95,6 +94,10 @@ class Spill:
                 chunks.append(pickle.load(file))
             except EOFError:
                 return chunks
+
+    def flush(self) -> None:
+        for file in self.files:
+            file.flush()
 
     def close(self) -> None:
         for file in self.files:
@@ -158,6 +161,9 @@ def read_spilled(
     try:
         reading = start_reading(path, needles, chunk_bytes, http, sink=spill)
         whole = reading.finish()  # closes the file, also on an error
+        # Nothing left in the files' buffers: a process forked to read some buckets
+        # (podcap.bucketed) would otherwise write its copy of them a second time.
+        spill.flush()
     except BaseException:
         spill.close()
         raise

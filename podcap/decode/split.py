@@ -51,10 +51,16 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def wanted(file_size: int | None) -> bool:
     """Whether a helper process is worth starting for a plain file of ``file_size`` bytes."""
+    return file_size is not None and file_size >= MIN_BYTES and second_process()
+
+
+def second_process() -> bool:
+    """Whether work may go to a helper process now: fork exists, ``ENV_SWITCH`` allows it,
+    and (unless the switch forces it) another CPU is free."""
     switch = os.environ.get(ENV_SWITCH, "")
-    if file_size is None or switch == "0" or not hasattr(os, "fork"):
+    if switch == "0" or not hasattr(os, "fork"):
         return False
-    return file_size >= MIN_BYTES and (switch == "1" or _spare_cpu())
+    return switch == "1" or _spare_cpu()
 
 
 def _spare_cpu() -> bool:
