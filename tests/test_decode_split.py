@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,22 @@ def test_the_analyze_command_gives_the_same_flows(mixed_pcap, tmp_path):
         outputs[switch] = pd.read_parquet(out)
     assert len(outputs["1"]) > 1000
     pd.testing.assert_frame_equal(outputs["1"], outputs["0"])
+
+
+def test_the_hand_back_file_goes_to_disk_when_dev_shm_is_small(monkeypatch, tmp_path):
+    # A container's /dev/shm is often 64 MiB: too small for a helper's columns.
+    real_statvfs = os.statvfs
+
+    def small_shm(path):
+        stat = real_statvfs(path)
+        if str(path) == "/dev/shm":
+            return os.statvfs_result((*stat[:4], 64 * 1024 * 1024 // stat.f_frsize, *stat[5:]))
+        return stat
+
+    assert split._scratch_dir() == "/dev/shm"  # this machine's is large
+    monkeypatch.setattr(os, "statvfs", small_shm)
+    assert split._scratch_dir() is None
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    helper = split.Helper(lambda: {"answer": np.arange(5)})
+    assert os.readlink(f"/proc/self/fd/{helper.fd}").startswith(str(tmp_path))
+    assert list(helper.result()["answer"]) == [0, 1, 2, 3, 4]

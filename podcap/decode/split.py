@@ -42,6 +42,7 @@ MIN_BYTES = 32 * 1024 * 1024
 DECODE_BYTES_PER_SECOND = 100e6
 IMPORT_SECONDS = 0.25
 WINDOW_BYTES = 256 * 1024  # where a record start is looked for: a few records at least
+SHM_FREE_BYTES = 1 << 30  # /dev/shm holds the hand-back file only with this much free
 # PODCAP_DECODE_HELPER=0 turns the helper off (benchmarks, or a machine that forbids fork);
 # =1 starts it whatever the CPUs are doing (tests); unset: for a large enough file when a
 # second CPU is free at that moment.
@@ -210,5 +211,15 @@ def _die_with_parent() -> None:
 
 
 def _scratch_dir() -> str | None:
+    """/dev/shm (memory) for the hand-back file when it has room, else the temporary directory
+    (disk, mostly in the page cache): a container's /dev/shm is often 64 MiB, less than a
+    helper's columns (about 100 MB per million packets), and a helper that cannot write them
+    has worked for nothing."""
     shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    if not (os.path.isdir(shm) and os.access(shm, os.W_OK)):
+        return None
+    try:
+        free = os.statvfs(shm)
+    except OSError:
+        return None
+    return shm if free.f_bavail * free.f_frsize >= SHM_FREE_BYTES else None
