@@ -202,7 +202,12 @@ def test_spill_buckets_partition_the_capture_by_conversation(mixed_pcap, spill_d
     )
     found = np.concatenate([p.contains[b"lbtest"] for p in parts])[order]
     assert np.array_equal(found, whole.contains[b"lbtest"]) and found.any()
-    # Each conversation (either direction) is in exactly one bucket.
+    assert_conversations_in_one_bucket(parts)
+    assert sum(len(p.packets) > 0 for p in parts) == 7
+
+
+def assert_conversations_in_one_bucket(parts) -> None:
+    """Each conversation (either direction) is in exactly one bucket."""
     seen: dict[tuple, int] = {}
     for index, part in enumerate(parts):
         p = part.packets
@@ -214,7 +219,29 @@ def test_spill_buckets_partition_the_capture_by_conversation(mixed_pcap, spill_d
             ends = tuple(sorted([(row.src, row.sport), (row.dst, row.dport)]))
             key = (ends, row.ip_proto)
             assert seen.setdefault(key, index) == index, f"{key} in buckets {seen[key]}, {index}"
-    assert sum(len(p.packets) > 0 for p in parts) == 7
+
+
+def test_a_helper_process_spills_the_later_part_of_a_large_file(mixed_pcap, monkeypatch):
+    # As for a file of 32 MiB or more with a second CPU free (podcap.decode.split).
+    monkeypatch.setattr(split, "MIN_BYTES", 64 * 1024)
+    monkeypatch.setenv(split.ENV_SWITCH, "1")
+    whole = read_capture(mixed_pcap, needles=(b"lbtest",))
+    with spill.read_spilled(mixed_pcap, 5, needles=(b"lbtest",)) as spilled:
+        assert 0 < spilled.helper_packets < spilled.packets == len(whole.packets)
+        parts = [spilled.capture(i) for i in range(5)]
+    joined = pd.concat([p.packets for p in parts], ignore_index=True)
+    order = np.argsort(joined["frame"].to_numpy())
+    text = {name: "str" for name in STRING_COLUMNS}
+    pd.testing.assert_frame_equal(
+        joined.iloc[order].reset_index(drop=True).astype(text), whole.packets.astype(text)
+    )
+    found = np.concatenate([p.contains[b"lbtest"] for p in parts])[order]
+    assert np.array_equal(found, whole.contains[b"lbtest"]) and found.any()
+    # Bucketed by what the addresses are, not by each process's codes for them.
+    assert_conversations_in_one_bucket(parts)
+    # And the reports, with buckets analyzed by two processes as well.
+    got = analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=3000)
+    assert_same_result(got, analyze([mixed_pcap], reports=BUCKET_REPORTS, in_memory_limit=0))
 
 
 def test_truncated_capture_warns_once_and_keeps_what_was_read(mixed_pcap, tmp_path, spill_dir):

@@ -78,7 +78,8 @@ def start_reading(
     the helper decodes. Always call ``finish()`` or ``cancel()``.
 
     ``sink``: where decoded chunks go instead of the Capture's table (``podcap.decode.spill``);
-    the Capture then has no packets, and no helper process is started."""
+    the Capture then has no packets. A helper process then spills its part into bucket files
+    of its own (``sink.sibling()``), which the sink adopts."""
     path = Path(path)
     stream = open_capture(path)
     try:
@@ -112,14 +113,14 @@ class Reading:
         self.packets = 0
         self.helper: split.Helper | None = None
         self.helper_packets = 0  # packets the helper process decoded (0: none, or dropped)
+        self.helper_sink = None  # where the helper spills, when this reading spills
         # Where decoded chunks go instead of ``chunks`` (podcap.decode.spill): None keeps them.
         self.sink = None
 
     def start(self) -> None:
         self.first_chunk = self.reader.read(b"")
         self.framer = detect(bytes(self.first_chunk[:64]), self.path)
-        if self.sink is None:
-            self.helper = self._start_helper(self.framer, self.first_chunk)
+        self.helper = self._start_helper(self.framer, self.first_chunk)
 
     def finish(self) -> Capture:
         """Decode the file (up to the helper's part, then adopt that) and build the Capture."""
@@ -132,9 +133,17 @@ class Reading:
 
     def cancel(self) -> None:
         """Stop the helper (if any) and close the file."""
+        self._drop_helper()
+        self.reader.stream.close()
+
+    def _drop_helper(self) -> None:
+        """Stop the helper and forget its part (its spill files too, unless adopted)."""
         if self.helper is not None:
             self.helper.cancel()
-        self.reader.stream.close()
+            self.helper = None
+        if self.helper_sink is not None:
+            self.helper_sink.close()
+            self.helper_sink = None
 
     def walk(self, framer, buf: bytearray, start: int, base: int) -> None:
         """Decode chunk after chunk from ``buf[start:]`` (``base``: its offset in the file)
@@ -151,8 +160,7 @@ class Reading:
                 # At the cut: adopt the helper's part if the walk landed exactly on the cut.
                 if not carry and self._adopt(self.helper.result()):
                     return
-                self.helper.cancel()
-                self.helper = None
+                self._drop_helper()
                 self.reader.read_to_end()
             if self.reader.eof:
                 self._note_truncated_tail(base + walk.stop, carry)
@@ -176,10 +184,16 @@ class Reading:
         if found is None:
             return None
         cut = target + found
+        # Spilling, the helper writes bucket files of its own, made here: this process reads
+        # them once the helper is gone.
+        helper_sink = self.sink.sibling() if self.sink is not None else None
         try:
-            helper = split.Helper(lambda: _decode_part(self, framer, cut))
+            helper = split.Helper(lambda: _decode_part(self, framer, cut, helper_sink))
         except OSError:  # no process or scratch file to be had: this process reads it all
+            if helper_sink is not None:
+                helper_sink.close()
             return None
+        self.helper_sink = helper_sink
         if len(buf) > cut:  # the first chunk reaches past the cut: the helper reads that part
             del buf[cut:]
             self.reader.stream.seek(cut)
@@ -190,8 +204,15 @@ class Reading:
         """What a helper hands back: its columns (string codes with their strings), needle
         matches and link metadata; None when anything was unusual (warnings, a corrupt
         record), so that the parent reads that part itself and words those cases as always."""
-        if self.warnings or not self.chunks:
+        if self.warnings or not self.packets:
             return None
+        if self.sink is not None:  # the packets are in the sink's files
+            self.sink.flush()
+            return {
+                "strings": self.strings.values,
+                "packets": self.packets,
+                "linktypes": sorted(self.sink.linktypes),
+            }
         return {
             "columns": {
                 name: np.concatenate([c[name] for c in self.chunks]) for name in self.chunks[0]
@@ -205,8 +226,18 @@ class Reading:
     def _adopt(self, part: dict | None) -> bool:
         if part is None:
             return False
-        columns = part["columns"]
         to_mine = self.strings.codes(part["strings"])  # the helper's string codes -> ours
+        if self.sink is not None:
+            self.sink.adopt(self.helper_sink, to_mine, self.packets, part["linktypes"])
+            self.helper_sink = None  # the sink's now
+        else:
+            self._adopt_columns(part, to_mine)
+        self.packets += part["packets"]
+        self.helper_packets = part["packets"]
+        return True
+
+    def _adopt_columns(self, part: dict, to_mine: np.ndarray) -> None:
+        columns = part["columns"]
         for name in STRING_COLUMNS:
             columns[name] = to_mine[columns[name]]
         columns["frame"] = columns["frame"] + self.packets
@@ -215,9 +246,6 @@ class Reading:
             self.matches[needle].append(found)
         for name, values in part["link_meta"].items():
             self.link_meta[name].append(values)
-        self.packets += part["packets"]
-        self.helper_packets = part["packets"]
-        return True
 
     def _stop_at_problem(self, walk: Walk) -> None:
         if self.packets == 0:
@@ -252,7 +280,7 @@ class Reading:
             for needle in self.needles
         }
         if self.sink is not None:
-            self.sink.add(chunk, matches, meta)
+            self.sink.add(chunk, matches, meta, self.strings)
         else:
             self.chunks.append(chunk)
             for name, values in meta.items():
@@ -339,12 +367,13 @@ def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False)
 
 
-def _decode_part(parent: Reading, framer: PcapFramer, cut: int) -> dict | None:
+def _decode_part(parent: Reading, framer: PcapFramer, cut: int, sink=None) -> dict | None:
     """In the helper process: decode ``parent``'s file from byte ``cut`` (a record start, if
-    the guess was right) to its end."""
+    the guess was right) to its end (into ``sink`` when the parent spills)."""
     with open(parent.path, "rb") as stream:
         stream.seek(cut)
         reader = ChunkReader(stream, parent.path, parent.reader.chunk_bytes)
         reading = Reading(parent.path, parent.needles, reader, parent.parse_http)
+        reading.sink = sink
         reading.walk(framer, reader.read(b""), 0, cut)
     return reading.part()

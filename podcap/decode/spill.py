@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import pickle
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from podcap.decode.capture import Capture, Reading, packet_table, start_reading
+from podcap.decode.capture import STRING_COLUMNS, Capture, Reading, packet_table, start_reading
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
+from podcap.decode.strings import Interner
 
 # Odd 64-bit constants (splitmix64's) that spread endpoint numbers over the hash bits.
 MIX_LOW = np.uint64(0x9E3779B97F4A7C15)
@@ -31,18 +33,34 @@ MIX_HIGH = np.uint64(0xBF58476D1CE4E5B9)
 NEEDLE_PREFIX = "contains:"
 
 
-def conversation_buckets(chunk: dict[str, np.ndarray], buckets: int) -> np.ndarray:
-    """The bucket of each packet: a hash of its protocol and its two endpoints (address code
-    and port), the same whichever way the packet goes."""
-    src_end = chunk["src"].astype(np.uint64) << np.uint64(17) | (chunk["sport"] + 1).astype(
-        np.uint64
-    )
-    dst_end = chunk["dst"].astype(np.uint64) << np.uint64(17) | (chunk["dport"] + 1).astype(
-        np.uint64
-    )
+def conversation_buckets(
+    chunk: dict[str, np.ndarray], buckets: int, address_keys: np.ndarray
+) -> np.ndarray:
+    """The bucket of each packet: a hash of its protocol and its two endpoints (address and
+    port), the same whichever way the packet goes. ``address_keys`` gives each string code a
+    number that does not depend on the process (``AddressKeys``): a helper process spilling the
+    file's later part has codes of its own, and a conversation across the cut must land in one
+    bucket."""
+    src_end = address_keys[chunk["src"]] << np.uint64(17) | (chunk["sport"] + 1).astype(np.uint64)
+    dst_end = address_keys[chunk["dst"]] << np.uint64(17) | (chunk["dport"] + 1).astype(np.uint64)
     low, high = np.minimum(src_end, dst_end), np.maximum(src_end, dst_end)
     mixed = low * MIX_LOW ^ high * MIX_HIGH ^ chunk["ip_proto"].astype(np.uint64)
     return ((mixed >> np.uint64(33)) % np.uint64(buckets)).astype(np.int64)
+
+
+class AddressKeys:
+    """A number for each string of an Interner: the CRC-32 of its text, so the same in every
+    process; spelled once per string, as the Interner grows."""
+
+    def __init__(self):
+        self.keys = np.zeros(0, np.uint64)
+
+    def of(self, strings: Interner) -> np.ndarray:
+        known = len(self.keys)
+        if known < len(strings.values):
+            new = [zlib.crc32(text.encode()) for text in strings.values[known:]]
+            self.keys = np.concatenate([self.keys, np.array(new, np.uint64)])
+        return self.keys
 
 
 class Spill:
@@ -54,6 +72,8 @@ class Spill:
 
     def __init__(self, buckets: int):
         self.buckets = buckets
+        self.later: tuple[Spill, np.ndarray, int] | None = None  # see adopt
+        self.address_keys = AddressKeys()
         self.files: list = []
         try:
             for _ in range(buckets):
@@ -68,6 +88,7 @@ class Spill:
         chunk: dict[str, np.ndarray],
         matches: dict[bytes, np.ndarray],
         link_meta: dict[str, np.ndarray],
+        strings: Interner,
     ) -> None:
         columns = dict(chunk)
         columns.update(link_meta)
@@ -75,7 +96,7 @@ class Spill:
         linktype = columns["linktype"]
         if len(linktype):
             self.linktypes.update(np.unique(linktype).tolist())
-        bucket = conversation_buckets(columns, self.buckets)
+        bucket = conversation_buckets(columns, self.buckets, self.address_keys.of(strings))
         order = np.argsort(bucket, kind="stable")  # stable: file order inside each bucket
         bounds = np.searchsorted(bucket[order], np.arange(self.buckets + 1))
         ordered = {name: values[order] for name, values in columns.items()}
@@ -84,16 +105,28 @@ class Spill:
                 part = {name: values[start:stop] for name, values in ordered.items()}
                 pickle.dump(part, self.files[i], protocol=pickle.HIGHEST_PROTOCOL)
 
+    def sibling(self) -> Spill:
+        """Empty bucket files like these, for a helper process to spill the file's later part
+        into (``podcap.decode.split``); ``adopt`` then takes them in."""
+        return Spill(self.buckets)
+
+    def adopt(self, later: Spill, to_mine: np.ndarray, frames_before: int, linktypes) -> None:
+        """Take ``later``'s buckets as the rest of each bucket: their string codes (the
+        helper's) through ``to_mine``, their frame numbers after ``frames_before``."""
+        self.later = (later, to_mine, frames_before)
+        self.linktypes.update(linktypes)
+
     def parts(self, i: int) -> list[dict[str, np.ndarray]]:
-        """What ``add`` wrote to bucket ``i``, chunk by chunk."""
-        file = self.files[i]
-        file.seek(0)
-        chunks = []
-        while True:
-            try:
-                chunks.append(pickle.load(file))
-            except EOFError:
-                return chunks
+        """What ``add`` wrote to bucket ``i``, chunk by chunk (then the adopted ones')."""
+        chunks = _chunks_in(self.files[i])
+        if self.later is not None:
+            later, to_mine, frames_before = self.later
+            for chunk in _chunks_in(later.files[i]):
+                for name in STRING_COLUMNS:
+                    chunk[name] = to_mine[chunk[name]]
+                chunk["frame"] = chunk["frame"] + frames_before
+                chunks.append(chunk)
+        return chunks
 
     def flush(self) -> None:
         for file in self.files:
@@ -102,6 +135,18 @@ class Spill:
     def close(self) -> None:
         for file in self.files:
             file.close()
+        if self.later is not None:
+            self.later[0].close()
+
+
+def _chunks_in(file) -> list[dict[str, np.ndarray]]:
+    file.seek(0)
+    chunks = []
+    while True:
+        try:
+            chunks.append(pickle.load(file))
+        except EOFError:
+            return chunks
 
 
 class SpilledCapture:
@@ -112,6 +157,7 @@ class SpilledCapture:
     def __init__(self, whole: Capture, reading: Reading, spill: Spill):
         self.whole = whole
         self.packets = reading.packets
+        self.helper_packets = reading.helper_packets  # spilled by a helper process (split)
         self.buckets = spill.buckets
         self._strings = reading.strings
         self._needles = reading.needles
