@@ -202,8 +202,10 @@ class Reading:
 
     def part(self) -> dict | None:
         """What a helper hands back: its columns (string codes with their strings), needle
-        matches and link metadata; None when anything was unusual (warnings, a corrupt
-        record), so that the parent reads that part itself and words those cases as always."""
+        matches and link metadata, or when spilling only its strings, packet count and link
+        types (the packets are in its spill files); None when anything was unusual (warnings,
+        a corrupt record), so that the parent reads that part itself and words those cases as
+        always."""
         if self.warnings or not self.packets:
             return None
         if self.sink is not None:  # the packets are in the sink's files
