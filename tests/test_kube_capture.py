@@ -222,16 +222,20 @@ def test_node_rules_are_written_one_file_each_with_a_file_safe_node_name(tmp_pat
 
 
 POD, PEER, OTHER = "10.244.0.10", "10.244.1.20", "10.244.1.30"
+POD6, PEER6 = "fd00::10", "fd00::20"
 NODE_A, NODE_B = "172.20.0.11", "172.20.0.12"
 
 
 def _node_nic_frames() -> dict[int, bytes]:
     """What a node NIC sees, by a label carried as the inner TCP source port: the Pod's
-    packets plain and inside each overlay (odd labels), and others' (even labels)."""
-    from tests.decode_fixtures import ethernet, geneve, ipv4, tcp, udp, vxlan
+    packets (IPv4 and IPv6) plain and inside each overlay (odd labels), and others' (even)."""
+    from tests.decode_fixtures import ETH_IPV6, ethernet, geneve, ipv4, ipv6, tcp, udp, vxlan
 
     def inner(src, dst, label):
         return ipv4(src, dst, 6, tcp(label, 80))
+
+    def inner6(src, dst, label):
+        return ipv6(src, dst, 6, tcp(label, 80))
 
     def outer_udp(port, payload):
         return ethernet(ipv4(NODE_A, NODE_B, 17, udp(40000, port, payload)))
@@ -248,6 +252,11 @@ def _node_nic_frames() -> dict[int, bytes]:
         11: ethernet(ipv4(NODE_A, NODE_B, 4, inner(POD, PEER, 11))),
         8: ethernet(ipv4(NODE_A, NODE_B, 4, inner(OTHER, PEER, 8))),
         10: outer_udp(53, b"\x00" * 12),
+        13: outer_udp(8472, vxlan(ethernet(inner6(POD6, PEER6, 13), ETH_IPV6))),
+        15: outer_udp(6081, geneve(inner6(PEER6, POD6, 15), protocol=0x86DD, options=b"\x01" * 4)),
+        12: outer_udp(4789, vxlan(ethernet(inner6(PEER6, "fd00::30", 12), ETH_IPV6))),
+        17: ethernet(ipv4(NODE_A, NODE_B, 41, inner6(POD6, PEER6, 17))),
+        14: ethernet(ipv4(NODE_A, NODE_B, 41, inner6("fd00::31", PEER6, 14))),
     }
 
 
@@ -259,7 +268,7 @@ def test_the_node_nic_filter_finds_the_pod_inside_every_overlay(tmp_path):
     source = write_pcap(tmp_path / "nic.pcap", 1, list(frames.values()))
     kept = tmp_path / "kept.pcap"
     # The real tcpdump compiles the filter and runs it over the frames.
-    bpf = kubecapture.pod_traffic_filter([POD, "fd00::10"])
+    bpf = kubecapture.pod_traffic_filter([POD, POD6])
     subprocess.run(["tcpdump", "-r", str(source), "-w", str(kept), bpf], check=True,
                    capture_output=True)  # fmt: skip
     packets = read_capture(kept).packets
