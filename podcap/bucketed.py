@@ -243,8 +243,9 @@ def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http
     """The reports, the matched count, errors and warnings of ``paths`` read in buckets."""
     from podcap.analyze import read_each, read_sidecar
 
-    run = BucketedRun(reports, display_filter, dict(options or {}), len(paths), progress)
-    run.workers = plan.workers
+    run = BucketedRun(
+        reports, display_filter, dict(options or {}), len(paths), progress, workers=plan.workers
+    )
     captures, errors, warnings = read_each(
         paths, lambda index, path: run.add_file(index, path, plan.buckets[path], needs_http)
     )
