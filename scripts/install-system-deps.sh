@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools podcap's tests drive for real: tcpdump, tshark, iproute2,
-# iptables, OpenSSH server and client, curl, Chromium (HTML report screenshots).
+# iptables, OpenSSH server and client, curl, Chromium (HTML report screenshots); and gcc with
+# the Python headers, which build podcap's C flow pass (podcap/reports/_flowpass.c).
 # Non-interactive; installs only what is missing, so a second run costs nothing.
 set -euo pipefail
 
@@ -15,6 +16,10 @@ have ssh || need+=(openssh-client)
 have curl || need+=(curl)
 have nsenter || need+=(util-linux)
 have chromium || need+=(chromium)
+have gcc || need+=(gcc)
+python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+  need+=(python3-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -5,11 +5,15 @@ client), ``retransmission`` and ``dup_of_frame`` (the frame this packet is anoth
 interface's copy of, ``tcpdump -i any``; -1 for an original). ``flow_table(packets)`` gives
 one row per flow.
 
-Everything is numpy over whole columns: packets are grouped by hashing their keys
-(``pd.factorize``, numbered in order of first appearance) or by one stable sort per grouping,
-and per-group values come from ``np.*.reduceat`` / ``bincount`` on the sorted order. The
-only Python loop runs over the few SYNs that might start a new connection on a reused
-4-tuple.
+Two implementations of the per-packet work give the same result: C passes
+(``podcap.reports.flowpass``: one loop over the packets each, with a hash table of
+conversations), used when they were built, and the numpy code here, the fallback without a C
+compiler (and the reference the tests hold the C passes to). In numpy, packets are grouped by
+hashing their keys (``pd.factorize``, numbered in order of first appearance) or by one stable
+sort per grouping, and per-group values come from ``np.*.reduceat`` on the sorted order; the
+only Python loop runs over the few SYNs that might start a new connection on a reused 4-tuple.
+What both share (address codes, the per-flow columns, history spelling, states) is written
+once.
 
 TCP streams split as Wireshark's ``tcp.stream`` splits them: a pure SYN whose sequence number
 differs from the first one seen in its direction starts a new stream (port reuse). UDP and
@@ -19,6 +23,7 @@ history letters follow Zeek's conn.log.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -26,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 
 from podcap.decode.strings import as_text
-from podcap.reports import report
+from podcap.reports import flowpass, report
 from podcap.reports.timefmt import as_datetime
 
 TCP, UDP = 6, 17
@@ -133,11 +138,15 @@ def assign_flows(packets: pd.DataFrame) -> pd.DataFrame:
                             ("retransmission", bool)):  # fmt: skip
             packets[name] = np.zeros(0, dtype)
         return packets
-    conv, forward = _conversations(packets)
-    stream = _split_reused_ports(packets, conv, forward)
-    flow_id = _number_by_first_packet(conv, stream)
+    if flowpass.LIBRARY is not None:
+        flow_id, c2s = _compiled_flow_ids(packets)
+    else:
+        conv, forward = _conversations(packets)
+        stream = _split_reused_ports(packets, conv, forward)
+        flow_id = _number_by_first_packet(conv, stream)
+        c2s = _client_to_server(packets, flow_id, forward)
     packets["flow_id"] = flow_id
-    packets["c2s"] = _client_to_server(packets, flow_id, forward)
+    packets["c2s"] = c2s
     packets["dup_of_frame"] = interface_copies(packets)
     packets["retransmission"] = _retransmissions(packets)
     return packets
@@ -147,14 +156,10 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     """One row per flow (columns ``FLOW_COLUMNS``, plus ``file`` when the table has one)."""
     if "flow_id" not in packets:
         packets = assign_flows(packets)
-    flow = packets["flow_id"].to_numpy()
-    in_flow = flow >= 0
-    p = packets if in_flow.all() else packets[in_flow]
-    if p.empty:
-        return pd.DataFrame(columns=(["file"] if "file" in p else []) + FLOW_COLUMNS)
-    col = _Cols(p)
-    groups = Groups(col.flow)
-    first_at = groups.first_position()
+    sums = _compiled_sums(packets) if flowpass.LIBRARY is not None else _numpy_sums(packets)
+    if sums is None:
+        return pd.DataFrame(columns=(["file"] if "file" in packets else []) + FLOW_COLUMNS)
+    p, first_at = sums.packets, sums.first_at
 
     def first(name: str):
         return p[name].take(first_at).array
@@ -163,26 +168,10 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
         # The packet table's text columns are categoricals; a flow table row is plain text.
         return as_text(p[name].take(first_at).reset_index(drop=True))
 
-    c2s = col.c2s
-    packets_c2s = groups.sum(c2s.astype(np.int64))
-    bytes_c2s, bytes_s2c = groups.sum_by_side(col.length, c2s)
-    payload_c2s, payload_s2c = groups.sum_by_side(col.payload, c2s)
-    table = {
-        "flow_id": groups.keys,
-        "first_ts": groups.min(col.ts),
-        "last_ts": groups.max(col.ts),
-        "packets_c2s": packets_c2s,
-        "packets_s2c": groups.sizes - packets_c2s,
-        "bytes_c2s": bytes_c2s,
-        "bytes_s2c": bytes_s2c,
-        "payload_c2s": payload_c2s,
-        "payload_s2c": payload_s2c,
-        "retransmissions": groups.sum(col.retransmission.astype(np.int64)),
-        "resets": groups.sum(((col.flags & RST) != 0).astype(np.int64)),
-        "zero_windows": groups.sum(col.zero_window.astype(np.int64)),
-    }
-    first_c2s = c2s[first_at]
-    first_proto = col.proto[first_at]
+    table = dict(sums.columns)
+    table["packets_s2c"] = sums.sizes - table["packets_c2s"]
+    first_c2s = p["c2s"].to_numpy()[first_at]
+    first_proto = p["ip_proto"].to_numpy()[first_at]
     table["proto"] = proto_names(pd.Series(first_proto)).to_numpy()
     # Strings as pandas (Arrow) strings: where() on them never builds Python objects.
     src, dst = first_text("src"), first_text("dst")
@@ -195,17 +184,99 @@ def flow_table(packets: pd.DataFrame) -> pd.DataFrame:
     for column in ("encap", "outer_src", "outer_dst"):
         table[column] = first_text(column).array
     if "file" in p:
-        table["file"] = p["file"].take(first_at)
-    firsts = _first_events(groups, col)
-    table["handshake_rtt_ms"] = _handshake_rtt_ms(groups, col)
-    never = len(p)  # the position _first_events gives an event that never happened
-    table["history"] = _history(firsts, never)
+        table["file"] = p["file"].take(first_at).array
+    table["handshake_rtt_ms"] = _rtt_ms(sums.syn_ts, sums.ack_ts)
+    table["history"] = _spell_history(sums.history_order)
     both_ways = (table["packets_c2s"] > 0) & (table["packets_s2c"] > 0)
-    table["state"] = _states(firsts, never, first_proto, both_ways)
+    table["state"] = _states(sums.first_events, len(p), first_proto, both_ways)
     columns = (["file"] if "file" in table else []) + FLOW_COLUMNS
-    if "file" in table:
-        table["file"] = table["file"].array
     return pd.DataFrame({name: table[name] for name in columns})
+
+
+@dataclass
+class _FlowSums:
+    """What the flow table needs from every packet of each flow, one entry per flow.
+
+    ``first_at`` and ``first_events`` are positions in ``packets`` (``len(packets)`` for an
+    event that never happened); ``history_order`` lists each flow's ``EVENTS`` indexes in the
+    order they first happened, then ``len(EVENTS)``.
+    """
+
+    packets: pd.DataFrame
+    first_at: np.ndarray
+    sizes: np.ndarray
+    columns: dict[str, np.ndarray]  # flow_id, first_ts, last_ts, sums: FLOW_COLUMNS names
+    syn_ts: np.ndarray
+    ack_ts: np.ndarray
+    first_events: np.ndarray
+    history_order: np.ndarray
+
+
+def _compiled_sums(packets: pd.DataFrame) -> _FlowSums | None:
+    flow = packets["flow_id"].to_numpy()
+    sums = flowpass.flow_sums(
+        flow, packets["c2s"].to_numpy(), packets["ip_proto"].to_numpy(),
+        packets["tcp_flags"].to_numpy(), packets["payload_len"].to_numpy(),
+        packets["length"].to_numpy(), packets["tcp_win"].to_numpy(),
+        packets["retransmission"].to_numpy(), packets["ts"].to_numpy(),
+    )  # fmt: skip
+    present = sums["packets"] > 0
+    if not present.any():
+        return None
+    if not present.all():  # a table of some flows' packets only
+        sums = {name: values[present] for name, values in sums.items()}
+    names = ["first_ts", "last_ts", "packets_c2s", "bytes_c2s", "bytes_s2c", "payload_c2s",
+             "payload_s2c", "retransmissions", "resets", "zero_windows"]  # fmt: skip
+    columns = {"flow_id": np.flatnonzero(present)} | {name: sums[name] for name in names}
+    return _FlowSums(
+        packets=packets,
+        first_at=sums["first_packet"],
+        sizes=sums["packets"],
+        columns=columns,
+        syn_ts=sums["syn_ts"],
+        ack_ts=sums["ack_ts"],
+        first_events=sums["first_event"],
+        history_order=flowpass.history_order(sums["first_event"], len(packets)),
+    )
+
+
+def _numpy_sums(packets: pd.DataFrame) -> _FlowSums | None:
+    flow = packets["flow_id"].to_numpy()
+    in_flow = flow >= 0
+    p = packets if in_flow.all() else packets[in_flow]
+    if p.empty:
+        return None
+    col = _Cols(p)
+    groups = Groups(col.flow)
+    c2s = col.c2s
+    packets_c2s = groups.sum(c2s.astype(np.int64))
+    bytes_c2s, bytes_s2c = groups.sum_by_side(col.length, c2s)
+    payload_c2s, payload_s2c = groups.sum_by_side(col.payload, c2s)
+    columns = {
+        "flow_id": groups.keys,
+        "first_ts": groups.min(col.ts),
+        "last_ts": groups.max(col.ts),
+        "packets_c2s": packets_c2s,
+        "bytes_c2s": bytes_c2s,
+        "bytes_s2c": bytes_s2c,
+        "payload_c2s": payload_c2s,
+        "payload_s2c": payload_s2c,
+        "retransmissions": groups.sum(col.retransmission.astype(np.int64)),
+        "resets": groups.sum(((col.flags & RST) != 0).astype(np.int64)),
+        "zero_windows": groups.sum(col.zero_window.astype(np.int64)),
+    }
+    firsts = _first_events(groups, col)
+    syn_ts, ack_ts = _handshake_times(groups, col)
+    return _FlowSums(
+        packets=p,
+        first_at=groups.first_position(),
+        sizes=groups.sizes,
+        columns=columns,
+        syn_ts=syn_ts,
+        ack_ts=ack_ts,
+        first_events=firsts,
+        history_order=_history_order(firsts, len(p)),
+    )
 
 
 @report("flows", "one row per connection: endpoints, volumes, Zeek state and history, problems")
@@ -260,6 +331,16 @@ def _conversations(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     conv = np.full(len(p), -1, np.int64)
     conv[has_ip] = pd.factorize(key[has_ip])[0]
     return conv, forward
+
+
+def _compiled_flow_ids(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``flow_id`` and ``c2s`` by the C pass: the same rules as the numpy functions below."""
+    src, dst = _address_codes(p["src"], p["dst"])
+    return flowpass.assign_flows(
+        pd.factorize(p["file"])[0] if "file" in p else None, src, dst,
+        p["sport"].to_numpy(), p["dport"].to_numpy(), p["ip_proto"].to_numpy(),
+        p["ip_version"].to_numpy(), p["tcp_flags"].to_numpy(), p["tcp_seq"].to_numpy(),
+    )  # fmt: skip
 
 
 def _address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -420,9 +501,15 @@ def _retransmissions(p: pd.DataFrame) -> np.ndarray:
     already sent in its direction (keep-alives and other interfaces' copies excepted)."""
     flags = p["tcp_flags"].to_numpy()
     flow = p["flow_id"].to_numpy()
+    original = p["dup_of_frame"].to_numpy() < 0 if "dup_of_frame" in p else None
+    if flowpass.LIBRARY is not None:
+        return flowpass.retransmissions(
+            flow, p["c2s"].to_numpy(), p["ip_proto"].to_numpy(), original,
+            p["payload_len"].to_numpy(), flags, p["tcp_seq"].to_numpy(),
+        )  # fmt: skip
     tcp = (p["ip_proto"].to_numpy() == TCP) & (flow >= 0)
-    if "dup_of_frame" in p:
-        tcp &= p["dup_of_frame"].to_numpy() < 0
+    if original is not None:
+        tcp &= original
     length = p["payload_len"].to_numpy().astype(np.int64)
     syn_fin = ((flags & (SYN | FIN)) != 0) & ((flags & RST) == 0)
     # Packets outside TCP go to group -1 and are never retransmissions.
@@ -481,14 +568,19 @@ def _first_events(groups: Groups, col: _Cols) -> np.ndarray:
     return firsts
 
 
-def _history(firsts: np.ndarray, never: int) -> np.ndarray:
-    """Zeek history letters, each in the order it first happened in the flow (ties in the
-    order of ``EVENTS``). Few distinct orders exist: each is spelled out once."""
+def _history_order(firsts: np.ndarray, never: int) -> np.ndarray:
+    """Each flow's events (indexes into ``EVENTS``) in the order they first happened, ties in
+    the order of ``EVENTS``, then ``len(EVENTS)`` for the events that never did."""
     order = np.argsort(firsts, axis=1, kind="stable")
     # Events that happened sort first: a row's first `count` entries are its letters.
     count = (firsts < never).sum(axis=1)
     happened = np.arange(len(EVENTS)) < count[:, None]
-    spelled = np.where(happened, order, len(EVENTS))
+    return np.where(happened, order, len(EVENTS))
+
+
+def _spell_history(spelled: np.ndarray) -> np.ndarray:
+    """Zeek history letters from ``_history_order``'s rows. Few distinct orders exist: each
+    is spelled out once."""
     # One integer per distinct spelling (hashing, not np.unique's row sort): each half of
     # the row as a base-17 number, then the pair of halves.
     half = len(EVENTS) // 2
@@ -546,8 +638,9 @@ def _states(firsts: np.ndarray, never: int, proto: np.ndarray, both_ways: np.nda
     return _strings(names, np.where(proto != TCP, other, states))
 
 
-def _handshake_rtt_ms(groups: Groups, col: _Cols) -> np.ndarray:
-    """Wireshark's iRTT: from the client's first SYN to its ACK of the server's SYN-ACK."""
+def _handshake_times(groups: Groups, col: _Cols) -> tuple[np.ndarray, np.ndarray]:
+    """Wireshark's iRTT ends: the client's first SYN, and its first ACK from the server's
+    SYN-ACK on (inf where there is none)."""
     pure = col.flags & (SYN | ACK)
     syn_ts = groups.min(col.ts, col.tcp & col.c2s & (pure == SYN))
     synack_ts = groups.min(col.ts, col.tcp & ~col.c2s & (pure == (SYN | ACK)))
@@ -555,7 +648,10 @@ def _handshake_rtt_ms(groups: Groups, col: _Cols) -> np.ndarray:
     # An ACK counts from the SYN-ACK on: the synack time of its flow, spread per packet.
     synack_of_packet = np.empty(len(col.ts))
     synack_of_packet[groups.order] = np.repeat(synack_ts, groups.sizes)
-    ack_ts = groups.min(col.ts, acks & (col.ts >= synack_of_packet))
+    return syn_ts, groups.min(col.ts, acks & (col.ts >= synack_of_packet))
+
+
+def _rtt_ms(syn_ts: np.ndarray, ack_ts: np.ndarray) -> np.ndarray:
     rtt = np.full(len(syn_ts), np.nan)
     both = np.isfinite(ack_ts) & np.isfinite(syn_ts)
     rtt[both] = np.round((ack_ts[both] - syn_ts[both]) * 1000.0, 3)
