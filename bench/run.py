@@ -20,6 +20,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -210,7 +211,9 @@ def main() -> int:
     parser.add_argument(
         "--skip", action="append", default=[], help="skip contenders whose name starts so"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; best shown")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds (each contender once per round); best shown"
+    )
     args = parser.parse_args()
     if not shutil.which("tshark"):
         raise SystemExit("tshark is needed for the comparison (apt install tshark)")
@@ -220,15 +223,22 @@ def main() -> int:
     print(f"capture: {args.capture} ({size_mb:.1f} MB)")
     print(f"machine: {machine()}")
     print(f"podcap: {podcap_command()}")
-    results = []
+    runs: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="podcap-bench-") as tmp:
-        for name, argv, stdout_path in contenders(args.capture, Path(tmp)):
-            if any(name.startswith(s) for s in args.skip):
-                continue
-            runs = [run_measured(argv, Path(tmp), stdout_path) for _ in range(args.repeat)]
-            seconds, rss = min(runs)
-            results.append((name, seconds, rss))
-            print(f"  done: {name}: {seconds:.2f} s", flush=True)
+        chosen = [
+            contender
+            for contender in contenders(args.capture, Path(tmp))
+            if not any(contender[0].startswith(s) for s in args.skip)
+        ]
+        # Round after round, every contender once each: the machine's slow and quick minutes
+        # fall on all of them alike, and each round gives a ratio measured in the same minutes.
+        for round_number in range(1, args.repeat + 1):
+            for name, argv, stdout_path in chosen:
+                runs.setdefault(name, []).append(run_measured(argv, Path(tmp), stdout_path))
+            times = ", ".join(f"{name.split(':')[0].strip()} {runs[name][-1][0]:.2f} s"
+                              for name, _, _ in chosen)  # fmt: skip
+            print(f"  round {round_number}: {times}", flush=True)
+    results = [(name, *min(measured)) for name, measured in runs.items()]
     tshark_time = next((r[1] for r in results if r[0].startswith("tshark")), None)
     print()
     print(f"| {'contender':<66} | {'seconds':>7} | {'vs tshark':>9} | {'peak MiB':>12} |")
@@ -236,6 +246,15 @@ def main() -> int:
     for name, seconds, rss in results:
         ratio = f"{tshark_time / seconds:.1f}x" if tshark_time else "-"
         print(f"| {name:<66} | {seconds:7.2f} | {ratio:>9} | {rss:12.0f} |")
+    tshark_runs = next((m for name, m in runs.items() if name.startswith("tshark")), None)
+    if tshark_runs:
+        print()
+        print("vs tshark round by round (both timed in the same minutes):")
+        for name, measured in runs.items():
+            if not name.startswith("tshark"):
+                ratios = [t[0] / m[0] for t, m in zip(tshark_runs, measured, strict=True)]
+                listed = " ".join(f"{r:.1f}x" for r in ratios)
+                print(f"  {name.strip()}: {listed} (median {statistics.median(ratios):.1f}x)")
     return 0
 
 

@@ -1,3 +1,3 @@
-from podcap.cli import main
+from podcap.cli import console
 
-main()
+console()

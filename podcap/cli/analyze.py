@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from podcap.cli import app, error, render_reports, warn
+from podcap.cli import app, end_at_once, error, render_reports, warn
 from podcap.errors import UsageError
 
 EXIT_NO_MATCH = 1
@@ -141,6 +141,8 @@ def analyze(
     render_reports(result, output_format, output, max_rows=max_rows or None)
     for exc in result.errors:
         error(str(exc))
+    # Reports written, files closed, helper processes reaped, the spinner stopped.
+    end_at_once()
     if result.errors:
         raise typer.Exit(EXIT_ERROR)
     if result.filtered and result.matched == 0:
