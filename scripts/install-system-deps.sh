@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools podcap's tests drive for real: tcpdump, tshark, iproute2,
-# iptables, OpenSSH server and client, curl, Chromium (HTML report screenshots); and gcc with
-# the Python headers, which build podcap's C flow pass (podcap/reports/_flowpass.c).
+# iptables, OpenSSH server and client, sudo (--ssh-sudo), curl, Chromium (HTML report
+# screenshots); and gcc with the Python headers, which build podcap's C flow pass
+# (podcap/reports/_flowpass.c).
 # Non-interactive; installs only what is missing, so a second run costs nothing.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ have ip || need+=(iproute2)
 have iptables || need+=(iptables)
 have sshd || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 have ssh || need+=(openssh-client)
+have sudo || need+=(sudo)
 have curl || need+=(curl)
 have nsenter || need+=(util-linux)
 have chromium || need+=(chromium)

@@ -147,6 +147,42 @@ def test_ssh_capture_by_containerd_id_sees_the_traffic(lab, sshd_server, tmp_pat
     assert analyzed.returncode == 0, analyzed.stderr
 
 
+def test_ssh_sudo_capture_as_a_user_with_sudo_sees_the_traffic(
+    lab, sshd_server, sudo_users, tmp_path
+):
+    """A node where root cannot log in: a user with sudo, and --ssh-sudo."""
+    pod, client = lab.pods[1], lab.pods[0]
+    out = str(tmp_path / "sudo.pcap")
+    transport = sshd_server.transport(user=sudo_users.without_password, sudo=True)
+    result = capture_http_and_marker(lab, transport, pod, client, out)
+    assert result.transport == "ssh" and result.pid == pod.pid and result.complete
+    assert tshark.count(out, 'http.request.uri == "/mytest"')
+    assert tshark.count(out, 'tcp contains "lbtest"')
+    assert result.packets == tshark.count(out, "frame")
+
+
+def test_ssh_as_a_user_without_root_is_one_line_that_says_what_to_do(
+    lab, sshd_server, sudo_users, tmp_path
+):
+    pod = lab.pods[0]
+    out = tmp_path / "x.pcap"
+    target = ["--container-id", pod.container_id, "-d", "5", "-o", str(out)]
+    cases = [
+        # No --ssh-sudo: the node script finds it is not root.
+        (sudo_users.without_password, [], ["not root", "--ssh-sudo"]),
+        # sudo wants a password: sudo -n refuses, and podcap says what sudo needs.
+        (sudo_users.with_password, ["--ssh-sudo"], ["a password is required", "NOPASSWD"]),
+    ]
+    for user, extra, words in cases:
+        done = podcap("capture", *sshd_server.cli_flags(user), *extra, *target)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("podcap: error:"), done.stderr
+        assert all(word in lines[0] for word in words), lines[0]
+        assert "Traceback" not in done.stderr and not out.exists()
+    assert not tcpdumps_in(pod.netns)
+
+
 def test_ctrl_c_over_ssh_leaves_a_valid_file(lab, ssh_args, udp_traffic, tmp_path):
     pod = lab.pods[0]
     out = str(tmp_path / "ctrlc.pcap")

@@ -55,6 +55,16 @@ def test_command_sees_the_pods_network_not_the_nodes(lab, via, how):
     assert addresses(own).isdisjoint(addresses(done.stdout) - {"127.0.0.1"})
 
 
+def test_ssh_sudo_enters_the_pods_network_as_a_user_with_sudo(lab, sshd_server, sudo_users):
+    pod = lab.pods[0]
+    flags = [*sshd_server.cli_flags(sudo_users.without_password), "--ssh-sudo"]
+    done = podcap(
+        "netns", *flags, "--container-id", pod.container_id, "--", "ip", "-o", "-4", "addr"
+    )
+    assert done.returncode == 0, done.stderr
+    assert addresses(done.stdout) == {"127.0.0.1", pod.ip}
+
+
 @pytest.mark.parametrize("how", ["local", "ssh"])
 def test_exit_status_and_streams_pass_through(lab, via, how):
     pod = lab.pods[1]

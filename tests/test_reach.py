@@ -116,3 +116,21 @@ def test_ssh_argv_keeps_user_options_first_and_refuses_bad_input():
         open_transport("carrier-pigeon")
     with pytest.raises(UsageError, match="--node is for --via ssh"):
         open_transport("local", "node1")
+    with pytest.raises(UsageError, match="--ssh-sudo is for --via ssh"):
+        open_transport("local", ssh_sudo=True)
+
+
+def test_ssh_sudo_runs_the_command_as_root_through_sudo_n():
+    argv = ssh_argv("node1", ["sh", "-c", "id -u"], user="ec2-user", sudo=True)
+    assert argv[-1] == "sudo -n -- sh -c 'id -u'"
+
+
+def test_a_user_with_sudo_becomes_root_only_with_ssh_sudo(sshd_server, sudo_users):
+    user = sudo_users.without_password
+    plain = sshd_server.transport(user=user).run(["id", "-un"])
+    assert (plain.returncode, plain.stdout.decode().strip()) == (0, user)  # really not root
+    elevated = sshd_server.transport(user=user, sudo=True).run(["id", "-un"])
+    assert (elevated.returncode, elevated.stdout.decode().strip()) == (0, "root")
+    # Arguments still arrive exactly as given, through ssh's shell and sudo.
+    echoed = sshd_server.transport(user=user, sudo=True).run(["printf", "%s|", *AWKWARD_ARGS])
+    assert echoed.stdout.decode() == "".join(f"{a}|" for a in AWKWARD_ARGS)

@@ -225,4 +225,6 @@ def raise_for_node_failure(report: NodeReport, status: int, node: str) -> None:
     if status != 0 and report.stats is None and report.pid is None:
         # The script never spoke: the transport failed (ssh auth, unknown host, no sh there).
         detail = "; ".join(report.other_lines[-3:]) or f"exit status {status}"
+        if "sudo: a password is required" in detail:
+            detail += " (--ssh-sudo needs sudo without a password: NOPASSWD in sudoers)"
         raise ReachError(f"cannot run the capture on {node}: {detail}")

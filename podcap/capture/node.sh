@@ -35,6 +35,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# Entering another process's network namespace and reading its /proc entries take root.
+uid=$(id -u 2>/dev/null) && [ "$uid" != 0 ] &&
+  fail "runs as user $uid on the node, not root: entering a Pod's network namespace needs root (over ssh: --ssh-user root, or --ssh-sudo)"
+
 is_number() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 
 # Strip the runtime prefix Kubernetes puts in containerStatuses (containerd://, cri-o://, docker://)

@@ -66,6 +66,12 @@ def capture(
     ssh_option: list[str] = typer.Option(
         [], "--ssh-option", help="ssh: KEY=VALUE passed as ssh -o (repeatable)."
     ),
+    ssh_sudo: bool = typer.Option(
+        False,
+        "--ssh-sudo",
+        help="ssh: run the node side as root through sudo -n (a --ssh-user with sudo "
+        "without a password, as on most cloud nodes).",
+    ),
     # --- Kubernetes targets (issue 5; handled in podcap/cli/_kube.py) ---
     targets: list[str] = typer.Argument(
         None, help="Pods to capture: NAME, pod/NAME, deploy/NAME, sts/NAME or ds/NAME."
@@ -162,6 +168,7 @@ def capture(
         ssh_port=ssh_port,
         ssh_key=ssh_key,
         ssh_options=ssh_option,
+        ssh_sudo=ssh_sudo,
     )
     display = _Progress(quiet or not sys.stderr.isatty())
     session = CaptureSession(

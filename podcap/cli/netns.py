@@ -30,15 +30,18 @@ def _capture_flag(name: str):
 class _Where:
     """The node-side flags: how to reach the node, and which container or PID."""
 
-    def __init__(self, via, node, ssh_user, ssh_port, ssh_key, ssh_option, container_id, pid):
+    def __init__(
+        self, via, node, ssh_user, ssh_port, ssh_key, ssh_option, ssh_sudo, container_id, pid
+    ):
         self.via, self.node = via.value if via else None, node
-        self.ssh = dict(ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key)
+        self.ssh = dict(ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key, ssh_sudo=ssh_sudo)
         self.ssh_options = ssh_option
         self.container_id, self.pid = container_id, pid
 
 
 WHERE_FLAGS = (
-    "via", "node", "ssh_user", "ssh_port", "ssh_key", "ssh_option", "container_id", "pid",
+    "via", "node", "ssh_user", "ssh_port", "ssh_key", "ssh_option", "ssh_sudo", "container_id",
+    "pid",
 )  # fmt: skip
 KUBE_FLAGS = (
     "namespace", "container", "kubeconfig", "context", "helper_namespace", "image",

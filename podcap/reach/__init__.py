@@ -20,6 +20,7 @@ def open_transport(
     ssh_port: int | None = None,
     ssh_key: str | None = None,
     ssh_options: Iterable[str] = (),
+    ssh_sudo: bool = False,
 ) -> Transport:
     """A transport to ``node``: ``local`` (this machine) or ``ssh`` (system OpenSSH).
 
@@ -27,6 +28,8 @@ def open_transport(
     connects here (ssh connects per command).
     """
     if via == "local":
+        if ssh_sudo:
+            raise UsageError("--ssh-sudo is for --via ssh; --via local runs as podcap's own user")
         if node:
             raise UsageError("--node is for --via ssh; --via local runs on this machine")
         from podcap.reach.local import LocalTransport
@@ -37,5 +40,7 @@ def open_transport(
             raise UsageError("--via ssh needs --node HOST")
         from podcap.reach.ssh import SshTransport
 
-        return SshTransport(node, user=ssh_user, port=ssh_port, key=ssh_key, options=ssh_options)
+        return SshTransport(
+            node, user=ssh_user, port=ssh_port, key=ssh_key, options=ssh_options, sudo=ssh_sudo
+        )
     raise UsageError(f"unknown transport {via!r} (choose from {', '.join(TRANSPORTS)})")

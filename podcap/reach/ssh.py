@@ -44,10 +44,12 @@ def ssh_argv(
     key: str | None = None,
     options: Iterable[str] = (),
     ssh: str = "ssh",
+    sudo: bool = False,
     tty: bool = False,
 ) -> list[str]:
-    """The local ``ssh`` argv that runs ``remote_argv`` on ``node`` (pure; no I/O). ``tty``
-    asks for a terminal on the node (``ssh -t``: podcap netns's interactive shell)."""
+    """The local ``ssh`` argv that runs ``remote_argv`` on ``node`` (pure; no I/O). ``sudo``
+    runs it as root through ``sudo -n`` (never a password prompt: nobody could answer it);
+    ``tty`` asks for a terminal on the node (``ssh -t``: podcap netns's interactive shell)."""
     if not node or node.startswith("-") or any(c.isspace() for c in node):
         raise UsageError(f"invalid node name {node!r} for ssh")
     # No tty unless asked (binary-clean stdout), no escape character.
@@ -60,6 +62,8 @@ def ssh_argv(
         argv += ["-p", str(port)]
     if key:
         argv += ["-i", key]
+    if sudo:
+        remote_argv = ["sudo", "-n", "--", *remote_argv]
     return [*argv, "--", node, shlex.join(remote_argv)]
 
 
@@ -77,9 +81,12 @@ class SshTransport:
         key: str | None = None,
         options: Iterable[str] = (),
         ssh: str = "ssh",
+        sudo: bool = False,
     ):
         self.node = node
-        self._settings = dict(user=user, port=port, key=key, options=tuple(options), ssh=ssh)
+        self._settings = dict(
+            user=user, port=port, key=key, options=tuple(options), ssh=ssh, sudo=sudo
+        )
         ssh_argv(node, ["true"], **self._settings)  # validate everything before any connection
 
     def argv_for(self, remote_argv: list[str], tty: bool = False) -> list[str]:
