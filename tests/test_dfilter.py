@@ -122,12 +122,25 @@ def test_other_filters_run_through_tshark_with_the_same_meaning(mixed_pcap, text
     assert frames and frames == tshark_frames(mixed_pcap, text)
 
 
-def test_header_bytes_are_not_searched_unlike_wireshark(mixed_pcap):
-    # Wireshark's "tcp contains" also looks at the TCP header; podcap looks at the payload,
-    # which is what a marker test means. The single byte 0x6c ("l") is in frame 45's
-    # payload ("hello lbtest") and, by chance, in a header field of frame 65.
-    assert tshark_frames(mixed_pcap, "tcp contains 6c") == [45, 65]
-    assert podcap_frames(mixed_pcap, "tcp contains 6c") == [45]
+@pytest.mark.parametrize(
+    "text", ["tcp contains 6c", "tcp contains 00:50", "udp contains 00:35", "udp contains 1f:90"]
+)
+def test_header_bytes_are_searched_as_wireshark_searches_them(mixed_pcap, text):
+    # Wireshark's tcp/udp contains covers the TCP/UDP header as well as the payload. The byte
+    # 0x6c ("l") is in frame 45's payload ("hello lbtest") and, by chance, in a header field
+    # of frame 65; 00:50 is port 80, 00:35 port 53, 1f:90 the inner port 8080 under VXLAN.
+    frames = podcap_frames(mixed_pcap, text)
+    assert frames == tshark_frames(mixed_pcap, text)
+    if text == "tcp contains 6c":
+        assert frames == [45, 65]
+
+
+def test_udp_contains_on_an_overlay_starts_at_the_inner_header_unlike_wireshark(mixed_pcap):
+    # Under VXLAN, Wireshark's outer UDP item spans the whole inner packet, so the VXLAN
+    # header, the inner Ethernet and IP headers (here the inner addresses 10.244.x.x) match
+    # `udp contains` too; podcap searches from the innermost TCP/UDP header on.
+    assert tshark_frames(mixed_pcap, "udp contains 0a:f4") == list(range(68, 77))
+    assert podcap_frames(mixed_pcap, "udp contains 0a:f4") == []
 
 
 @pytest.mark.parametrize(

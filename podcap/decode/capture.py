@@ -56,7 +56,8 @@ def read_capture(
 ) -> Capture:
     """Decode ``path`` (pcap, pcapng, or gzip of either) into a :class:`Capture`.
 
-    ``needles``: byte strings to look for in each packet's L4 payload; the answers are in
+    ``needles``: byte strings to look for in each packet's TCP/UDP header and payload (L4
+    payload for other protocols), as Wireshark's ``tcp contains`` does; the answers are in
     ``Capture.contains``. ``http=False`` skips the HTTP first lines (the http_* columns keep
     their sentinels) for callers that never look at them. Raises DecodeError when the file
     cannot be read as a capture; a file cut short or corrupt after some packets gives those
@@ -261,6 +262,17 @@ class Reading:
                 f"truncated {where} at byte {at}: kept {self.packets} whole packets"
             )
 
+    def _needle_matches(self, buf: bytes, cols: Columns, packet_end: np.ndarray) -> dict:
+        """Per needle, which packets hold it in their TCP/UDP header or payload (Wireshark's
+        ``tcp contains`` covers both), or in their payload for other protocols."""
+        if not self.needles:
+            return {}
+        has_l4 = cols.l4_start >= 0
+        start = np.where(has_l4, cols.l4_start, cols.payload_start)
+        # A header cut by the snap length has no payload range: search what was captured.
+        end = np.where(has_l4 & (cols.payload_end < 0), packet_end, cols.payload_end)
+        return {needle: payload_matches(buf, needle, start, end) for needle in self.needles}
+
     def _decode_chunk(self, buf: bytearray, frames: Frames) -> None:
         n = len(frames)
         if n == 0:
@@ -277,10 +289,7 @@ class Reading:
                 view, cols.ip_proto == PROTO_TCP, cols.payload_start, cols.payload_end, chunk
             )
         meta = {name: getattr(cols, name) for name in self.link_meta}
-        matches = {
-            needle: payload_matches(buf, needle, cols.payload_start, cols.payload_end)
-            for needle in self.needles
-        }
+        matches = self._needle_matches(buf, cols, end)
         if self.sink is not None:
             self.sink.add(chunk, matches, meta, self.strings)
         else:

@@ -59,6 +59,9 @@ OVERLAY_COLUMNS = ("encap", "outer_src", "outer_dst")
 EXTRA_COLUMNS = {
     "payload_start": (np.int64, -1),  # absolute offset of the payload in the chunk
     "payload_end": (np.int64, -1),  # absolute end of the *captured* payload
+    # Absolute offset of the TCP/UDP header: Wireshark's `tcp contains` and `udp contains`
+    # search the header bytes too, so the needle scan starts here.
+    "l4_start": (np.int64, -1),
     # Linux cooked captures (tcpdump -i any) say which interface saw the packet: SLL2 its
     # ifindex, SLL1 only the packet type (to us, outgoing...). -1 on other link types.
     "if_index": (np.int32, -1),
@@ -76,7 +79,7 @@ def _layer_columns() -> dict[str, tuple[object, int]]:
 
 LAYER_COLUMNS = _layer_columns()
 # What an outer header wrote and its payload's own headers must not inherit.
-RESET_ON_INNER = INNER_COLUMNS + ("payload_start", "payload_end")
+RESET_ON_INNER = INNER_COLUMNS + ("payload_start", "payload_end", "l4_start")
 
 
 class Columns:
@@ -276,6 +279,7 @@ class Decoder:
 
     def tcp(self, idx, l4, ip_end, depth) -> None:
         cols, end = self.cols, self.end[idx]
+        cols.l4_start[idx] = l4
         # The fixed header plus the 12 option bytes Linux sends on every segment.
         header = self.view.rows(l4, 32)
         has_ports = l4 + 4 <= end
@@ -325,6 +329,7 @@ class Decoder:
 
     def udp(self, idx, l4, ip_end, depth) -> None:
         view, cols, end = self.view, self.cols, self.end[idx]
+        cols.l4_start[idx] = l4
         has_ports = l4 + 4 <= end
         sport = np.where(has_ports, view.u16(l4), -1)
         dport = np.where(has_ports, view.u16(l4 + 2), -1)

@@ -1,4 +1,5 @@
-"""``contains`` matching of byte strings in L4 payloads, one scan of the raw chunk per needle.
+"""``contains`` matching of byte strings in packet byte ranges (a TCP/UDP header and its
+payload), one scan of the raw chunk per needle.
 
 Instead of copying each payload out, the needle is searched in the whole chunk with
 ``bytes.find`` (C speed) and each hit is mapped to the packet whose payload range holds it.
@@ -13,7 +14,7 @@ import numpy as np
 
 
 def payload_matches(buf: bytes, needle: bytes, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Bool per packet: does the captured payload ``buf[start:end]`` contain ``needle``."""
+    """Bool per packet: do the captured bytes ``buf[start:end]`` contain ``needle``."""
     found = np.zeros(len(start), dtype=bool)
     with_payload = np.flatnonzero((start >= 0) & (end > start))
     if not needle or not len(with_payload):

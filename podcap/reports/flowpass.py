@@ -33,12 +33,15 @@ def _load() -> ctypes.CDLL | None:
         from podcap.reports import _flowpass
     except ImportError:  # built without a C compiler
         return None
-    library = ctypes.CDLL(_flowpass.__file__)
-    kinds = {"i": ctypes.c_int64, "p": ctypes.c_void_p}
-    for name, (arguments, result) in _SIGNATURES.items():
-        function = getattr(library, name)
-        function.argtypes = [kinds[kind] for kind in arguments]
-        function.restype = result
+    try:
+        library = ctypes.CDLL(_flowpass.__file__)
+        kinds = {"i": ctypes.c_int64, "p": ctypes.c_void_p}
+        for name, (arguments, result) in _SIGNATURES.items():
+            function = getattr(library, name)
+            function.argtypes = [kinds[kind] for kind in arguments]
+            function.restype = result
+    except (OSError, AttributeError):  # a platform whose loader hides the functions (Windows)
+        return None
     return library
 
 
