@@ -229,7 +229,8 @@ def _leftover_sudo_users() -> list[str]:
 
 def _remove_sudo_users(names: list[str]) -> None:
     for name in names:
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        if shutil.which("pkill"):  # a session still open would keep userdel from working
+            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
         subprocess.run(["userdel", name], capture_output=True)
         if os.path.exists(_sudoers_file(name)):
             os.remove(_sudoers_file(name))
