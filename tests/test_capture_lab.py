@@ -93,11 +93,7 @@ def udp_traffic(lab):
 
 @pytest.fixture
 def ssh_args(sshd_server):
-    args = ["--via", "ssh", "--node", sshd_server.host, "--ssh-user", "root",
-            "--ssh-port", str(sshd_server.port), "--ssh-key", sshd_server.key]  # fmt: skip
-    for option in sshd_server.options:
-        args += ["--ssh-option", option]
-    return args
+    return sshd_server.cli_flags()
 
 
 def capture_http_and_marker(lab, transport, pod, client, out: str):

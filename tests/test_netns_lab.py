@@ -29,11 +29,7 @@ LISTENER = (
 @pytest.fixture(scope="module")
 def via(sshd_server):
     """Flags that reach the node: ``via["local"]`` and ``via["ssh"]`` (real sshd, throwaway key)."""
-    ssh = ["--via", "ssh", "--node", sshd_server.host, "--ssh-port", str(sshd_server.port)]
-    ssh += ["--ssh-key", sshd_server.key, "--ssh-user", "root"]
-    for option in sshd_server.options:
-        ssh += ["--ssh-option", option]
-    return {"local": ["--via", "local"], "ssh": ssh}
+    return {"local": ["--via", "local"], "ssh": sshd_server.cli_flags()}
 
 
 def addresses(text: str) -> set[str]:
