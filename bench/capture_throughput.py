@@ -7,8 +7,8 @@
    - raw ``cat > file`` (local) and raw ``ssh host cat > file`` (the ceiling for each transport),
    - podcap's stream home (whole records, flushed per batch) via the local and ssh transports,
    - ``ssh host cat | tshark -r - -w file`` (Wireshark's tools reading the same stream).
-   ssh goes to a throwaway sshd on 127.0.0.1 (tests/sshd.py), so no network limits it.
-2. Burst: a lab Pod (tests/lab) is captured with ``podcap capture`` machinery (local transport,
+   ssh goes to a throwaway sshd on 127.0.0.1 (testbed/sshd.py), so no network limits it.
+2. Burst: a lab Pod (testbed/lab) is captured with ``podcap capture`` machinery (local transport,
    the node script, nsenter + tcpdump) while another Pod sends UDP at each rate for 2 s; the
    table shows packets sent, in the pcap, and tcpdump's "dropped by kernel", next to dumpcap
    (tshark's capture engine) and plain tcpdump --immediate-mode capturing the same burst.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from podcap.capture import CaptureSession, CaptureSpec  # noqa: E402
 from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks  # noqa: E402
 from podcap.reach import open_transport  # noqa: E402
-from tests import sshd as sshd_fixture  # noqa: E402
+from testbed import sshd as sshd_fixture  # noqa: E402
 
 PACKET = bytes(1514)
 
@@ -191,7 +191,7 @@ def immediate_mode_burst(lab, rate: int, work: str) -> tuple[int, int, int]:
 
 
 def burst_table(rates: list[int]) -> None:
-    from tests.lab.core import Lab
+    from testbed.lab.core import Lab
 
     work = tempfile.mkdtemp(prefix="pcburst")
     with Lab(nodes=2, pods_per_node=1) as lab:

@@ -4,7 +4,7 @@ the in-test API server on 127.0.0.1, side by side with a plain local pipe of the
 
     python3 bench/kube_exec_stream.py [MEGABYTES]
 
-No real cluster: the API server is tests/kube_api.py, so this measures podcap's client side
+No real cluster: the API server is testbed/kube_api.py, so this measures podcap's client side
 (WSClient framing, TLS, the pipe to the writer), not a real apiserver/kubelet hop.
 """
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from podcap import locate  # noqa: E402
 from podcap.reach import pod as helper  # noqa: E402
-from tests import kube_api as K  # noqa: E402
+from testbed import kube_api as K  # noqa: E402
 
 
 def drain(stream) -> int:

@@ -6,7 +6,7 @@
 
 Each capture runs ``podcap analyze FILE --report flows --format parquet -o flows.parquet``
 twice: as shipped (a capture estimated above ``--in-memory-limit``, 1.5 M packets, is
-analyzed in buckets spilled to disk, ``podcap.bucketed``) and with ``--in-memory-limit 0``
+analyzed in buckets spilled to disk, ``podcap.analysis.buckets``) and with ``--in-memory-limit 0``
 (always whole in memory), so the table shows what the buckets buy. Memory is measured as in
 ``run.py`` (the process tree's peak resident memory).
 """

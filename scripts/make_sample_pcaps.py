@@ -29,8 +29,8 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.lab import CLUSTER_CIDR, VPC_CIDR, Lab  # noqa: E402
-from tests.lab.core import IDC_CIDR, VXLAN_PORT, VXLAN_VNI  # noqa: E402
+from testbed.lab import CLUSTER_CIDR, VPC_CIDR, Lab  # noqa: E402
+from testbed.lab.core import IDC_CIDR, VXLAN_PORT, VXLAN_VNI  # noqa: E402
 
 # number -> (which lab it runs in, the function that makes its captures)
 SCENARIOS: dict[str, tuple[str, Callable]] = {}

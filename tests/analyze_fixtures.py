@@ -16,7 +16,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from tests import helpers
+from testbed import helpers
 
 MAC_A = b"\x02\x00\x00\x00\x00\x01"
 MAC_B = b"\x02\x00\x00\x00\x00\x02"

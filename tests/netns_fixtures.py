@@ -1,5 +1,5 @@
 """Helpers for the netns/inspect tests: the real ``podcap`` process driven through a
-pseudo-terminal (through pipes: tests.helpers.podcap); registered in tests/conftest.py's
+pseudo-terminal (through pipes: testbed.helpers.podcap); registered in tests/conftest.py's
 pytest_plugins."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.helpers import PODCAP
+from testbed.helpers import PODCAP
 
 
 class Terminal:

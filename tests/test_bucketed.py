@@ -1,4 +1,4 @@
-"""Large captures analyzed in buckets of conversations (``podcap.bucketed``,
+"""Large captures analyzed in buckets of conversations (``podcap.analysis.buckets``,
 ``podcap.decode.spill``) give exactly the reports of the in-memory analysis, hold only one
 bucket at a time, and leave no spill file behind.
 
@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podcap import bucketed
-from podcap.analyze import analyze
+from podcap.analysis import buckets as bucketed
+from podcap.analysis.run import analyze
 from podcap.decode import read_capture, spill, split
-from podcap.decode.capture import STRING_COLUMNS
+from podcap.decode.reader import STRING_COLUMNS
 from podcap.errors import DecodeError
-from tests.helpers import podcap
+from testbed.helpers import podcap
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(str(p) for p in (REPO / "sample_pcaps").glob("*.pcap*"))
@@ -284,7 +284,7 @@ def test_nothing_left_on_disk_when_killed(mixed_pcap, tmp_path):
     """SIGKILL runs no cleanup code: the spill files must not have had names to leave."""
     code = (
         "import sys\n"
-        "from podcap.analyze import analyze\n"
+        "from podcap.analysis.run import analyze\n"
         "analyze([sys.argv[1]], reports=['flows'], in_memory_limit=3000,\n"
         "        on_progress=lambda m: print(m, flush=True))\n"
     )

@@ -18,8 +18,8 @@ import pytest
 
 from podcap.capture import CaptureSession, CaptureSpec, read_sidecar, resolve_pid
 from podcap.reach import open_transport
-from tests.helpers import podcap, start_podcap, wait_for
-from tests.lab import tshark
+from testbed.helpers import podcap, start_podcap, wait_for
+from testbed.lab import tshark
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from podcap.capture.stream import PcapSink, PcapStreamCopier, StreamLimits
-from tests.lab import tshark
+from testbed.lab import tshark
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "sample_pcaps", "01-http-mytest.pcap")
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import podcap
+from testbed.helpers import podcap
 
 podcap_analyze = functools.partial(podcap, "analyze")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from podcap import __version__
-from tests.helpers import podcap, start_podcap
+from testbed.helpers import podcap, start_podcap
 
 
 def test_version_prints_the_package_version():
@@ -72,7 +72,7 @@ def console_run(*args: str) -> subprocess.CompletedProcess:
 def test_analyze_ends_at_once_with_all_its_output_and_its_status():
     """After analyze the process skips Python's clean-up (0.1-0.2 s with pandas loaded), yet
     every byte of a report larger than stdout's buffer is out, and the exit status is kept."""
-    from podcap.analyze import analyze
+    from podcap.analysis.run import analyze
 
     sample = Path(__file__).resolve().parent.parent / "sample_pcaps" / "08-any-sll2.pcap"
     run = console_run("analyze", str(sample), "-r", "packets", "-F", "json")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from podcap.decode import read_capture
 from podcap.decode.schema import PACKET_COLUMNS
 from podcap.errors import DecodeError
+from testbed.helpers import tshark_fields
 from tests.decode_fixtures import (
     ethernet,
     ipv4,
@@ -23,7 +24,6 @@ from tests.decode_fixtures import (
     tcp,
     write_pcap,
 )
-from tests.helpers import tshark_fields
 from tests.test_decode_formats import multi_interface_pcapng
 from tests.test_decode_vs_tshark import ethernet_cases
 

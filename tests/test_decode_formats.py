@@ -13,6 +13,7 @@ import pytest
 
 from podcap.decode import read_capture
 from podcap.decode.schema import PACKET_COLUMNS
+from testbed.helpers import tshark_fields
 from tests.decode_fixtures import (
     ETH_IPV6,
     ethernet,
@@ -29,7 +30,6 @@ from tests.decode_fixtures import (
     udp,
     write_pcap,
 )
-from tests.helpers import tshark_fields
 
 needs_tshark = pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is the oracle")
 

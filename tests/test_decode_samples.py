@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from podcap.decode import read_capture
-from tests.helpers import tshark_fields
+from testbed.helpers import tshark_fields
 from tests.test_decode_vs_tshark import assert_agrees
 
 SAMPLES = sorted(

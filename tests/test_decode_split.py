@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from podcap.decode import read_capture, split, start_reading
-from tests.helpers import wait_for
+from testbed.helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK = 1_700_000_000
@@ -184,7 +184,7 @@ def test_no_helper_while_the_other_cpus_are_busy(monkeypatch):
 def test_a_bad_report_name_stops_the_early_helper(mixed_pcap, helper_on):
     # analyze() starts reading before it imports the reports; a name it then refuses must
     # not leave the helper running or its file open.
-    from podcap.analyze import analyze
+    from podcap.analysis.run import analyze
     from podcap.errors import UsageError
 
     with pytest.raises(UsageError, match="unknown report 'nope'"):

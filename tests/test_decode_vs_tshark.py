@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from podcap.decode import read_capture
+from testbed.helpers import tshark_fields
 from tests.decode_fixtures import (
     ETH_IPV6,
     bsd_null,
@@ -33,7 +34,6 @@ from tests.decode_fixtures import (
     vxlan,
     write_pcap,
 )
-from tests.helpers import tshark_fields
 
 pytestmark = pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is the oracle here")
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from podcap.dfilter import compile_filter, contains_filter, uri_filter
 from podcap.dfilter.lexer import NotNative
 from podcap.dfilter.nodes import And, Compare, Exists, Literal, Not, Or

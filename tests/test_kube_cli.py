@@ -13,7 +13,7 @@ import yaml
 
 from podcap import locate
 from podcap.reach import pod as helper
-from tests.helpers import podcap, start_podcap, wait_for
+from testbed.helpers import podcap, start_podcap, wait_for
 from tests.test_kube_locate import shop_cluster
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,7 +7,7 @@ import yaml
 
 from podcap import locate
 from podcap.errors import LocateError
-from tests import kube_api as K
+from testbed import kube_api as K
 
 CID = "containerd://" + "0123456789abcdef" * 4
 

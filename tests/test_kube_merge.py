@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dpkt
 
-from podcap.pcapmerge import merge
+from podcap.capture.merge import merge
+from testbed.helpers import tshark_fields
 from tests.decode_fixtures import write_pcap
-from tests.helpers import tshark_fields
 
 
 def eth_frame(src: str, payload: bytes) -> bytes:

@@ -12,11 +12,12 @@ import time
 import kubernetes_validate
 import pytest
 
-from podcap import kubecapture, locate
+from podcap import locate
+from podcap.capture import fleet as kubecapture
 from podcap.errors import ReachError
 from podcap.reach import pod as helper
-from tests import kube_api as K
-from tests.helpers import wait_for
+from testbed import kube_api as K
+from testbed.helpers import wait_for
 from tests.test_kube_locate import shop_cluster
 
 

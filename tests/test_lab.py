@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from tests.lab import CLUSTER_CIDR, VPC_CIDR, Lab, sweep_stale, tshark
-from tests.lab.cgroups import hierarchies
-from tests.lab.core import IDC_CIDR
+from testbed.lab import CLUSTER_CIDR, VPC_CIDR, Lab, sweep_stale, tshark
+from testbed.lab.cgroups import hierarchies
+from testbed.lab.core import IDC_CIDR
 
 
 def netns_list() -> set[str]:
@@ -288,7 +288,7 @@ def test_any_and_pcapng_captures(lab, tmp_path):
 LAB_CHILD = """
 import sys, time
 sys.path.insert(0, {root!r})
-from tests.lab import Lab
+from testbed.lab import Lab
 lab = Lab(nodes=1, pods_per_node=1).start()
 print(lab.prefix, flush=True)
 time.sleep(60)

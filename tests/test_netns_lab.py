@@ -14,7 +14,7 @@ import time
 import pytest
 
 from podcap.snat.iptables import load_iptables
-from tests.helpers import podcap
+from testbed.helpers import podcap
 
 pytestmark = pytest.mark.timeout(120)
 

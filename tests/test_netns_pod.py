@@ -1,5 +1,5 @@
 """``podcap netns``/``inspect`` through a helper Pod: the real kubernetes client against the
-in-test API server (tests/kube_api.py), whose pods/exec runs the helper's commands on this
+in-test API server (testbed/kube_api.py), whose pods/exec runs the helper's commands on this
 machine, where they enter the lab Pod's network namespace for real. No real cluster is used."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from podcap import locate, netns
 from podcap.reach import pod as helper
-from tests import kube_api as K
-from tests.helpers import podcap
+from testbed import kube_api as K
+from testbed.helpers import podcap
 from tests.test_netns_lab import addresses
 
 pytestmark = pytest.mark.timeout(120)

@@ -53,7 +53,7 @@ def test_notebook_imports_only_podcap_pandas_and_matplotlib(path):
             for module in modules:
                 assert module.split(".")[0] in ALLOWED_IMPORTS, f"{path.name} imports {module}"
                 assert not any(part.startswith("_") for part in module.split(".")), module
-        # Notebooks hold no logic: helpers live in podcap (podcap/plots.py) with tests.
+        # Notebooks hold no logic: helpers live in podcap (podcap/render/plots.py) with tests.
         assert "def " not in cell.source and "class " not in cell.source, path.name
 
 

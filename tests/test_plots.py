@@ -1,4 +1,4 @@
-"""podcap.plots: the tables behind the plots against ground truth (sample sidecars, tshark),
+"""podcap.render.plots: the tables behind the plots against ground truth (sample sidecars, tshark),
 and each plot drawn for real by Agg with what it must show."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from podcap import plots
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
+from podcap.render import plots
 from tests.analyze_fixtures import tshark_fields
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from podcap.decode import read_capture
+from podcap.decode.tshark_engine import PDML_PROTOCOLS, read_capture_tshark
 from podcap.dfilter import compile_filter
-from podcap.dfilter.tshark import matching_frames
-from podcap.dfilter.tshark_table import PDML_PROTOCOLS, read_capture_tshark
 from podcap.errors import DecodeError, FilterError
+from podcap.tshark import matching_frames
 from tests.decode_fixtures import ethernet, icmp, ipv4, udp, vxlan, write_pcap
 from tests.test_decode_bad_input import FRAME, pcap_bytes
 from tests.test_decode_vs_tshark import NODE1, NODE2, A, B, ethernet_cases
@@ -112,8 +112,8 @@ def test_no_warning_and_no_tshark_left_behind():
         f"""
         import os, subprocess
         from podcap.dfilter import compile_filter
-        from podcap.dfilter.tshark import matching_frames
-        from podcap.dfilter.tshark_table import PDML_PROTOCOLS, read_capture_tshark
+        from podcap.tshark import matching_frames
+        from podcap.decode.tshark_engine import PDML_PROTOCOLS, read_capture_tshark
         from podcap.errors import FilterError
         for _ in range(3):
             read_capture_tshark({str(VXLAN_SAMPLE)!r})
@@ -158,7 +158,7 @@ def _shown(packet) -> list:
 def test_the_pdml_parser_gives_pysharks_packets_on_every_path():
     from pyshark.tshark.output_parser.tshark_xml import TsharkXmlParser
 
-    from podcap.dfilter.pyshark_reader import PdmlParser
+    from podcap.decode.pyshark_reader import PdmlParser
 
     ours, pysharks = PdmlParser(), TsharkXmlParser()
     packets = _pdml_packets(VXLAN_SAMPLE) + _pdml_packets(SLL2_SAMPLE)
@@ -174,7 +174,7 @@ def test_the_pdml_parser_gives_pysharks_packets_on_every_path():
 
 
 def test_the_engine_says_how_many_packets_it_has_read(monkeypatch):
-    from podcap.dfilter import tshark_table
+    from podcap.decode import tshark_engine as tshark_table
 
     monkeypatch.setattr(tshark_table, "PROGRESS_EVERY", 10)  # the sample has 22 packets
     heard: list[str] = []

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from podcap.errors import UsageError
 from podcap.render import render
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from podcap.errors import DecodeError
 from tests.test_reports_tshark_agreement import SAMPLES
 

@@ -1,4 +1,4 @@
-"""The flows report's C passes (podcap/reports/_flowpass.c) against its numpy code.
+"""The flows report's C passes (podcap/flows/_flowpass.c) against its numpy code.
 
 Both compute flow ids, client sides, retransmissions and the flow table; the rest of the suite
 runs the C passes (the default when they are built), and these tests check that the numpy
@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podcap.analyze import combine_captures
+from podcap import flows
+from podcap.analysis.run import combine_captures
 from podcap.decode import read_capture
-from podcap.reports import flowpass, flows
+from podcap.flows import compiled as flowpass
 from tests.analyze_fixtures import (
     ACK,
     FIN,
@@ -84,7 +85,7 @@ def test_the_c_passes_are_built_and_used():
 
 
 def test_podcap_flowpass_0_turns_them_off():
-    code = "from podcap.reports import flowpass; print(flowpass.LIBRARY is None)"
+    code = "from podcap.flows import compiled as flowpass; print(flowpass.LIBRARY is None)"
     for setting, off in (("0", "True"), ("1", "False")):
         env = {**os.environ, "PODCAP_FLOWPASS": setting}
         run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

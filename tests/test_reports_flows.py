@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from podcap.decode import read_capture
-from podcap.reports.flows import assign_flows, flow_table
+from podcap.flows import assign_flows, flow_table
 from tests.analyze_fixtures import ACK, FIN, PSH, RST, SYN, Capture, tshark_fields
 
 

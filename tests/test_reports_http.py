@@ -2,7 +2,7 @@
 
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from tests.analyze_fixtures import ACK, PSH, Capture, tshark_fields
 
 

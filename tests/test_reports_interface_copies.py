@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_pcaps" / "08-any-sll2.pcap"
 
@@ -56,7 +56,7 @@ def test_the_request_counts_once(result):
 def test_a_real_retransmission_on_one_interface_still_counts(result):
     # Drop the copies' interface difference: the same packets on one interface, 1 s apart,
     # are retransmissions again.
-    from podcap.reports.flows import assign_flows
+    from podcap.flows import assign_flows
 
     packets = result.analysis.all_packets.drop(
         columns=["flow_id", "c2s", "retransmission", "dup_of_frame"]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from podcap.errors import DecodeError, UsageError
 from podcap.reports import REPORTS, report
 from tests.analyze_fixtures import Capture

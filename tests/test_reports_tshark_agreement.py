@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from podcap.analyze import analyze
+from podcap.analysis.run import analyze
 from tests.analyze_fixtures import tshark_fields
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from tests.lab import tshark
+from testbed.lab import tshark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "sample_pcaps")

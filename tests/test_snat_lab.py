@@ -24,7 +24,7 @@ from podcap.decode import read_capture
 from podcap.snat.facts import facts_from_flags
 from podcap.snat.masq_config import parse_masq_config
 from podcap.snat.report import SnatInputs, inputs_from_options, snat_table
-from tests.helpers import podcap, start_podcap
+from testbed.helpers import podcap, start_podcap
 
 CLUSTER_IP, SERVICE_PORT, NODE_PORT = "10.96.0.10", 80, 30080
 MASQ_CONFIGMAP = """\
@@ -95,8 +95,8 @@ class PodcapCapture:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
     """Run the traffic once under four simultaneous captures; give the files and ground truth."""
-    from tests.lab import Lab  # noqa: PLC0415
-    from tests.lab.fixtures import lab_unavailable  # noqa: PLC0415
+    from testbed.lab import Lab  # noqa: PLC0415
+    from testbed.lab.fixtures import lab_unavailable  # noqa: PLC0415
 
     reason = lab_unavailable()
     if reason:
@@ -308,7 +308,7 @@ def test_the_cli_takes_the_flags_and_prints_the_report(scenario, tmp_path):
 
 
 def test_a_filter_on_one_side_still_matches_across_captures(scenario):
-    from podcap.analyze import analyze  # noqa: PLC0415
+    from podcap.analysis.run import analyze  # noqa: PLC0415
 
     files = scenario["files"]
     result = analyze(
@@ -325,8 +325,8 @@ def test_a_filter_on_one_side_still_matches_across_captures(scenario):
 
 
 def test_overlay_captures_use_the_inner_addresses(tmp_path):
-    from tests.lab import Lab  # noqa: PLC0415
-    from tests.lab.fixtures import lab_unavailable  # noqa: PLC0415
+    from testbed.lab import Lab  # noqa: PLC0415
+    from testbed.lab.fixtures import lab_unavailable  # noqa: PLC0415
 
     if lab_unavailable():
         pytest.skip(lab_unavailable())

@@ -23,8 +23,8 @@ from podcap.capture.command import (
     parse_size,
 )
 from podcap.capture.session import CaptureResult, CaptureSession, capture, resolve_pid
-from podcap.capture.sidecar import read_sidecar, sidecar_path
 from podcap.capture.stream import StreamProgress
+from podcap.sidecar import read_sidecar, sidecar_path
 
 __all__ = [
     "CaptureResult",

@@ -24,7 +24,6 @@ from podcap.capture.command import (
     parse_node_stderr,
     raise_for_node_failure,
 )
-from podcap.capture.sidecar import sidecar_path, write_sidecar
 from podcap.capture.stream import (
     ENDED_COUNT,
     PcapSink,
@@ -35,6 +34,7 @@ from podcap.capture.stream import (
 )
 from podcap.errors import CaptureError, PodcapError
 from podcap.reach.base import RemoteProcess, Transport
+from podcap.sidecar import sidecar_path, write_sidecar
 
 STOP_GRACE = 10.0  # seconds between asking the node to stop and killing the connection
 DURATION_SLACK = 15.0  # the node's own timeout ends a --duration capture; this is the backstop

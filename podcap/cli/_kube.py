@@ -1,7 +1,7 @@
 """The Kubernetes half of ``podcap capture`` (targets are Pods, the transport a helper Pod).
 
 ``podcap/cli/capture.py`` owns the command and its flags; it hands Pod targets here. This
-module only turns flags into library calls (podcap.locate, podcap.kubecapture) and prints:
+module only turns flags into library calls (podcap.locate, podcap.capture.fleet) and prints:
 warnings, the dry-run YAML on stdout, progress per Pod and a closing line per Pod on stderr.
 The leading underscore keeps it from registering a command of its own.
 """
@@ -68,7 +68,8 @@ def run(
 ) -> list[str]:
     """Resolve, check, capture; returns the pcap files written. Raises PodcapError (the CLI's
     error boundary prints it)."""
-    from podcap import kubecapture, locate
+    from podcap import locate
+    from podcap.capture import fleet as kubecapture
     from podcap.capture import parse_size
     from podcap.errors import UsageError
 

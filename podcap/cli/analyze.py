@@ -1,4 +1,4 @@
-"""``podcap analyze``: flags in, ``podcap.analyze.analyze`` called, reports rendered."""
+"""``podcap analyze``: flags in, ``podcap.analysis.run.analyze`` called, reports rendered."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def analyze(
 
     Example: podcap analyze capture.pcap --contains lbtest -r summary -r flows
     """
-    from podcap.analyze import analyze as run_analysis
+    from podcap.analysis.run import analyze as run_analysis
     from podcap.render import check_format
 
     # Flag mistakes are caught before the captures are read, not after.

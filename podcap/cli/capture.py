@@ -286,6 +286,6 @@ def _report(result, quiet: bool) -> None:
 
 
 def _print_summary(path: str) -> None:
-    from podcap.analyze import analyze as run_analysis
+    from podcap.analysis.run import analyze as run_analysis
 
     render_reports(run_analysis([path], reports=["summary"]), "table", None)

@@ -6,6 +6,6 @@ cap.packets            # one row per packet, columns as in schema.PACKET_COLUMNS
 cap.contains[b"lbtest"]  # bool per packet: the L4 payload holds the needle
 """
 
-from podcap.decode.capture import Capture, Reading, read_capture, start_reading
+from podcap.decode.reader import Capture, Reading, read_capture, start_reading
 
 __all__ = ["Capture", "Reading", "read_capture", "start_reading"]

@@ -8,7 +8,7 @@ in either direction). Every packet of a conversation, and so of every flow, HTTP
 ``tcpdump -i any`` copy, lands in the same bucket, in file order, with its frame number in the
 whole file. ``SpilledCapture.capture(i)`` reads bucket ``i`` back as an ordinary
 :class:`~podcap.decode.Capture`; each bucket can then be analyzed alone, and only one is in
-memory at a time (``podcap.analyze`` does that for large captures).
+memory at a time (``podcap.analysis.run`` does that for large captures).
 
 The spill files are on disk (``TMPDIR``), not in memory, and have no name from the start:
 nothing is left behind however the process ends.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from podcap.decode.capture import STRING_COLUMNS, Capture, Reading, packet_table, start_reading
+from podcap.decode.reader import STRING_COLUMNS, Capture, Reading, packet_table, start_reading
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
 from podcap.decode.strings import Interner
 
@@ -208,7 +208,7 @@ def read_spilled(
         reading = start_reading(path, needles, chunk_bytes, http, sink=spill)
         whole = reading.finish()  # closes the file, also on an error
         # Nothing left in the files' buffers: a process forked to read some buckets
-        # (podcap.bucketed) would otherwise write its copy of them a second time.
+        # (podcap.analysis.buckets) would otherwise write its copy of them a second time.
         spill.flush()
     except BaseException:
         spill.close()

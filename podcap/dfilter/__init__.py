@@ -23,8 +23,8 @@ from podcap.dfilter.fields import FIELDS
 from podcap.dfilter.lexer import NotNative
 from podcap.dfilter.nodes import Node
 from podcap.dfilter.parser import parse
-from podcap.dfilter.tshark import check_filter, matching_frames
 from podcap.errors import FilterError
+from podcap.tshark import check_filter, matching_frames
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,7 @@ class DisplayFilter:
     node: Node | None
     needles: frozenset[bytes]
     # tshark's matching frames per file, once per file even when the file is analyzed in
-    # buckets (podcap.bucketed): each bucket asks again for its own packets.
+    # buckets (podcap.analysis.buckets): each bucket asks again for its own packets.
     tshark_frames: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -127,7 +127,7 @@ def _address_test(node: Compare, kind: str):
         raise NotNative(f"address {node.value.text!r} for {node.field}")
 
     def test(values: np.ndarray) -> np.ndarray:
-        import pandas as pd  # here: compiling a filter must not import pandas (podcap.analyze)
+        import pandas as pd  # here: compiling a filter must not import pandas (podcap.analysis.run)
 
         codes, uniques = pd.factorize(values)
         inside = np.array([_in_network(u, network) for u in uniques] + [False], bool)
@@ -167,7 +167,7 @@ def _int_test(node: Compare):
 
 
 def _series(values) -> pd.Series:
-    import pandas as pd  # here: compiling a filter must not import pandas (podcap.analyze)
+    import pandas as pd  # here: compiling a filter must not import pandas (podcap.analysis.run)
 
     return pd.Series(values)
 

@@ -3,7 +3,7 @@
 Order follows what an operator asks first: the key numbers, then the problems with their
 hints, a timeline of packets per flow, the flow table, the HTTP requests and the SNAT
 verdicts, then any other report asked for. When the reports come from
-:func:`podcap.analyze.analyze` (they carry ``.analysis``), the sections not asked for with
+:func:`podcap.analysis.run.analyze` (they carry ``.analysis``), the sections not asked for with
 ``--report`` are built here, so ``podcap analyze x.pcap --format html`` gives the whole page.
 
 Self-contained: styles inline, the plot an inline base64 PNG, and a Content-Security-Policy
@@ -203,7 +203,7 @@ def table_html(table: pd.DataFrame, max_rows: int | None = DEFAULT_MAX_ROWS) -> 
 def _timeline(analysis) -> str:
     if analysis is None or analysis.flows.empty:
         return ""
-    from podcap import plots
+    from podcap.render import plots
 
     # Whole flows, also with a filter: the packets around a match tell what happened to it.
     figure = plots.packet_timeline(analysis.all_packets, analysis.flows, TIMELINE_MAX_FLOWS)

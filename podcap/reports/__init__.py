@@ -1,7 +1,7 @@
-"""Reports: each turns an :class:`~podcap.reports.analysis.Analysis` into one DataFrame.
+"""Reports: each turns an :class:`~podcap.analysis.context.Analysis` into one DataFrame.
 
 A report is a function registered by name with ``@report("name", "one-line description")``.
-``podcap analyze --report NAME`` and ``podcap.analyze.analyze(reports=[...])`` look names up
+``podcap analyze --report NAME`` and ``podcap.analysis.run.analyze(reports=[...])`` look names up
 in ``REPORTS``; adding a report means adding a module here and importing it at the bottom.
 
 Example:

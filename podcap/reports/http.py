@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from podcap.decode.times import as_datetime
 from podcap.reports import report
-from podcap.reports.timefmt import as_datetime
 
 HTTP_COLUMNS = [
     "flow_id", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port",

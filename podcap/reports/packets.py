@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from podcap.decode.times import as_datetime
+from podcap.flows import proto_names
 from podcap.reports import report
-from podcap.reports.flows import proto_names
-from podcap.reports.timefmt import as_datetime
 
 PACKET_REPORT_COLUMNS = [
     "frame", "ts", "src", "dst", "sport", "dport", "proto", "length", "payload_len",

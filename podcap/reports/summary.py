@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from podcap.decode.times import as_datetime
 from podcap.reports import report
-from podcap.reports.timefmt import as_datetime
 
 PROBLEM_COUNTS = {
     "unanswered_syn": "unanswered_syn",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from podcap.decode.times import as_datetime
 from podcap.reports import report
-from podcap.reports.timefmt import as_datetime
 
 PROBLEM_COLUMNS = [
     "flow_id", "problem", "client_ip", "client_port", "server_ip", "server_port", "count",
@@ -47,7 +47,7 @@ HINTS = {
 
 
 def tcp_problems(flows: pd.DataFrame) -> pd.DataFrame:
-    """Problem rows for a flow table (``podcap.reports.flows.flow_table``)."""
+    """Problem rows for a flow table (``podcap.flows.flow_table``)."""
     tcp = flows[flows["proto"] == "tcp"]
     found = [
         _rows(tcp[tcp["state"] == "S0"], "unanswered_syn", tcp["packets_c2s"]),

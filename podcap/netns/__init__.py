@@ -424,10 +424,10 @@ def nat_table(iptables_save: str) -> str:
 def save_node_rules(transport, directory: Path, node_pid: str | None = None) -> dict[str, Path]:
     """Save the node's nat table (``iptables-save``) and, where installed, ``ipvsadm -Ln``
     into ``directory``; returns ``{name: path}``. Reads and writes them the way the Kubernetes
-    capture does (podcap.kubecapture.node_rules, write_node_rules). Whose namespaces are "the
+    capture does (podcap.capture.fleet.node_rules, write_node_rules). Whose namespaces are "the
     node": ``node_pid``'s when given; else, from a helper Pod, PID 1's (hostPID); over
     local/ssh the commands already run on the node."""
-    from podcap.kubecapture import node_rules, write_node_rules
+    from podcap.capture.fleet import node_rules, write_node_rules
 
     if node_pid is None and transport.name == "pod":
         node_pid = "1"
@@ -554,8 +554,8 @@ def _show_new_stderr(process, shown: int) -> int:
 def helper_session(kube, query, spec) -> Iterator[tuple[object, Target, list[str]]]:
     """Resolve ``query`` (podcap.locate.TargetQuery) to exactly one Pod, check access, start
     the helper Pod on its node and yield ``(transport, target, warnings)``; the helper is
-    deleted on the way out, whatever happens (as for a capture: podcap.kubecapture)."""
-    from podcap import kubecapture
+    deleted on the way out, whatever happens (as for a capture: podcap.capture.fleet)."""
+    from podcap.capture import fleet as kubecapture
     from podcap.reach import pod as helper
 
     the_plan = kubecapture.plan(kube, query, spec)

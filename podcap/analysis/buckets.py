@@ -1,7 +1,7 @@
 """``analyze`` for captures too large to hold in memory: one bucket of conversations at a time.
 
 A packet costs about 500 bytes of memory while the flows are followed (the table, then the
-flow step's temporaries), so ``podcap.analyze`` holds a capture whole only up to
+flow step's temporaries), so ``podcap.analysis.run`` holds a capture whole only up to
 ``IN_MEMORY_PACKETS`` (estimated from the file size). Above that, each file is read into
 buckets on disk (``podcap.decode.spill``): a conversation's packets all land in one bucket,
 so each bucket is analyzed alone, exactly as a whole capture is, and only one is in memory at
@@ -168,10 +168,10 @@ class BucketedRun:
             self.tables.setdefault(name, []).append(table)
 
     def _bucket_result(self, file_index: int, path: str, capture) -> BucketResult:
-        from podcap.analyze import combine_captures, filter_mask
+        from podcap.analysis.context import Analysis
+        from podcap.analysis.run import combine_captures, filter_mask
+        from podcap.flows import assign_flows, first_of_code
         from podcap.reports import build_report
-        from podcap.reports.analysis import Analysis
-        from podcap.reports.flows import assign_flows, first_of_code
 
         packets = assign_flows(combine_captures({path: capture}))
         matched = filter_mask(self.display_filter, packets, {path: capture}, lambda m: None)
@@ -241,7 +241,7 @@ def _join(
 
 def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http, progress):
     """The reports, the matched count, errors and warnings of ``paths`` read in buckets."""
-    from podcap.analyze import read_each, read_sidecar
+    from podcap.analysis.run import read_each, read_sidecar
 
     run = BucketedRun(
         reports, display_filter, dict(options or {}), len(paths), progress, workers=plan.workers

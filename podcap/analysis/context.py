@@ -42,8 +42,8 @@ class Analysis:
 
     @cached_property
     def all_flows(self) -> pd.DataFrame:
-        """Every flow of every file (``podcap.reports.flows.flow_table``), cached."""
-        from podcap.reports.flows import flow_table
+        """Every flow of every file (``podcap.flows.flow_table``), cached."""
+        from podcap.flows import flow_table
 
         return flow_table(self.all_packets)
 

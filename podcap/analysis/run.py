@@ -1,7 +1,7 @@
 """``podcap analyze`` as a library call: captures in, one DataFrame per report out.
 
 Example:
-    >>> from podcap.analyze import analyze
+    >>> from podcap.analysis.run import analyze
     >>> result = analyze(["a.pcap"], filter='tcp contains "lbtest"', reports=["summary", "flows"])
     >>> result["flows"]            # a pandas DataFrame
     >>> result.matched             # packets the filter selected, over all files
@@ -9,7 +9,7 @@ Example:
 
 Steps: decode each file (the fast native decoder, or tshark through pyshark), give every
 packet its flow, apply the display filter, then build each report from one shared
-:class:`~podcap.reports.analysis.Analysis`, which computes the flows once.
+:class:`~podcap.analysis.context.Analysis`, which computes the flows once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from podcap.bucketed import IN_MEMORY_PACKETS, analyze_in_buckets, bucket_plan
+from podcap.analysis.buckets import IN_MEMORY_PACKETS, analyze_in_buckets, bucket_plan
 from podcap.errors import DecodeError, PodcapError, UsageError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def analyze(
 
     Captures estimated to hold more than ``in_memory_limit`` packets in all are analyzed
     in buckets of conversations spilled to disk, one bucket in memory at a time
-    (``podcap.bucketed``; summary, flows, tcp and http reports with a native filter or none).
+    (``podcap.analysis.buckets``; summary, flows, tcp and http reports with a native filter or none).
     The reports are the same; ``result.analysis`` is then None. 0 or None: always in memory.
 
     Raises:
@@ -93,8 +93,8 @@ def analyze(
     # process decodes part of it meanwhile (podcap.decode.split).
     early = None if plan else _start_early(paths[0], engine, needles, needs_http)
     try:
+        from podcap.analysis.context import Analysis
         from podcap.reports import REPORTS, build_report
-        from podcap.reports.analysis import Analysis
 
         unknown = [name for name in reports if name not in REPORTS]
         if unknown:
@@ -115,7 +115,7 @@ def analyze(
     captures, errors, warnings = _read_all(paths, engine, needles, needs_http, progress, early)
     packets = combine_captures(captures)
     progress("following connections")
-    from podcap.reports.flows import assign_flows
+    from podcap.flows import assign_flows
 
     packets = assign_flows(packets)
     matched = filter_mask(display_filter, packets, captures, progress)
@@ -195,7 +195,7 @@ def read_each(paths: list[str], read: Callable[[int, str], Any]):
 
 def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool, progress):
     if engine == "tshark":
-        from podcap.dfilter.tshark_table import read_capture_tshark
+        from podcap.decode.tshark_engine import read_capture_tshark
 
         return read_capture_tshark(path, needles=tuple(needles), on_progress=progress)
     from podcap.decode import read_capture

@@ -1,6 +1,6 @@
 """The flows report's per-packet passes in C (``_flowpass.c``), called through ctypes.
 
-``podcap.reports.flows`` computes flow ids, client sides, retransmissions and per-flow sums
+``podcap.flows`` computes flow ids, client sides, retransmissions and per-flow sums
 with numpy: a dozen passes and sorts over every packet. The C functions do each in one loop,
 which takes the flows step from about 0.65 s to 0.1 s for a million packets. The build
 compiles them when a C compiler is there (``setup.py``); without it, or with
@@ -30,7 +30,7 @@ def _load() -> ctypes.CDLL | None:
     if os.environ.get("PODCAP_FLOWPASS", "1") == "0":
         return None
     try:
-        from podcap.reports import _flowpass
+        from podcap.flows import _flowpass
     except ImportError:  # built without a C compiler
         return None
     try:

@@ -1,8 +1,8 @@
 /* The flows report's per-packet passes, compiled.
 
-   podcap/reports/flows.py says what each pass computes, in numpy; these functions compute the
+   podcap/flows/__init__.py says what each pass computes, in numpy; these functions compute the
    same, one loop over the packets each instead of a dozen numpy passes and sorts, and
-   podcap/reports/flowpass.py calls them through ctypes (the module init below exists only so
+   podcap/flows/compiled.py calls them through ctypes (the module init below exists only so
    that the build and the import system can find the file). The tests compare both on every
    sample capture and on generated packet tables.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
-from tests.helpers import tshark_fields
+from testbed.helpers import tshark_fields
 
 VXLAN_DECODE = "udp.port==8472,vxlan"
 

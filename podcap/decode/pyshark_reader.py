@@ -1,6 +1,6 @@
 """tshark over a file through pyshark's ``FileCapture`` (PDML), for both tshark paths: the
-display-filter fallback (``podcap.dfilter.tshark``) and ``--engine tshark``
-(``podcap.dfilter.tshark_table``). A module of its own so that importing the filters does not
+display-filter fallback (``podcap.tshark``) and ``--engine tshark``
+(``podcap.decode.tshark_engine``). A module of its own so that importing the filters does not
 import pyshark (0.08 s)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import lxml.objectify
 import pyshark
 from pyshark.tshark.output_parser import tshark_xml
 
-from podcap.dfilter.tshark import DECODE_AS, tshark_path
+from podcap.tshark import DECODE_AS, tshark_path
 
 
 class TsharkFile(pyshark.FileCapture):

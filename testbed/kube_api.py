@@ -410,7 +410,7 @@ class Cluster:
 
 
 def cluster_from_lab(lab, helper_namespace: str = "podcap-system") -> Cluster:
-    """Nodes and Pods of a ``tests.lab.Lab`` as a cluster serves them: ``containerd://`` IDs,
+    """Nodes and Pods of a ``testbed.lab.Lab`` as a cluster serves them: ``containerd://`` IDs,
     node InternalIPs and pod CIDRs, labels ``app=web`` and ``podcap-lab/node=<node>``, and the
     lab's ip-masq-agent configuration as the ``kube-system/ip-masq-agent`` ConfigMap."""
     cluster = Cluster()
@@ -1079,12 +1079,12 @@ def make_kube_api(kube_cert_dir, tmp_path):
 
 
 def main() -> None:
-    """``python3 -m tests.kube_api KUBECONFIG``: a lab (2 nodes, 1 Pod each) behind this server,
+    """``python3 -m testbed.kube_api KUBECONFIG``: a lab (2 nodes, 1 Pod each) behind this server,
     until Ctrl-C, for trying podcap by hand (the README's examples ran this way)."""
     import sys
     import tempfile
 
-    from tests.lab.core import Lab
+    from testbed.lab.core import Lab
 
     with Lab(nodes=2, pods_per_node=1) as lab, tempfile.TemporaryDirectory() as workdir:
         cluster = cluster_from_lab(lab)

@@ -52,7 +52,7 @@ def matching_frames(path: str | Path, text: str) -> np.ndarray:
     frames: list[int] = []
     # -Y directly: pyshark's display_filter= first runs `tshark -v` to choose between -R and
     # -Y, and every tshark since 1.10 takes -Y.
-    from podcap.dfilter.pyshark_reader import read_packets  # pyshark costs 0.08 s to import
+    from podcap.decode.pyshark_reader import read_packets  # pyshark costs 0.08 s to import
 
     parameters = ["-Y", text, *_NUMBERS_ONLY]
     run = read_packets(Path(path), lambda packet: frames.append(int(packet.number)), parameters)

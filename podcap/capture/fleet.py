@@ -374,7 +374,7 @@ def _merge(captures: list[PodCapture], merge_to: Path | None) -> Path | None:
     written = [c for c in written if c.result.output != "-"]
     if merge_to is None or not written:
         return None
-    from podcap.pcapmerge import merge
+    from podcap.capture.merge import merge
 
     merge([(f"{c.target.namespace}/{c.target.name}", c.path) for c in written], merge_to)
     return merge_to

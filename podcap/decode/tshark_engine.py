@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from podcap.decode.pyshark_reader import read_packets
 from podcap.decode.schema import PACKET_COLUMNS
 from podcap.decode.strings import categorical
-from podcap.dfilter.pyshark_reader import read_packets
-from podcap.dfilter.tshark import tshark_path, tshark_problems
 from podcap.errors import DecodeError
+from podcap.tshark import tshark_path, tshark_problems
 
 LINKTYPES = {"eth": (1, "EN10MB"), "sll": (113, "LINUX_SLL"), "sll2": (276, "LINUX_SLL2"),
              "raw": (101, "RAW"), "null": (0, "NULL"), "loop": (108, "LOOP")}  # fmt: skip

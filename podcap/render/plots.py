@@ -7,11 +7,11 @@ can print the numbers the plot shows.
 
 Inputs are podcap's own tables: the packet table of an analysis
 (:func:`packets_of`, with ``flow_id``, ``c2s`` and ``retransmission``) and the ``flows``,
-``snat`` and ``summary`` reports of :func:`podcap.analyze.analyze`.
+``snat`` and ``summary`` reports of :func:`podcap.analysis.run.analyze`.
 
 Example:
-    >>> from podcap.analyze import analyze
-    >>> from podcap import plots
+    >>> from podcap.analysis.run import analyze
+    >>> from podcap.render import plots
     >>> result = analyze(["a.pcap"], reports=["flows"])
     >>> plots.packet_timeline(plots.packets_of(result), result["flows"])
 """
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from podcap.reports.flows import ACK, FIN, RST, SEQ_SPACE, SYN, TCP, zero_window
-from podcap.reports.timefmt import utc_times
+from podcap.decode.times import utc_times
+from podcap.flows import ACK, FIN, RST, SEQ_SPACE, SYN, TCP, zero_window
 
 # Drawing order and colours of packet events: the alarming ones last, so they stay visible.
 EVENT_COLOURS = {
