@@ -6,7 +6,6 @@ The library comes first; the ``podcap`` command is a thin layer over it. Heavy m
 """
 
 from podcap.errors import PodcapError
-
-__version__ = "0.1.0"
+from podcap.version import __version__
 
 __all__ = ["PodcapError", "__version__"]

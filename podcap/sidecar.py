@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from podcap import __version__
+from podcap.version import __version__
 from podcap.errors import DecodeError
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from podcap import __version__
+from podcap.version import __version__
 from podcap.errors import PodcapError
 
 app = typer.Typer(

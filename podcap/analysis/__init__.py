@@ -1,0 +1,1 @@
+"""Analysis: decoded packets -> filter -> flows -> reports, in memory or bucket by bucket."""
