@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from podcap.version import __version__
 from podcap.errors import DecodeError
+from podcap.version import __version__
 
 if TYPE_CHECKING:
     from podcap.capture.session import CaptureResult
@@ -65,16 +66,25 @@ def write_sidecar(path: str, result: CaptureResult, cluster: dict | None = None)
     return path
 
 
+def find_sidecar(pcap_path: str) -> Path | None:
+    """The capture's sidecar file: ``NAME.pcap.json`` (what capture writes) or ``NAME.json``
+    (the bundled samples), when there is one."""
+    for candidate in (Path(sidecar_path(pcap_path)), Path(pcap_path).with_suffix(SIDECAR_SUFFIX)):
+        if candidate.is_file() and candidate != Path(pcap_path):
+            return candidate
+    return None
+
+
 def read_sidecar(pcap_path: str) -> dict | None:
-    """The sidecar of ``pcap_path`` as a dict, or None when there is none."""
-    path = sidecar_path(pcap_path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-    except FileNotFoundError:
+    """The sidecar of ``pcap_path`` as a dict, or None when there is none; DecodeError (naming
+    the file) when it is not a readable JSON object."""
+    path = find_sidecar(pcap_path)
+    if path is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise DecodeError(f"cannot read the sidecar {path}: {exc}") from exc
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"{path}: not readable JSON ({exc})") from exc
     if not isinstance(document, dict):
-        raise DecodeError(f"the sidecar {path} is not a JSON object")
+        raise DecodeError(f"{path}: not a JSON object")
     return document

@@ -14,13 +14,13 @@ packet its flow, apply the display filter, then build each report from one share
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from podcap import sidecar
 from podcap.analysis.buckets import IN_MEMORY_PACKETS, analyze_in_buckets, bucket_plan
 from podcap.errors import DecodeError, PodcapError, UsageError
 
@@ -255,25 +255,10 @@ def filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np
     return mask
 
 
-def sidecar_path(path: str) -> Path | None:
-    """The capture's sidecar JSON (``NAME.pcap.json`` or ``NAME.json``), when there is one."""
-    for candidate in (Path(f"{path}.json"), Path(path).with_suffix(".json")):
-        if candidate.is_file() and candidate != Path(path):
-            return candidate
-    return None
-
-
 def read_sidecar(path: str, warnings: list[str]) -> dict:
     """The capture's sidecar as a dict ({} without one); an unreadable one adds a warning."""
-    found = sidecar_path(path)
-    if found is None:
-        return {}
     try:
-        data = json.loads(found.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        warnings.append(f"{found}: sidecar ignored, not readable JSON ({exc})")
+        return sidecar.read_sidecar(path) or {}
+    except DecodeError as exc:
+        warnings.append(f"{exc}; sidecar ignored")
         return {}
-    if not isinstance(data, dict):
-        warnings.append(f"{found}: sidecar ignored, not a JSON object")
-        return {}
-    return data

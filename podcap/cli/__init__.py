@@ -15,8 +15,8 @@ import sys
 
 import typer
 
-from podcap.version import __version__
 from podcap.errors import PodcapError
+from podcap.version import __version__
 
 app = typer.Typer(
     name="podcap",
