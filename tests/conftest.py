@@ -5,6 +5,7 @@ pytest_plugins: list[str] = [
     "testbed.kube_api",
     "tests.analyze_fixtures",
     "tests.netns_fixtures",
+    "tests.kube_fixtures",
     "testbed.sshd",
     # (each area adds its fixtures module here)
 ]

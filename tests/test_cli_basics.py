@@ -136,3 +136,19 @@ def test_nothing_matched_exits_1_like_grep():
     result = podcap("analyze", "sample_pcaps/06-syn-dropped.pcap", "--contains", "no-such-marker")
     assert result.returncode == 1
     assert result.stderr == "" or "Traceback" not in result.stderr
+
+
+def test_the_shared_options_agree_with_the_library():
+    # podcap/cli/options.py spells these out (the help must not import the library).
+    from podcap.cli import options
+    from podcap.reach import pod
+    from podcap.render import RENDERERS
+
+    assert options.DEFAULT_HELPER_NAMESPACE == pod.DEFAULT_HELPER_NAMESPACE
+    assert sorted(options.FORMATS.split(", ")) == sorted(RENDERERS)
+
+
+def test_inspect_refuses_an_unknown_format_before_reaching_anything():
+    result = podcap("inspect", "--pid", "1", "-F", "nosuch")
+    assert result.returncode == 2
+    assert "unknown format 'nosuch'" in result.stderr and "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ its traceback.
 import os
 import signal
 import sys
+from enum import IntEnum
 
 import typer
 
@@ -28,7 +29,15 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-EXIT_ERROR = 2
+
+class ExitStatus(IntEnum):
+    """What ``podcap`` exits with."""
+
+    OK = 0
+    NOTHING_MATCHED = 1  # analyze: the filter matched no packet (as grep)
+    ERROR = 2  # a PodcapError, a usage error, or (analyze) an unreadable file
+    INTERRUPTED = 128 + signal.SIGINT  # Ctrl-C, as a shell reports it
+    SIGPIPE = 128 + signal.SIGPIPE  # stdout's reader left (`podcap analyze ... | head`)
 
 
 def _version(value: bool) -> None:
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         # `podcap analyze ... | head`: the reader left. End quietly, as a SIGPIPE'd tool does,
         # and keep Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(128 + signal.SIGPIPE)
+        sys.exit(ExitStatus.SIGPIPE)
 
 
 _ENDING = {"at_once": False}
@@ -118,7 +127,7 @@ def console() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         except BrokenPipeError:  # the reader left before the last bytes
-            status = 128 + signal.SIGPIPE
+            status = ExitStatus.SIGPIPE
         os._exit(status)
 
 
@@ -127,24 +136,24 @@ def _run(argv: list[str] | None) -> int:
         status = app(args=argv, prog_name="podcap", standalone_mode=False)
     except PodcapError as exc:
         error(str(exc))
-        return EXIT_ERROR
+        return ExitStatus.ERROR
     except typer.TyperException as exc:
         # click's own usage errors (unknown flag, missing argument, bad value) come here
         # because standalone mode is off: one line instead of click's usage block.
         return _usage_error(exc)
     except (KeyboardInterrupt, typer.Abort):
         error("interrupted")
-        return 130
-    return status if isinstance(status, int) else 0
+        return ExitStatus.INTERRUPTED
+    return status if isinstance(status, int) else ExitStatus.OK
 
 
 def _usage_error(exc: typer.TyperException) -> int:
     if type(exc).__name__ == "NoArgsIsHelpError":
         # `podcap` alone: click carries the help text in this error; show it as help.
         print(exc.format_message())
-        return 0
+        return ExitStatus.OK
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     ctx = getattr(exc, "ctx", None)
     where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
     error(f"{message}{where}")
-    return getattr(exc, "exit_code", EXIT_ERROR)
+    return getattr(exc, "exit_code", ExitStatus.ERROR)

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from podcap.cli import app
+from podcap.cli.options import DEFAULT_HELPER_NAMESPACE, Context, HelperNamespace, Kubeconfig
+
+# Not options.AllNamespaces: here -A widens where helpers are looked for, not a Pod selector.
+EveryNamespace = Annotated[
+    bool, typer.Option("--all-namespaces", "-A", help="Look for helpers in every namespace.")
+]
+Session = Annotated[
+    str | None, typer.Option("--session", help="Only the helpers of this capture session (its id).")
+]
 
 
 @app.command()
 def cleanup(
-    helper_namespace: str = typer.Option(
-        "podcap-system", "--helper-namespace", help="Namespace the helper Pods run in."
-    ),
-    all_namespaces: bool = typer.Option(
-        False, "--all-namespaces", "-A", help="Look for helpers in every namespace."
-    ),
-    session: str | None = typer.Option(
-        None, "--session", help="Only the helpers of this capture session (its id)."
-    ),
-    kubeconfig: str | None = typer.Option(
-        None, "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."
-    ),
-    context: str | None = typer.Option(None, "--context", help="Kubeconfig context to use."),
+    helper_namespace: HelperNamespace = DEFAULT_HELPER_NAMESPACE,
+    all_namespaces: EveryNamespace = False,
+    session: Session = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
 ) -> None:
     """Delete helper Pods a crashed or interrupted capture left behind."""
     from podcap.locate import connect

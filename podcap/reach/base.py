@@ -16,6 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+# Without --duration the node still stops tcpdump after this long, in case the stop signal
+# never arrives (an exec stream that cannot close stdin, a client that vanished). The capture's
+# node script enforces it; a helper Pod's deadline (podcap.reach.pod) is set from it.
+DEFAULT_TIME_BOUND = 4 * 3600
+
 
 @dataclass(frozen=True)
 class Completed:

@@ -1,0 +1,185 @@
+"""The helper Pod's life: created, waited for, deleted whatever happens; leftovers cleaned.
+
+:func:`helper_transports` is how every helper-Pod command starts: one helper per node, a
+:class:`~podcap.reach.pod.transport.PodTransport` each, and every helper deleted on the way
+out (success, error, Ctrl-C, SIGTERM). :func:`cleanup` is ``podcap cleanup``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+from kubernetes.client.rest import ApiException
+
+from podcap.errors import ReachError
+from podcap.reach.pod.manifest import (
+    MANAGED_SELECTOR,
+    SESSION_LABEL,
+    HelperSpec,
+    helper_manifest,
+)
+from podcap.reach.pod.transport import PodTransport
+
+
+class HelperPod:
+    """Creates, waits for and deletes one helper Pod."""
+
+    def __init__(self, kube, manifest: dict):
+        from kubernetes import client
+
+        self.kube = kube
+        self.manifest = manifest
+        self.namespace = manifest["metadata"]["namespace"]
+        self.node = manifest["spec"]["nodeName"]
+        self.name: str | None = None
+        self.core = client.CoreV1Api(kube.api())
+
+    def create(self) -> str:
+        try:
+            created = self.core.create_namespaced_pod(self.namespace, self.manifest)
+        except ApiException as exc:
+            raise _reach_error(exc, f"create helper pod in namespace {self.namespace}") from exc
+        self.name = created.metadata.name
+        return self.name
+
+    def wait_running(self, timeout: float = 120) -> None:
+        end = time.monotonic() + timeout
+        while True:
+            pod = self._read()
+            phase = pod.status.phase if pod.status else None
+            if phase == "Running":
+                return
+            if phase in ("Failed", "Succeeded"):
+                raise ReachError(f"helper pod {self.where} ended ({phase}) before the capture")
+            waiting = _waiting_reason(pod)
+            if waiting in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+                raise ReachError(
+                    f"helper pod {self.where} cannot pull its image ({waiting})",
+                    hint="pass --image with an image this node can pull, or --image-pull-secret",
+                )
+            if time.monotonic() > end:
+                raise ReachError(
+                    f"helper pod {self.where} on node {self.node} not running after "
+                    f"{timeout:.0f} s (phase {phase}{', ' + waiting if waiting else ''})"
+                )
+            time.sleep(0.2)
+
+    def _read(self):
+        try:
+            return self.core.read_namespaced_pod(self.name, self.namespace)
+        except ApiException as exc:
+            raise _reach_error(exc, f"read helper pod {self.where}") from exc
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def delete(self) -> None:
+        """Delete the helper; a helper already gone is fine."""
+        if self.name is None:
+            return
+        try:
+            self.core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _reach_error(exc, f"delete helper pod {self.where}") from exc
+        self.name = None
+
+
+def _waiting_reason(pod) -> str:
+    for status in (pod.status.container_statuses or []) if pod.status else []:
+        if status.state and status.state.waiting and status.state.waiting.reason:
+            return status.state.waiting.reason
+    return ""
+
+
+def _reach_error(exc: ApiException, what: str) -> ReachError:
+    if exc.status == 403:
+        return ReachError(f"RBAC denied: cannot {what}")
+    detail = exc.reason or ""
+    if exc.body:
+        with contextlib.suppress(ValueError, TypeError):
+            detail = json.loads(exc.body).get("message", detail)
+    return ReachError(f"cannot {what}: {exc.status} {detail}".strip())
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so ``finally``
+    clauses that delete helper Pods run on both. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def helper_transports(kube, spec: HelperSpec, containers_by_node: dict[str, list[str]]):
+    """Create one helper per node, wait until all run, yield ``{node: PodTransport}``, and
+    delete every helper on the way out (success, error, Ctrl-C, SIGTERM)."""
+    helpers = [
+        HelperPod(kube, helper_manifest(spec, node, ids))
+        for node, ids in containers_by_node.items()
+    ]
+    with sigterm_as_interrupt():
+        try:
+            for helper in helpers:
+                helper.create()
+            for helper in helpers:
+                helper.wait_running()
+            yield {h.node: PodTransport(kube, h) for h in helpers}
+        finally:
+            _delete_all(helpers)
+
+
+def _delete_all(helpers: list[HelperPod]) -> None:
+    failures = []
+    for helper in helpers:
+        try:
+            helper.delete()
+        except ReachError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ReachError("; ".join(failures), hint="run `podcap cleanup` to remove leftovers")
+
+
+def cleanup(kube, namespace: str | None, session: str | None = None) -> list[str]:
+    """Delete leftover helpers by label (all namespaces when ``namespace`` is None); returns
+    ``namespace/name`` of each one deleted."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube.api())
+    selector = MANAGED_SELECTOR + (f",{SESSION_LABEL}={session}" if session else "")
+    try:
+        if namespace is None:
+            pods = core.list_pod_for_all_namespaces(label_selector=selector).items
+        else:
+            pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    except ApiException as exc:
+        raise _reach_error(exc, f"list helper pods ({selector})") from exc
+    deleted = []
+    for pod in pods:
+        try:
+            core.delete_namespaced_pod(
+                pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _reach_error(
+                    exc, f"delete pod {pod.metadata.namespace}/{pod.metadata.name}"
+                ) from exc
+        deleted.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
+    return deleted

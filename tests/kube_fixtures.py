@@ -1,0 +1,75 @@
+"""The shop cluster the Kubernetes tests start from, served by the in-test API server.
+
+Nodes (one Windows), Pods (one Pending, one with a sidecar, one hostNetwork) and workloads;
+``shop`` gives ``(cluster, kube)``, ``shop_server`` also the server (its kubeconfig).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from podcap import locate
+from testbed import kube_api as K
+
+CID = "containerd://" + "0123456789abcdef" * 4
+
+
+def shop_cluster() -> K.Cluster:
+    c = K.Cluster()
+    c.add_namespace("podcap-system")
+    c.add_node("node-a", "172.20.0.11", "10.244.0.0/24")
+    c.add_node("node-b", "172.20.0.12", "10.244.1.0/24")
+    c.add_node("win-1", "172.20.0.13", "10.244.2.0/24", os_name="windows")
+    web = {"app": "web", "tier": "front"}
+    c.add_pod(K.pod_object("shop", "web-0", "node-a", "172.20.0.11", "10.244.0.10", CID, web))
+    c.add_pod(
+        K.pod_object("shop", "web-1", "node-b", "172.20.0.12", "10.244.1.10", CID[:-1] + "1", web)
+    )
+    c.add_pod(
+        K.pod_object("shop", "starting", "node-a", "172.20.0.11", None, None, phase="Pending")
+    )
+    c.add_pod(
+        K.pod_object(
+            "shop",
+            "with-sidecar",
+            "node-a",
+            "172.20.0.11",
+            "10.244.0.11",
+            CID[:-1] + "2",
+            containers=("app", "proxy"),
+        )
+    )
+    c.add_pod(K.pod_object("shop", "iis", "win-1", "172.20.0.13", "10.244.2.5", CID[:-1] + "3"))
+    c.add_pod(
+        K.pod_object(
+            "kube-system",
+            "agent",
+            "node-b",
+            "172.20.0.12",
+            "172.20.0.12",
+            CID[:-1] + "4",
+            {"app": "web"},
+            host_network=True,
+        )
+    )
+    c.add_workload("Deployment", "shop", "web", {"app": "web"})
+    c.add_workload("StatefulSet", "shop", "db", {"app": "db"})
+    return c
+
+
+@pytest.fixture
+def shop(make_kube_api):
+    cluster = shop_cluster()
+    server = make_kube_api(cluster)
+    return cluster, locate.connect(str(server.kubeconfig_path))
+
+
+@pytest.fixture
+def shop_server(make_kube_api):
+    cluster = shop_cluster()
+    server = make_kube_api(cluster)
+    return cluster, locate.connect(str(server.kubeconfig_path)), server
+
+
+def names(resolution) -> list[str]:
+    return sorted(f"{t.namespace}/{t.name}" for t in resolution.targets)
