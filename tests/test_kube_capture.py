@@ -21,7 +21,7 @@ from podcap.errors import UsageError
 from podcap.reach import pod as helper
 from testbed import kube_api as K
 from testbed.helpers import wait_for
-from tests.test_kube_locate import shop_cluster
+from tests.kube_fixtures import shop_cluster
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,7 +14,7 @@ import yaml
 from podcap import locate
 from podcap.reach import pod as helper
 from testbed.helpers import podcap, start_podcap, wait_for
-from tests.test_kube_locate import shop_cluster
+from tests.kube_fixtures import shop_cluster
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,13 +13,11 @@ from functools import cache
 from importlib import resources
 
 from podcap.errors import CaptureError, ReachError, UsageError
+from podcap.reach.base import DEFAULT_TIME_BOUND
 
 SCRIPT_NAME = "podcap-node"
 NODE_PREFIX = "podcap-node: "
 # Exit status of the node script when it refuses or fails before capturing (its "error:" line says why).
-# Without --duration the node still stops tcpdump after this long, in case the stop signal
-# never arrives (an exec stream that cannot close stdin, a client that vanished).
-DEFAULT_TIME_BOUND = 4 * 3600
 
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9_.+][A-Za-z0-9_.+-]{11,}$")
 _INTERFACE = re.compile(r"^[A-Za-z0-9_.:@][A-Za-z0-9_.:@-]{0,63}$")
