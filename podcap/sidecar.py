@@ -14,13 +14,9 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from podcap.errors import DecodeError
 from podcap.version import __version__
-
-if TYPE_CHECKING:
-    from podcap.capture.session import CaptureResult
 
 SIDECAR_SUFFIX = ".json"
 SIDECAR_FORMAT = 1
@@ -30,7 +26,9 @@ def sidecar_path(pcap_path: str) -> str:
     return pcap_path + SIDECAR_SUFFIX
 
 
-def sidecar_document(result: CaptureResult, cluster: dict | None = None) -> dict:
+def sidecar_document(result, cluster: dict | None = None) -> dict:
+    """The document for a finished capture: ``result`` is a ``podcap.capture.CaptureResult``
+    (read by attribute, so the floor needs nothing from the acquire wing)."""
     spec = result.spec
     return {
         "podcap_sidecar": SIDECAR_FORMAT,
@@ -56,7 +54,7 @@ def sidecar_document(result: CaptureResult, cluster: dict | None = None) -> dict
     }
 
 
-def write_sidecar(path: str, result: CaptureResult, cluster: dict | None = None) -> str:
+def write_sidecar(path: str, result, cluster: dict | None = None) -> str:
     """Write the sidecar atomically (a reader never sees half a JSON document); returns path."""
     temporary = f"{path}.tmp{os.getpid()}"
     with open(temporary, "w", encoding="utf-8") as f:

@@ -1,67 +1,21 @@
-"""tshark through pyshark: display filters podcap does not evaluate itself, with the same
-meaning, and the reading both tshark paths (this one and ``--engine tshark``) share.
+"""tshark itself: where it is, the decode-as rules podcap gives it, and reading its complaints.
 
-``pyshark_reader.read_packets`` runs tshark over a file with pyshark's ``FileCapture`` (PDML,
-pyshark's default mode, which keeps repeated layers such as the inner IP of a VXLAN packet),
-imported only when a capture is read: compiling a filter stays light. A filter
-runs as tshark's own ``-Y``; each matching packet's number is the packet table's ``frame``
-(1-based), so the result maps straight onto it.
+Both tshark paths build on this: the display-filter fallback (``podcap.dfilter.tshark_fallback``)
+and ``--engine tshark`` (``podcap.decode.tshark_engine``), each through
+``podcap.decode.pyshark_reader``.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
-
-import numpy as np
-
-from podcap.errors import FilterError
 
 # Flannel and Cilium use VXLAN on 8472; tshark decodes only 4789 unless told (the notes in
 # analysis-peers §3), and podcap's own decoder decapsulates both.
 DECODE_AS = {"udp.port==8472": "vxlan"}
-# An empty classic pcap (header only): lets tshark check a filter without any capture.
-_EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
-# A filter needs only the matching packets' numbers: PDML cut down to the general information
-# block (-j keeps the named protocols' fields) is ~1 kB a packet instead of ~17 kB. Not PSML
-# (pyshark's only_summaries): pyshark 0.6 loses every packet after its first read there.
-_NUMBERS_ONLY = ["-j", "geninfo"]
 
 
 def tshark_path() -> str | None:
     return shutil.which("tshark")
-
-
-def check_filter(text: str, reason: str) -> None:
-    """Raise FilterError unless tshark exists and accepts ``text``."""
-    if tshark_path() is None:
-        raise FilterError(
-            f"display filter {text!r} uses {reason}, which podcap evaluates only through "
-            "tshark, and tshark is not installed",
-            "install Wireshark's tshark, or use the fields listed in `podcap analyze --help`",
-        )
-    with tempfile.NamedTemporaryFile(suffix=".pcap") as empty:
-        empty.write(_EMPTY_PCAP)
-        empty.flush()
-        matching_frames(empty.name, text)
-
-
-def matching_frames(path: str | Path, text: str) -> np.ndarray:
-    """Frame numbers (1-based) of the packets in ``path`` that ``text`` matches, per tshark."""
-    frames: list[int] = []
-    # -Y directly: pyshark's display_filter= first runs `tshark -v` to choose between -R and
-    # -Y, and every tshark since 1.10 takes -Y.
-    from podcap.decode.pyshark_reader import read_packets  # pyshark costs 0.08 s to import
-
-    parameters = ["-Y", text, *_NUMBERS_ONLY]
-    run = read_packets(Path(path), lambda packet: frames.append(int(packet.number)), parameters)
-    if run.exit_status:
-        # tshark prints "tshark: <problem>." then the filter with a caret under the culprit;
-        # the first line is the one-line message.
-        problems = tshark_problems(run.stderr_lines) or ["tshark rejected it"]
-        raise FilterError(f"display filter {text!r}: {problems[0]}")
-    return np.array(frames, dtype=np.int64)
 
 
 def tshark_problems(stderr: str | list[str]) -> list[str]:

@@ -24,6 +24,8 @@ def _module_name(path: Path) -> str:
 
 
 MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+# Extension modules, built from the C file of the same name: imported, never parsed here.
+EXTENSIONS = {_module_name(p) for p in ROOT.rglob("_*.c")}
 
 
 def _imports(name: str) -> set[str]:
@@ -40,11 +42,13 @@ def _imports(name: str) -> set[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            submodules = {f"{module}.{alias.name}" for alias in node.names} & MODULES.keys()
+            named = {f"{module}.{alias.name}" for alias in node.names}
+            submodules = named & (MODULES.keys() | EXTENSIONS)
             found.update(submodules)
             if len(submodules) < len(node.names):  # names defined in ``module`` itself
                 found.add(module)
-    return {_known(m) for m in found if m.startswith("podcap") and _known(m)} - {name}
+    found = {m for m in found if m.startswith("podcap") and m not in EXTENSIONS}
+    return {_known(m) for m in found if _known(m)} - {name}
 
 
 def _known(module: str) -> str:

@@ -19,8 +19,8 @@ from podcap.analysis.run import analyze
 from podcap.decode import read_capture
 from podcap.decode.tshark_engine import PDML_PROTOCOLS, read_capture_tshark
 from podcap.dfilter import compile_filter
+from podcap.dfilter.tshark_fallback import matching_frames
 from podcap.errors import DecodeError, FilterError
-from podcap.tshark import matching_frames
 from tests.decode_fixtures import ethernet, icmp, ipv4, udp, vxlan, write_pcap
 from tests.test_decode_bad_input import FRAME, pcap_bytes
 from tests.test_decode_vs_tshark import NODE1, NODE2, A, B, ethernet_cases
@@ -112,7 +112,7 @@ def test_no_warning_and_no_tshark_left_behind():
         f"""
         import os, subprocess
         from podcap.dfilter import compile_filter
-        from podcap.tshark import matching_frames
+        from podcap.dfilter.tshark_fallback import matching_frames
         from podcap.decode.tshark_engine import PDML_PROTOCOLS, read_capture_tshark
         from podcap.errors import FilterError
         for _ in range(3):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podcap import flows
-from podcap.analysis.run import combine_captures
+from podcap.analysis.steps import combine_captures
 from podcap.decode import read_capture
 from podcap.flows import compiled as flowpass
 from tests.analyze_fixtures import (

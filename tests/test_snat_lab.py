@@ -22,8 +22,9 @@ import pytest
 
 from podcap.decode import read_capture
 from podcap.snat.facts import facts_from_flags
+from podcap.snat.inputs import SnatInputs, inputs_from_options
 from podcap.snat.masq_config import parse_masq_config
-from podcap.snat.report import SnatInputs, inputs_from_options, snat_table
+from podcap.snat.report import snat_table
 from testbed.helpers import podcap, start_podcap
 
 CLUSTER_IP, SERVICE_PORT, NODE_PORT = "10.96.0.10", 80, 30080

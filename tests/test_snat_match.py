@@ -5,9 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podcap.snat.facts import facts_from_flags, facts_from_sidecar
+from podcap.snat.inputs import SnatInputs, inputs_from_options
 from podcap.snat.masq_config import parse_masq_config
 from podcap.snat.match import clock_offsets, match_connections, tcp_observations
-from podcap.snat.report import SnatInputs, inputs_from_options, snat_table
+from podcap.snat.report import snat_table
 
 SYN, ACK, PSH = 0x02, 0x10, 0x08
 

@@ -169,7 +169,7 @@ class BucketedRun:
 
     def _bucket_result(self, file_index: int, path: str, capture) -> BucketResult:
         from podcap.analysis.context import Analysis
-        from podcap.analysis.run import combine_captures, filter_mask
+        from podcap.analysis.steps import combine_captures, filter_mask
         from podcap.flows import assign_flows, first_of_code
         from podcap.reports import build_report
 
@@ -241,7 +241,7 @@ def _join(
 
 def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http, progress):
     """The reports, the matched count, errors and warnings of ``paths`` read in buckets."""
-    from podcap.analysis.run import read_each, read_sidecar
+    from podcap.analysis.steps import read_each, read_sidecar
 
     run = BucketedRun(
         reports, display_filter, dict(options or {}), len(paths), progress, workers=plan.workers

@@ -1,5 +1,5 @@
 """tshark over a file through pyshark's ``FileCapture`` (PDML), for both tshark paths: the
-display-filter fallback (``podcap.tshark``) and ``--engine tshark``
+display-filter fallback (``podcap.dfilter.tshark_fallback``) and ``--engine tshark``
 (``podcap.decode.tshark_engine``). A module of its own so that importing the filters does not
 import pyshark (0.08 s)."""
 

@@ -51,7 +51,7 @@ def read_capture_tshark(
 
     ``on_progress`` hears how many packets are read, every ``PROGRESS_EVERY``: this engine
     reads about a thousand a second."""
-    from podcap.decode import Capture
+    from podcap.decode.reader import Capture
 
     path = Path(path)
     file_format = _file_format(path)

@@ -23,8 +23,8 @@ from podcap.dfilter.fields import FIELDS
 from podcap.dfilter.lexer import NotNative
 from podcap.dfilter.nodes import Node
 from podcap.dfilter.parser import parse
+from podcap.dfilter.tshark_fallback import check_filter, matching_frames
 from podcap.errors import FilterError
-from podcap.tshark import check_filter, matching_frames
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports import report
+from podcap.reports.registry import report
 
 
 @report("flows", "one row per connection: endpoints, volumes, Zeek state and history, problems")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports import report
+from podcap.reports.registry import report
 
 HTTP_COLUMNS = [
     "flow_id", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port",

@@ -6,7 +6,7 @@ import pandas as pd
 
 from podcap.decode.times import as_datetime
 from podcap.flows import proto_names
-from podcap.reports import report
+from podcap.reports.registry import report
 
 PACKET_REPORT_COLUMNS = [
     "frame", "ts", "src", "dst", "sport", "dport", "proto", "length", "payload_len",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from podcap.reports import report
+from podcap.reports.registry import report
 
 
 @report(

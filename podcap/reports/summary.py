@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports import report
+from podcap.reports.registry import report
 
 PROBLEM_COUNTS = {
     "unanswered_syn": "unanswered_syn",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports import report
+from podcap.reports.registry import report
 
 PROBLEM_COLUMNS = [
     "flow_id", "problem", "client_ip", "client_port", "server_ip", "server_port", "count",

@@ -1,0 +1,135 @@
+"""The steps both strategies share: read each file, combine the captures, apply the filter.
+
+``podcap.analysis.run`` (everything in memory) and ``podcap.analysis.buckets`` (conversation by
+conversation) are siblings over these; neither calls the other's steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from podcap import sidecar
+from podcap.errors import DecodeError, PodcapError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def start_early(path: str, engine: str, needles: frozenset[bytes], needs_http: bool):
+    """The native reading of ``path`` started (``podcap.decode.start_reading``), or None: for
+    the tshark engine, or when the file cannot be opened (reading it again later gives that
+    error its place among the files')."""
+    if engine != "native":
+        return None
+    from podcap.decode import start_reading
+
+    try:
+        return start_reading(path, needles=tuple(needles), http=needs_http)
+    except DecodeError:
+        return None
+
+
+def read_all(paths, engine, needles, needs_http, progress, early=None):
+    def read(index: int, path: str):
+        progress(f"reading {path}")
+        if index == 0 and early is not None:
+            return early.finish()
+        return _read(path, engine, needles, needs_http, progress)
+
+    return read_each(paths, read)
+
+
+def read_each(paths: list[str], read: Callable[[int, str], Any]):
+    """``read(index, path)`` (a Capture) for each file: (captures by path, one DecodeError per
+    file that could not be read, warnings naming their file). Raises DecodeError when no
+    file could be read."""
+    captures: dict[str, Any] = {}
+    errors: list[PodcapError] = []
+    warnings: list[str] = []
+    for index, path in enumerate(paths):
+        try:
+            capture = read(index, path)
+        except DecodeError as exc:
+            errors.append(exc)
+            continue
+        captures[path] = capture
+        warnings.extend(f"{path}: {w}" if path not in w else w for w in capture.warnings)
+    if not captures:
+        if len(errors) == 1:
+            raise errors[0]
+        raise DecodeError(f"none of the {len(paths)} files could be read: {errors[0]}")
+    return captures, errors, warnings
+
+
+def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool, progress):
+    if engine == "tshark":
+        from podcap.decode.tshark_engine import read_capture_tshark
+
+        return read_capture_tshark(path, needles=tuple(needles), on_progress=progress)
+    from podcap.decode import read_capture
+
+    return read_capture(path, needles=tuple(needles), http=needs_http)
+
+
+def combine_captures(captures: dict[str, Any]) -> pd.DataFrame:
+    """All files' packets in one table, with ``file`` (categorical) and the Linux cooked
+    capture columns ``if_index`` and ``pkt_type`` (-1 where the decoder has none)."""
+    import pandas as pd
+
+    tables = []
+    for capture in captures.values():
+        table = capture.packets.copy(deep=False)  # copy-on-write: no column is copied
+        n = len(table)
+        for name, dtype in (("if_index", np.int32), ("pkt_type", np.int16)):
+            values = getattr(capture, name, None)
+            table[name] = (
+                values if values is not None and len(values) == n else np.full(n, -1, dtype)
+            )
+        tables.append(table)
+    packets = tables[0] if len(tables) == 1 else _concat_tables(tables)
+    sizes = [len(t) for t in tables]
+    codes = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
+    packets.insert(0, "file", pd.Categorical.from_codes(codes, categories=list(captures)))
+    return packets
+
+
+def _concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Packet tables one after the other; each text column stays a categorical, over the
+    union of the files' strings (concat alone would fall back to Python objects)."""
+    import pandas as pd
+
+    for name in tables[0].columns:
+        if isinstance(tables[0][name].dtype, pd.CategoricalDtype):
+            # Every table recoded to the union (integer work), so that concat keeps the dtype.
+            union = sorted(set().union(*(t[name].cat.categories for t in tables)))
+            categories = pd.Index(union, dtype="str")
+            for table in tables:
+                table[name] = table[name].cat.set_categories(categories)
+    return pd.concat(tables, ignore_index=True)
+
+
+def filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np.ndarray:
+    """One bool per row of ``packets`` (the captures' tables one after the other): whether
+    the display filter matches it; all true without a filter."""
+    if display_filter is None:
+        return np.ones(len(packets), bool)
+    progress(f"applying the filter {display_filter.text}")
+    mask = np.zeros(len(packets), bool)
+    start = 0
+    for path, capture in captures.items():
+        stop = start + len(capture.packets)
+        mask[start:stop] = display_filter.mask(packets.iloc[start:stop], capture.contains, path)
+        start = stop
+    return mask
+
+
+def read_sidecar(path: str, warnings: list[str]) -> dict:
+    """The capture's sidecar as a dict ({} without one); an unreadable one adds a warning."""
+    try:
+        return sidecar.read_sidecar(path) or {}
+    except DecodeError as exc:
+        warnings.append(f"{exc}; sidecar ignored")
+        return {}

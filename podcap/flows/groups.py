@@ -1,0 +1,100 @@
+"""Grouping packets: the flow constants, protocol names and the sorted-groups helper both
+backends and the flow table use."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+TCP, UDP = 6, 17
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+SEQ_SPACE = 1 << 32
+SLL, SLL2 = 113, 276  # Linux cooked capture link types (tcpdump -i any)
+COPY_WINDOW = 0.005  # seconds: another interface's copy follows within microseconds
+FLOW_COLUMNS = [
+    "flow_id", "proto", "client_ip", "client_port", "server_ip", "server_port",
+    "first_ts", "last_ts", "duration", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c",
+    "payload_c2s", "payload_s2c", "state", "history", "handshake_rtt_ms", "retransmissions",
+    "resets", "zero_windows", "encap", "outer_src", "outer_dst",
+]  # fmt: skip
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 132: "sctp", 47: "gre"}
+
+
+def proto_names(numbers: pd.Series) -> pd.Series:
+    """IP protocol numbers as names (``tcp``, ``udp``...); "" where there is no IP header."""
+    names = {n: PROTO_NAMES.get(n, "" if n < 0 else str(n)) for n in numbers.unique()}
+    return numbers.map(names)
+
+
+class Groups:
+    """Packets grouped by an integer key, through one stable sort.
+
+    ``order`` lists packet positions group after group (file order inside a group);
+    ``starts`` is where each group begins in ``order``; ``keys`` the key of each group.
+    """
+
+    def __init__(self, key: np.ndarray):
+        self.order = np.argsort(key, kind="stable")
+        sorted_key = key[self.order]
+        change = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
+        self.starts = np.concatenate([[0], change]) if len(key) else change
+        self.keys = sorted_key[self.starts]
+        self.sizes = np.diff(np.append(self.starts, len(key)))
+        self.group_of_sorted = np.repeat(np.arange(len(self.starts)), self.sizes)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values[self.order], self.starts) if len(self.starts) else values[:0]
+
+    def sum_by_side(self, values: np.ndarray, side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-group sums over the packets where ``side`` is true, and where it is false
+        (the second as total minus first: one masked pass instead of two)."""
+        ordered = values[self.order]
+        on_side = np.add.reduceat(np.where(side[self.order], ordered, 0), self.starts)
+        return on_side, np.add.reduceat(ordered, self.starts) - on_side
+
+    def min(self, values: np.ndarray, mask: np.ndarray | None = None, empty=np.inf) -> np.ndarray:
+        """Smallest value per group (over ``mask`` only; ``empty`` for a group without one)."""
+        if mask is None:
+            chosen = values[self.order]
+            return np.minimum.reduceat(chosen, self.starts) if len(self.starts) else chosen
+        # Only the packets in the mask (handshake packets: a few per flow), not every packet.
+        picked = np.flatnonzero(mask)
+        smallest = np.full(len(self.starts), empty, np.result_type(values, np.float64))
+        np.minimum.at(smallest, self.group_of_packet[picked], values[picked])
+        return smallest
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(values[self.order], self.starts) if len(self.starts) else values
+
+    def first_position(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Position of each group's first packet (within ``mask``); len(packets) when none."""
+        if mask is None:
+            return self.order[self.starts]
+        # Work in proportion to the packets in the mask (most masks are sparse).
+        return self.first_of(np.flatnonzero(mask))
+
+    def first_of(self, positions: np.ndarray) -> np.ndarray:
+        """Smallest of ``positions`` in each group; len(packets) for a group with none."""
+        first = np.full(len(self.starts), len(self.order), np.int64)
+        np.minimum.at(first, self.group_of_packet[positions], positions)
+        return first
+
+    @cached_property
+    def group_of_packet(self) -> np.ndarray:
+        group = np.empty(len(self.order), np.int64)
+        group[self.order] = self.group_of_sorted
+        return group
+
+    def previous_max(self, values: np.ndarray) -> np.ndarray:
+        """For each packet, the largest value among the earlier packets of its group (-1 when
+        it is the first), for values in [-1, 2**34)."""
+        shift = np.int64(1 << 35)  # lifts each group above every value of the groups before
+        lifted = values[self.order] + 1 + self.group_of_sorted * shift
+        running = np.maximum.accumulate(lifted) - self.group_of_sorted * shift - 1
+        before = np.concatenate([[-1], running[:-1]])
+        before[self.starts] = -1
+        out = np.empty_like(before)
+        out[self.order] = before
+        return out
