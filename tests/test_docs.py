@@ -1,0 +1,119 @@
+"""Every command example in the README and docs/ runs as written, or says what it needs.
+
+A ```sh or ```console block whose lines start with ``podcap`` (or ``$ podcap``) is run with
+bash from a scratch folder that sees the bundled samples and notebooks, and must exit with the
+status the page gives (a ``$ echo $?`` line after the command, or ``<!-- exit: N -->`` before
+the block; 0 otherwise; for a pipeline, its last command's). A block that needs
+what this machine cannot give (a cluster, a node to ssh into, captures that are not bundled)
+says so with ``<!-- needs: WHAT -->`` before it, and is only checked for being one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"((?:<!--[^\n]*-->\n+)*)```(?:sh|console)\n(.*?)```", re.S)
+NEEDS_CLUSTER = ("capture", "netns", "inspect", "cleanup")
+
+
+def _commands(body: str) -> list[list]:
+    """The podcap command lines of a block as ``[command, status]``: continuation lines joined,
+    comments dropped; the status is what a following ``$ echo $?`` shows, else None."""
+    commands, current, status_next = [], "", False
+    for line in body.splitlines():
+        if status_next:
+            commands[-1][1] = int(line.strip())
+            status_next = False
+            continue
+        if line.strip() == "$ echo $?" and commands:
+            status_next = True
+            continue
+        line = line.removeprefix("$ ")
+        if current:
+            current += " " + line.strip()
+        elif line.startswith("podcap ") or line.startswith("echo ") and "| podcap" in line:
+            current = line
+        else:
+            continue
+        if current.endswith("\\"):
+            current = current[:-1]
+            continue
+        commands.append([re.sub(r"\s+#\s.*$", "", current).strip(), None])
+        current = ""
+    return commands
+
+
+def _examples():
+    for page in PAGES:
+        for match in BLOCK.finditer(page.read_text()):
+            markers, body = match.group(1), match.group(2)
+            commands = _commands(body)
+            if commands:
+                line = page.read_text()[: match.start(2)].count("\n") + 1
+                yield pytest.param(markers, commands, id=f"{page.name}:{line}")
+
+
+EXAMPLES = list(_examples())
+
+
+def _runnable_here(command: str) -> bool:
+    words = shlex.split(command.split("|")[0])
+    podcap = words[words.index("podcap") :] if "podcap" in words else words
+    if len(podcap) > 1 and podcap[1] in NEEDS_CLUSTER:
+        return False
+    files = [w for w in podcap[2:] if w.endswith((".pcap", ".pcapng", ".gz", ".iptables"))]
+    return all((ROOT / name).exists() for word in files for name in _expand(word))
+
+
+def _expand(word: str) -> list[str]:
+    """``10-snat-{pod,node}.pcap`` -> both names, as bash expands them."""
+    found = re.search(r"\{([^}]*)\}", word)
+    if not found:
+        return [word]
+    return [
+        word[: found.start()] + part + word[found.end() :] for part in found.group(1).split(",")
+    ]
+
+
+def test_the_pages_have_examples():
+    assert len(EXAMPLES) >= 12
+
+
+@pytest.mark.parametrize("markers, commands", EXAMPLES)
+def test_example(markers, commands, tmp_path):
+    if "needs:" in markers:
+        # A block that needs a cluster or a node is only ever marked, never silently passed.
+        assert not all(_runnable_here(c) for c, _ in commands), (
+            "marked as needing more, but runs here"
+        )
+        return
+    unrunnable = [c for c, _ in commands if not _runnable_here(c)]
+    assert unrunnable == [], "add <!-- needs: cluster/node/captures --> before this block"
+    expected = int(re.search(r"exit: (\d+)", markers).group(1)) if "exit:" in markers else 0
+    for name in ("sample_pcaps", "notebooks"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    shim = tmp_path / "bin" / "podcap"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m podcap "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "COLUMNS": "120"}
+    env["PYTHONPATH"] = str(ROOT)
+    for command, status in commands:
+        run = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == (expected if status is None else status), (
+            f"{command}\n{run.stderr[-2000:]}"
+        )
+        assert "Traceback" not in run.stderr
