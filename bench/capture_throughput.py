@@ -1,6 +1,6 @@
 """How fast the pcap stream comes home, and what tcpdump drops under a burst.
 
-    sudo python3 bench/capture_throughput.py [--megabytes 200] [--rates 10000,50000]
+    sudo python3 -m bench.capture_throughput [--megabytes 200] [--rates 10000,50000]
 
 1. Stream home: the same synthetic pcap (1514-byte packets) is sent by ``cat`` on the "node"
    and brought into a file, side by side:
@@ -26,14 +26,11 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from podcap.capture import CaptureSession, CaptureSpec  # noqa: E402
-from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks  # noqa: E402
-from podcap.reach import open_transport  # noqa: E402
-from testbed import sshd as sshd_fixture  # noqa: E402
+from podcap.capture import CaptureSession, CaptureSpec
+from podcap.capture.stream import PcapSink, PcapStreamCopier, read_chunks
+from podcap.reach import open_transport
+from testbed import sshd as sshd_fixture
 
 PACKET = bytes(1514)
 

@@ -2,7 +2,7 @@
 through the real kubernetes client, TLS and the WebSocket channel protocol (v4 and v5), against
 the in-test API server on 127.0.0.1, side by side with a plain local pipe of the same bytes.
 
-    python3 bench/kube_exec_stream.py [MEGABYTES]
+    python3 -m bench.kube_exec_stream [MEGABYTES]
 
 No real cluster: the API server is testbed/kube_api.py, so this measures podcap's client side
 (WSClient framing, TLS, the pipe to the writer), not a real apiserver/kubelet hop.
@@ -16,11 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from podcap import locate  # noqa: E402
-from podcap.reach import pod as helper  # noqa: E402
-from testbed import kube_api as K  # noqa: E402
+from podcap import locate
+from podcap.reach import pod as helper
+from testbed import kube_api as K
 
 
 def drain(stream) -> int:

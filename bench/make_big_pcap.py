@@ -1,6 +1,6 @@
 """Write a large synthetic capture for the decoder benchmark.
 
-    python3 bench/make_big_pcap.py big.pcap --packets 1000000
+    python3 -m bench.make_big_pcap big.pcap --packets 1000000
 
 The traffic mimics what a node capture during a load-balancer test holds: HTTP connections
 (some requests carry an ``lbtest`` marker, some requests are retransmitted), unanswered SYNs

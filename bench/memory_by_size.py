@@ -1,8 +1,8 @@
 """Peak memory and time of the whole analyze command, capture size by capture size.
 
-    python3 bench/make_big_pcap.py /tmp/big1m.pcap --packets 1000000
-    python3 bench/make_big_pcap.py /tmp/big3m.pcap --packets 3000000
-    python3 bench/memory_by_size.py /tmp/big1m.pcap /tmp/big3m.pcap
+    python3 -m bench.make_big_pcap /tmp/big1m.pcap --packets 1000000
+    python3 -m bench.make_big_pcap /tmp/big3m.pcap --packets 3000000
+    python3 -m bench.memory_by_size /tmp/big1m.pcap /tmp/big3m.pcap
 
 Each capture runs ``podcap analyze FILE --report flows --format parquet -o flows.parquet``
 twice: as shipped (a capture estimated above ``--in-memory-limit``, 1.5 M packets, is
@@ -16,8 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import podcap_command, run_measured  # noqa: E402
+from bench.run import podcap_command, run_measured
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """How long ``podcap netns -- true`` and ``podcap inspect`` take, per transport, next to doing
 the same by hand (``nsenter -n -t PID true``, locally and over ssh).
 
-Run as root from the repository root: ``python3 bench/netns_latency.py [--repeat 5]``. It builds
+Run as root from the repository root: ``python3 -m bench.netns_latency [--repeat 5]``. It builds
 a lab (testbed/lab), a real sshd on 127.0.0.1 (testbed/sshd.py) and the in-test API server
 (testbed/kube_api.py) for the helper-Pod transport; everything is removed at the end. Each figure
 is the median wall time of ``--repeat`` runs of the whole ``podcap`` process (Python start-up
@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from testbed import kube_api, sshd  # noqa: E402
-from testbed.lab.core import Lab  # noqa: E402
+from testbed import kube_api, sshd
+from testbed.lab.core import Lab
 
 
 def median_seconds(argv: list[str], repeat: int) -> float:

@@ -1,7 +1,7 @@
 """Time podcap's decoder against tshark and a plain dpkt loop on one capture, side by side.
 
-    python3 bench/make_big_pcap.py /tmp/big.pcap
-    python3 bench/run.py /tmp/big.pcap
+    python3 -m bench.make_big_pcap /tmp/big.pcap
+    python3 -m bench.run /tmp/big.pcap
 
 Every contender runs as its own process, start-up included, and its wall time and peak
 memory (the process and any helper process it starts, see ``run_measured``) are printed in

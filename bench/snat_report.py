@@ -1,7 +1,7 @@
 """Time the snat report against the decoder alone and tshark, on the same captures, side by side.
 
-    python3 bench/make_big_pcap.py /tmp/big.pcap --packets 200000
-    python3 bench/snat_report.py /tmp/big.pcap --copies 2
+    python3 -m bench.make_big_pcap /tmp/big.pcap --packets 200000
+    python3 -m bench.snat_report /tmp/big.pcap --copies 2
 
 ``--copies 2`` analyzes the capture plus a copy of it, as if taken at two points: every
 connection then has a twin to match by its NAT-invariant keys (SYN ISN, TSval, SYN-ACK ISN,

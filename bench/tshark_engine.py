@@ -1,8 +1,8 @@
 """Time ``podcap analyze --engine tshark`` (Wireshark's dissectors through pyshark) against the
 native engine and plain ``tshark -T fields`` on the first packets of a capture.
 
-    python3 bench/make_big_pcap.py /tmp/big.pcap
-    python3 bench/tshark_engine.py /tmp/big.pcap --packets 5000
+    python3 -m bench.make_big_pcap /tmp/big.pcap
+    python3 -m bench.tshark_engine /tmp/big.pcap --packets 5000
 
 Each contender runs as its own process, start-up included; packets per second are the
 capture's packets over the wall time.

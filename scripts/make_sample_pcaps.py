@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Make the captures in sample_pcaps/ for real, in the network-namespace lab (needs root).
 
-    sudo python3 scripts/make_sample_pcaps.py            # all scenarios, into sample_pcaps/
-    sudo python3 scripts/make_sample_pcaps.py --only 01 05 --out /tmp/pcaps
+    sudo python3 -m scripts.make_sample_pcaps            # all scenarios, into sample_pcaps/
+    sudo python3 -m scripts.make_sample_pcaps --only 01 05 --out /tmp/pcaps
 
 Each capture is made with tcpdump (dumpcap for the pcapng one) inside the lab namespace named in
 its sidecar ``NAME.json``, which also holds the scenario and the ground truth taken from the
@@ -26,11 +26,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from testbed.lab import CLUSTER_CIDR, VPC_CIDR, Lab
+from testbed.lab.core import IDC_CIDR, VXLAN_PORT, VXLAN_VNI
 
-from testbed.lab import CLUSTER_CIDR, VPC_CIDR, Lab  # noqa: E402
-from testbed.lab.core import IDC_CIDR, VXLAN_PORT, VXLAN_VNI  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 # number -> (which lab it runs in, the function that makes its captures)
 SCENARIOS: dict[str, tuple[str, Callable]] = {}

@@ -84,6 +84,36 @@ def test_the_c_passes_are_built_and_used():
     assert calls == [1]
 
 
+def test_the_c_passes_are_an_extension_module_that_checks_its_arguments():
+    library = flowpass.LIBRARY
+    assert library is not None and library.__name__ == "podcap.flows._flowpass"
+    n = 4
+    ints = {name: np.zeros(n, np.int64) for name in ("src", "dst", "seq", "flow_id")}
+    args = [
+        n, None, ints["src"], ints["dst"], np.zeros(n, np.int32), np.zeros(n, np.int32),
+        np.zeros(n, np.int16), np.ones(n, np.int8), np.zeros(n, np.int16), ints["seq"],
+        ints["flow_id"], np.zeros(n, bool),
+    ]  # fmt: skip
+    assert library.assign_flows(*args) == 1  # four packets of one conversation
+    wrong_kind = list(args)
+    wrong_kind[4] = np.zeros(n, np.float32)  # sport as float: same size, wrong kind
+    with pytest.raises(TypeError, match="sport"):
+        library.assign_flows(*wrong_kind)
+    short = list(args)
+    short[2] = np.zeros(n - 1, np.int64)  # src one short: the pass would read past its end
+    with pytest.raises(ValueError, match="src: wants 4 items, got 3"):
+        library.assign_flows(*short)
+    read_only = list(args)
+    read_only[10] = np.zeros(n, np.int64)
+    read_only[10].flags.writeable = False  # an output the pass may not write
+    with pytest.raises((BufferError, ValueError, TypeError)):
+        library.assign_flows(*read_only)
+    with pytest.raises(TypeError, match="arguments"):
+        library.assign_flows(*args[:-1])
+    with pytest.raises(ValueError, match="negative"):
+        library.history_order(-1, 0, np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
 def test_podcap_flowpass_0_turns_them_off():
     code = "from podcap.flows import compiled as flowpass; print(flowpass.LIBRARY is None)"
     for setting, off in (("0", "True"), ("1", "False")):

@@ -208,9 +208,19 @@ def test_the_script_remakes_captures(tmp_path):
     import subprocess
     import sys
 
-    script = os.path.join(ROOT, "scripts", "make_sample_pcaps.py")
     run = subprocess.run(
-        [sys.executable, script, "--out", str(tmp_path), "--only", "01", "07", "10"],
+        [
+            sys.executable,
+            "-m",
+            "scripts.make_sample_pcaps",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "01",
+            "07",
+            "10",
+        ],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=240,

@@ -1,16 +1,15 @@
 /* The flows report's per-packet passes, compiled.
 
    podcap/flows/__init__.py says what each pass computes, in numpy; these functions compute the
-   same, one loop over the packets each instead of a dozen numpy passes and sorts, and
-   podcap/flows/compiled.py calls them through ctypes (the module init below exists only so
-   that the build and the import system can find the file). The tests compare both on every
-   sample capture and on generated packet tables.
+   same, one loop over the packets each instead of a dozen numpy passes and sorts. Python calls
+   them through _flowpass_module.c, which checks every argument's type and length first. The
+   tests compare both on every sample capture and on generated packet tables.
 
-   Arrays are C-contiguous numpy arrays of the dtypes given in flowpass.py; n is the packet
-   count. Functions that allocate return -1 when memory runs out. */
+   Arrays are C-contiguous arrays of the types in _flowpass.h; n is the packet count. Functions
+   that allocate return -1 when memory runs out. */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_flowpass.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +21,6 @@
 #define RST 0x04
 #define ACK 0x10
 #define SEQ_MASK 0xFFFFFFFFLL
-#define EVENTS 16 /* history letters, client and server each: flows.EVENTS */
 
 /* --- conversations, streams, flows -------------------------------------------------------- */
 
@@ -306,7 +304,3 @@ void podcap_history_order(int64_t flows, int64_t never, const int64_t *first_eve
         for (int rest = count; rest < EVENTS; rest++) row[rest] = EVENTS;
     }
 }
-
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_flowpass", .m_size = -1};
-
-PyMODINIT_FUNC PyInit__flowpass(void) { return PyModule_Create(&module); }
