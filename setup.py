@@ -1,19 +1,21 @@
 """The compiled part of podcap: everything else is in pyproject.toml.
 
-The flows stage's per-packet passes (podcap/flows/_flowpass.c, a Python module through
-_flowpass_module.c, which checks every argument) are optional: without a C compiler the build
-goes on and podcap uses the numpy code that does the same, slower.
+The flows stage's passes in C, the extension module podcap.flows._flowpass (_flowpass.c checks
+every argument; flowpass_packets.c and flowpass_sums.c are the passes), are optional: without
+a C compiler the build goes on and podcap uses the numpy code that does the same, slower.
 """
 
 from setuptools import Extension, setup
+
+FLOWS = "podcap/flows/"
 
 setup(
     ext_modules=[
         Extension(
             "podcap.flows._flowpass",
-            ["podcap/flows/_flowpass.c", "podcap/flows/_flowpass_module.c"],
-            depends=["podcap/flows/_flowpass.h"],
-            extra_compile_args=["-O2"],
+            [FLOWS + name for name in ("_flowpass.c", "flowpass_packets.c", "flowpass_sums.c")],
+            depends=[FLOWS + "_flowpass.h"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         )
     ]

@@ -2,7 +2,7 @@
 # Installs the system tools podcap's tests drive for real: tcpdump, tshark, iproute2,
 # iptables, OpenSSH server and client, sudo (--ssh-sudo), curl, Chromium (HTML report
 # screenshots); and gcc with the Python headers, which build podcap's C flow pass
-# (podcap/flows/_flowpass.c).
+# (podcap/flows/*.c).
 # Non-interactive; installs only what is missing, so a second run costs nothing.
 set -euo pipefail
 

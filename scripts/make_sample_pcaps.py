@@ -5,9 +5,10 @@
     sudo python3 -m scripts.make_sample_pcaps --only 01 05 --out /tmp/pcaps
 
 Each capture is made with tcpdump (dumpcap for the pcapng one) inside the lab namespace named in
-its sidecar ``NAME.json``, which also holds the scenario and the ground truth taken from the
-lab itself (what was sent, what the servers logged, what the rules do), not from the capture:
-tests/test_sample_pcaps.py checks each sidecar against what tshark sees in its file.
+its sidecar ``NAME.json`` (the same document ``podcap capture`` writes, see podcap/sidecar.py).
+Beside it, ``NAME.truth.json`` holds the scenario, the lab's topology and the ground truth taken
+from the lab itself (what was sent, what the servers logged, what the rules do), not from the
+capture: tests/test_sample_pcaps.py checks it against what tshark sees in the file.
 Re-runnable: a run replaces the files of the scenarios it makes and leaves the rest alone.
 """
 
@@ -24,8 +25,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from podcap.sidecar import sidecar_document, write_sidecar
 from testbed.lab import CLUSTER_CIDR, VPC_CIDR, Lab
 from testbed.lab.core import IDC_CIDR, VXLAN_PORT, VXLAN_VNI
 
@@ -44,6 +47,10 @@ def scenario(number: str, lab: str):
         return fn
 
     return register
+
+
+# pcap link-layer types of the captures made here: tcpdump -i any writes Linux cooked v2.
+LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 = 1, 276
 
 
 # ---------------------------------------------------------------------------- sidecar parts
@@ -74,9 +81,11 @@ def topology(lab: Lab) -> dict:
     }
 
 
+# The sidecar's ``point``: where a capture ran (see podcap/sidecar.py).
 def where_pod(pod) -> dict:
     return {
         "kind": "pod",
+        "target": f"{pod.namespace}/{pod.name}",
         "pod": pod.name,
         "namespace": pod.namespace,
         "node": pod.node.name,
@@ -99,14 +108,14 @@ def where_node(node, iface: str | None = None) -> dict:
 def where_idc(lab: Lab) -> dict:
     return {
         "kind": "peer",
-        "host": "idc",
+        "target": "idc",
         "interface": lab.idc.nic,
         "description": "at the IDC host outside the VPC (the peer)",
     }
 
 
 def empty_truth() -> dict:
-    """Every sidecar's ground_truth has these keys; scenarios fill in what applies."""
+    """Every truth file's ground_truth has these keys; scenarios fill in what applies."""
     return {
         "http_requests": [],  # {method, uri, client_ip, server_ip, server_port, status}
         "markers": [],  # strings sent over TCP (the guide's lbtest)
@@ -148,7 +157,7 @@ class Point:
 
     file: str
     host: Any  # the lab's Pod, node or IDC host; the capture runs in its namespace
-    captured_at: dict  # the sidecar's description of that place (where_pod/where_node/where_idc)
+    where: dict  # the sidecar's point: that place (where_pod/where_node/where_idc)
     bpf: str
     # The client's address as its packets pass here: differs from client_ip once SNAT happened
     # upstream of this point; None means no SNAT (the client's own address).
@@ -170,7 +179,7 @@ def at_idc(file: str, lab: Lab, bpf: str, src_ip_seen: str | None = None) -> Poi
 
 
 class Run:
-    """Writes captures and sidecars into a staging dir; moved into place at the end."""
+    """Writes captures, sidecars and truth files into a staging dir; moved into place at the end."""
 
     def __init__(self, staging: str) -> None:
         self.staging = staging
@@ -179,32 +188,32 @@ class Run:
     def path(self, name: str) -> str:
         return os.path.join(self.staging, name)
 
-    def sidecar(self, point: Point, lab: Lab, title: str, capture, truth: dict, **extra) -> None:
-        name = point.file
-        doc = {
-            "file": name,
-            "scenario": title,
-            "format": "pcapng" if name.endswith(".pcapng") else "pcap",
-            "linktype": "LINUX_SLL2" if capture.iface == "any" else "EN10MB",
-            "captured_at": point.captured_at,
-            "capture": {
+    def write(self, point: Point, capture, when: dict, truth: dict) -> None:
+        """The capture's sidecar ``STEM.json`` and its truth file ``STEM.truth.json``."""
+        stem = point.file.rsplit(".", 1)[0]
+        write_sidecar(self.path(stem + ".json"), self.sidecar(point, capture, when))
+        with open(self.path(stem + ".truth.json"), "w", encoding="utf-8") as f:
+            json.dump({"file": point.file, **truth}, f, indent=2)
+            f.write("\n")
+        self.written += [point.file, stem + ".json", stem + ".truth.json"]
+
+    def sidecar(self, point: Point, capture, when: dict) -> dict:
+        return sidecar_document(
+            file={
+                "name": point.file,
+                "format": "pcapng" if point.file.endswith(".pcapng") else "pcap",
+                "linktype": LINKTYPE_LINUX_SLL2 if capture.iface == "any" else LINKTYPE_ETHERNET,
+            },
+            point=point.where,
+            how={
                 "tool": capture.tool,
-                "netns_role": point.captured_at["kind"],
-                "interface": capture.iface,
                 "filter": capture.bpf,
                 # argv()[4:] drops the "ip netns exec NS" prefix; the staging dir is throwaway
                 "command": " ".join(capture.argv()[4:]).replace(self.staging + "/", ""),
-                "packets": capture.packets,
             },
-            "topology": topology(lab),
-            "ground_truth": truth,
-            **extra,
-        }
-        stem = name.rsplit(".", 1)[0]
-        with open(self.path(stem + ".json"), "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        self.written += [name, stem + ".json"]
+            when=when,
+            counts={"packets": capture.packets, "bytes": os.path.getsize(capture.path)},
+        )
 
 
 class Take:
@@ -213,21 +222,23 @@ class Take:
     def __init__(self, run: Run, lab: Lab, points: tuple[Point, ...], set_name: str | None):
         self.run, self.lab, self.points, self.set_name = run, lab, points, set_name
         self.captures: list = []
+        self.when: dict = {}
 
     def write(self, title: str, truth: dict, **extra) -> None:
-        """One sidecar per point; ``truth`` is shared, only src_ip_seen depends on the point."""
+        """A sidecar and a truth file per point; ``truth`` is shared, only src_ip_seen depends
+        on the point."""
         for point, capture in zip(self.points, self.captures, strict=True):
             seen = {"src_ip_seen": point.src_ip_seen or truth["client_ip"]}
-            self.run.sidecar(
-                point, self.lab, title, capture, truth | seen, **self._set_member(point), **extra
-            )
+            facts = {"scenario": title, "topology": topology(self.lab)}
+            facts |= {"ground_truth": truth | seen, **self._set_member(point), **extra}
+            self.run.write(point, capture, self.when, facts)
 
     def _set_member(self, point: Point) -> dict:
         """Each file of a multi-point set names the others, which show the same connections."""
         if self.set_name is None:
             return {}
         files = sorted(p.file for p in self.points)
-        kind = point.captured_at["kind"]
+        kind = point.where["kind"]
         return {"multipoint_set": {"set": self.set_name, "point": kind, "files": files}}
 
 
@@ -239,12 +250,18 @@ def capturing(run: Run, lab: Lab, *points: Point, set_name: str | None = None) -
     the last one, so a multi-point set holds the same connections in each file.
     """
     take = Take(run, lab, points, set_name)
+    started = now()
     with ExitStack() as stack:
         for point in points:
             path = run.path(point.file)
             cap = lab.capture(point.host, path, point.bpf, iface=point.iface, tool=point.tool)
             take.captures.append(stack.enter_context(cap))
         yield take
+    take.when.update(started=started, ended=now())
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 # ---------------------------------------------------------------------------- traffic

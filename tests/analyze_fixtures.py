@@ -220,7 +220,7 @@ ORACLE_DECODE_AS = ("-d", "tcp.port==6000,http", "-d", "udp.port==8472,vxlan")
 
 
 # The oracle the analyze tests compare podcap with: the shared tshark runner with the decode-as
-# rules above (``extra=()`` drops them, as test_dfilter.py does for Wireshark's own view).
+# rules above (``extra=()`` drops them, as test_dfilter_evaluate.py does for Wireshark's own view).
 tshark_fields = functools.partial(helpers.tshark_fields, extra=ORACLE_DECODE_AS)
 
 

@@ -88,7 +88,7 @@ def test_spec_needs_exactly_one_target():
 )
 def test_kubernetes_session_settings_are_checked_when_built(tmp_path, settings, message):
     # podcap capture POD builds these before its first API call: no helper for a bad flag.
-    from podcap.capture.fleet import SessionOptions
+    from podcap.capture.pods import SessionOptions
 
     with pytest.raises(UsageError, match=message):
         SessionOptions(output_dir=tmp_path, **settings)

@@ -122,9 +122,10 @@ def test_local_capture_by_containerd_id_sees_the_traffic(lab, tmp_path, pod_inde
     assert tshark.count(out, 'tcp contains "lbtest"')
     assert result.packets == tshark.count(out, "frame") == result.node_stats.captured
     sidecar = read_sidecar(out)
-    assert sidecar["container_id"] == pod.container_hex and sidecar["pid"] == pod.pid
-    assert sidecar["interface"] == "eth0" and sidecar["cluster"] == {"pod": pod.name}
-    assert sidecar["tcpdump"]["dropped"] == 0 and sidecar["transport"] == "local"
+    assert sidecar["point"]["container_id"] == pod.container_hex
+    assert sidecar["point"]["pid"] == pod.pid
+    assert sidecar["point"]["interface"] == "eth0" and sidecar["cluster"] == {"pod": pod.name}
+    assert sidecar["counts"]["tcpdump"]["dropped"] == 0 and sidecar["how"]["transport"] == "local"
 
     # podcap analyze finds the same request and the marker (exit status 0 means matched).
     for flags in (["--uri", "/mytest"], ["--contains", "lbtest"]):
@@ -194,7 +195,7 @@ def test_ctrl_c_over_ssh_leaves_a_valid_file(lab, ssh_args, udp_traffic, tmp_pat
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "ended by interrupted" in stderr.decode()
-    assert tshark.count(out, "frame") == json.load(open(out + ".json"))["packets"] > 0
+    assert tshark.count(out, "frame") == json.load(open(out + ".json"))["counts"]["packets"] > 0
     assert wait_for(lambda: not tcpdumps_in(pod.netns), timeout=10), (
         "timed out waiting for tcpdump to end"
     )
@@ -216,9 +217,9 @@ def test_stop_conditions_leave_a_valid_file(lab, udp_traffic, tmp_path, flags, e
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     sidecar = read_sidecar(out)
-    assert sidecar["ended_by"] == ended_by
+    assert sidecar["counts"]["ended_by"] == ended_by
     packets = tshark.count(out, "frame")
-    assert packets == sidecar["packets"] > 0
+    assert packets == sidecar["counts"]["packets"] > 0
     if ended_by == "count":
         assert packets == 5
     if ended_by == "max-size":
@@ -240,8 +241,8 @@ def test_sigterm_stops_cleanly(lab, udp_traffic, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
-    assert read_sidecar(out)["ended_by"] == "terminated"
-    assert tshark.count(out, "frame") == read_sidecar(out)["packets"]
+    assert read_sidecar(out)["counts"]["ended_by"] == "terminated"
+    assert tshark.count(out, "frame") == read_sidecar(out)["counts"]["packets"]
 
 
 def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
@@ -265,7 +266,7 @@ def test_killed_ssh_connection_leaves_a_valid_partial_pcap_and_no_tcpdump(
 
     assert result.ended_by == "connection-lost" and not result.complete
     assert tshark.count(out, "frame") == result.packets >= 20
-    assert read_sidecar(out)["ended_by"] == "connection-lost"
+    assert read_sidecar(out)["counts"]["ended_by"] == "connection-lost"
     # The node script saw stdin EOF and stopped tcpdump: nothing is left in the Pod's namespace.
     assert wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15), (
         "timed out waiting for the remote tcpdump to end"
@@ -350,7 +351,7 @@ def test_cli_reports_a_lost_connection_and_keeps_the_packets(lab, ssh_args, udp_
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "connection to 127.0.0.1 was lost" in stderr.decode()
-    assert tshark.count(out, "frame") == read_sidecar(out)["packets"] > 0
+    assert tshark.count(out, "frame") == read_sidecar(out)["counts"]["packets"] > 0
     assert wait_for(lambda: not tcpdumps_in(pod.netns), timeout=15), (
         "timed out waiting for the remote tcpdump to end"
     )

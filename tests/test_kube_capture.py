@@ -15,8 +15,8 @@ import dpkt
 import pytest
 
 from podcap import locate
-from podcap.capture import CaptureSession
-from podcap.capture import fleet as kubecapture
+from podcap.capture import CaptureSession, node_rules, overlay_filter, pods
+from podcap.capture import plan as kubeplan
 from podcap.errors import UsageError
 from podcap.reach import pod as helper
 from testbed import kube_api as K
@@ -67,7 +67,7 @@ def test_helper_capture_equals_a_direct_capture(lab_cluster, tmp_path, protocol)
     cluster, kube, lab = lab_cluster
     cluster.exec_protocols = (protocol,)
     target_pod, client_pod = lab.pods[0], lab.pods[1]
-    plan = kubecapture.plan(
+    plan = kubeplan.plan(
         kube,
         locate.TargetQuery([target_pod.name], namespace=target_pod.namespace),
         helper.HelperSpec(),
@@ -111,7 +111,7 @@ def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, 
     # On a real node the helper enters PID 1's namespaces (hostPID); here "the node" is a lab
     # namespace, so a process living in it stands in for PID 1.
     stand_in = lab.popen(node, ["sleep", "120"])
-    plan = kubecapture.plan(
+    plan = kubeplan.plan(
         kube,
         locate.TargetQuery([target_pod.name], namespace=target_pod.namespace),
         helper.HelperSpec(),
@@ -119,11 +119,11 @@ def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, 
     (target,) = plan.targets
     with helper.helper_transports(kube, plan.spec, {node.name: []}) as transports:
         transport = transports[node.name]
-        rules = kubecapture.node_rules(transport, node_pid=str(stand_in.pid))
+        rules = node_rules.node_rules(transport, node_pid=str(stand_in.pid))
         assert (
             "-A POSTROUTING" in rules["iptables-save"] and "IP-MASQ-AGENT" in rules["iptables-save"]
         )
-        spec = kubecapture.node_nic_spec(target, node.nic, 60, node_pid=str(stand_in.pid))
+        spec = pods.node_nic_spec(target, node.nic, 60, node_pid=str(stand_in.pid))
         session = CaptureSession(transport, spec, str(tmp_path / "node.pcap"))
         session.start()
         try:
@@ -141,18 +141,16 @@ def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, 
 def test_selector_across_two_nodes_captures_each_pod_in_parallel(lab_cluster, tmp_path):
     cluster, kube, lab = lab_cluster
     query = locate.TargetQuery(selector="app=web", namespace=lab.pods[0].namespace)
-    plan = kubecapture.plan(kube, query, helper.HelperSpec())
+    plan = kubeplan.plan(kube, query, helper.HelperSpec())
     assert sorted(plan.manifests) == sorted(n.name for n in lab.nodes)
-    options = kubecapture.SessionOptions(
+    options = pods.SessionOptions(
         output_dir=tmp_path / "out",
         bpf_filter="tcp port 80",
         duration=6,
         merge_to=tmp_path / "all.pcapng",
     )
     outcome = []
-    runner = threading.Thread(
-        target=lambda: outcome.append(kubecapture.run_session(kube, plan, options))
-    )
+    runner = threading.Thread(target=lambda: outcome.append(pods.run_session(kube, plan, options)))
     runner.start()
     assert wait_for(lambda: len(cluster.execs) >= 2, 15)
     time.sleep(2)
@@ -199,18 +197,18 @@ def test_run_session_refuses_one_output_for_several_pods(make_kube_api, tmp_path
     server = make_kube_api(shop_cluster())
     kube = locate.connect(str(server.kubeconfig_path))
     query = locate.TargetQuery(names=[], namespace="shop", selector="app=web")
-    the_plan = kubecapture.plan(kube, query, helper.HelperSpec())
+    the_plan = kubeplan.plan(kube, query, helper.HelperSpec())
     assert len(the_plan.targets) == 2
     out = tmp_path / "out"
-    options = kubecapture.SessionOptions(output_dir=out, output_file=out / "x.pcap")
+    options = pods.SessionOptions(output_dir=out, output_file=out / "x.pcap")
     with pytest.raises(UsageError, match=r"x\.pcap takes one Pod, and 2 match"):
-        kubecapture.run_session(kube, the_plan, options)
+        pods.run_session(kube, the_plan, options)
     assert not out.exists()
 
 
 def test_node_rules_are_written_one_file_each_with_a_file_safe_node_name(tmp_path):
     rules = {"iptables-save": "*nat\nCOMMIT\n", "ipvsadm": "IP Virtual Server\n"}
-    saved = kubecapture.write_node_rules(rules, tmp_path / "rules", "root@node a:22")
+    saved = node_rules.write_node_rules(rules, tmp_path / "rules", "root@node a:22")
     assert {name: path.name for name, path in saved.items()} == {
         "iptables-save": "root_node_a_22.iptables-save.txt",
         "ipvsadm": "root_node_a_22.ipvsadm.txt",
@@ -219,7 +217,7 @@ def test_node_rules_are_written_one_file_each_with_a_file_safe_node_name(tmp_pat
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     with pytest.raises(UsageError, match="a-file/rules: cannot create the directory"):
-        kubecapture.write_node_rules(rules, blocked / "rules", "node-a")
+        node_rules.write_node_rules(rules, blocked / "rules", "node-a")
 
 
 POD, PEER, OTHER = "10.244.0.10", "10.244.1.20", "10.244.1.30"
@@ -269,7 +267,7 @@ def test_the_node_nic_filter_finds_the_pod_inside_every_overlay(tmp_path):
     source = write_pcap(tmp_path / "nic.pcap", 1, list(frames.values()))
     kept = tmp_path / "kept.pcap"
     # The real tcpdump compiles the filter and runs it over the frames.
-    bpf = kubecapture.pod_traffic_filter([POD, POD6])
+    bpf = overlay_filter.pod_traffic_filter([POD, POD6])
     subprocess.run(["tcpdump", "-r", str(source), "-w", str(kept), bpf], check=True,
                    capture_output=True)  # fmt: skip
     packets = read_capture(kept).packets
@@ -284,7 +282,7 @@ def test_the_node_nic_filter_keeps_a_real_vxlan_capture_of_the_pod(tmp_path):
     sample = Path(__file__).resolve().parent.parent / "sample_pcaps" / "05-vxlan-node-nic.pcap"
     kept = tmp_path / "kept.pcap"
     for ip, expected in {"10.244.0.10": 22, "10.244.1.10": 22, "10.244.9.9": 0}.items():
-        bpf = kubecapture.pod_traffic_filter([ip])
+        bpf = overlay_filter.pod_traffic_filter([ip])
         subprocess.run(["tcpdump", "-r", str(sample), "-w", str(kept), bpf], check=True,
                        capture_output=True)  # fmt: skip
         assert len(read_capture(kept).packets) == expected, ip

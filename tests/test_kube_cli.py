@@ -98,15 +98,17 @@ def test_capture_by_name_with_node_view_rules_and_facts(kube_lab, tmp_path):
     assert any(b"GET /mytest" in p for p in pcap_packets(node_pcap))
     # The node's view stops as a Pod's does: what tcpdump queued is all written, and said so.
     node_sidecar = json.loads((out / f"{node_pcap.name}.json").read_text())
-    assert node_sidecar["complete"] is True and node_sidecar["tcpdump"]["dropped"] == 0
-    assert node_sidecar["interface"] == "eth0" and "host 10." in node_sidecar["filter"]
+    node_counts = node_sidecar["counts"]
+    assert node_counts["complete"] is True and node_counts["tcpdump"]["dropped"] == 0
+    assert node_sidecar["point"]["interface"] == "eth0"
+    assert "host 10." in node_sidecar["how"]["filter"]
     assert "IP-MASQ-AGENT" in (out / f"{target.node.name}.iptables-save.txt").read_text()
     sidecar = json.loads((out / f"{target.namespace}_{target.name}.pcap.json").read_text())
     facts = sidecar["cluster"]
     assert (facts["pod_ip"], facts["node_ip"]) == (target.ip, target.node.ip)
     assert "IP-MASQ-AGENT" in facts["node_rules"]["iptables-save"]
     assert facts["node_capture"]["file"] == node_pcap.name
-    assert sidecar["complete"] is True and sidecar["ended_by"] == "duration"
+    assert sidecar["counts"]["complete"] is True and sidecar["counts"]["ended_by"] == "duration"
     assert f"podcap: {target.namespace}/{target.name}:" in stderr
     assert cluster.helper_pods() == []
 

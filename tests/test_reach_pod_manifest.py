@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 
 from podcap import locate
-from podcap.capture import fleet as kubecapture
+from podcap.capture import plan as kubecapture
 from podcap.reach import pod as helper
 
 

@@ -1,7 +1,9 @@
-"""sample_pcaps/: every capture's sidecar ground truth agrees with what tshark sees in it.
+"""sample_pcaps/: every capture's ground truth agrees with what tshark sees in it, and its
+sidecar is the format podcap writes and reads.
 
-The sidecars are written by scripts/make_sample_pcaps.py from what the lab did (requests sent,
-server logs, rules in force), so this checks the captures really show those things.
+The truth files ``NAME.truth.json`` are written by scripts/make_sample_pcaps.py from what the lab
+did (requests sent, server logs, rules in force), so this checks the captures really show those
+things; the sidecars ``NAME.json`` say where and how each was captured.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 
 import pytest
 
+from podcap.sidecar import SIDECAR_FORMAT, read_sidecar
 from testbed.lab import tshark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +35,12 @@ def sidecar(path: str) -> dict:
         return json.load(f)
 
 
+def truth_file(path: str) -> dict:
+    """The scenario, the lab's topology and the ground truth of the capture at ``path``."""
+    with open(path.rsplit(".", 1)[0] + ".truth.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
 def inner(value: str) -> str:
     """The innermost of a repeated field (VXLAN: outer IP first, then the Pod's)."""
     return value.split(",")[-1]
@@ -44,6 +53,7 @@ def test_the_set_is_complete_and_small():
     assert any(n.endswith(".pcapng") for n in names)
     for path in CAPTURES:
         assert os.path.exists(path.rsplit(".", 1)[0] + ".json"), f"no sidecar for {path}"
+        assert os.path.exists(path.rsplit(".", 1)[0] + ".truth.json"), f"no truth for {path}"
     total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(SAMPLES, "*")))
     assert total < 5 * 1024 * 1024
 
@@ -52,8 +62,8 @@ def test_the_set_is_complete_and_small():
 def sample(request):
     path = request.param
     doc = sidecar(path)
-    assert doc["file"] == os.path.basename(path)
-    truth = doc["ground_truth"]
+    assert doc["file"]["name"] == truth_file(path)["file"] == os.path.basename(path)
+    truth = truth_file(path)["ground_truth"]
     decode = [truth["encapsulation"]["decode_as"]] if truth["encapsulation"] else []
     return path, doc, truth, decode
 
@@ -61,13 +71,19 @@ def sample(request):
 def test_format_and_link_type(sample):
     path, doc, _, _ = sample
     info = tshark.capinfos(path)
-    assert info["File type"] == doc["format"]
-    assert (
-        info["File encapsulation"]
-        == {"EN10MB": "ether", "LINUX_SLL2": "linux-sll2"}[doc["linktype"]]
-    )
-    assert doc["captured_at"]["kind"] in ("pod", "node", "peer")
-    assert doc["captured_at"]["interface"] == doc["capture"]["interface"]
+    assert info["File type"] == doc["file"]["format"]
+    assert info["File encapsulation"] == {1: "ether", 276: "linux-sll2"}[doc["file"]["linktype"]]
+    assert doc["point"]["kind"] in ("pod", "node", "peer")
+    assert f"-i {doc['point']['interface']} " in doc["how"]["command"]
+
+
+def test_the_sidecar_is_the_current_format_as_written(sample):
+    """What make_sample_pcaps writes is what podcap.sidecar reads, field for field."""
+    path, doc, _, _ = sample
+    assert doc["podcap_sidecar"] == SIDECAR_FORMAT
+    assert read_sidecar(path) == doc
+    assert doc["counts"]["packets"] == tshark.count(path, "frame")
+    assert doc["counts"]["bytes"] == os.path.getsize(path)
 
 
 def test_http_requests(sample):
@@ -174,7 +190,7 @@ def test_snat_ports(sample):
             "wire_port": snat["wire_port"],
         }
     ]
-    at_pod = doc["captured_at"]["kind"] == "pod"
+    at_pod = doc["point"]["kind"] == "pod"
     for conn in conns:
         rows = tshark.fields(
             path, ["ip.src", "tcp.srcport"], f'http.request.uri == "{conn["uri"]}"'
@@ -189,7 +205,7 @@ def test_snat_ports(sample):
 def test_multipoint_sets_share_one_scenario():
     sets: dict[str, list[dict]] = {}
     for path in CAPTURES:
-        doc = sidecar(path)
+        doc = truth_file(path)
         if "multipoint_set" in doc:
             sets.setdefault(doc["multipoint_set"]["set"], []).append(doc)
     assert "10-snat" in sets
@@ -204,7 +220,7 @@ def test_multipoint_sets_share_one_scenario():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 def test_the_script_remakes_captures(tmp_path):
-    """scripts/make_sample_pcaps.py runs again and writes captures its sidecars describe."""
+    """scripts/make_sample_pcaps.py runs again and writes captures its truth files describe."""
     import subprocess
     import sys
 
@@ -236,12 +252,13 @@ def test_the_script_remakes_captures(tmp_path):
             "10-snat-node",
             "10-snat-peer",
         )
-        for ext in ("pcap", "json")
+        for ext in ("pcap", "json", "truth.json")
     )
     first = str(tmp_path / "01-http-mytest.pcap")
     uris = [
         r["http.request.uri"] for r in tshark.fields(first, ["http.request.uri"], "http.request")
     ]
-    assert uris == [r["uri"] for r in sidecar(first)["ground_truth"]["http_requests"]]
-    peer = sidecar(str(tmp_path / "10-snat-peer.pcap"))["ground_truth"]["snat"]["connections"]
+    assert uris == [r["uri"] for r in truth_file(first)["ground_truth"]["http_requests"]]
+    assert read_sidecar(first) == sidecar(first)  # the current format, as written
+    peer = truth_file(str(tmp_path / "10-snat-peer.pcap"))["ground_truth"]["snat"]["connections"]
     assert all(c["wire_ip"] == "172.20.0.11" and c["pod_ip"] == "10.244.0.10" for c in peer)

@@ -8,12 +8,14 @@ so each bucket is analyzed alone, exactly as a whole capture is, and only one is
 a time. The buckets' reports are then joined: flow ids renumbered in order of each flow's
 first packet in its file (as the whole-capture analysis numbers them), rows put back in the
 whole-capture order, and the summary's counts summed. The result equals the in-memory one
-(tests/test_bucketed.py compares them on every sample capture).
+(tests/test_analysis_buckets.py compares them on every sample capture).
 
 Memory then depends on the bucket size and on the report rows kept (a flow row is a few
-hundred bytes), not on the number of packets. The ``packets``, ``snat`` and ``dnat`` reports,
+hundred bytes), not on the number of packets. What each report allows is in its record
+(``podcap.reports.registry``: ``per_bucket``); the ``packets``, ``snat`` and ``dnat`` reports,
 and filters only tshark understands, need every packet at once: with those, a capture is
-always held whole.
+always held whole. For the html page the run also builds its sections that can run per bucket,
+and the timeline's packets (``podcap.analysis.page``).
 """
 
 from __future__ import annotations
@@ -24,14 +26,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from podcap.analysis.steps import (
+    Outcome,
+    Request,
+    analysis_of,
+    build_reports,
+    read_each,
+    read_sidecar,
+)
+from podcap.reports.registry import REPORTS, BucketJoin
+
 if TYPE_CHECKING:
     import pandas as pd
 
 IN_MEMORY_PACKETS = 1_500_000
 MAX_BUCKETS = 256  # open files at once while spilling (a process may have 1024)
-BUCKET_REPORTS = frozenset({"summary", "flows", "tcp", "http"})
-# How each report's rows are ordered in the whole-capture analysis.
-ROW_ORDER = {"flows": ["flow_id"], "tcp": ["flow_id", "problem"], "http": ["_file", "frame"]}
+TIMELINE = "timeline"  # the page's timeline packets, joined as a report's rows are
 
 
 @dataclass
@@ -49,7 +59,7 @@ def bucket_plan(
     from podcap.decode import split
     from podcap.decode.spill import estimate_packets
 
-    if not limit or engine != "native" or not set(reports) <= BUCKET_REPORTS:
+    if not limit or engine != "native" or not all(REPORTS[n].per_bucket for n in reports):
         return None
     if display_filter is not None and not display_filter.native:
         return None
@@ -70,7 +80,8 @@ def bucket_plan(
 
 @dataclass
 class Totals:
-    """What the summary report reads, for captures analyzed in buckets."""
+    """What a report joined by its per-file counts (the summary) reads, for captures
+    analyzed in buckets."""
 
     captures: dict[str, Any]  # path -> the whole file's Capture, without its packets
     sidecars: dict[str, dict]
@@ -86,8 +97,8 @@ class BucketResult:
     """One bucket's share of the reports (a helper process hands it back pickled)."""
 
     first_frames: np.ndarray  # per flow id: (file index << 40) | its first frame
-    tables: dict[str, pd.DataFrame]  # the reports other than the summary
-    counts: pd.DataFrame | None  # the summary's counts, when asked for
+    tables: dict[str, pd.DataFrame]  # the parts joined by rows (BucketJoin.rows, TIMELINE)
+    counts: pd.DataFrame | None  # the per-file counts, when a report joins by them
     matched: int
 
 
@@ -104,10 +115,8 @@ def _start_helper(work):
 class BucketedRun:
     """The reports of captures analyzed bucket by bucket, joined at the end."""
 
-    reports: list[str]
-    display_filter: Any
-    options: dict
-    files_given: int
+    request: Request
+    reports: list[str]  # those asked for, and the page's sections when it is asked for
     progress: Any
     tables: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
     first_frames: list[np.ndarray] = field(default_factory=list)  # per bucket, by flow id
@@ -115,14 +124,20 @@ class BucketedRun:
     captures: dict[str, Any] = field(default_factory=dict)
     matched: int = 0
     workers: int = 1  # processes analyzing buckets at once (1 or 2)
+    # What tshark matched in each file, when the filter needs it: asked once for all its buckets.
+    tshark_frames: dict = field(default_factory=dict)
 
-    def add_file(self, file_index: int, path: str, buckets: int, needs_http: bool):
+    def joined_by(self, join: BucketJoin) -> list[str]:
+        return [name for name in self.reports if REPORTS[name].per_bucket == join]
+
+    def add_file(self, file_index: int, path: str, buckets: int):
         """Read ``path`` into buckets and analyze them; the whole file's Capture (no packets)."""
         from podcap.decode.spill import read_spilled
 
         self.progress(f"reading {path} into {buckets} buckets of conversations")
-        needles = tuple(self.display_filter.needles) if self.display_filter else ()
-        with read_spilled(path, buckets, needles=needles, http=needs_http) as spilled:
+        needles = tuple(self.request.needles)
+        http = self.request.needs_http
+        with read_spilled(path, buckets, needles=needles, http=http) as spilled:
             self.captures[path] = spilled.whole
             chosen = list(range(buckets)) if spilled.packets else [0]
             for result in self._bucket_results(file_index, path, spilled, chosen):
@@ -168,45 +183,43 @@ class BucketedRun:
             self.tables.setdefault(name, []).append(table)
 
     def _bucket_result(self, file_index: int, path: str, capture) -> BucketResult:
-        from podcap.analysis.context import Analysis
-        from podcap.analysis.steps import combine_captures, filter_mask
-        from podcap.flows import assign_flows, first_of_code
-        from podcap.reports import build_report
+        from podcap.flows import first_of_code
 
-        packets = assign_flows(combine_captures({path: capture}))
-        matched = filter_mask(self.display_filter, packets, {path: capture}, lambda m: None)
-        analysis = Analysis(
-            all_packets=packets,
-            matched=matched,
-            captures={path: capture},
-            options=self.options,
-            filter_text=self.display_filter.text if self.display_filter else None,
-            files_given=self.files_given,
-        )
+        captures = {path: capture}
+        analysis = analysis_of(captures, self.request, {}, lambda m: None, self.tshark_frames)
+        tables = build_reports(self.joined_by(BucketJoin.rows), analysis, lambda m: None)
+        if self.request.page:
+            from podcap.analysis.page import timeline_packets
+
+            tables[TIMELINE] = timeline_packets(analysis.all_packets, tables["flows"])
+        packets = analysis.all_packets
         first = packets["frame"].to_numpy()[first_of_code(packets["flow_id"].to_numpy())]
         return BucketResult(
             # One sortable number per flow: its file, then its first frame in that file.
             first_frames=(np.int64(file_index) << 40) | first,
-            tables={
-                name: build_report(name, analysis) for name in self.reports if name != "summary"
-            },
-            counts=analysis.file_counts if "summary" in self.reports else None,
-            matched=int(matched.sum()),
+            tables=tables,
+            counts=analysis.file_counts if self.joined_by(BucketJoin.file_counts) else None,
+            matched=int(analysis.matched.sum()),
         )
 
     def results(self, sidecars: dict[str, dict]) -> dict[str, pd.DataFrame]:
-        from podcap.reports import build_report
-        from podcap.reports.summary import merge_counts
+        """Every report of ``self.reports`` (and the TIMELINE part), the buckets joined."""
+        from podcap.analysis.page import TIMELINE_ORDER
 
         new_ids = _renumber(self.first_frames)
         files = list(self.captures)
-        out = {}
-        for name in self.reports:
-            if name == "summary":
-                totals = Totals(self.captures, sidecars, merge_counts(self.counts))
-                out[name] = build_report("summary", totals)
-            else:
-                out[name] = _join(self.tables[name], new_ids, files, ROW_ORDER[name])
+        orders = {name: REPORTS[name].row_order for name in self.joined_by(BucketJoin.rows)}
+        if self.request.page:
+            orders[TIMELINE] = TIMELINE_ORDER
+        out = {
+            name: _join(self.tables[name], new_ids, files, order) for name, order in orders.items()
+        }
+        by_counts = self.joined_by(BucketJoin.file_counts)
+        if by_counts:
+            from podcap.reports.summary import merge_counts
+
+            totals = Totals(self.captures, sidecars, merge_counts(self.counts))
+            out.update({name: REPORTS[name].build(totals) for name in by_counts})
         return out
 
 
@@ -221,7 +234,7 @@ def _renumber(first_frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _join(
-    tables: list[pd.DataFrame], new_ids: list[np.ndarray], files: list[str], order: list[str]
+    tables: list[pd.DataFrame], new_ids: list[np.ndarray], files: list[str], order
 ) -> pd.DataFrame:
     import pandas as pd
 
@@ -235,19 +248,24 @@ def _join(
             joined[column] = pd.Categorical(joined[column].astype(object), categories=files)
     position = {path: i for i, path in enumerate(files)}
     joined["_file"] = joined["file"].map(position) if "file" in joined else 0
-    joined = joined.sort_values(order, kind="stable").reset_index(drop=True)
+    joined = joined.sort_values(list(order), kind="stable").reset_index(drop=True)
     return joined.drop(columns=["_bucket", "_file"])
 
 
-def analyze_in_buckets(paths, plan, display_filter, reports, options, needs_http, progress):
-    """The reports, the matched count, errors and warnings of ``paths`` read in buckets."""
-    from podcap.analysis.steps import read_each, read_sidecar
+def analyze_in_buckets(paths: list[str], plan: BucketPlan, request: Request, progress) -> Outcome:
+    """The reports of ``paths`` read in buckets (and the html page's, when asked for)."""
+    from podcap.analysis.page import bucket_page, bucket_sections
 
-    run = BucketedRun(
-        reports, display_filter, dict(options or {}), len(paths), progress, workers=plan.workers
-    )
+    reports = bucket_sections(request.reports) if request.page else request.reports
+    run = BucketedRun(request, reports, progress, workers=plan.workers)
     captures, errors, warnings = read_each(
-        paths, lambda index, path: run.add_file(index, path, plan.buckets[path], needs_http)
+        paths, lambda index, path: run.add_file(index, path, plan.buckets[path])
     )
     sidecars = {path: read_sidecar(path, warnings) for path in captures}
-    return run.results(sidecars), run.matched, errors, warnings
+    built = run.results(sidecars)
+    tables = {name: built[name] for name in request.reports}
+    page = None
+    if request.page:
+        sections = {name: built[name] for name in reports}
+        page = bucket_page(sections, list(captures), request.filter_text, built[TIMELINE])
+    return Outcome(tables, run.matched, errors, warnings, page=page)

@@ -7,29 +7,27 @@ Example:
     >>> result.matched             # packets the filter selected, over all files
     >>> result.errors              # one PodcapError per file that could not be read
 
-Steps: decode each file (the fast native decoder, or tshark through pyshark), give every
-packet its flow, apply the display filter, then build each report from one shared
-:class:`~podcap.analysis.context.Analysis`, which computes the flows once.
+Steps (``podcap.analysis.steps``): decode each file (the fast native decoder, or tshark through
+pyshark), give every packet its flow, apply the display filter, then build each report from one
+shared :class:`~podcap.analysis.context.Analysis`, which computes the flows once. This module
+checks what is asked and picks the strategy: all in memory (``podcap.analysis.memory``) or
+bucket by bucket for captures too large to hold (``podcap.analysis.buckets``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from podcap.analysis.buckets import IN_MEMORY_PACKETS, analyze_in_buckets, bucket_plan
-from podcap.analysis.steps import combine_captures, filter_mask, read_all, read_sidecar, start_early
+from podcap.analysis.memory import analyze_in_memory
+from podcap.analysis.steps import Outcome, Request, start_early
 from podcap.errors import PodcapError, UsageError
-
-if TYPE_CHECKING:
-    pass
+from podcap.reports.registry import check_reports
 
 ENGINES = ("native", "tshark")
 DEFAULT_REPORTS = ("summary",)
-# Reports that never read the http_* columns: with only these (and no http filter), the
-# decoder skips parsing HTTP first lines.
-REPORTS_WITHOUT_HTTP = frozenset({"flows", "tcp", "packets"})
 
 
 class AnalysisResult(dict):
@@ -37,7 +35,8 @@ class AnalysisResult(dict):
 
     ``matched``: packets selected (all packets without a filter); ``errors``: a
     PodcapError per unreadable file (the other files are in the reports); ``warnings``:
-    one line each (e.g. a truncated tail); ``analysis``: the shared Analysis object.
+    one line each (e.g. a truncated tail); ``analysis``: the shared Analysis object;
+    ``page``: what the html page shows (``podcap.analysis.page.Page``).
     """
 
     matched: int
@@ -45,6 +44,25 @@ class AnalysisResult(dict):
     warnings: list[str]
     analysis: Any
     filtered: bool
+
+    def __init__(self, outcome: Outcome, filtered: bool):
+        super().__init__(outcome.tables)
+        self.matched = outcome.matched
+        self.errors = outcome.errors
+        self.warnings = outcome.warnings
+        self.analysis = outcome.analysis
+        self.filtered = filtered
+        self._page = outcome.page
+
+    @property
+    def page(self):
+        """Gathered by the run when ``analyze(page=True)``; else built on first use from the
+        analysis held in memory (for captures analyzed in buckets: these reports alone)."""
+        if self._page is None:
+            from podcap.analysis.page import page_of
+
+            self._page = page_of(self, self.analysis)
+        return self._page
 
 
 def analyze(
@@ -55,13 +73,16 @@ def analyze(
     options: dict[str, Any] | None = None,
     on_progress: Callable[[str], None] | None = None,
     in_memory_limit: int | None = IN_MEMORY_PACKETS,
+    page: bool = False,
 ) -> AnalysisResult:
     """Analyze capture files and return the requested reports.
 
     Captures estimated to hold more than ``in_memory_limit`` packets in all are analyzed
     in buckets of conversations spilled to disk, one bucket in memory at a time
-    (``podcap.analysis.buckets``; summary, flows, tcp and http reports with a native filter or none).
-    The reports are the same; ``result.analysis`` is then None. 0 or None: always in memory.
+    (``podcap.analysis.buckets``; reports whose record says they can run per bucket, with a
+    native filter or none). The reports are the same; ``result.analysis`` is then None.
+    0 or None: always in memory. ``page``: also gather what the html page shows
+    (``result.page``), in buckets too.
 
     Raises:
         FilterError: the filter is neither native nor accepted by tshark.
@@ -74,72 +95,25 @@ def analyze(
     if isinstance(paths, str | Path):
         paths = [paths]  # one file given as such, not as a list of characters
     paths = [str(p) for p in paths]
-    reports = list(dict.fromkeys(reports))
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", "choose native or tshark")
     if not paths:
         raise UsageError("no capture file given")
     display_filter = compile_filter(filter) if filter else None
-    needles = display_filter.needles if display_filter else frozenset()
+    request = Request(
+        check_reports(reports), display_filter, engine, dict(options or {}), len(paths), page
+    )
     progress = on_progress or (lambda message: None)
-    needs_http = not (
-        set(reports) <= REPORTS_WITHOUT_HTTP
-        and "http" not in (display_filter.text.lower() if display_filter else "")
-    )
-    plan = bucket_plan(paths, reports, display_filter, engine, in_memory_limit)
-    # Reading starts before pandas and the reports are imported: for a large pcap a helper
-    # process decodes part of it meanwhile (podcap.decode.split).
-    early = None if plan else start_early(paths[0], engine, needles, needs_http)
-    try:
-        from podcap.analysis.context import Analysis
-        from podcap.reports import REPORTS, build_report
-
-        unknown = [name for name in reports if name not in REPORTS]
-        if unknown:
-            choices = ", ".join(REPORTS)
-            raise UsageError(f"unknown report {unknown[0]!r}", f"choose from: {choices}")
-    except BaseException:
-        if early is not None:
-            early.cancel()
-        raise
+    plan = bucket_plan(paths, request.reports, display_filter, engine, in_memory_limit)
     if plan:
-        return _result(
-            *analyze_in_buckets(
-                paths, plan, display_filter, reports, options, needs_http, progress
-            ),
-            analysis=None,
-            filtered=display_filter is not None,
-        )
-    captures, errors, warnings = read_all(paths, engine, needles, needs_http, progress, early)
-    packets = combine_captures(captures)
-    progress("following connections")
-    from podcap.flows import assign_flows
-
-    packets = assign_flows(packets)
-    matched = filter_mask(display_filter, packets, captures, progress)
-    analysis = Analysis(
-        all_packets=packets,
-        matched=matched,
-        captures=captures,
-        sidecars={path: read_sidecar(path, warnings) for path in captures},
-        options=dict(options or {}),
-        filter_text=display_filter.text if display_filter else None,
-        files_given=len(paths),
-    )
-    tables = {}
-    for name in reports:
-        progress(f"building the {name} report")
-        tables[name] = build_report(name, analysis)
-    return _result(
-        tables, int(matched.sum()), errors, warnings, analysis, display_filter is not None
-    )
-
-
-def _result(tables, matched, errors, warnings, analysis, filtered) -> AnalysisResult:
-    result = AnalysisResult(tables)
-    result.matched = matched
-    result.errors = errors
-    result.warnings = warnings
-    result.analysis = analysis
-    result.filtered = filtered
-    return result
+        outcome = analyze_in_buckets(paths, plan, request, progress)
+    else:
+        # Reading starts before pandas and the reports are imported: for a large pcap a helper
+        # process decodes part of it meanwhile (podcap.decode.split).
+        early = start_early(paths[0], request)
+        try:
+            outcome = analyze_in_memory(paths, request, progress, early)
+        finally:
+            if early is not None:
+                early.cancel()  # a no-op once read; else the helper stopped, the file closed
+    return AnalysisResult(outcome, filtered=display_filter is not None)

@@ -1,43 +1,91 @@
-"""The steps both strategies share: read each file, combine the captures, apply the filter.
+"""The steps both strategies share: read each file, combine the captures, follow the flows,
+apply the filter, build the reports.
 
-``podcap.analysis.run`` (everything in memory) and ``podcap.analysis.buckets`` (conversation by
-conversation) are siblings over these; neither calls the other's steps.
+``podcap.analysis.memory`` (everything at once) and ``podcap.analysis.buckets`` (conversation by
+conversation) are siblings over these; ``podcap.analysis.run`` picks one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from podcap import sidecar
 from podcap.errors import DecodeError, PodcapError
+from podcap.reports.registry import REPORTS, page_sections
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from podcap.analysis.context import Analysis
 
-def start_early(path: str, engine: str, needles: frozenset[bytes], needs_http: bool):
+
+@dataclass(frozen=True)
+class Request:
+    """What one analysis is asked for, checked: report names, the compiled filter, ..."""
+
+    reports: list[str]
+    display_filter: Any  # a podcap.dfilter.DisplayFilter, or None
+    engine: str = "native"
+    options: dict = field(default_factory=dict)  # the reports' inputs (snat: CIDRs, facts...)
+    files_given: int = 1
+    page: bool = False  # also what the html page shows (``podcap.analysis.page``)
+
+    @property
+    def needles(self) -> frozenset[bytes]:
+        return self.display_filter.needles if self.display_filter else frozenset()
+
+    @property
+    def filter_text(self) -> str | None:
+        return self.display_filter.text if self.display_filter else None
+
+    @property
+    def needs_http(self) -> bool:
+        """Whether the decoder must parse HTTP first lines: a report built reads them, or the
+        filter may."""
+        built = [*self.reports, *(r.name for r in page_sections() if self.page)]
+        return any(REPORTS[name].http_fields for name in built) or (
+            "http" in (self.filter_text or "").lower()
+        )
+
+
+@dataclass
+class Outcome:
+    """What a strategy gives back: the reports and what happened on the way."""
+
+    tables: dict[str, pd.DataFrame]
+    matched: int
+    errors: list[PodcapError]
+    warnings: list[str]
+    analysis: Any = None  # the shared Analysis, when the captures were held whole
+    page: Any = None  # a podcap.analysis.page.Page, when asked for
+
+
+def start_early(path: str, request: Request):
     """The native reading of ``path`` started (``podcap.decode.start_reading``), or None: for
     the tshark engine, or when the file cannot be opened (reading it again later gives that
     error its place among the files')."""
-    if engine != "native":
+    if request.engine != "native":
         return None
     from podcap.decode import start_reading
 
     try:
-        return start_reading(path, needles=tuple(needles), http=needs_http)
+        return start_reading(path, needles=tuple(request.needles), http=request.needs_http)
     except DecodeError:
         return None
 
 
-def read_all(paths, engine, needles, needs_http, progress, early=None):
+def read_all(paths: list[str], request: Request, progress, early=None):
+    """Each file read whole (``read_each``); the first one's reading may have started early."""
+
     def read(index: int, path: str):
         progress(f"reading {path}")
         if index == 0 and early is not None:
             return early.finish()
-        return _read(path, engine, needles, needs_http, progress)
+        return _read(path, request, progress)
 
     return read_each(paths, read)
 
@@ -64,14 +112,15 @@ def read_each(paths: list[str], read: Callable[[int, str], Any]):
     return captures, errors, warnings
 
 
-def _read(path: str, engine: str, needles: frozenset[bytes], needs_http: bool, progress):
-    if engine == "tshark":
+def _read(path: str, request: Request, progress):
+    needles = tuple(request.needles)
+    if request.engine == "tshark":
         from podcap.decode.tshark_engine import read_capture_tshark
 
-        return read_capture_tshark(path, needles=tuple(needles), on_progress=progress)
+        return read_capture_tshark(path, needles=needles, on_progress=progress)
     from podcap.decode import read_capture
 
-    return read_capture(path, needles=tuple(needles), http=needs_http)
+    return read_capture(path, needles=needles, http=request.needs_http)
 
 
 def combine_captures(captures: dict[str, Any]) -> pd.DataFrame:
@@ -111,9 +160,12 @@ def _concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np.ndarray:
+def filter_mask(
+    display_filter, packets: pd.DataFrame, captures, progress, tshark_frames=None
+) -> np.ndarray:
     """One bool per row of ``packets`` (the captures' tables one after the other): whether
-    the display filter matches it; all true without a filter."""
+    the display filter matches it; all true without a filter. ``tshark_frames``: see
+    ``podcap.dfilter.TsharkFrames``."""
     if display_filter is None:
         return np.ones(len(packets), bool)
     progress(f"applying the filter {display_filter.text}")
@@ -121,7 +173,8 @@ def filter_mask(display_filter, packets: pd.DataFrame, captures, progress) -> np
     start = 0
     for path, capture in captures.items():
         stop = start + len(capture.packets)
-        mask[start:stop] = display_filter.mask(packets.iloc[start:stop], capture.contains, path)
+        rows = packets.iloc[start:stop]
+        mask[start:stop] = display_filter.mask(rows, capture.contains, path, tshark_frames)
         start = stop
     return mask
 
@@ -133,3 +186,34 @@ def read_sidecar(path: str, warnings: list[str]) -> dict:
     except DecodeError as exc:
         warnings.append(f"{exc}; sidecar ignored")
         return {}
+
+
+def analysis_of(
+    captures: dict[str, Any], request: Request, sidecars: dict, progress, tshark_frames=None
+) -> Analysis:
+    """The captures' packets in one table, each with its flow, the filter applied: what
+    every report reads."""
+    from podcap.analysis.context import Analysis
+    from podcap.flows import assign_flows
+
+    packets = combine_captures(captures)
+    progress("following connections")
+    packets = assign_flows(packets)
+    return Analysis(
+        all_packets=packets,
+        matched=filter_mask(request.display_filter, packets, captures, progress, tshark_frames),
+        captures=captures,
+        sidecars=sidecars,
+        options=dict(request.options),
+        filter_text=request.filter_text,
+        files_given=request.files_given,
+    )
+
+
+def build_reports(names, analysis: Analysis, progress) -> dict[str, pd.DataFrame]:
+    """Report by report, in the order asked."""
+    tables = {}
+    for name in names:
+        progress(f"building the {name} report")
+        tables[name] = REPORTS[name].build(analysis)
+    return tables

@@ -9,7 +9,11 @@
 
 Modules: ``node.sh`` (the node-side POSIX sh script), ``command`` (pure: spec, input checks,
 node argv, parsing the script's status lines), ``stream`` (whole records to the file),
-``session`` (start/stop/result), ``sidecar`` (``out.pcap.json``).
+``session`` (one capture on one node: start/stop/result), ``fleet`` (captures run together,
+one Ctrl-C/SIGTERM path; a capture --via local/ssh is a fleet of one), ``plan`` (Kubernetes
+targets -> one helper Pod per node, dry run, pre-flight), ``pods`` (the Pods' captures as a
+fleet), ``overlay_filter`` (the node NIC's BPF filter for one Pod), ``node_rules``
+(iptables-save/ipvsadm from the node), ``merge`` (per-Pod pcaps -> one pcapng).
 """
 
 from podcap.capture.command import (

@@ -12,14 +12,23 @@ from __future__ import annotations
 import heapq
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from podcap.errors import DecodeError
-
-BYTE_ORDER_MAGIC = 0x1A2B3C4D
-OPT_COMMENT, OPT_IF_NAME, OPT_IF_DESCRIPTION = 1, 2, 3
+from podcap.pcapfile import (
+    BLOCK_EPB,
+    BLOCK_IDB,
+    BYTE_ORDER_MAGIC,
+    IF_DESCRIPTION,
+    IF_NAME,
+    OPT_COMMENT,
+    OPT_END,
+    PCAP_HEADER_LEN,
+    PCAPNG_SHB,
+    PcapHeader,
+    parse_pcap_header,
+)
 
 
 def _pad(data: bytes) -> bytes:
@@ -28,7 +37,7 @@ def _pad(data: bytes) -> bytes:
 
 def _options(options: list[tuple[int, bytes]]) -> bytes:
     out = b"".join(struct.pack("<HH", code, len(v)) + _pad(v) for code, v in options)
-    return out + struct.pack("<HH", 0, 0) if options else b""
+    return out + struct.pack("<HH", OPT_END, 0) if options else b""
 
 
 def _block(block_type: int, body: bytes) -> bytes:
@@ -38,13 +47,13 @@ def _block(block_type: int, body: bytes) -> bytes:
 
 def section_header(comment: str) -> bytes:
     body = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1)
-    return _block(0x0A0D0D0A, body + _options([(OPT_COMMENT, comment.encode())]))
+    return _block(PCAPNG_SHB, body + _options([(OPT_COMMENT, comment.encode())]))
 
 
 def interface(linktype: int, snaplen: int, name: str, description: str) -> bytes:
     body = struct.pack("<HHI", linktype, 0, snaplen)
-    options = [(OPT_IF_NAME, name.encode()), (OPT_IF_DESCRIPTION, description.encode())]
-    return _block(0x00000001, body + _options(options))
+    options = [(IF_NAME, name.encode()), (IF_DESCRIPTION, description.encode())]
+    return _block(BLOCK_IDB, body + _options(options))
 
 
 def packet(interface_id: int, micros: int, data: bytes, original_length: int) -> bytes:
@@ -53,32 +62,15 @@ def packet(interface_id: int, micros: int, data: bytes, original_length: int) ->
     body = struct.pack(
         "<IIIII", interface_id, micros >> 32, micros & 0xFFFFFFFF, len(data), original_length
     )
-    return _block(0x00000006, body + _pad(data))
-
-
-# pcap magic -> timestamp fraction units per second (microsecond and nanosecond files).
-FRACTIONS_PER_SECOND = {0xA1B2C3D4: 1_000_000, 0xA1B23C4D: 1_000_000_000}
-
-
-@dataclass(frozen=True)
-class PcapHeader:
-    byte_order: str  # struct prefix: "<" or ">"
-    fractions_per_second: int
-    snaplen: int
-    linktype: int
+    return _block(BLOCK_EPB, body + _pad(data))
 
 
 def read_header(f: BinaryIO, path: Path) -> PcapHeader:
     """The pcap file header; DecodeError when ``path`` is not a pcap file."""
-    raw = f.read(24)
-    for order in "<>":
-        if len(raw) < 24:
-            break
-        per_second = FRACTIONS_PER_SECOND.get(struct.unpack(order + "I", raw[:4])[0])
-        if per_second:
-            snaplen, linktype = struct.unpack(order + "II", raw[16:24])
-            return PcapHeader(order, per_second, snaplen, linktype)
-    raise DecodeError(f"cannot merge {path}: not a pcap file (pcapng inputs are not merged)")
+    header = parse_pcap_header(f.read(PCAP_HEADER_LEN))
+    if header is None:
+        raise DecodeError(f"cannot merge {path}: not a pcap file (pcapng inputs are not merged)")
+    return header
 
 
 def _read(path: Path, index: int) -> Iterator[tuple[int, int, bytes, int]]:

@@ -34,7 +34,7 @@ from podcap.capture.stream import (
 )
 from podcap.errors import CaptureError, PodcapError
 from podcap.reach.base import RemoteProcess, Transport
-from podcap.sidecar import sidecar_path, write_sidecar
+from podcap.sidecar import capture_document, sidecar_path, write_sidecar
 
 STOP_GRACE = 10.0  # seconds between asking the node to stop and killing the connection
 DURATION_SLACK = 15.0  # the node's own timeout ends a --duration capture; this is the backstop
@@ -181,7 +181,8 @@ class CaptureSession:
             raise_for_node_failure(report, status, self.transport.node)
         result = self._result(report, status)
         if isinstance(self.output, str) and self._sink.size:
-            result.sidecar = write_sidecar(sidecar_path(self.output), result, self.cluster)
+            document = capture_document(result, self.cluster)
+            result.sidecar = write_sidecar(sidecar_path(self.output), document)
         return result
 
     def _copy_stream(self) -> None:

@@ -17,23 +17,19 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from podcap.errors import CaptureError
+from podcap.pcapfile import (
+    MAX_RECORD,
+    PCAP_CAPLEN_AT,
+    PCAP_HEADER_LEN,
+    PCAP_RECORD_HEADER_LEN,
+    parse_pcap_header,
+)
 
 # Why copying stopped; CaptureResult.ended_by uses the same names.
 ENDED_COUNT = "count"
 ENDED_MAX_SIZE = "max-size"
 
-GLOBAL_HEADER_LEN = 24
-RECORD_HEADER_LEN = 16
 READ_SIZE = 256 * 1024
-# A record larger than this means the stream is not what we think it is (no link type comes close).
-MAX_RECORD_LEN = 16 * 1024 * 1024
-# pcap magic numbers (microsecond and nanosecond) -> struct byte order of the headers.
-PCAP_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": "<",
-    b"\xa1\xb2\xc3\xd4": ">",
-    b"\x4d\x3c\xb2\xa1": "<",
-    b"\xa1\xb2\x3c\x4d": ">",
-}
 
 
 class PcapSink:
@@ -141,27 +137,27 @@ class PcapStreamCopier:
     def _take_global_header(self, out: bytearray) -> int | None:
         if self._order is not None:
             return 0
-        if len(self._buffer) < GLOBAL_HEADER_LEN:
+        if len(self._buffer) < PCAP_HEADER_LEN:
             return None
-        header = bytes(self._buffer[:GLOBAL_HEADER_LEN])
-        order = PCAP_MAGIC.get(header[:4])
-        if order is None:
+        header = bytes(self._buffer[:PCAP_HEADER_LEN])
+        parsed = parse_pcap_header(header)
+        if parsed is None:
             raise CaptureError(
                 f"the node sent something that is not a pcap stream (starts {header[:8].hex()})"
             )
-        self._order = order
-        self.progress.snaplen, self.progress.linktype = struct.unpack(order + "II", header[16:24])
+        self._order = parsed.byte_order
+        self.progress.snaplen, self.progress.linktype = parsed.snaplen, parsed.linktype
         out += header
-        return GLOBAL_HEADER_LEN
+        return PCAP_HEADER_LEN
 
     def _take_records(self, position: int, out: bytearray) -> tuple[int, str | None]:
         buffer, limits, progress = self._buffer, self.limits, self.progress
         record_len = struct.Struct(self._order + "I")
-        while len(buffer) - position >= RECORD_HEADER_LEN:
-            caplen = record_len.unpack_from(buffer, position + 8)[0]
-            if caplen > MAX_RECORD_LEN:
+        while len(buffer) - position >= PCAP_RECORD_HEADER_LEN:
+            caplen = record_len.unpack_from(buffer, position + PCAP_CAPLEN_AT)[0]
+            if caplen > MAX_RECORD:
                 raise CaptureError(f"corrupt pcap stream: a record claims {caplen} bytes")
-            end = position + RECORD_HEADER_LEN + caplen
+            end = position + PCAP_RECORD_HEADER_LEN + caplen
             if end > len(buffer):
                 break
             if (

@@ -39,6 +39,21 @@ class NodeSide:
     def names_a_process(self) -> bool:
         return self.container_id is not None or self.pid is not None
 
+    def open_transport(self):
+        """The transport to the node: ``--via local`` (the default) or ``--via ssh``."""
+        from podcap.reach import open_transport
+
+        login = self.ssh
+        return open_transport(
+            self.via or "local",
+            self.node,
+            ssh_user=login.user,
+            ssh_port=login.port,
+            ssh_key=login.key,
+            ssh_options=login.options,
+            ssh_sudo=login.sudo,
+        )
+
 
 @dataclass(frozen=True)
 class PodSide:
@@ -78,7 +93,6 @@ def open_target(pod: str | None, where: NodeSide, kube: PodSide, helper: HelperF
     """Yield ``(transport, target)``; the transport (and a helper Pod) closed on the way out."""
     from podcap import netns
     from podcap.errors import UsageError
-    from podcap.reach import open_transport
 
     if pod is not None:
         if where.via not in (None, "pod"):
@@ -92,15 +106,7 @@ def open_target(pod: str | None, where: NodeSide, kube: PodSide, helper: HelperF
     if where.via == "pod":
         raise UsageError("--via pod needs a Pod name (POD -n NAMESPACE)")
     target = netns.Target(container_id=where.container_id, pid=where.pid)
-    transport = open_transport(
-        where.via or "local",
-        where.node,
-        ssh_user=where.ssh.user,
-        ssh_port=where.ssh.port,
-        ssh_key=where.ssh.key,
-        ssh_options=where.ssh.options,
-        ssh_sudo=where.ssh.sudo,
-    )
+    transport = where.open_transport()
     try:
         yield transport, target
     finally:

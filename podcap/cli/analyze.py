@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
 
 import typer
 
-from podcap.cli import app, end_at_once, error, render_reports, warn
+from podcap.cli import ExitStatus, app, end_at_once, error, render_reports, warn
+from podcap.cli.options import FORMATS, OutputFormat, ReportOutput
 from podcap.errors import UsageError
+from podcap.reports.registry import REPORTS as REPORT_RECORDS
 
-EXIT_NO_MATCH = 1
-EXIT_ERROR = 2
-
-
-class Format(StrEnum):
-    """The output formats (``podcap netns inspect`` takes this type for its --format)."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-    parquet = "parquet"
-    html = "html"
-
-
-# Spelled out because the help must not import the library (pandas). tests/test_cli_analyze.py
-# checks both against podcap.render.RENDERERS and podcap.reports.REPORTS.
-FORMATS = ", ".join(Format)
-REPORTS = "summary, packets, flows, http, tcp, snat, dnat"
+# From the report records, which import no pandas (the help must stay fast).
+# tests/test_cli_analyze.py checks both against podcap.render.RENDERERS and the registry.
+REPORTS = ", ".join(REPORT_RECORDS)
+__all__ = ["FORMATS", "REPORTS", "analyze"]
 
 
 @app.command()
@@ -50,14 +37,8 @@ def analyze(
     ),
     contains: str = typer.Option(None, "--contains", help='Shortcut for tcp contains "TEXT".'),
     uri: str = typer.Option(None, "--uri", help='Shortcut for http.request.uri == "PATH".'),
-    output_format: str = typer.Option("table", "--format", "-F", help=f"Output format: {FORMATS}."),
-    output: str = typer.Option(
-        None,
-        "--output",
-        "-o",
-        help="Write here instead of stdout. csv/parquet with several reports: a directory, "
-        "one file per report.",
-    ),
+    output_format: OutputFormat = "table",
+    output: ReportOutput = None,
     engine: str = typer.Option(
         "native",
         "--engine",
@@ -125,16 +106,10 @@ def analyze(
             filter=expression,
             reports=reports,
             engine=engine,
-            options={
-                "pod_cidr": pod_cidr,
-                "node_ip": node_ip,
-                "service_cidr": service_cidr,
-                "facts": facts,
-                "masq_config": masq_config,
-                "iptables": iptables,
-            },
+            options=_snat_options(pod_cidr, node_ip, service_cidr, facts, masq_config, iptables),
             on_progress=progress,
             in_memory_limit=in_memory_limit,
+            page=output_format == "html",  # the whole page, also for captures read in buckets
         )
     for message in result.warnings:
         warn(message)
@@ -144,9 +119,21 @@ def analyze(
     # Reports written, files closed, helper processes reaped, the spinner stopped.
     end_at_once()
     if result.errors:
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(ExitStatus.ERROR)
     if result.filtered and result.matched == 0:
-        raise typer.Exit(EXIT_NO_MATCH)
+        raise typer.Exit(ExitStatus.NOTHING_MATCHED)
+
+
+def _snat_options(pod_cidr, node_ip, service_cidr, facts, masq_config, iptables) -> dict:
+    """The snat and dnat reports' inputs, by the names ``podcap.snat.inputs`` reads."""
+    return {
+        "pod_cidr": pod_cidr,
+        "node_ip": node_ip,
+        "service_cidr": service_cidr,
+        "facts": facts,
+        "masq_config": masq_config,
+        "iptables": iptables,
+    }
 
 
 def _combine_filters(

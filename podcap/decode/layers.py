@@ -15,17 +15,15 @@ import sys
 
 import numpy as np
 
-from podcap.decode import linktypes
+from podcap import pcapfile
 from podcap.decode.bytesview import ByteView, be16, be32
-from podcap.decode.schema import PACKET_COLUMNS
-from podcap.decode.strings import Interner
+from podcap.decode.columns import Columns
+from podcap.decode.schema import GRE, ICMP, ICMPV6, IPIP, IPV6_IN_IP, TCP, UDP
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 ETH_TRANSPARENT_BRIDGING = 0x6558  # Ethernet inside GRE / Geneve
 VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)  # 802.1Q, 802.1ad and the old QinQ values
 MAX_VLAN_TAGS = 3
-PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP, PROTO_IPV6 = 1, 4, 6, 17, 41
-PROTO_GRE, PROTO_ICMPV6 = 47, 58
 IPV6_EXTENSIONS = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
 IPV6_FRAGMENT, IPV6_AH, IPV6_NO_NEXT = 44, 51, 59
 MAX_IPV6_EXTENSIONS = 8
@@ -35,6 +33,8 @@ MAX_OVERLAY_DEPTH = 4
 ENCAP_NAMES = ("vxlan", "geneve", "ipip", "gre")
 BSD_AF_INET = 2
 BSD_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
+# Every link type podcap.pcapfile names is decoded (Decoder.link); others are counted only.
+DECODED_LINKTYPES = frozenset(pcapfile.LINKTYPE_NAMES)
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,52 +48,6 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.unique(values, return_inverse=True)
     inverse, uniques = pd.factorize(values)
     return uniques, inverse
-
-
-# The packet-table columns the layers fill, with the schema's dtype and sentinel (text columns
-# as int32 codes into the Interner, 0 being ""). The inner ones are the headers after any overlay.
-INNER_COLUMNS = ("ip_version", "src", "dst", "ip_proto", "ip_id", "ttl", "sport", "dport",
-                 "tcp_flags", "tcp_seq", "tcp_ack", "tcp_win", "tcp_tsval", "icmp_type",
-                 "payload_len")  # fmt: skip
-OVERLAY_COLUMNS = ("encap", "outer_src", "outer_dst")
-EXTRA_COLUMNS = {
-    "payload_start": (np.int64, -1),  # absolute offset of the payload in the chunk
-    "payload_end": (np.int64, -1),  # absolute end of the *captured* payload
-    # Absolute offset of the TCP/UDP header: Wireshark's `tcp contains` and `udp contains`
-    # search the header bytes too, so the needle scan starts here.
-    "l4_start": (np.int64, -1),
-    # Linux cooked captures (tcpdump -i any) say which interface saw the packet: SLL2 its
-    # ifindex, SLL1 only the packet type (to us, outgoing...). -1 on other link types.
-    "if_index": (np.int32, -1),
-    "pkt_type": (np.int16, -1),
-}
-
-
-def _layer_columns() -> dict[str, tuple[object, int]]:
-    columns = {}
-    for name in INNER_COLUMNS + OVERLAY_COLUMNS:
-        dtype, sentinel, _ = PACKET_COLUMNS[name]
-        columns[name] = (np.int32, 0) if dtype == "str" else (np.dtype(dtype), sentinel)
-    return columns | EXTRA_COLUMNS
-
-
-LAYER_COLUMNS = _layer_columns()
-# What an outer header wrote and its payload's own headers must not inherit.
-RESET_ON_INNER = INNER_COLUMNS + ("payload_start", "payload_end", "l4_start")
-
-
-class Columns:
-    """Per-packet column arrays of one chunk, filled in place by the layer functions."""
-
-    def __init__(self, n: int, interner: Interner):
-        self.strings = interner
-        for name, (dtype, sentinel) in LAYER_COLUMNS.items():
-            setattr(self, name, np.full(n, sentinel, dtype))
-
-    def reset_inner(self, idx: np.ndarray) -> None:
-        """Forget what the outer headers wrote before their payload is decoded as a packet."""
-        for name in RESET_ON_INNER:
-            getattr(self, name)[idx] = LAYER_COLUMNS[name][1]
 
 
 class Decoder:
@@ -111,22 +65,22 @@ class Decoder:
             idx = np.flatnonzero(linktype == lt)
             off = data_off[idx]
             lt = int(lt)
-            if lt == linktypes.EN10MB:
+            if lt == pcapfile.EN10MB:
                 self.ethernet(idx, off, self.wire_end[idx], 0)
-            elif lt == linktypes.LINUX_SLL:
+            elif lt == pcapfile.LINUX_SLL:
                 self.cols.pkt_type[idx] = self.view.u16(off)
                 self.ip(idx, off + 16, self.view.u16(off + 14), self.wire_end[idx], 0)
-            elif lt == linktypes.LINUX_SLL2:
+            elif lt == pcapfile.LINUX_SLL2:
                 self.cols.if_index[idx] = self.view.u32(off + 4)
                 self.cols.pkt_type[idx] = self.view.u8(off + 10)
                 self.ip(idx, off + 20, self.view.u16(off), self.wire_end[idx], 0)
-            elif lt in (linktypes.RAW, linktypes.RAW_BSD, linktypes.RAW_BSD_OPENBSD):
+            elif lt in (pcapfile.RAW, pcapfile.RAW_BSD, pcapfile.RAW_BSD_OPENBSD):
                 self.ip(idx, off, self._ethertype_from_version(off), self.wire_end[idx], 0)
-            elif lt == linktypes.IPV4:
+            elif lt == pcapfile.IPV4:
                 self.ip(idx, off, np.full(len(idx), ETH_IPV4), self.wire_end[idx], 0)
-            elif lt == linktypes.IPV6:
+            elif lt == pcapfile.IPV6:
                 self.ip(idx, off, np.full(len(idx), ETH_IPV6), self.wire_end[idx], 0)
-            elif lt in (linktypes.NULL, linktypes.LOOP):
+            elif lt in (pcapfile.NULL, pcapfile.LOOP):
                 self.ip(idx, off + 4, self._bsd_family(off, lt), self.wire_end[idx], 0)
             # Other link types keep ip_version 0: counted, timed, never decoded.
 
@@ -138,7 +92,7 @@ class Decoder:
         # NULL stores the family in the writer's byte order; accept either.
         big = self.view.u32(off, True)
         family = (
-            big if lt == linktypes.LOOP else np.where(big > 0xFFFF, self.view.u32(off, False), big)
+            big if lt == pcapfile.LOOP else np.where(big > 0xFFFF, self.view.u32(off, False), big)
         )
         v6 = np.isin(family, BSD_AF_INET6)
         return np.where(family == BSD_AF_INET, ETH_IPV4, np.where(v6, ETH_IPV6, 0))
@@ -249,24 +203,24 @@ class Decoder:
     # ---- transport layer --------------------------------------------------------------
     def transport(self, idx, l4, proto, ip_end, depth) -> None:
         for number, handler in (
-            (PROTO_TCP, self.tcp),
-            (PROTO_UDP, self.udp),
-            (PROTO_ICMP, self.icmp),
-            (PROTO_ICMPV6, self.icmp),
+            (TCP, self.tcp),
+            (UDP, self.udp),
+            (ICMP, self.icmp),
+            (ICMPV6, self.icmp),
         ):
             sel = proto == number
             if sel.any():
                 handler(idx[sel], l4[sel], ip_end[sel], depth)
         if depth >= MAX_OVERLAY_DEPTH:
             return
-        for number, ethertype in ((PROTO_IPIP, ETH_IPV4), (PROTO_IPV6, ETH_IPV6)):
+        for number, ethertype in ((IPIP, ETH_IPV4), (IPV6_IN_IP, ETH_IPV6)):
             sel = proto == number
             if sel.any():
                 self._enter_overlay(idx[sel], "ipip")
                 self.ip(
                     idx[sel], l4[sel], np.full(int(sel.sum()), ethertype), ip_end[sel], depth + 1
                 )
-        sel = proto == PROTO_GRE
+        sel = proto == GRE
         if sel.any():
             self.gre(idx[sel], l4[sel], ip_end[sel], depth)
 

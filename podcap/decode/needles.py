@@ -1,5 +1,6 @@
-"""``contains`` matching of byte strings in packet byte ranges (a TCP/UDP header and its
-payload), one scan of the raw chunk per needle.
+"""``contains``: which packets hold a byte string, one scan of the raw chunk per needle.
+
+A packet's range is its TCP/UDP header and payload (its L4 payload for other protocols).
 
 Instead of copying each payload out, the needle is searched in the whole chunk with
 ``bytes.find`` (C speed) and each hit is mapped to the packet whose payload range holds it.

@@ -1,7 +1,8 @@
-"""tshark over a file through pyshark's ``FileCapture`` (PDML), for both tshark paths: the
-display-filter fallback (``podcap.dfilter.tshark_fallback``) and ``--engine tshark``
-(``podcap.decode.tshark_engine``). A module of its own so that importing the filters does not
-import pyshark (0.08 s)."""
+"""Running tshark over a file through pyshark's ``FileCapture`` (PDML), for both tshark paths.
+
+They are ``--engine tshark`` (``podcap.decode.tshark_engine``) and the display-filter fallback
+(``podcap.dfilter.tshark_fallback``). A module of its own so that importing the filters does
+not import pyshark (0.08 s)."""
 
 from __future__ import annotations
 

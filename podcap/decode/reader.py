@@ -15,16 +15,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from podcap.decode import linktypes, split
+from podcap.decode import split
 from podcap.decode.bytesview import ByteView
+from podcap.decode.columns import Columns
 from podcap.decode.framing import Frames, PcapFramer, Walk, detect
 from podcap.decode.http import HttpParser
-from podcap.decode.layers import PROTO_TCP, Columns, Decoder
+from podcap.decode.layers import DECODED_LINKTYPES, Decoder
 from podcap.decode.needles import payload_matches
-from podcap.decode.schema import PACKET_COLUMNS
+from podcap.decode.schema import PACKET_COLUMNS, TCP
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
 from podcap.decode.strings import Interner, categorical
 from podcap.errors import DecodeError
+from podcap.pcapfile import linktype_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -285,9 +287,7 @@ class Reading:
         )
         chunk = self._chunk_columns(frames, cols)
         if self.parse_http:
-            self.http.fill(
-                view, cols.ip_proto == PROTO_TCP, cols.payload_start, cols.payload_end, chunk
-            )
+            self.http.fill(view, cols.ip_proto == TCP, cols.payload_start, cols.payload_end, chunk)
         meta = {name: getattr(cols, name) for name in self.link_meta}
         matches = self._needle_matches(buf, cols, end)
         if self.sink is not None:
@@ -327,19 +327,19 @@ class Reading:
             present = sorted(self.sink.linktypes)
         else:
             present = sorted({int(v) for c in self.chunks for v in np.unique(c["linktype"])})
-        if self.packets and not any(lt in linktypes.SUPPORTED for lt in present):
-            names = ", ".join(linktypes.name(lt) for lt in present)
+        if self.packets and not any(lt in DECODED_LINKTYPES for lt in present):
+            names = ", ".join(linktype_name(lt) for lt in present)
             raise DecodeError(f"{self.path}: link type {names} is not supported")
-        unsupported = [lt for lt in present if lt not in linktypes.SUPPORTED]
+        unsupported = [lt for lt in present if lt not in DECODED_LINKTYPES]
         if unsupported:
-            names = ", ".join(linktypes.name(lt) for lt in unsupported)
+            names = ", ".join(linktype_name(lt) for lt in unsupported)
             self.warnings.append(f"packets on link type {names} are counted but not decoded")
         # In interface order; a file without packets still names its interfaces' link types.
         shown = [lt for lt in linktype_list if lt in present] or linktype_list
         capture = Capture(
             path=self.path,
             packets=packet_table(self.chunks, self.strings),
-            linktypes=list(dict.fromkeys(linktypes.name(lt) for lt in shown)),
+            linktypes=list(dict.fromkeys(linktype_name(lt) for lt in shown)),
             warnings=self.warnings,
             contains={n: _concat(parts, bool) for n, parts in self.matches.items()},
             file_format=file_format,

@@ -9,8 +9,15 @@ pandas categoricals whose categories are the strings the column holds, sorted: a
 addresses and URIs over millions of packets, 4 bytes a row, and ``==``, ``isin``, ``.str``
 and ``groupby`` work on them as on text (``astype(str)`` gives plain text).
 
-Wireshark field equivalents are given so filters and tests can map one to the other.
+Wireshark field equivalents are given so filters and tests can map one to the other. The
+numbers ``ip_proto`` and ``tcp_flags`` hold are named here too, for every step that reads them.
 """
+
+# ``ip_proto``: IANA protocol numbers (IPV6_IN_IP: an IPv6 packet carried in IP, as IPIP is IPv4).
+ICMP, IPIP, TCP, UDP, IPV6_IN_IP, GRE, ICMPV6, SCTP = 1, 4, 6, 17, 41, 47, 58, 132
+PROTO_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6", SCTP: "sctp", GRE: "gre"}
+# ``tcp_flags``: the TCP header's flag bits, bit 0 upwards.
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 # name: (dtype, sentinel, meaning / Wireshark field)
 PACKET_COLUMNS: dict[str, tuple[str, object, str]] = {

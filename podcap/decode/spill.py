@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from podcap.decode.framing import detect
 from podcap.decode.reader import STRING_COLUMNS, Capture, Reading, packet_table, start_reading
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
 from podcap.decode.strings import Interner
+from podcap.errors import DecodeError
 
 # Odd 64-bit constants (splitmix64's) that spread endpoint numbers over the hash bits.
 MIX_LOW = np.uint64(0x9E3779B97F4A7C15)
@@ -221,9 +223,6 @@ def estimate_packets(path: str | Path, sample_bytes: int = 1024 * 1024) -> int:
     ``sample_bytes``. A gzip file counts as five times its size (pcaps compress 3-6 fold).
     0 for a pipe (nothing may be read from it twice) and when the file cannot be read as a
     capture (reading it proper gives that error)."""
-    from podcap.decode.framing import detect
-    from podcap.errors import DecodeError
-
     path = Path(path)
     if not path.is_file():  # a pipe would lose what is read here; a missing file has no size
         return 0

@@ -21,18 +21,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from podcap import pcapfile
 from podcap.decode.pyshark_reader import read_packets
-from podcap.decode.schema import PACKET_COLUMNS
+from podcap.decode.reader import Capture
+from podcap.decode.schema import ICMP, ICMPV6, PACKET_COLUMNS, TCP, UDP
+from podcap.decode.source import open_capture
 from podcap.decode.strings import categorical
 from podcap.errors import DecodeError
 from podcap.tshark import tshark_path, tshark_problems
 
-LINKTYPES = {"eth": (1, "EN10MB"), "sll": (113, "LINUX_SLL"), "sll2": (276, "LINUX_SLL2"),
-             "raw": (101, "RAW"), "null": (0, "NULL"), "loop": (108, "LOOP")}  # fmt: skip
+# tshark's name of the link header (the first of frame.protocols) -> (LINKTYPE, its name).
+LINKTYPES = {
+    name: (linktype, pcapfile.linktype_name(linktype))
+    for name, linktype in (
+        ("eth", pcapfile.EN10MB), ("sll", pcapfile.LINUX_SLL), ("sll2", pcapfile.LINUX_SLL2),
+        ("raw", pcapfile.RAW), ("null", pcapfile.NULL), ("loop", pcapfile.LOOP),
+    )
+}  # fmt: skip
 ENCAPS = ("vxlan", "geneve", "gre")
 IP_LAYERS = ("ip", "ipv6")
-TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
-PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+TRANSPORTS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmpv6": ICMPV6}
 PROGRESS_EVERY = 1000  # packets
 # The protocols whose fields ``packet_row`` reads (tshark -j): the rest of the PDML (tcp.analysis,
 # flag bits, checksums...) is left out, a third of it, which pyshark need not parse. A nested
@@ -51,8 +59,6 @@ def read_capture_tshark(
 
     ``on_progress`` hears how many packets are read, every ``PROGRESS_EVERY``: this engine
     reads about a thousand a second."""
-    from podcap.decode.reader import Capture
-
     path = Path(path)
     file_format = _file_format(path)
     rows, warnings = _read(path, on_progress or (lambda message: None))
@@ -70,14 +76,12 @@ def _file_format(path: Path) -> str:
 
     Also gives the native decoder's one-line errors for a missing, directory or empty path.
     """
-    from podcap.decode.source import open_capture
-
     try:
         with open_capture(path) as stream:
             magic = stream.read(4)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise DecodeError(f"{path}: broken gzip stream ({exc})") from exc
-    return "pcapng" if magic == PCAPNG_MAGIC else "pcap"
+    return "pcapng" if magic == pcapfile.PCAPNG_MAGIC else "pcap"
 
 
 def _read(path: Path, progress: Callable[[str], None]) -> tuple[list[dict], list[str]]:

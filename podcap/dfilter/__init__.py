@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,19 @@ from podcap.errors import FilterError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FIELDS", "DisplayFilter", "compile_filter", "contains_filter", "uri_filter"]
+__all__ = [
+    "FIELDS",
+    "DisplayFilter",
+    "TsharkFrames",
+    "compile_filter",
+    "contains_filter",
+    "uri_filter",
+]
+
+
+# What tshark matched, per (filter text, file): kept by a caller that asks about one file in
+# parts (podcap.analysis.buckets: each bucket asks for its own packets), so tshark runs once.
+TsharkFrames = dict[tuple[str, str], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -39,28 +51,33 @@ class DisplayFilter:
     text: str
     node: Node | None
     needles: frozenset[bytes]
-    # tshark's matching frames per file, once per file even when the file is analyzed in
-    # buckets (podcap.analysis.buckets): each bucket asks again for its own packets.
-    tshark_frames: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def native(self) -> bool:
         return self.node is not None
 
     def mask(
-        self, packets: pd.DataFrame, contains: dict[bytes, np.ndarray], path: str | Path
+        self,
+        packets: pd.DataFrame,
+        contains: dict[bytes, np.ndarray],
+        path: str | Path,
+        tshark_frames: TsharkFrames | None = None,
     ) -> np.ndarray:
-        """One bool per row of ``packets`` (one file's table, ``frame`` numbers from 1)."""
+        """One bool per row of ``packets`` (one file's table, ``frame`` numbers from 1).
+
+        ``tshark_frames``: where tshark's answers are kept across calls (see TsharkFrames);
+        without it, each call that needs tshark runs it."""
         if self.node is not None:
             try:
                 return evaluate(self.node, packets, contains)
             except NotNative as reason:
                 # Something only this file has (e.g. an overlay's outer UDP ports).
                 check_filter(self.text, str(reason))
-        frames = self.tshark_frames.get(str(path))
-        if frames is None:
-            frames = self.tshark_frames[str(path)] = matching_frames(path, self.text)
-        return np.isin(packets["frame"].to_numpy(), frames)
+        kept = {} if tshark_frames is None else tshark_frames
+        key = (self.text, str(path))
+        if key not in kept:
+            kept[key] = matching_frames(path, self.text)
+        return np.isin(packets["frame"].to_numpy(), kept[key])
 
 
 def compile_filter(text: str) -> DisplayFilter:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from podcap.dfilter.fields import FIELDS, TCP, UDP, UDP_OVERLAYS
+from podcap.decode.schema import TCP, UDP
+from podcap.dfilter.fields import FIELDS, UDP_OVERLAYS
 from podcap.dfilter.lexer import NotNative
 from podcap.dfilter.nodes import And, Compare, Exists, Literal, Node, Not, Or
 

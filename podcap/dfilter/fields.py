@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from podcap.decode.schema import ACK, FIN, ICMP, ICMPV6, PSH, RST, SYN, TCP, UDP, URG
 from podcap.dfilter.lexer import NotNative
 
 if TYPE_CHECKING:
     import pandas as pd
 
-TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 # Overlays carried in UDP: their outer UDP header is not in the packet table.
 UDP_OVERLAYS = ("vxlan", "geneve")
-FLAG_BITS = {"fin": 0x01, "syn": 0x02, "reset": 0x04, "push": 0x08, "ack": 0x10, "urg": 0x20}
+FLAG_BITS = {"fin": FIN, "syn": SYN, "reset": RST, "push": PSH, "ack": ACK, "urg": URG}
 
 Occurrence = tuple[np.ndarray, np.ndarray]
 

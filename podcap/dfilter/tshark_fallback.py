@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from podcap import pcapfile
 from podcap.errors import FilterError
 from podcap.tshark import tshark_path, tshark_problems
 
 # An empty classic pcap (header only): lets tshark check a filter without any capture.
-_EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
+_EMPTY_PCAP = pcapfile.pcap_header(snaplen=65535, linktype=pcapfile.EN10MB)
 # A filter needs only the matching packets' numbers: PDML cut down to the general information
 # block (-j keeps the named protocols' fields) is ~1 kB a packet instead of ~17 kB. Not PSML
 # (pyshark's only_summaries): pyshark 0.6 loses every packet after its first read there.

@@ -1,28 +1,72 @@
-/* The flow passes of _flowpass.c, as _flowpass_module.c calls them. */
+/* What the C files of podcap.flows._flowpass share: packet constants and the argument checks.
+
+   Each pass takes its arrays in one struct of pointers. An Arg (made by ARG from the struct's
+   field, so that its item size, kind and writability come from the field's C type) says how
+   the Python caller's array for that field is checked before the pass runs. */
+
 #ifndef PODCAP_FLOWPASS_H
 #define PODCAP_FLOWPASS_H
 
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define EVENTS 16 /* history letters, client and server each: flows.table.EVENTS */
+#define TCP 6
+#define FIN 0x01
+#define SYN 0x02
+#define RST 0x04
+#define ACK 0x10
+#define SEQ_MASK 0xFFFFFFFFLL
+#define EVENTS 16 /* history events per flow, client and server each: flows.sums.EVENTS */
 
-int64_t podcap_assign_flows(int64_t n, const int64_t *file, const int64_t *src, const int64_t *dst,
-                            const int32_t *sport, const int32_t *dport, const int16_t *proto,
-                            const int8_t *has_ip, const int16_t *flags, const int64_t *seq,
-                            int64_t *flow_out, uint8_t *c2s_out);
-int64_t podcap_retransmissions(int64_t n, int64_t flows, const int64_t *flow, const uint8_t *c2s,
-                               const int16_t *proto, const uint8_t *original,
-                               const int32_t *payload, const int16_t *flags, const int64_t *seq,
-                               uint8_t *out);
-void podcap_flow_sums(int64_t n, int64_t flows, const int64_t *flow, const uint8_t *c2s,
-                      const int16_t *proto, const int16_t *flags, const int32_t *payload,
-                      const int32_t *length, const int32_t *window, const uint8_t *retransmission,
-                      const double *ts, int64_t *first_packet, int64_t *packets,
-                      int64_t *packets_c2s, int64_t *bytes_c2s, int64_t *bytes_s2c,
-                      int64_t *payload_c2s, int64_t *payload_s2c, int64_t *retransmissions,
-                      int64_t *resets, int64_t *zero_windows, double *first_ts, double *last_ts,
-                      double *syn_ts, double *synack_ts, double *ack_ts, int64_t *first_event);
-void podcap_history_order(int64_t flows, int64_t never, const int64_t *first_event,
-                          int64_t *order);
+/* How many items an array holds. */
+enum { PER_PACKET = 'n', PER_FLOW = 'f', PER_FLOW_EVENT = 'e' /* EVENTS per flow */ };
+
+typedef struct {
+    const char *name;
+    size_t offset; /* of the field in the pass's struct */
+    int itemsize;
+    char kind;     /* 'i' signed integer, '?' bool (uint8_t), 'd' float64 */
+    int writable;  /* an output: the field is not a pointer to const */
+    char length;   /* PER_PACKET, PER_FLOW or PER_FLOW_EVENT */
+    int optional;  /* None allowed: the field stays NULL */
+} Arg;
+
+#define KIND_OF(x)                                                                           \
+    _Generic((x), int64_t: 'i', int32_t: 'i', int16_t: 'i', int8_t: 'i', uint8_t: '?',      \
+             double: 'd')
+#define WRITABLE(p)                                                                          \
+    _Generic((p), const int64_t *: 0, const int32_t *: 0, const int16_t *: 0,               \
+             const int8_t *: 0, const uint8_t *: 0, const double *: 0, default: 1)
+#define FIELD(Struct, field) (((Struct *)0)->field)
+#define ARG_(Struct, field, length, optional)                                                \
+    {#field, offsetof(Struct, field), sizeof(*FIELD(Struct, field)),                       \
+     KIND_OF(*FIELD(Struct, field)), WRITABLE(FIELD(Struct, field)), length, optional}
+#define ARG(Struct, field, length) ARG_(Struct, field, length, 0)
+#define OPTIONAL_ARG(Struct, field, length) ARG_(Struct, field, length, 1)
+#define COUNT(spec) ((int)(sizeof(spec) / sizeof((spec)[0])))
+#define MAX_ARRAYS 32
+
+/* The arrays a call took, to release, and the counts their lengths gave. */
+typedef struct {
+    Py_buffer views[MAX_ARRAYS];
+    int count;
+    int64_t n;     /* packets */
+    int64_t flows; /* -1 when the pass has no per-flow array */
+} Taken;
+
+/* Checks kwargs against spec (every array by name, nothing else) and stores each buffer's
+   pointer in the struct at `into`. 0, or -1 with TypeError/ValueError raised. */
+int take_arrays(const char *function, PyObject *args, PyObject *kwargs, const Arg *spec,
+                int count, void *into, Taken *taken);
+void release_arrays(Taken *taken);
+/* The largest flow id + 1 (flow ids below 0 stand for packets outside any flow). */
+int64_t flow_count(int64_t n, const int64_t *flow);
+
+/* The module's functions (flowpass_packets.c, flowpass_sums.c). */
+PyObject *flowpass_assign_flows(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *flowpass_retransmissions(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *flowpass_flow_sums(PyObject *self, PyObject *args, PyObject *kwargs);
 
 #endif

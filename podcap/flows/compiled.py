@@ -1,124 +1,92 @@
-"""The flows stage's per-packet passes in C: the extension module ``podcap.flows._flowpass``.
+"""The flow passes in C: the packet columns handed to the extension ``podcap.flows._flowpass``.
 
-``podcap.flows`` computes flow ids, client sides, retransmissions and per-flow sums with numpy:
-a dozen passes and sorts over every packet. The C functions do each in one loop, which takes
-the flows step from about 0.65 s to 0.1 s for a million packets. The build compiles them when a
-C compiler is there (``setup.py``); without it, or with ``PODCAP_FLOWPASS=0`` in the
-environment, ``LIBRARY`` is None and the numpy code runs. The functions here give each array
-the type the extension checks (kind, item size, length: a mismatch raises, nothing is read past
-an end). The tests check that both backends give the same reports.
+The numpy code (``numpy_packets``, ``numpy_sums``) makes a dozen passes and sorts over every
+packet; the C functions do each in one loop, which takes the flows step from about 0.65 s to
+0.1 s for a million packets. The build compiles them when a C compiler is there (``setup.py``);
+``EXTENSION`` is None without one. The functions here give each column the dtype the extension
+wants and pass every array by name; the extension checks each one's kind, item size, length
+and the flow ids, and raises TypeError or ValueError on a mismatch.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+import pandas as pd
 
-EVENTS = 16  # history events per flow: flows.table.EVENTS
+from podcap.flows.groups import address_codes
+from podcap.flows.sums import EVENTS, SUM_COLUMNS, FlowSums
 
+try:
+    from podcap.flows import _flowpass as EXTENSION
+except ImportError:  # built without a C compiler
+    EXTENSION = None
 
-def _load():
-    if os.environ.get("PODCAP_FLOWPASS", "1") == "0":
-        return None
-    try:
-        from podcap.flows import _flowpass
-    except ImportError:  # built without a C compiler
-        return None
-    if _flowpass.EVENTS != EVENTS:
-        raise ImportError(f"podcap.flows._flowpass was built for {_flowpass.EVENTS} events")
-    return _flowpass
+if EXTENSION is not None and EXTENSION.EVENTS != len(EVENTS):
+    raise ImportError(f"podcap.flows._flowpass was built for {EXTENSION.EVENTS} history events")
 
 
-LIBRARY = _load()
+# The extension's name for each packet column it reads: the column, and the dtype it checks.
+COLUMNS = {
+    "sport": ("sport", np.int32), "dport": ("dport", np.int32), "proto": ("ip_proto", np.int16),
+    "ip_version": ("ip_version", np.int8), "flags": ("tcp_flags", np.int16),
+    "seq": ("tcp_seq", np.int64), "payload": ("payload_len", np.int32),
+    "length": ("length", np.int32), "window": ("tcp_win", np.int32), "ts": ("ts", np.float64),
+    "flow_id": ("flow_id", np.int64), "c2s": ("c2s", bool),
+    "retransmission": ("retransmission", bool),
+}  # fmt: skip
 
 
-def _as(array: np.ndarray | None, dtype) -> np.ndarray | None:
-    return None if array is None else np.ascontiguousarray(array, dtype=dtype)
+def _columns(p: pd.DataFrame, *names: str) -> dict[str, np.ndarray]:
+    return {
+        name: np.ascontiguousarray(p[COLUMNS[name][0]].to_numpy(), dtype=COLUMNS[name][1])
+        for name in names
+    }
 
 
-def assign_flows(
-    file: np.ndarray | None,
-    src: np.ndarray,
-    dst: np.ndarray,
-    sport: np.ndarray,
-    dport: np.ndarray,
-    proto: np.ndarray,
-    ip_version: np.ndarray,
-    flags: np.ndarray,
-    seq: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``flow_id`` and ``c2s`` per packet (flows.assign_flows); src/dst: integer address codes
-    shared by both columns, file: integer file codes (None for one file)."""
-    n = len(src)
-    flow_id, c2s = np.empty(n, np.int64), np.empty(n, bool)
-    LIBRARY.assign_flows(
-        n, _as(file, np.int64), _as(src, np.int64), _as(dst, np.int64), _as(sport, np.int32),
-        _as(dport, np.int32), _as(proto, np.int16), _as(ip_version, np.int8),
-        _as(flags, np.int16), _as(seq, np.int64), flow_id, c2s,
+def flow_ids(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``flow_id`` and ``c2s`` per packet (see ``podcap.flows.assign_flows``)."""
+    src, dst = address_codes(p["src"], p["dst"])
+    out = {"flow_id": np.empty(len(p), np.int64), "c2s": np.empty(len(p), bool)}
+    file = pd.factorize(p["file"])[0].astype(np.int64) if "file" in p else None
+    EXTENSION.assign_flows(
+        file=file, src=src, dst=dst,
+        **_columns(p, "sport", "dport", "proto", "ip_version", "flags", "seq"), **out,
     )  # fmt: skip
-    return flow_id, c2s
+    return out["flow_id"], out["c2s"]
 
 
-def retransmissions(
-    flow: np.ndarray,
-    c2s: np.ndarray,
-    proto: np.ndarray,
-    original: np.ndarray | None,
-    payload: np.ndarray,
-    flags: np.ndarray,
-    seq: np.ndarray,
-) -> np.ndarray:
-    """flows._retransmissions per packet; original: not another interface's copy."""
-    out = np.empty(len(flow), bool)
-    LIBRARY.retransmissions(
-        len(flow), _flow_count(flow), _as(flow, np.int64), _as(c2s, bool), _as(proto, np.int16),
-        _as(original, bool), _as(payload, np.int32), _as(flags, np.int16), _as(seq, np.int64),
-        out,
+def retransmissions(p: pd.DataFrame, original: np.ndarray) -> np.ndarray:
+    """Per packet: a retransmission (see ``numpy_packets.retransmissions``)."""
+    out = np.empty(len(p), bool)
+    EXTENSION.retransmissions(
+        original=np.ascontiguousarray(original, bool), out=out,
+        **_columns(p, "flow_id", "c2s", "proto", "payload", "flags", "seq"),
     )  # fmt: skip
     return out
 
 
-SUM_NAMES = [
-    "first_packet", "packets", "packets_c2s", "bytes_c2s", "bytes_s2c", "payload_c2s",
-    "payload_s2c", "retransmissions", "resets", "zero_windows",
-]  # fmt: skip
-TIME_NAMES = ["first_ts", "last_ts", "syn_ts", "synack_ts", "ack_ts"]
-
-
-def flow_sums(
-    flow: np.ndarray,
-    c2s: np.ndarray,
-    proto: np.ndarray,
-    flags: np.ndarray,
-    payload: np.ndarray,
-    length: np.ndarray,
-    window: np.ndarray,
-    retransmission: np.ndarray,
-    ts: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Per flow id from 0 to the largest: the ``SUM_NAMES`` and ``TIME_NAMES`` arrays, and
-    ``first_event`` (flows x EVENTS packet positions; len(flow) for an event never seen).
-    An id no packet has gets packets == 0."""
-    flows = _flow_count(flow)
-    out = {name: np.empty(flows, np.int64) for name in SUM_NAMES}
-    out |= {name: np.empty(flows, np.float64) for name in TIME_NAMES}
-    out["first_event"] = np.empty((flows, EVENTS), np.int64)
-    LIBRARY.flow_sums(
-        len(flow), flows, _as(flow, np.int64), _as(c2s, bool), _as(proto, np.int16),
-        _as(flags, np.int16), _as(payload, np.int32), _as(length, np.int32),
-        _as(window, np.int32), _as(retransmission, bool), _as(ts, np.float64),
-        *(out[name] for name in SUM_NAMES + TIME_NAMES + ["first_event"]),
-    )  # fmt: skip
-    return out
-
-
-def history_order(first_event: np.ndarray, never: int) -> np.ndarray:
-    """Each row's events in the order they first happened, then EVENTS (flows._history)."""
-    order = np.empty(first_event.shape, np.int64)
-    LIBRARY.history_order(len(first_event), never, _as(first_event, np.int64), order)
-    return order
-
-
-def _flow_count(flow: np.ndarray) -> int:
-    return int(flow.max(initial=-1)) + 1
+def flow_sums(packets: pd.DataFrame) -> FlowSums | None:
+    """One entry per flow of ``packets`` (None when no packet is in a flow)."""
+    columns = _columns(packets, "flow_id", "c2s", "retransmission", "proto", "flags", "payload",
+                       "length", "window", "ts")  # fmt: skip
+    flows = int(columns["flow_id"].max(initial=-1)) + 1
+    per_flow = ["first_packet", "packets", *SUM_COLUMNS, "syn_ts", "synack_ts", "ack_ts"]
+    out = {name: np.empty(flows, float if name.endswith("_ts") else np.int64) for name in per_flow}
+    for name in ("first_event", "history_order"):
+        out[name] = np.empty((flows, len(EVENTS)), np.int64)
+    EXTENSION.flow_sums(**columns, **out)
+    present = out["packets"] > 0
+    if not present.any():
+        return None
+    if not present.all():  # a table of some flows' packets only
+        out = {name: values[present] for name, values in out.items()}
+    return FlowSums(
+        packets=packets,
+        first_at=out["first_packet"],
+        sizes=out["packets"],
+        columns={"flow_id": np.flatnonzero(present)} | {name: out[name] for name in SUM_COLUMNS},
+        syn_ts=out["syn_ts"],
+        ack_ts=out["ack_ts"],
+        first_events=out["first_event"],
+        history_order=out["history_order"],
+    )

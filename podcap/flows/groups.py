@@ -1,5 +1,5 @@
-"""Grouping packets: the flow constants, protocol names and the sorted-groups helper both
-backends and the flow table use."""
+"""What the flow passes share: sequence space, address codes, first-of-code positions, zero
+windows, protocol names and the sorted-groups helper of the numpy code."""
 
 from __future__ import annotations
 
@@ -8,24 +8,44 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-TCP, UDP = 6, 17
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+from podcap.decode.schema import FIN, PROTO_NAMES, RST, SYN, TCP
+
 SEQ_SPACE = 1 << 32
-SLL, SLL2 = 113, 276  # Linux cooked capture link types (tcpdump -i any)
 COPY_WINDOW = 0.005  # seconds: another interface's copy follows within microseconds
-FLOW_COLUMNS = [
-    "flow_id", "proto", "client_ip", "client_port", "server_ip", "server_port",
-    "first_ts", "last_ts", "duration", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c",
-    "payload_c2s", "payload_s2c", "state", "history", "handshake_rtt_ms", "retransmissions",
-    "resets", "zero_windows", "encap", "outer_src", "outer_dst",
-]  # fmt: skip
-PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 132: "sctp", 47: "gre"}
 
 
 def proto_names(numbers: pd.Series) -> pd.Series:
     """IP protocol numbers as names (``tcp``, ``udp``...); "" where there is no IP header."""
     names = {n: PROTO_NAMES.get(n, "" if n < 0 else str(n)) for n in numbers.unique()}
     return numbers.map(names)
+
+
+def address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per distinct address, shared by both columns."""
+    src_codes, src_uniques = pd.factorize(src)
+    dst_codes, dst_uniques = pd.factorize(dst)
+    in_src = pd.Index(src_uniques).get_indexer(dst_uniques)
+    new = in_src < 0
+    in_src[new] = len(src_uniques) + np.arange(new.sum())
+    return src_codes.astype(np.int64), in_src[dst_codes].astype(np.int64)
+
+
+def first_of_code(codes: np.ndarray) -> np.ndarray:
+    """Position of the first packet of each code, for codes numbered by first appearance
+    (``flow_id``: the first packet of each flow, in flow id order)."""
+    running = np.maximum.accumulate(codes)
+    new = np.concatenate([[True], running[1:] > running[:-1]]) if len(codes) else codes > 0
+    return np.flatnonzero(new & (codes >= 0))
+
+
+def zero_window(p: pd.DataFrame) -> np.ndarray:
+    """Wireshark's ``tcp.analysis.zero_window``: window 0 on a TCP segment without SYN/FIN/RST."""
+    flags = p["tcp_flags"].to_numpy()
+    return (
+        (p["ip_proto"].to_numpy() == TCP)
+        & (p["tcp_win"].to_numpy() == 0)
+        & ((flags & (SYN | FIN | RST)) == 0)
+    )
 
 
 class Groups:

@@ -156,8 +156,8 @@ def shell_argv(entered: Entered, interactive: bool = True) -> list[str]:
 def helper_session(kube, query, spec) -> Iterator[tuple[object, Target, list[str]]]:
     """Resolve ``query`` (podcap.locate.TargetQuery) to exactly one Pod, check access, start
     the helper Pod on its node and yield ``(transport, target, warnings)``; the helper is
-    deleted on the way out, whatever happens (as for a capture: podcap.capture.fleet)."""
-    from podcap.capture import fleet as kubecapture
+    deleted on the way out, whatever happens (as for a capture: podcap.capture.pods)."""
+    from podcap.capture import plan as kubecapture
     from podcap.reach import pod as helper
 
     the_plan = kubecapture.plan(kube, query, spec)

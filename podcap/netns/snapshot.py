@@ -138,10 +138,10 @@ def nat_table(iptables_save: str) -> str:
 def save_node_rules(transport, directory: Path, node_pid: str | None = None) -> dict[str, Path]:
     """Save the node's nat table (``iptables-save``) and, where installed, ``ipvsadm -Ln``
     into ``directory``; returns ``{name: path}``. Reads and writes them the way the Kubernetes
-    capture does (podcap.capture.fleet.node_rules, write_node_rules). Whose namespaces are "the
+    capture does (podcap.capture.node_rules). Whose namespaces are "the
     node": ``node_pid``'s when given; else, from a helper Pod, PID 1's (hostPID); over
     local/ssh the commands already run on the node."""
-    from podcap.capture.fleet import node_rules, write_node_rules
+    from podcap.capture.node_rules import node_rules, write_node_rules
 
     if node_pid is None and transport.name == "pod":
         node_pid = "1"

@@ -2,9 +2,12 @@
 
 Order follows what an operator asks first: the key numbers, then the problems with their
 hints, a timeline of packets per flow, the flow table, the HTTP requests and the SNAT
-verdicts, then any other report asked for. When the reports come from
-:func:`podcap.analysis.run.analyze` (they carry ``.analysis``), the sections not asked for with
-``--report`` are built here, so ``podcap analyze x.pcap --format html`` gives the whole page.
+verdicts, then any other report asked for, and the files last. The sections, their titles and
+plots are the reports' records (``podcap.reports.registry``: ``Section``). The page lays out
+what it is given and builds no report: for a result of :func:`podcap.analysis.run.analyze`,
+``result.page`` (``podcap.analysis.page``) holds also the sections not asked for with
+``--report`` and the timeline's packets, so ``podcap analyze x.pcap --format html`` gives the
+whole page; a plain ``{name: DataFrame}`` gives its tables alone.
 
 Self-contained: styles inline, the plot an inline base64 PNG, and a Content-Security-Policy
 that forbids the browser any fetch, so opening the page never touches the network.
@@ -21,15 +24,11 @@ from typing import TextIO
 import pandas as pd
 
 from podcap.render.files import write_text_output
+from podcap.reports.registry import REPORTS, Section
 
 DEFAULT_MAX_ROWS = 200
-# Sections of the page, in order, with their headings and what an empty table means.
-SECTIONS = {
-    "tcp": ("Problems", "No TCP problems found: every connection was answered and closed cleanly."),
-    "flows": ("Flows", "No flows."),
-    "http": ("HTTP requests", "No HTTP requests."),
-    "snat": ("SNAT verdicts", "No TCP connections to judge."),
-}
+# The reports without a section of their own come after the sections placed before this.
+OTHER_REPORTS_PLACE = 50
 # Key numbers shown as cards: (summary column, label).
 KEY_NUMBERS = [
     ("packets", "packets"),
@@ -43,7 +42,14 @@ KEY_NUMBERS = [
     ("zero_windows", "zero windows"),
 ]
 PROBLEM_NUMBERS = {"unanswered_syn", "refused", "resets", "retransmissions", "zero_windows"}
-TIMELINE_MAX_FLOWS = 40
+# The plots a section may name (``Section.plots``): heading, caption, alternative text.
+PLOTS = {
+    "timeline": (
+        "Timeline",
+        "One row per flow, one dot per packet; red labels: SYNs never answered, orange: refused.",
+        "timeline of packets per flow",
+    ),
+}
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 STYLE = """
@@ -75,23 +81,18 @@ def html_report(
     reports: dict[str, pd.DataFrame], max_rows: int | None = DEFAULT_MAX_ROWS, title: str = ""
 ) -> str:
     """The whole page as text. ``max_rows`` caps each table (None: every row)."""
-    analysis = getattr(reports, "analysis", None)
-    tables = complete_reports(reports, analysis)
-    files = list(analysis.files) if analysis is not None else []
+    page = getattr(reports, "page", None)
+    tables = dict(page.tables if page is not None else reports)
+    files = page.files if page is not None else []
     title = title or _default_title(files)
     body = [
         f"<h1>{_text(title)}</h1>",
-        _meta(analysis),
+        _meta(page),
         _key_numbers(tables),
-        _section("tcp", tables, max_rows, css="problems"),
-        _timeline(analysis),
-        *(_section(name, tables, max_rows) for name in ("flows", "http", "snat")),
         *(
-            _section(name, tables, max_rows)
-            for name in tables
-            if name not in {*SECTIONS, "summary"}
+            _section(name, section, tables, page, max_rows)
+            for name, section in _layout(tables, page)
         ),
-        _section("summary", tables, max_rows, heading="Per file"),
     ]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>\n"
@@ -102,6 +103,18 @@ def html_report(
     )
 
 
+def _layout(tables: dict[str, pd.DataFrame], page) -> list[tuple[str, Section]]:
+    """(name, section) of each table to show, in the page's order; a report without a
+    section of its own gets a plain one."""
+    missing = page.not_built if page is not None else {}
+    shown = []
+    for name in [*tables, *(n for n in missing if n not in tables)]:
+        record = REPORTS.get(name)
+        section = record.section if record is not None else None
+        shown.append((name, section or Section(name, "No rows.", OTHER_REPORTS_PLACE)))
+    return sorted(shown, key=lambda item: item[1].place)
+
+
 def _default_title(files: list[str]) -> str:
     if not files:
         return "podcap report"
@@ -110,26 +123,13 @@ def _default_title(files: list[str]) -> str:
     return "podcap report: " + ", ".join(Path(f).name for f in files)
 
 
-def complete_reports(reports: dict[str, pd.DataFrame], analysis) -> dict[str, pd.DataFrame]:
-    """The reports given, plus the page's own sections built from ``analysis`` when missing."""
-    tables = dict(reports)
-    if analysis is None:
-        return tables
-    from podcap.reports import build_report
-
-    for name in ("summary", *SECTIONS):
-        if name not in tables:
-            tables[name] = build_report(name, analysis)
-    return tables
-
-
-def _meta(analysis) -> str:
+def _meta(page) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [f"generated by podcap at {generated}"]
-    if analysis is not None:
-        lines.append("files: " + ", ".join(_text(f) for f in analysis.files))
-        if analysis.filter_text:
-            lines.append(f"display filter: <code>{_text(analysis.filter_text)}</code>")
+    if page is not None and page.files:
+        lines.append("files: " + ", ".join(_text(f) for f in page.files))
+        if page.filter_text:
+            lines.append(f"display filter: <code>{_text(page.filter_text)}</code>")
     return "<p class='meta'>" + "<br>".join(lines) + "</p>"
 
 
@@ -166,19 +166,23 @@ def _card(key: str, value: int, label: str, bad: bool) -> str:
 
 
 def _section(
-    name: str, tables: dict[str, pd.DataFrame], max_rows: int | None, css: str = "",
-    heading: str = "",
-) -> str:  # fmt: skip
-    if name not in tables:
-        return ""
-    default_heading, empty_text = SECTIONS.get(name, (name, "No rows."))
-    heading = heading or default_heading
+    name: str, section: Section, tables: dict[str, pd.DataFrame], page, max_rows: int | None
+) -> str:
+    """The report's section, then its plots."""
+    css_attr = f" class='{section.css}'" if section.css else ""
+    opening = f"<section id='{_text(name)}'{css_attr}><h2>{_text(section.title)}"
+    if name not in tables:  # a section the run could not build
+        return f"{opening}</h2><p class='more'>{_text(page.not_built[name])}</p></section>"
     table = tables[name]
-    css_attr = f" class='{css}'" if css else ""
-    opening = f"<section id='{_text(name)}'{css_attr}><h2>{_text(heading)} ({len(table)})</h2>"
+    opening += f" ({len(table)})</h2>"
     if table.empty:
-        return f"{opening}<p class='ok'>{_text(empty_text)}</p></section>"
-    return opening + table_html(table, max_rows) + "</section>"
+        text = f"{opening}<p class='ok'>{_text(section.empty)}</p></section>"
+    else:
+        text = opening + table_html(table, max_rows) + "</section>"
+    inputs = page.plots if page is not None else {}
+    return "\n".join(
+        [text, *(_plot(plot, inputs[plot]) for plot in section.plots if plot in inputs)]
+    )
 
 
 def table_html(table: pd.DataFrame, max_rows: int | None = DEFAULT_MAX_ROWS) -> str:
@@ -200,19 +204,15 @@ def table_html(table: pd.DataFrame, max_rows: int | None = DEFAULT_MAX_ROWS) -> 
     return text
 
 
-def _timeline(analysis) -> str:
-    if analysis is None or analysis.flows.empty:
-        return ""
+def _plot(name: str, timeline) -> str:
     from podcap.render import plots
 
-    # Whole flows, also with a filter: the packets around a match tell what happened to it.
-    figure = plots.packet_timeline(analysis.all_packets, analysis.flows, TIMELINE_MAX_FLOWS)
+    heading, caption, alt = PLOTS[name]
+    figure = plots.packet_timeline(timeline.packets, timeline.flows, timeline.max_flows)
     encoded = base64.b64encode(plots.figure_png(figure)).decode("ascii")
     return (
-        "<section id='timeline'><h2>Timeline</h2>"
-        "<p class='meta'>One row per flow, one dot per packet; red labels: SYNs never "
-        "answered, orange: refused.</p>"
-        f"<img class='plot' alt='timeline of packets per flow' src='data:image/png;base64,{encoded}'>"
+        f"<section id='{name}'><h2>{_text(heading)}</h2><p class='meta'>{_text(caption)}</p>"
+        f"<img class='plot' alt='{_text(alt)}' src='data:image/png;base64,{encoded}'>"
         "</section>"
     )
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports.registry import report
 
 
-@report("flows", "one row per connection: endpoints, volumes, Zeek state and history, problems")
 def flows_report(analysis) -> pd.DataFrame:
     return analysis.without_file_column(as_datetime(analysis.flows, "first_ts", "last_ts"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports.registry import report
 
 HTTP_COLUMNS = [
     "flow_id", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port",
@@ -62,7 +61,6 @@ def http_requests(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     return table.astype(dict.fromkeys(text, "str"))
 
 
-@report("http", "one row per HTTP request (any port): method, host, uri, status, latency")
 def http_report(analysis) -> pd.DataFrame:
     table = analysis.http
     if analysis.filter_text is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from podcap.decode.schema import TCP
 from podcap.decode.times import as_datetime
 from podcap.flows import proto_names
-from podcap.reports.registry import report
 
 PACKET_REPORT_COLUMNS = [
     "frame", "ts", "src", "dst", "sport", "dport", "proto", "length", "payload_len",
@@ -15,7 +15,6 @@ PACKET_REPORT_COLUMNS = [
 FLAG_LETTERS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 upwards
 
 
-@report("packets", "one row per packet: addresses, ports, protocol, lengths, TCP flags, flow")
 def packets_report(analysis) -> pd.DataFrame:
     p = analysis.packets
     table = pd.DataFrame(
@@ -30,7 +29,7 @@ def packets_report(analysis) -> pd.DataFrame:
             "proto": proto_names(p["ip_proto"]).to_numpy(),
             "length": p["length"].to_numpy(),
             "payload_len": p["payload_len"].to_numpy(),
-            "tcp_flags": flag_letters(p["tcp_flags"], p["ip_proto"] == 6),
+            "tcp_flags": flag_letters(p["tcp_flags"], p["ip_proto"] == TCP),
             "flow_id": p["flow_id"].to_numpy(),
             "encap": p["encap"].to_numpy(),
             "outer_src": p["outer_src"].to_numpy(),

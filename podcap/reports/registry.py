@@ -1,38 +1,162 @@
-"""The report registry: each report registered by name, with its description and builder."""
+"""The report registry: one ``Report`` record per report, every fact about it in one place.
+
+The CLI's help, ``analyze``'s check of the names asked for, the bucket planner and the html
+page all read these records. Light on purpose: it imports no pandas or numpy (``podcap
+analyze --help`` lists the reports from it); a builder is named ``"module:function"`` and
+imported when the report is first built.
+
+Example, a report of one's own (``builder`` may also be the function itself):
+    >>> from podcap.reports import report
+    >>> @report("talkers", "bytes per source address")
+    ... def talkers(analysis):
+    ...     return analysis.packets.groupby("src")["length"].sum().reset_index()
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import pandas as pd
+from enum import StrEnum
 
 from podcap.errors import UsageError
 
 
+class BucketJoin(StrEnum):
+    """How a report runs on buckets of conversations (``podcap.analysis.buckets``) and how
+    the buckets' parts become the whole capture's report."""
+
+    rows = "rows"  # each bucket's rows, flow ids renumbered, put back in ``Report.row_order``
+    file_counts = "file_counts"  # per-file counts summed, the report built from the totals
+
+
+@dataclass(frozen=True)
+class Section:
+    """A report's part of the html page (``podcap.render.html``)."""
+
+    title: str
+    empty: str  # what an empty table means
+    place: int  # sections are laid out by place, the reports without a section between
+    css: str = ""
+    plots: tuple[str, ...] = ()  # drawn after the table (``podcap.analysis.page`` gives them)
+
+
 @dataclass(frozen=True)
 class Report:
+    """One report: what it is, how it is built, what it needs."""
+
     name: str
     description: str
-    build: Callable[..., pd.DataFrame]
+    builder: str | Callable  # "module:function" taking the Analysis, giving a DataFrame
+    per_bucket: BucketJoin | None = None  # None: it needs every packet at once
+    row_order: tuple[str, ...] = ()  # how its rows are ordered in the whole-capture analysis
+    http_fields: bool = True  # reads the decoder's HTTP columns (else it may skip parsing them)
+    section: Section | None = None
+
+    def build(self, analysis):
+        """The report of ``analysis`` (a ``podcap.analysis.context.Analysis``)."""
+        build = self.builder
+        if isinstance(build, str):
+            module, _, function = build.partition(":")
+            build = getattr(importlib.import_module(module), function)
+        return build(analysis)
 
 
-REPORTS: dict[str, Report] = {}
+_SNAT_DESCRIPTION = (
+    "per TCP connection: did the peer see the Pod's address (preserved) or another (snat), "
+    "who rewrote it, why, and the fix"
+)
+
+# In the order ``--help`` lists them.
+REPORTS: dict[str, Report] = {
+    r.name: r
+    for r in (
+        Report(
+            "summary",
+            "one row per file: link types, packets, time span, flows, HTTP requests, problems",
+            "podcap.reports.summary:summary_report",
+            per_bucket=BucketJoin.file_counts,
+            section=Section("Per file", "No rows.", place=90),
+        ),
+        Report(
+            "packets",
+            "one row per packet: addresses, ports, protocol, lengths, TCP flags, flow",
+            "podcap.reports.packets:packets_report",
+            http_fields=False,
+        ),
+        Report(
+            "flows",
+            "one row per connection: endpoints, volumes, Zeek state and history, problems",
+            "podcap.reports.flows:flows_report",
+            per_bucket=BucketJoin.rows,
+            row_order=("flow_id",),
+            http_fields=False,
+            section=Section("Flows", "No flows.", place=20),
+        ),
+        Report(
+            "http",
+            "one row per HTTP request (any port): method, host, uri, status, latency",
+            "podcap.reports.http:http_report",
+            per_bucket=BucketJoin.rows,
+            row_order=("_file", "frame"),
+            section=Section("HTTP requests", "No HTTP requests.", place=30),
+        ),
+        Report(
+            "tcp",
+            "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero window)",
+            "podcap.reports.tcp:tcp_report",
+            per_bucket=BucketJoin.rows,
+            row_order=("flow_id", "problem"),
+            http_fields=False,
+            section=Section(
+                "Problems",
+                "No TCP problems found: every connection was answered and closed cleanly.",
+                place=10,
+                css="problems",
+                plots=("timeline",),
+            ),
+        ),
+        Report(
+            "snat",
+            _SNAT_DESCRIPTION,
+            "podcap.reports.snat:snat",  # matches connections across the captures
+            section=Section("SNAT verdicts", "No TCP connections to judge.", place=40),
+        ),
+        Report(
+            "dnat",
+            "connections whose destination was rewritten (Service ClusterIP/NodePort)",
+            "podcap.reports.snat:dnat",
+        ),
+    )
+}
 
 
 def report(name: str, description: str = ""):
-    """Register the decorated function ``f(analysis) -> DataFrame`` as report ``name``."""
+    """Register the decorated function ``f(analysis) -> DataFrame`` as report ``name``
+    (held in memory, its HTTP columns decoded, no html section of its own)."""
 
-    def register(build: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+    def register(build: Callable) -> Callable:
         REPORTS[name] = Report(name, description or (build.__doc__ or "").strip(), build)
         return build
 
     return register
 
 
-def build_report(name: str, analysis) -> pd.DataFrame:
+def check_reports(names) -> list[str]:
+    """``names`` without repeats, in the order given; UsageError for an unknown one."""
+    names = list(dict.fromkeys(names))
+    unknown = [name for name in names if name not in REPORTS]
+    if unknown:
+        raise UsageError(f"unknown report {unknown[0]!r}", f"choose from: {', '.join(REPORTS)}")
+    return names
+
+
+def build_report(name: str, analysis):
     """Run report ``name`` on ``analysis``; UsageError for an unknown name."""
-    if name not in REPORTS:
-        known = ", ".join(sorted(REPORTS))
-        raise UsageError(f"unknown report {name!r}", f"choose from: {known}")
+    check_reports([name])
     return REPORTS[name].build(analysis)
+
+
+def page_sections() -> list[Report]:
+    """The reports with a section on the html page, in the page's order."""
+    return sorted((r for r in REPORTS.values() if r.section), key=lambda r: r.section.place)

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports.registry import report
 
 PROBLEM_COUNTS = {
     "unanswered_syn": "unanswered_syn",
@@ -23,9 +22,6 @@ COUNT_COLUMNS = [
 ]  # fmt: skip
 
 
-@report(
-    "summary", "one row per file: link types, packets, time span, flows, HTTP requests, problems"
-)
 def summary_report(analysis) -> pd.DataFrame:
     """Reads only ``files``, ``captures`` (link types), ``sidecars`` and ``file_counts``: the
     counts of a capture analyzed in buckets are merged (``merge_counts``) before this runs."""
@@ -101,31 +97,10 @@ def _http_count(http: pd.DataFrame, path: str) -> int:
 
 
 def _target(sidecar: dict) -> str:
-    """What was captured, from the sidecar ``podcap capture`` (or the lab) writes next to
-    the file: ``target`` (text or an object), else ``captured_at`` (namespace/pod)."""
-    for key in ("target", "captured_at"):
-        value = sidecar.get(key)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, dict):
-            name = value.get("pod") or value.get("name") or value.get("container_id")
-            name = name or value.get("host")  # a capture point outside the cluster
-            namespace = value.get("namespace")
-            if name:
-                return f"{namespace}/{name}" if namespace else str(name)
-            if value.get("pid"):
-                return f"pid {value['pid']}"
-    return ""
+    """What was captured, as the sidecar (format 2, see podcap.sidecar) names it."""
+    return str((sidecar.get("point") or {}).get("target") or "")
 
 
 def _node(sidecar: dict) -> str:
-    """The node the capture ran on: ``node``, or inside ``target``/``captured_at``/``cluster``."""
-    candidates = [sidecar.get("node")]
-    candidates += [sidecar.get(k, {}).get("node") for k in ("target", "captured_at", "cluster")
-                   if isinstance(sidecar.get(k), dict)]  # fmt: skip
-    for node in candidates:
-        if isinstance(node, dict):
-            node = node.get("name") or node.get("host") or node.get("ip")
-        if node:
-            return str(node)
-    return ""
+    """The node the capture ran on, from the sidecar."""
+    return str((sidecar.get("point") or {}).get("node") or "")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.reports.registry import report
 
 PROBLEM_COLUMNS = [
     "flow_id", "problem", "client_ip", "client_port", "server_ip", "server_port", "count",
@@ -89,8 +88,5 @@ def _zero_window_receiver(flow) -> str:
     return f"the client {flow.client_ip}:{flow.client_port}"
 
 
-@report(
-    "tcp", "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero window)"
-)
 def tcp_report(analysis) -> pd.DataFrame:
     return analysis.without_file_column(as_datetime(analysis.problems, "first_ts"))

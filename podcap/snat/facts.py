@@ -224,12 +224,13 @@ class SidecarFacts:
 
 
 def facts_from_sidecar(sidecar: Mapping, source: str) -> SidecarFacts:
-    """Read the ``cluster`` section ``podcap capture`` writes (or the same keys at top level).
+    """Read the ``cluster`` section of a sidecar (format 2, see :mod:`podcap.sidecar`).
 
     Shape: ``pod_ip``, ``node_ip``, ``pod_cidrs``, ``service_cidr``, ``pod`` (namespace, pod,
-    pod_ips, host_ip, node {name, internal_ip}), ``ip_masq_agent`` (configmap, raw).
+    pod_ips, host_ip, node {name, internal_ip}), ``ip_masq_agent`` (configmap, raw),
+    ``node_rules`` (``podcap capture --node-rules``: iptables-save, ...).
     """
-    section = sidecar.get("cluster") if isinstance(sidecar.get("cluster"), Mapping) else sidecar
+    section = sidecar.get("cluster") if isinstance(sidecar.get("cluster"), Mapping) else {}
     pod = section.get("pod") if isinstance(section.get("pod"), Mapping) else {}
     node = pod.get("node") if isinstance(pod.get("node"), Mapping) else {}
     pod_ip = section.get("pod_ip") or next(iter(pod.get("pod_ips") or []), "")
@@ -250,9 +251,7 @@ def facts_from_sidecar(sidecar: Mapping, source: str) -> SidecarFacts:
             }
         ]
     masq = section.get("ip_masq_agent") if isinstance(section.get("ip_masq_agent"), Mapping) else {}
-    # podcap capture --node-rules stores the node's rules inside the cluster section.
-    rules = section.get("node_rules") or sidecar.get("node_rules")
-    rules = rules if isinstance(rules, Mapping) else {}
+    rules = section.get("node_rules") if isinstance(section.get("node_rules"), Mapping) else {}
     return SidecarFacts(
         facts=facts_from_mapping(document, source),
         capture_pod_ip=str(pod_ip) if document.get("pods") else "",

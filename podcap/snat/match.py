@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from podcap.decode.schema import ACK, SYN, TCP
 from podcap.decode.strings import as_text
 
-SYN, ACK = 0x02, 0x10
-TCP = 6
 # How many data segments per connection to keep as keys: enough to be sure, bounded in memory.
 DATA_KEYS_PER_CONNECTION = 32
 MIN_DATA_KEYS = 3

@@ -1,17 +1,16 @@
 """Which framer reads a file: classic pcap or pcapng, told from its first bytes."""
 
-import struct
-
-from podcap.decode.framing.pcap import PCAP_MAGICS, PcapFramer
-from podcap.decode.framing.pcapng import PCAPNG_SHB, PcapngFramer
+from podcap.decode.framing.pcap import PcapFramer
+from podcap.decode.framing.pcapng import PcapngFramer
 from podcap.errors import DecodeError
+from podcap.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
 
 
 def detect(head: bytes, path: object) -> "PcapFramer | PcapngFramer":
     """Pick the framer for a file from its first bytes; DecodeError if it is no capture."""
     if head[:4] in PCAP_MAGICS:
         return PcapFramer(head, path)
-    if len(head) >= 4 and struct.unpack_from("<I", head)[0] == PCAPNG_SHB:
+    if head[:4] == PCAPNG_MAGIC:
         return PcapngFramer(path)
     raise DecodeError(f"{path}: not a pcap or pcapng file ({_describe(head)})")
 

@@ -1,4 +1,4 @@
-"""The lock-step record walk: many walkers over one pcap at once, and the plausibility test that starts them."""
+"""The lock-step walk over pcap records: many walkers at once, each started at a plausible header."""
 
 import numpy as np
 
@@ -7,20 +7,10 @@ import numpy as np
 # record). A walker after the first starts at a record header guessed in the first
 # GUESS_WINDOW bytes of its piece; the guess is proven when the walker before lands on it.
 WALKERS = 512  # at most; a piece is at least PIECE_BYTES
-
-
 PIECE_BYTES = 64 * 1024
-
-
 GUESS_WINDOW = 1536
-
-
 GUESS_CHAIN = 3  # a guess must be followed by this many more plausible headers
-
-
 PLAUSIBLE_LENGTH = 256 * 1024  # libpcap's largest snap length
-
-
 PLAUSIBLE_CLOCK_SPAN = 1 << 24  # seconds (~194 days) from the chunk's first record
 
 

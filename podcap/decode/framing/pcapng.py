@@ -6,28 +6,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from podcap.decode.bytesview import ByteView
-from podcap.decode.framing.pcap import (
+from podcap.decode.framing.frames import Frames, Walk, concat_in_file_order
+from podcap.pcapfile import (
     BLOCK_EPB,
     BLOCK_IDB,
     BLOCK_OPB,
     BLOCK_SPB,
+    IF_TSOFFSET,
+    IF_TSRESOL,
     MAX_RECORD,
-    MAX_UNITS_PER_SECOND,
-    OPT_TSOFFSET,
-    OPT_TSRESOL,
-    Frames,
-    Walk,
-    _concat_in_file_order,
+    OPT_END,
+    PCAPNG_SHB,
+    section_byte_order,
 )
 
-PCAPNG_SHB = 0x0A0D0D0A
-
-
-BYTE_ORDER_MAGIC = 0x1A2B3C4D
+# Beyond attoseconds a time resolution is a corrupt option: the clock arithmetic stays in 64 bits.
+MAX_UNITS_PER_SECOND = 10**18
 
 
 @dataclass
 class Interface:
+    """One interface description block: its link type, snap length and clock."""
+
     linktype: int
     snaplen: int
     units_per_second: int = 1_000_000
@@ -69,7 +69,7 @@ class PcapngFramer:
         while pos <= last:
             btype, blen = head(buf, pos)
             if btype == PCAPNG_SHB:
-                endian = self._section_endian(buf, pos)
+                endian = section_byte_order(buf, pos)
                 if endian is None:
                     problem = f"corrupt section header at byte {base + pos}"
                     break
@@ -96,18 +96,8 @@ class PcapngFramer:
         view = ByteView(buf)
         warnings: list[str] = []
         parts = [self._segment_frames(view, seg, base, warnings) for seg in segments]
-        frames = _concat_in_file_order([p for p in parts if len(p)])
+        frames = concat_in_file_order([p for p in parts if len(p)])
         return Walk(frames, min(pos, len(buf)), need, problem, warnings)
-
-    def _section_endian(self, buf: bytes, pos: int) -> str | None:
-        if pos + 12 > len(buf):
-            return None
-        magic = struct.unpack_from("<I", buf, pos + 8)[0]
-        if magic == BYTE_ORDER_MAGIC:
-            return "<"
-        if magic == struct.unpack("<I", struct.pack(">I", BYTE_ORDER_MAGIC))[0]:
-            return ">"
-        return None
 
     def _add_interface(self, buf: bytes, pos: int, blen: int) -> None:
         if blen < 20:
@@ -118,16 +108,15 @@ class PcapngFramer:
         opt, end = pos + 16, pos + blen - 4
         while opt + 4 <= end:
             code, length = struct.unpack_from(self.endian + "HH", buf, opt)
-            if code == 0:
+            if code == OPT_END:
                 break
             value = buf[opt + 4 : opt + 4 + length]
-            if code == OPT_TSRESOL and length >= 1:
+            if code == IF_TSRESOL and length >= 1:
                 exponent = value[0] & 0x7F
                 # High bit set: a power of two; otherwise a power of ten (pcapng spec).
                 units = 2**exponent if value[0] & 0x80 else 10**exponent
-                # Beyond attoseconds it is a corrupt option; keep the clock arithmetic in 64 bits.
                 iface.units_per_second = min(units, MAX_UNITS_PER_SECOND)
-            elif code == OPT_TSOFFSET and length == 8:
+            elif code == IF_TSOFFSET and length == 8:
                 iface.offset_seconds = struct.unpack(self.endian + "q", value)[0]
             opt += 4 + length + (-length % 4)
         self.interfaces.append(iface)
@@ -153,7 +142,7 @@ class PcapngFramer:
                 parts.append(
                     self._enhanced_frames(view, pos, blen, seg, big, btype, base, warnings)
                 )
-        return _concat_in_file_order(parts)
+        return concat_in_file_order(parts)
 
     def _enhanced_frames(self, view, pos, blen, seg, big, btype, base, warnings) -> Frames:
         if btype == BLOCK_OPB:  # obsolete Packet Block: 16-bit interface id, 16-bit drops

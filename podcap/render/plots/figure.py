@@ -22,7 +22,7 @@ EVENT_COLOURS = {
 }
 
 
-# Capture points from the client towards the server (sidecar ``captured_at.kind``).
+# Capture points from the client towards the server (sidecar ``point.kind``).
 POINT_ORDER = {"pod": 0, "node": 1, "peer": 2}
 
 

@@ -69,13 +69,13 @@ def capture_points(result) -> pd.DataFrame:
     packets = analysis.packets
     rows = []
     for path in analysis.files:
-        where = analysis.sidecars.get(path, {}).get("captured_at", {})
+        where = analysis.sidecars.get(path, {}).get("point") or {}
         mine = packets[packets["file"] == path]
         rows.append(
             {
                 "file": path,
-                "point": where.get("kind", ""),
-                "where": where.get("description", ""),
+                "point": where.get("kind") or "",
+                "where": where.get("description") or "",
                 "packets": int((analysis.all_packets["file"] == path).sum()),
                 "matched": len(mine),
                 "first_match_ts": float(mine["ts"].min()) if len(mine) else float("nan"),
@@ -124,14 +124,14 @@ def snat_hops(result) -> pd.DataFrame:
     for number, connection in enumerate(analysis.tcp_connections):
         previous = None
         for hop, seen in enumerate(connection.observations):
-            where = analysis.sidecars.get(seen.file, {}).get("captured_at", {})
+            where = analysis.sidecars.get(seen.file, {}).get("point") or {}
             source = f"{seen.client_ip}:{seen.client_port}"
             rows.append(
                 {
                     "connection": number,
                     "hop": hop,
                     "file": seen.file,
-                    "point": where.get("kind", ""),
+                    "point": where.get("kind") or "",
                     "source": source,
                     "destination": f"{seen.server_ip}:{seen.server_port}",
                     "source_rewritten": previous is not None and source != previous,

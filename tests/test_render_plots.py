@@ -1,5 +1,5 @@
-"""podcap.render.plots: the tables behind the plots against ground truth (sample sidecars, tshark),
-and each plot drawn for real by Agg with what it must show."""
+"""podcap.render.plots: the tables behind the plots against ground truth (the samples' truth
+files, tshark), and each plot drawn for real by Agg with what it must show."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def sample(name: str) -> Path:
     return SAMPLES / name
 
 
-def sidecar(name: str) -> dict:
-    return json.loads((SAMPLES / name).with_suffix(".json").read_text())
+def sample_truth(name: str) -> dict:
+    """The sample's ground truth (sample_pcaps/NAME.truth.json)."""
+    return json.loads((SAMPLES / name).with_suffix(".truth.json").read_text())["ground_truth"]
 
 
 def tick_texts(axis) -> list[str]:
@@ -57,7 +58,7 @@ def test_unanswered_syns_lists_the_dropped_connection_with_its_syn_count():
         [sample("06-syn-dropped.pcap"), sample("01-http-mytest.pcap")], reports=["flows"]
     )
     table = plots.unanswered_syns(result["flows"])
-    truth = sidecar("06-syn-dropped.pcap")["ground_truth"]
+    truth = sample_truth("06-syn-dropped.pcap")
     assert len(table) == 1
     row = table.iloc[0]
     assert (row.client_ip, row.server_ip) == (truth["client_ip"], truth["server_ip"])
@@ -68,7 +69,7 @@ def test_top_talkers_counts_every_byte_of_both_ends():
     result = analyze([sample("01-http-mytest.pcap")], reports=["flows"])
     talkers = plots.top_talkers(result["flows"]).set_index("address")
     total = int(plots.packets_of(result)["length"].sum())
-    truth = sidecar("01-http-mytest.pcap")["ground_truth"]
+    truth = sample_truth("01-http-mytest.pcap")
     # Every flow in this capture is between the same two Pods: each saw every byte.
     assert set(talkers.index) == {truth["client_ip"], truth["server_ip"]}
     assert (talkers["bytes_total"] == total).all()
@@ -106,7 +107,7 @@ def test_capture_points_orders_pod_node_peer_and_shows_where_the_marker_was():
 
 def test_snat_hops_show_the_rewrite_between_pod_and_node():
     hops = plots.snat_hops(analyze(SNAT_SET))
-    truth = sidecar("10-snat-pod.pcap")["ground_truth"]["snat"]
+    truth = sample_truth("10-snat-pod.pcap")["snat"]
     expected = {
         f"{c['pod_ip']}:{c['pod_port']}": f"{c['wire_ip']}:{c['wire_port']}"
         for c in truth["connections"]

@@ -1,4 +1,4 @@
-"""The flows report's C passes (podcap/flows/_flowpass.c) against its numpy code.
+"""The flows stage's two backends (podcap/flows/backend.py): the C extension against the numpy code.
 
 Both compute flow ids, client sides, retransmissions and the flow table; the rest of the suite
 runs the C passes (the default when they are built), and these tests check that the numpy
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from podcap import flows
 from podcap.analysis.steps import combine_captures
 from podcap.decode import read_capture
-from podcap.flows import compiled as flowpass
+from podcap.flows import backend, compiled
 from tests.analyze_fixtures import (
     ACK,
     FIN,
@@ -46,15 +46,15 @@ PACKET_COLUMNS = ["flow_id", "c2s", "dup_of_frame", "retransmission"]
 
 def numpy_and_compiled(function, *args) -> list:
     """``function(*args)`` by the numpy code, then by the C passes."""
-    compiled = flowpass.LIBRARY
-    assert compiled is not None
+    active = backend.ACTIVE
+    assert backend.COMPILED is not None
     results = []
     try:
-        for library in (None, compiled):
-            flowpass.LIBRARY = library
+        for passes in (backend.NUMPY, backend.COMPILED):
+            backend.ACTIVE = passes
             results.append(function(*args))
     finally:
-        flowpass.LIBRARY = compiled
+        backend.ACTIVE = active
     return results
 
 
@@ -71,55 +71,28 @@ def assert_same_flows(packets: pd.DataFrame) -> pd.DataFrame:
     return table_by_c
 
 
-def test_the_c_passes_are_built_and_used():
-    assert flowpass.LIBRARY is not None, "podcap was installed without _flowpass (no C compiler?)"
+def test_the_c_passes_are_built_and_used(monkeypatch):
+    assert backend.COMPILED is not None, "podcap was installed without _flowpass (no C compiler?)"
+    assert backend.ACTIVE is backend.COMPILED
     packets = read_capture(SAMPLES[0]).packets
     calls = []
-    original = flowpass.flow_sums
-    flowpass.flow_sums = lambda *args: calls.append(1) or original(*args)
-    try:
-        flows.flow_table(packets)
-    finally:
-        flowpass.flow_sums = original
-    assert calls == [1]
+    for name in ("assign_flows", "retransmissions", "flow_sums"):
 
+        def counted(function=getattr(compiled.EXTENSION, name), called=name, /, **arrays):
+            calls.append(called)
+            return function(**arrays)
 
-def test_the_c_passes_are_an_extension_module_that_checks_its_arguments():
-    library = flowpass.LIBRARY
-    assert library is not None and library.__name__ == "podcap.flows._flowpass"
-    n = 4
-    ints = {name: np.zeros(n, np.int64) for name in ("src", "dst", "seq", "flow_id")}
-    args = [
-        n, None, ints["src"], ints["dst"], np.zeros(n, np.int32), np.zeros(n, np.int32),
-        np.zeros(n, np.int16), np.ones(n, np.int8), np.zeros(n, np.int16), ints["seq"],
-        ints["flow_id"], np.zeros(n, bool),
-    ]  # fmt: skip
-    assert library.assign_flows(*args) == 1  # four packets of one conversation
-    wrong_kind = list(args)
-    wrong_kind[4] = np.zeros(n, np.float32)  # sport as float: same size, wrong kind
-    with pytest.raises(TypeError, match="sport"):
-        library.assign_flows(*wrong_kind)
-    short = list(args)
-    short[2] = np.zeros(n - 1, np.int64)  # src one short: the pass would read past its end
-    with pytest.raises(ValueError, match="src: wants 4 items, got 3"):
-        library.assign_flows(*short)
-    read_only = list(args)
-    read_only[10] = np.zeros(n, np.int64)
-    read_only[10].flags.writeable = False  # an output the pass may not write
-    with pytest.raises((BufferError, ValueError, TypeError)):
-        library.assign_flows(*read_only)
-    with pytest.raises(TypeError, match="arguments"):
-        library.assign_flows(*args[:-1])
-    with pytest.raises(ValueError, match="negative"):
-        library.history_order(-1, 0, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        monkeypatch.setattr(compiled.EXTENSION, name, counted)
+    flows.flow_table(packets)
+    assert calls == ["assign_flows", "retransmissions", "flow_sums"]
 
 
 def test_podcap_flowpass_0_turns_them_off():
-    code = "from podcap.flows import compiled as flowpass; print(flowpass.LIBRARY is None)"
-    for setting, off in (("0", "True"), ("1", "False")):
+    code = "from podcap.flows import backend; print(backend.ACTIVE.name)"
+    for setting, used in (("0", "numpy"), ("1", "compiled")):
         env = {**os.environ, "PODCAP_FLOWPASS": setting}
         run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        assert run.stdout.strip() == off, run.stderr
+        assert run.stdout.strip() == used, run.stderr
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda path: path.name)

@@ -1,0 +1,26 @@
+"""The in-memory strategy: every file read whole, one Analysis over all of them, the reports."""
+
+from __future__ import annotations
+
+from podcap.analysis.steps import (
+    Outcome,
+    Request,
+    analysis_of,
+    build_reports,
+    read_all,
+    read_sidecar,
+)
+
+
+def analyze_in_memory(paths: list[str], request: Request, progress, early=None) -> Outcome:
+    """The reports of ``paths`` read whole; ``early``: the first file's reading, started."""
+    captures, errors, warnings = read_all(paths, request, progress, early)
+    sidecars = {path: read_sidecar(path, warnings) for path in captures}
+    analysis = analysis_of(captures, request, sidecars, progress)
+    tables = build_reports(request.reports, analysis, progress)
+    page = None
+    if request.page:
+        from podcap.analysis.page import page_of
+
+        page = page_of(tables, analysis)
+    return Outcome(tables, int(analysis.matched.sum()), errors, warnings, analysis, page)

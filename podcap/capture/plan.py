@@ -1,0 +1,86 @@
+"""Kubernetes targets -> one helper Pod per node: the plan, its dry run and its pre-flight.
+
+- :func:`plan` resolves what the user named (podcap.locate) and builds one helper manifest per
+  node (podcap.reach.pod);
+- :func:`dry_run_yaml` prints that plan without any write to the API;
+- :func:`preflight` checks the helper namespace and asks the API server whether the user may do
+  what the plan needs.
+
+``podcap capture``, ``netns`` and ``inspect`` start from here; podcap.capture.pods runs the
+captures of a plan.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import yaml
+
+from podcap import locate
+from podcap.reach import pod as helper
+
+
+@dataclass
+class Plan:
+    targets: list[locate.PodTarget]
+    warnings: list[str]
+    spec: helper.HelperSpec
+    manifests: dict[str, dict]  # node name -> helper Pod manifest
+
+    def targets_on(self, node: str) -> list[locate.PodTarget]:
+        return [t for t in self.targets if t.node.name == node]
+
+    def containers_by_node(self) -> dict[str, list[str]]:
+        """``{node: [container ID, ...]}``: what each node's helper enters."""
+        return containers_by_node(self.targets)
+
+
+def containers_by_node(targets: list[locate.PodTarget]) -> dict[str, list[str]]:
+    by_node: dict[str, list[str]] = defaultdict(list)
+    for target in targets:
+        by_node[target.node.name].append(target.container_id)
+    return dict(by_node)
+
+
+def plan(kube: locate.Kube, query: locate.TargetQuery, spec: helper.HelperSpec) -> Plan:
+    """Resolve the targets and group them by node: one helper per node."""
+    resolution = locate.resolve(kube, query)
+    by_node = containers_by_node(resolution.targets)
+    manifests = {
+        node: helper.helper_manifest(spec, node, ids) for node, ids in sorted(by_node.items())
+    }
+    return Plan(resolution.targets, resolution.warnings, spec, manifests)
+
+
+def dry_run_yaml(the_plan: Plan) -> str:
+    """The helper Pods the plan would create, as a YAML stream (``kubectl apply -f`` ready),
+    each preceded by a comment naming the Pods it would capture."""
+    documents = []
+    for node, manifest in the_plan.manifests.items():
+        pods = ", ".join(f"{t.namespace}/{t.name}" for t in the_plan.targets_on(node))
+        body = yaml.safe_dump(manifest, sort_keys=False)
+        documents.append(f"# helper for node {node}: captures {pods}\n{body}")
+    return "---\n".join(documents)
+
+
+def preflight(kube: locate.Kube, the_plan: Plan) -> None:
+    """Before creating anything: the helper namespace exists and its PodSecurity level admits
+    the helper, and (SelfSubjectAccessReview) the user has every permission the helpers need;
+    one error lists all that are missing."""
+    locate.check_helper_namespace(kube, the_plan.spec.namespace, the_plan.spec.capabilities_only)
+    locate.check_access(kube, locate.helper_permissions(the_plan.spec.namespace, the_plan.targets))
+
+
+def cluster_facts_for_sidecar(target: locate.PodTarget, facts: dict) -> dict:
+    """The sidecar's ``cluster`` section for one Pod: its own facts plus the cluster-wide ones
+    (``facts`` from :func:`podcap.locate.cluster_facts`, read once per session)."""
+    return {
+        "source": "kubernetes",
+        "pod": target.facts(),
+        "pod_ip": target.pod_ips[0] if target.pod_ips else None,
+        "node_ip": target.node.internal_ip or target.host_ip,
+        "pod_cidrs": list(target.node.pod_cidrs),
+        "service_cidr": facts.get("service_cidr"),
+        "ip_masq_agent": facts.get("ip_masq_agent"),
+    }

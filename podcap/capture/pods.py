@@ -1,0 +1,184 @@
+"""Pod targets as a fleet: one capture per Pod through its node's helper Pod, run together.
+
+:class:`PodCaptures` is the :class:`~podcap.capture.fleet.CapturePlan` of a resolved
+:class:`~podcap.capture.plan.Plan`: every Pod is captured by the same node script and pcap
+writer as ``--via local/ssh``, into ``NAMESPACE_POD.pcap`` with the cluster facts in its
+sidecar; ``--node-rules`` and ``--also-node`` add the node's own view, ``--merge`` one pcapng.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from podcap import locate
+from podcap.capture.command import CaptureSettings, CaptureSpec, check_interface
+from podcap.capture.fleet import (
+    POD_STOP_REASONS,
+    FleetResult,
+    Member,
+    ProgressCallback,
+    run,
+)
+from podcap.capture.node_rules import node_rules, write_node_rules
+from podcap.capture.overlay_filter import pod_traffic_filter
+from podcap.capture.plan import Plan, cluster_facts_for_sidecar, preflight
+from podcap.capture.session import CaptureSession
+from podcap.errors import UsageError
+from podcap.reach import pod as helper
+
+MERGED_NAME = "capture.pcapng"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionOptions(CaptureSettings):
+    """What every Pod's capture shares: the capture settings, and where the results go.
+    Building one checks them all, so a bad flag is refused before the first API call."""
+
+    output_dir: Path
+    also_node: bool = False
+    node_interface: str = "eth0"
+    node_rules: bool = False
+    merge_to: Path | None = None
+    # The PID whose namespaces are "the node" (1 under hostPID; tests point it at a lab node).
+    node_pid: str = "1"
+    # -o -: the one Pod's pcap goes to this stream (e.g. into wireshark -k -i -), no sidecar.
+    stream: BinaryIO | None = None
+    # -o FILE.pcap with one Pod: that file instead of OUTPUT_DIR/NAMESPACE_POD.pcap.
+    output_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_interface(self.node_interface)  # --node-interface reaches tcpdump on the node too
+
+    @classmethod
+    def writing_to(
+        cls, output: str | None, stdout: BinaryIO, *, merge: bool = False, **options
+    ) -> SessionOptions:
+        """The options for ``-o OUTPUT``: a directory (default .) for NAMESPACE_POD.pcap files,
+        ``FILE.pcap`` (or ``.cap``) for one Pod, or ``-`` for one Pod to ``stdout``."""
+        to_stdout = output == "-"
+        to_file = bool(output) and output.endswith((".pcap", ".cap"))
+        out_dir = Path(output).parent if to_file else Path("." if to_stdout else output or ".")
+        return cls(
+            output_dir=out_dir,
+            merge_to=out_dir / MERGED_NAME if merge else None,
+            stream=stdout if to_stdout else None,
+            output_file=Path(output) if to_file else None,
+            **options,
+        )
+
+
+def check_one_output(the_plan: Plan, options: SessionOptions) -> None:
+    """``-o -`` and ``-o FILE.pcap`` hold one Pod's capture: UsageError when the plan has any
+    other number of Pods. Needs no API call, so it comes before :func:`preflight`."""
+    one_output = "-" if options.stream is not None else options.output_file
+    if one_output is not None and len(the_plan.targets) != 1:
+        raise UsageError(
+            f"-o {one_output} takes one Pod, and {len(the_plan.targets)} match",
+            hint="give -o a directory: each Pod gets NAMESPACE_POD.pcap in it",
+        )
+
+
+def node_nic_spec(
+    target: locate.PodTarget, iface: str, bound: int, node_pid: str = "1"
+) -> CaptureSpec:
+    """The node's NIC, captured in the node's network namespace (that of ``node_pid``: 1 in
+    the helper, which has hostPID) by the same node script as a Pod's, so it stops the same
+    way: every packet queued when the stop comes is written. Only the Pod's packets."""
+    return CaptureSpec(
+        pid=int(node_pid),
+        node_view=True,
+        interface=iface,
+        bpf_filter=pod_traffic_filter(target.pod_ips),
+        time_bound=bound,
+    )
+
+
+@dataclass
+class PodCaptures:
+    """The fleet of a plan: each Pod captured at once through one helper per node."""
+
+    kube: locate.Kube
+    plan: Plan
+    options: SessionOptions
+    stop_reasons = POD_STOP_REASONS
+    facts: dict = field(default_factory=dict)
+    rules: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> --node-rules
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.plan.warnings
+
+    def announcement(self) -> str:
+        """What is about to be captured, for the line before the capture starts."""
+        names = ", ".join(f"{t.namespace}/{t.name} on {t.node.name}" for t in self.plan.targets)
+        return f"capturing {names} (session {self.plan.spec.session}; Ctrl-C stops)"
+
+    def check(self) -> None:
+        check_one_output(self.plan, self.options)  # before preflight's API calls
+        preflight(self.kube, self.plan)
+
+    def reach(self):
+        self.options.output_dir.mkdir(parents=True, exist_ok=True)
+        self.facts = locate.cluster_facts(self.kube)
+        by_node = self.plan.containers_by_node()
+        return helper.helper_transports(self.kube, self.plan.spec, by_node)
+
+    def members(self, transports: dict) -> list[Member]:
+        if self.options.node_rules:
+            self.rules = _save_node_rules(transports, self.options)
+        return [self._member(t, transports[t.node.name]) for t in self.plan.targets]
+
+    def _member(self, target: locate.PodTarget, transport) -> Member:
+        options = self.options
+        path = options.output_file or options.output_dir / f"{target.key}.pcap"
+        spec = CaptureSpec(container_id=target.container_id, **options.capture_settings())
+        cluster = cluster_facts_for_sidecar(target, self.facts)
+        cluster["helper_pod"] = transport.helper.where
+        cluster["node_rules"] = self.rules.get(target.node.name)
+        node_view = None
+        if options.also_node:
+            node_path = options.output_dir / f"{target.key}.node.pcap"
+            node_spec = node_nic_spec(
+                target, options.node_interface, spec.bound_seconds, options.node_pid
+            )
+            node_view = CaptureSession(transport, node_spec, str(node_path), cluster=dict(cluster))
+            cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
+        output = options.stream if options.stream is not None else str(path)
+        session = CaptureSession(transport, spec, output, cluster=cluster)
+        label = f"{target.namespace}/{target.name}"
+        return Member(session, label=label, target=target, path=path, node_view=node_view)
+
+    def finish(self, members: list[Member]) -> Path | None:
+        """``--merge``: every Pod's file into one pcapng, one interface per Pod."""
+        written = [m for m in members if m.result is not None and m.result.output != "-"]
+        written = [m for m in written if m.path.exists()]
+        if self.options.merge_to is None or not written:
+            return None
+        from podcap.capture.merge import merge
+
+        merge([(m.label, m.path) for m in written], self.options.merge_to)
+        return self.options.merge_to
+
+
+def run_session(
+    kube: locate.Kube,
+    the_plan: Plan,
+    options: SessionOptions,
+    on_progress: ProgressCallback | None = None,
+) -> FleetResult:
+    """Capture every Pod of the plan at once (see :func:`podcap.capture.fleet.run`); the
+    helpers are deleted in every case."""
+    return run(PodCaptures(kube, the_plan, options), on_progress=on_progress)
+
+
+def _save_node_rules(transports: dict, options: SessionOptions) -> dict[str, dict[str, str]]:
+    """Each node's rules, as text (the sidecar carries them, so ``podcap analyze`` can explain
+    SNAT offline) and in ``NODE.iptables-save.txt`` (and ``NODE.ipvsadm.txt``) to read."""
+    saved: dict[str, dict[str, str]] = {}
+    for node, transport in transports.items():
+        saved[node] = node_rules(transport, options.node_pid)
+        write_node_rules(saved[node], options.output_dir, node)
+    return saved

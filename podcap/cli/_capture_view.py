@@ -1,0 +1,102 @@
+"""What ``podcap capture`` shows on stderr: one progress line while it runs, one closing line a
+capture, for every kind of target (a PID, a container ID, Pods, a selector).
+
+While it runs (on a terminal, without -q): ``podcap: 812 packets  96.4 kB  5.2 s  18.5 kB/s
+(Ctrl-C stops)``, each Pod's count named by the Pod when there are several. At the end, for
+each capture: ``podcap: [NAMESPACE/POD: ]N packets, SIZE in S s to FILE (ended by WHY);
+tcpdump: N captured, N dropped by kernel``. The leading underscore keeps this module from
+registering a command of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from podcap.cli import warn
+
+
+class Progress:
+    """Packets, bytes, elapsed time and rate on one stderr line, refreshed by rich."""
+
+    def __init__(self, quiet: bool):
+        self.live = None
+        self.latest: dict[str | None, object] = {}
+        self.lock = threading.Lock()
+        if quiet or not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        self._text = Text
+        self.live = Live(
+            Text("podcap: starting the capture ..."),
+            console=Console(stderr=True),
+            refresh_per_second=4,
+            transient=True,
+        )
+        self.live.start()
+
+    def update(self, label: str | None, progress) -> None:
+        """``progress`` (a StreamProgress) is the latest of the capture ``label``."""
+        if self.live is None:
+            return
+        with self.lock:
+            self.latest[label] = progress
+            line = self._line()
+        self.live.update(self._text(line, no_wrap=True, overflow="ellipsis"))
+
+    def _line(self) -> str:
+        counts = "  ".join(
+            (f"{label}: " if label else "") + f"{p.packets} packets  {human(p.bytes_written)}"
+            for label, p in sorted(self.latest.items(), key=lambda item: item[0] or "")
+        )
+        elapsed = max(max(p.elapsed for p in self.latest.values()), 1e-6)
+        rate = sum(p.bytes_written for p in self.latest.values()) / elapsed
+        return f"podcap: {counts}  {elapsed:.1f} s  {human(rate)}/s  (Ctrl-C stops)"
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def human(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def report(captures, quiet: bool) -> None:
+    """The closing line of each capture (fleet Members); a warning when the node sent more
+    than arrived. ReachError, after every line, when a connection was lost mid-capture: the
+    files hold the whole packets that arrived."""
+    from podcap.errors import ReachError
+
+    lost = []
+    for one in captures:
+        result, named = one.result, f"{one.label}: " if one.label else ""
+        stats = result.node_stats
+        where = "stdout" if result.output == "-" else result.output
+        if not quiet:
+            kernel = f"{stats.dropped} dropped by kernel" if stats else "kernel drops unknown"
+            print(
+                f"podcap: {named}{result.packets} packets, {human(result.bytes_written)} in "
+                f"{result.duration:.1f} s to {where} (ended by {result.ended_by}); "
+                f"tcpdump: {stats.captured if stats else '?'} captured, {kernel}",
+                file=sys.stderr,
+            )
+        if result.ended_by == "connection-lost":
+            lost.append(
+                f"{named}the connection to {result.node} was lost; {where} holds the "
+                f"{result.packets} whole packets that arrived"
+            )
+        elif stats and stats.written != result.bytes_received:
+            warn(
+                f"{named}the node sent {stats.written} bytes but {result.bytes_received} "
+                "arrived; the file ends at the last whole packet"
+            )
+    if lost:
+        raise ReachError("; ".join(lost))
