@@ -19,6 +19,7 @@ _PUBLIC = {
     "AnalysisResult": "podcap.analysis.run",
     "read_capture": "podcap.decode",
     "compile_filter": "podcap.dfilter",
+    "snat_inputs": "podcap.snat.inputs",
     "REPORTS": "podcap.reports.registry",
     "report": "podcap.reports.registry",
     "PodcapError": "podcap.errors",

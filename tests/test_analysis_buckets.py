@@ -8,6 +8,7 @@ The in-memory limit is 1.5 M packets by default; the tests lower it (``in_memory
 
 import gc
 import gzip
+import inspect
 import json
 import os
 import re
@@ -345,9 +346,8 @@ def test_cli_in_memory_limit(mixed_pcap, tmp_path):
 def test_cli_default_is_the_library_default():
     from podcap.cli import analyze as cli
 
-    default = cli.analyze.__defaults__  # typer keeps the Option objects as defaults
-    options = [d for d in default if getattr(d, "param_decls", None) == ("--in-memory-limit",)]
-    assert options and options[0].default == bucketed.IN_MEMORY_PACKETS
+    default = inspect.signature(cli.analyze).parameters["in_memory_limit"].default
+    assert default == bucketed.IN_MEMORY_PACKETS
 
 
 def test_a_pipe_is_never_read_twice(tmp_path):

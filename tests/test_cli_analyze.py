@@ -104,6 +104,11 @@ def test_a_broken_file_among_good_ones_gives_one_error_and_exit_2(mixed_pcap, tm
         (["{pcap}", "-r", "snat", "--iptables", "{dir}"], "cannot read iptables dump {dir}"),
         (["{pcap}", "-r", "snat", "--iptables", "{pcap}"], "iptables dump {pcap} is not text"),
         (["{pcap}", "-r", "snat", "--iptables", "{text}"], "not an iptables-save line"),
+        # The snat inputs are read before any capture, whichever reports are asked for.
+        (["{pcap}", "-r", "summary", "--iptables", "{missing}"], "cannot read iptables dump"),
+        (["{pcap}", "-r", "flows", "--masq-config", "{text}"], "expected a mapping of config"),
+        (["{pcap}", "--node-ip", "10.0.0.300"], "--node-ip: '10.0.0.300' is not an IP"),
+        (["{pcap}", "--pod-cidr", "10.244.0.0/33"], "--pod-cidr: '10.244.0.0/33' is not a CIDR"),
     ],
 )
 def test_errors_are_one_line_with_exit_2(mixed_pcap, tmp_path, args, fragment):

@@ -117,3 +117,31 @@ def test_example(markers, commands, tmp_path):
             f"{command}\n{run.stderr[-2000:]}"
         )
         assert "Traceback" not in run.stderr
+
+
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+SESSIONS = [
+    pytest.param(page, id=page.name)
+    for page in PAGES
+    if any(">>>" in block for block in PYTHON_BLOCK.findall(page.read_text()))
+]
+
+
+@pytest.mark.parametrize("page", SESSIONS)
+def test_python_sessions_give_what_the_page_shows(page, monkeypatch):
+    """Every ``>>>`` session in a ```python block runs as a doctest from the repository root,
+    the blocks of one page in one namespace, as a reader would type them in one interpreter."""
+    import doctest
+
+    monkeypatch.chdir(ROOT)
+    parser, runner = (
+        doctest.DocTestParser(),
+        doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE),
+    )
+    namespace: dict = {}
+    for number, block in enumerate(PYTHON_BLOCK.findall(page.read_text())):
+        if ">>>" in block:
+            test = parser.get_doctest(block, namespace, f"{page.name}[{number}]", str(page), 0)
+            runner.run(test, clear_globs=False)
+            namespace = test.globs  # the next block goes on where this one ended
+    assert runner.summarize(verbose=False).failed == 0

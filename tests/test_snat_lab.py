@@ -22,7 +22,7 @@ import pytest
 
 from podcap.decode import read_capture
 from podcap.snat.facts import facts_from_flags
-from podcap.snat.inputs import SnatInputs, inputs_from_options
+from podcap.snat.inputs import SnatInputs, snat_inputs
 from podcap.snat.masq_config import parse_masq_config
 from podcap.snat.report import snat_table
 from testbed.helpers import podcap, start_podcap
@@ -206,14 +206,12 @@ def test_rules_name_the_masquerading_rule_and_the_cidrs_checked(scenario, tmp_pa
     iptables_file.write_text(scenario["iptables"])
     configmap_file = tmp_path / "configmap.yaml"
     configmap_file.write_text(MASQ_CONFIGMAP)
-    inputs = inputs_from_options(
-        {
-            "pod_cidr": ["10.244.0.0/16"],
-            "node_ip": [scenario["node_ip"]],
-            "service_cidr": ["10.96.0.0/16"],
-            "masq_config": str(configmap_file),
-            "iptables": str(iptables_file),
-        }
+    inputs = snat_inputs(
+        pod_cidrs=["10.244.0.0/16"],
+        node_ips=[scenario["node_ip"]],
+        service_cidrs=["10.96.0.0/16"],
+        masq_config=str(configmap_file),
+        iptables=str(iptables_file),
     )
     files = scenario["files"]
     table = snat_table(read_packets([files["pod"], files["idc"], files["peer"]]), inputs)
@@ -384,7 +382,7 @@ def test_applying_the_fix_lets_the_idc_see_the_pod_ip(scenario, tmp_path):
     assert sent.returncode == 0, sent.stderr
     iptables_file = tmp_path / "node-a.iptables"
     iptables_file.write_text(lab.iptables_save(node, "nat"))
-    inputs = inputs_from_options({"iptables": str(iptables_file), "node_ip": [node.ip]})
+    inputs = snat_inputs(iptables=str(iptables_file), node_ips=[node.ip])
     row = _one(snat_table(read_packets(paths), inputs), server_ip=lab.idc.ip)
     assert row.verdict == "preserved" and row.observed_src == client.ip
     assert "198.51.100.0/24" in row.explanation and row.fix == ""

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podcap.snat.facts import facts_from_flags, facts_from_sidecar
-from podcap.snat.inputs import SnatInputs, inputs_from_options
+from podcap.snat.inputs import SnatInputs, snat_inputs, with_sidecars
 from podcap.snat.masq_config import parse_masq_config
 from podcap.snat.match import clock_offsets, match_connections, tcp_observations
 from podcap.snat.report import snat_table
@@ -103,7 +103,7 @@ def test_dnat_is_reported_with_the_service_address():
         connection("pod.pcap", POD, ("10.96.0.10", 80)),
         connection("backend.pcap", POD, backend, ttl=62),
     )
-    inputs = inputs_from_options({"service_cidr": ["10.96.0.0/16"]})
+    inputs = snat_inputs(service_cidrs=["10.96.0.0/16"])
     [row] = snat_table(packets, inputs).itertuples()
     assert row.verdict == "preserved" and row.dnat == "10.96.0.10:80 -> 10.244.1.10:8080"
     assert "Service ClusterIP 10.96.0.10:80 was DNATed" in row.explanation
@@ -169,7 +169,7 @@ def test_capture_sidecar_gives_facts_the_capture_pod_and_the_agent_config():
         found.capture_pod_ip == POD[0]
         and found.facts.describe_node(NODE[0]) == "node node-a (172.20.0.11)"
     )
-    inputs = inputs_from_options({}, {"pod.pcap": sidecar})
+    inputs = with_sidecars(SnatInputs(), {"pod.pcap": sidecar})
     assert inputs.capture_pods == {"pod.pcap": POD[0]}
     assert inputs.masq.configmap_name == "ip-masq-agent-config"
     # One capture in the client Pod plus its sidecar: the ConfigMap predicts the rewrite.

@@ -24,7 +24,7 @@ class Analysis:
     matched: np.ndarray
     captures: dict[str, Any]  # path -> podcap.decode.Capture
     sidecars: dict[str, dict] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    snat_inputs: Any = None  # the podcap.snat.inputs.SnatInputs the user gave, or None
     filter_text: str | None = None
     files_given: int = 1  # files asked for, readable or not: several => a ``file`` column
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podcap.analysis.buckets import IN_MEMORY_PACKETS, analyze_in_buckets, bucket_plan
 from podcap.analysis.memory import analyze_in_memory
 from podcap.analysis.steps import Outcome, Request, start_early
 from podcap.errors import PodcapError, UsageError
 from podcap.reports.registry import check_reports
+
+if TYPE_CHECKING:
+    from podcap.snat.inputs import SnatInputs
 
 ENGINES = ("native", "tshark")
 DEFAULT_REPORTS = ("summary",)
@@ -70,7 +73,7 @@ def analyze(
     filter: str | None = None,
     reports: Iterable[str] = DEFAULT_REPORTS,
     engine: str = "native",
-    options: dict[str, Any] | None = None,
+    snat: SnatInputs | None = None,
     on_progress: Callable[[str], None] | None = None,
     in_memory_limit: int | None = IN_MEMORY_PACKETS,
     page: bool = False,
@@ -82,7 +85,8 @@ def analyze(
     (``podcap.analysis.buckets``; reports whose record says they can run per bucket, with a
     native filter or none). The reports are the same; ``result.analysis`` is then None.
     0 or None: always in memory. ``page``: also gather what the html page shows
-    (``result.page``), in buckets too.
+    (``result.page``), in buckets too. ``snat``: what the snat and dnat reports know besides
+    the packets and the sidecars (``podcap.snat.inputs.snat_inputs``).
 
     Raises:
         FilterError: the filter is neither native nor accepted by tshark.
@@ -100,9 +104,7 @@ def analyze(
     if not paths:
         raise UsageError("no capture file given")
     display_filter = compile_filter(filter) if filter else None
-    request = Request(
-        check_reports(reports), display_filter, engine, dict(options or {}), len(paths), page
-    )
+    request = Request(check_reports(reports), display_filter, engine, snat, len(paths), page)
     progress = on_progress or (lambda message: None)
     plan = bucket_plan(paths, request.reports, display_filter, engine, in_memory_limit)
     if plan:

@@ -8,7 +8,7 @@ conversation) are siblings over these; ``podcap.analysis.run`` picks one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +30,7 @@ class Request:
     reports: list[str]
     display_filter: Any  # a podcap.dfilter.DisplayFilter, or None
     engine: str = "native"
-    options: dict = field(default_factory=dict)  # the reports' inputs (snat: CIDRs, facts...)
+    snat: Any = None  # a podcap.snat.inputs.SnatInputs the user gave, or None
     files_given: int = 1
     page: bool = False  # also what the html page shows (``podcap.analysis.page``)
 
@@ -204,7 +204,7 @@ def analysis_of(
         matched=filter_mask(request.display_filter, packets, captures, progress, tshark_frames),
         captures=captures,
         sidecars=sidecars,
-        options=dict(request.options),
+        snat_inputs=request.snat,
         filter_text=request.filter_text,
         files_given=request.files_given,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,62 +19,96 @@ REPORTS = ", ".join(REPORT_RECORDS)
 __all__ = ["FORMATS", "REPORTS", "analyze"]
 
 
-@app.command()
-def analyze(
-    files: list[Path] = typer.Argument(..., help="Capture files: pcap, pcapng, or gzip of either."),
-    report: list[str] = typer.Option(
-        ["summary"],
-        "--report",
-        "-r",
-        help=f"Report to build; repeat or comma-separate: {REPORTS}.",
-    ),
-    display_filter: str = typer.Option(
-        None,
+Files = Annotated[
+    list[Path], typer.Argument(help="Capture files: pcap, pcapng, or gzip of either.")
+]
+ReportNames = Annotated[
+    list[str],
+    typer.Option("--report", "-r", help=f"Report to build; repeat or comma-separate: {REPORTS}."),
+]
+DisplayFilter = Annotated[
+    str | None,
+    typer.Option(
         "--filter",
         "-Y",
         "-f",
         help="Wireshark display filter, e.g. 'tcp contains \"lbtest\"' or "
         "'http.request.uri == \"/mytest\"'. Filters outside the built-in fields run through tshark.",
     ),
-    contains: str = typer.Option(None, "--contains", help='Shortcut for tcp contains "TEXT".'),
-    uri: str = typer.Option(None, "--uri", help='Shortcut for http.request.uri == "PATH".'),
-    output_format: OutputFormat = "table",
-    output: ReportOutput = None,
-    engine: str = typer.Option(
-        "native",
+]
+Contains = Annotated[
+    str | None, typer.Option("--contains", help='Shortcut for tcp contains "TEXT".')
+]
+Uri = Annotated[str | None, typer.Option("--uri", help='Shortcut for http.request.uri == "PATH".')]
+
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
         "--engine",
         help="native: podcap's fast decoder. tshark: Wireshark's own dissectors (slower; "
         "HTTP only where Wireshark decodes it).",
     ),
-    max_rows: int = typer.Option(
-        50, "--max-rows", help="Rows shown per report in the table and html formats (0: all)."
+]
+MaxRows = Annotated[
+    int,
+    typer.Option(
+        "--max-rows", help="Rows shown per report in the table and html formats (0: all)."
     ),
-    in_memory_limit: int = typer.Option(
-        1_500_000,
+]
+InMemoryLimit = Annotated[
+    int,
+    typer.Option(
         "--in-memory-limit",
         metavar="PACKETS",
         help="Captures estimated above this many packets are analyzed in buckets of "
         "conversations spilled to disk (summary, flows, tcp, http), so memory stays bounded; "
         "0: always in memory.",
     ),
-    # --- snat/dnat report inputs (podcap.snat) ---
-    pod_cidr: list[str] = typer.Option(
-        [], "--pod-cidr", help="snat: a Pod CIDR of the cluster (repeatable)."
+]
+# The snat and dnat reports' inputs (podcap.snat.inputs.snat_inputs): read before decoding.
+PodCidrs = Annotated[
+    list[str], typer.Option("--pod-cidr", help="snat: a Pod CIDR of the cluster (repeatable).")
+]
+NodeIps = Annotated[list[str], typer.Option("--node-ip", help="snat: a node IP (repeatable).")]
+ServiceCidrs = Annotated[
+    list[str], typer.Option("--service-cidr", help="snat: the Service CIDR (repeatable).")
+]
+FactsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--facts", help="snat: cluster facts, YAML or JSON (pod_cidrs, nodes, pods, ...)."
     ),
-    node_ip: list[str] = typer.Option([], "--node-ip", help="snat: a node IP (repeatable)."),
-    service_cidr: list[str] = typer.Option(
-        [], "--service-cidr", help="snat: the Service CIDR (repeatable)."
+]
+MasqConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--masq-config", help="snat: the ip-masq-agent ConfigMap (YAML/JSON) of the node."
     ),
-    facts: Path = typer.Option(
-        None, "--facts", help="snat: cluster facts, YAML or JSON (pod_cidrs, nodes, pods, ...)."
-    ),
-    masq_config: Path = typer.Option(
-        None, "--masq-config", help="snat: the ip-masq-agent ConfigMap (YAML/JSON) of the node."
-    ),
-    iptables: Path = typer.Option(
-        None, "--iptables", help="snat: 'iptables-save' output from the node."
-    ),
-    # --- end snat ---
+]
+IptablesFile = Annotated[
+    Path | None, typer.Option("--iptables", help="snat: 'iptables-save' output from the node.")
+]
+
+
+@app.command()
+def analyze(
+    files: Files,
+    report: ReportNames = ["summary"],  # noqa: B006 - typer reads it, nothing appends
+    display_filter: DisplayFilter = None,
+    contains: Contains = None,
+    uri: Uri = None,
+    output_format: OutputFormat = "table",
+    output: ReportOutput = None,
+    engine: EngineOption = "native",
+    max_rows: MaxRows = 50,
+    in_memory_limit: InMemoryLimit = 1_500_000,
+    pod_cidr: PodCidrs = [],  # noqa: B006
+    node_ip: NodeIps = [],  # noqa: B006
+    service_cidr: ServiceCidrs = [],  # noqa: B006
+    facts: FactsFile = None,
+    masq_config: MasqConfigFile = None,
+    iptables: IptablesFile = None,
 ) -> None:
     """Analyze captures: who talked to whom, which connections failed and how, which HTTP
     requests arrived, whether the marker arrived.
@@ -89,6 +124,7 @@ def analyze(
     """
     from podcap.analysis.run import analyze as run_analysis
     from podcap.render import check_format
+    from podcap.snat.inputs import snat_inputs
 
     # Flag mistakes are caught before the captures are read, not after.
     output_format = check_format(output_format.lower())
@@ -97,6 +133,7 @@ def analyze(
     if in_memory_limit < 0:
         raise UsageError(f"--in-memory-limit {in_memory_limit}: must be 0 (no limit) or more")
     expression = _combine_filters(display_filter, contains, uri)
+    snat = snat_inputs(pod_cidr, node_ip, service_cidr, facts, masq_config, iptables)
     reports = [name.strip() for item in report for name in item.split(",") if name.strip()]
     if not reports:
         raise UsageError("--report names no report", f"choose from: {REPORTS}")
@@ -106,7 +143,7 @@ def analyze(
             filter=expression,
             reports=reports,
             engine=engine,
-            options=_snat_options(pod_cidr, node_ip, service_cidr, facts, masq_config, iptables),
+            snat=snat,
             on_progress=progress,
             in_memory_limit=in_memory_limit,
             page=output_format == "html",  # the whole page, also for captures read in buckets
@@ -122,18 +159,6 @@ def analyze(
         raise typer.Exit(ExitStatus.ERROR)
     if result.filtered and result.matched == 0:
         raise typer.Exit(ExitStatus.NOTHING_MATCHED)
-
-
-def _snat_options(pod_cidr, node_ip, service_cidr, facts, masq_config, iptables) -> dict:
-    """The snat and dnat reports' inputs, by the names ``podcap.snat.inputs`` reads."""
-    return {
-        "pod_cidr": pod_cidr,
-        "node_ip": node_ip,
-        "service_cidr": service_cidr,
-        "facts": facts,
-        "masq_config": masq_config,
-        "iptables": iptables,
-    }
 
 
 def _combine_filters(

@@ -1,10 +1,12 @@
 """What the SNAT report knows besides packets: cluster facts, the ip-masq-agent ConfigMap and the
-node's rules, gathered from the analyze options and the captures' sidecars."""
+node's rules, from what the user gave (:func:`snat_inputs`) and the captures' sidecars
+(:func:`with_sidecars`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from podcap.snat.facts import ClusterFacts, facts_from_flags, facts_from_sidecar, load_facts
 from podcap.snat.iptables import Ruleset, load_iptables, parse_iptables_save
@@ -22,23 +24,32 @@ class SnatInputs:
     capture_pods: Mapping[str, str] = field(default_factory=dict)
 
 
-def inputs_from_options(
-    options: Mapping, sidecars: Mapping[str, Mapping] | None = None
+def snat_inputs(
+    pod_cidrs: Iterable[str] = (),
+    node_ips: Iterable[str] = (),
+    service_cidrs: Iterable[str] = (),
+    facts_file: str | Path | None = None,
+    masq_config: str | Path | None = None,
+    iptables: str | Path | None = None,
 ) -> SnatInputs:
-    """Build the inputs from the analyze options dict (CLI flags) and capture sidecars.
+    """What the user gave (``podcap analyze --pod-cidr ... --iptables FILE``), every address
+    checked and every file read now: a typo or a missing file is one error before any capture
+    is decoded, whichever reports were asked for."""
+    facts = facts_from_flags(pod_cidrs, node_ips, service_cidrs)
+    if facts_file is not None:
+        facts = facts.merged(load_facts(facts_file))
+    masq = load_masq_config(masq_config) if masq_config is not None else None
+    rules = load_iptables(iptables) if iptables is not None else None
+    return SnatInputs(facts, masq, rules)
 
-    Flags win over sidecars: a ``--masq-config`` or ``--iptables`` file replaces what a
-    sidecar recorded, and flag facts are merged with sidecar facts.
-    """
-    facts = facts_from_flags(
-        options.get("pod_cidr") or (),
-        options.get("node_ip") or (),
-        options.get("service_cidr") or (),
-    )
-    if options.get("facts"):
-        facts = facts.merged(load_facts(options["facts"]))
-    capture_pods: dict[str, str] = {}
-    masq, rules = None, None
+
+def with_sidecars(given: SnatInputs, sidecars: Mapping[str, Mapping] | None) -> SnatInputs:
+    """``given`` completed by what the captures' sidecars recorded.
+
+    The user's word wins: a ``--masq-config`` or ``--iptables`` file replaces what a sidecar
+    recorded, and the given facts are merged with the sidecars' facts."""
+    facts, masq, rules = given.facts, given.masq, given.rules
+    capture_pods = dict(given.capture_pods)
     for file, sidecar in (sidecars or {}).items():
         if not sidecar:
             continue
@@ -51,8 +62,4 @@ def inputs_from_options(
             masq = replace(masq, configmap_name=found.masq_configmap or masq.configmap_name)
         if found.iptables_save and rules is None:
             rules = parse_iptables_save(found.iptables_save, f"sidecar of {file}")
-    if options.get("masq_config"):
-        masq = load_masq_config(options["masq_config"])
-    if options.get("iptables"):
-        rules = load_iptables(options["iptables"])
     return SnatInputs(facts, masq, rules, capture_pods)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from podcap.snat.explain import Explanation, explain
 from podcap.snat.facts import ClusterFacts
-from podcap.snat.inputs import SnatInputs, inputs_from_options
+from podcap.snat.inputs import SnatInputs, with_sidecars
 from podcap.snat.match import (
     MatchedConnection,
     Observation,
@@ -46,13 +46,14 @@ KUBE_PROXY_MASQ_MARK = 0x4000
 
 
 def snat_report(analysis) -> pd.DataFrame:
-    """Report entry point: reads packets, ``options`` and ``sidecars`` off an Analysis.
+    """Report entry point: reads packets, the given ``snat`` inputs and ``sidecars`` off an
+    Analysis.
 
     Matching runs over every packet of every file, so a display filter that selects packets
     in one capture (``ip.src == POD``) still finds the same connection in the others; the
     rows kept are the connections with at least one selected packet.
     """
-    inputs = inputs_from_options(analysis.options or {}, analysis.sidecars)
+    inputs = with_sidecars(analysis.snat_inputs or SnatInputs(), analysis.sidecars)
     selected = None
     if analysis.filter_text is not None:
         selected = _conversation_keys(analysis.packets)
