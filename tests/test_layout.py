@@ -151,3 +151,41 @@ def test_modules_are_small_and_say_what_they_are_for():
         if p.read_text().strip() and ast.get_docstring(ast.parse(p.read_text())) is None
     ]
     assert silent == []
+
+
+# Import name -> the distribution that provides it, where the two differ.
+DISTRIBUTIONS = {"yaml": "pyyaml", "websocket": "websocket-client"}
+
+
+def _third_party_imports() -> dict[str, str]:
+    """Every top-level module podcap imports that is neither its own nor the standard
+    library's, with one file that imports it."""
+    import sys
+
+    found: dict[str, str] = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                tops = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                tops = [(node.module or "").split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top != "podcap" and top not in sys.stdlib_module_names:
+                    found.setdefault(top, name)
+    return found
+
+
+def test_what_the_runtime_imports_is_a_runtime_dependency():
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    missing = {
+        f"{top} (imported by {module})"
+        for top, module in _third_party_imports().items()
+        if DISTRIBUTIONS.get(top, top).lower() not in declared
+    }
+    assert not missing, f"not in [project] dependencies: {sorted(missing)}"
