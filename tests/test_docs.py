@@ -145,3 +145,10 @@ def test_python_sessions_give_what_the_page_shows(page, monkeypatch):
             runner.run(test, clear_globs=False)
             namespace = test.globs  # the next block goes on where this one ended
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_architecture_page_lists_every_module_as_it_says_what_it_is_for():
+    from scripts.architecture_table import PAGE, page_with_tables
+
+    page = PAGE.read_text()
+    assert page == page_with_tables(page), "run: python3 -m scripts.architecture_table --write"
