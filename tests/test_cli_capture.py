@@ -57,3 +57,25 @@ def test_flags_that_fit_the_target_are_not_refused(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == "podcap: error: --via ssh needs --node HOST\n"
+
+
+REFUSED_ELSEWHERE = [
+    (["netns", "--pid", "4242", "-n", "shop", "--", "true"],
+     "-n/--namespace is for Pod targets, not for --container-id/--pid"),
+    (["netns", "web-0", "-n", "shop", "--node", "node1", "--", "true"],
+     "--node is for --via local/ssh, not for Pod targets"),
+    (["inspect", "--container-id", ID, "--kubeconfig", "k", "--image", "x"],
+     "--kubeconfig, --image are for Pod targets, not for --container-id/--pid"),
+    (["inspect", "web-0", "--ssh-user", "admin"],
+     "--ssh-user is for --via local/ssh, not for Pod targets"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args,message", REFUSED_ELSEWHERE, ids=[" ".join(a) for a, _ in REFUSED_ELSEWHERE]
+)
+def test_netns_and_inspect_refuse_the_same_way(tmp_path, args, message):
+    env = {"KUBECONFIG": str(tmp_path / "none"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = podcap(*args, cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"podcap: error: {message}\n"

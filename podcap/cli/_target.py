@@ -10,8 +10,19 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import typer
+
 from podcap.cli import warn
 from podcap.cli.options import DEFAULT_HELPER_NAMESPACE
+
+# The parameters only a Pod target takes, and those only a node reached --via local/ssh takes,
+# in netns and inspect (capture adds its own).
+POD_PARAMETERS = (
+    "namespace", "container", "kubeconfig", "context", "helper_namespace", "image",
+    "image_pull_secret", "capabilities",
+)  # fmt: skip
+SSH_PARAMETERS = ("ssh_user", "ssh_port", "ssh_key", "ssh_option", "ssh_sudo")
+NODE_PARAMETERS = ("node", *SSH_PARAMETERS)
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,37 @@ class HelperFlags:
     image: str | None = None
     image_pull_secret: str | None = None
     capabilities: bool = False
+
+
+def given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The flags among the parameters ``names`` that the command line gave (by name: typer
+    carries its own copy of click's ParameterSource)."""
+    return [
+        "/".join(sorted(param.opts, key=len))
+        for param in ctx.command.params
+        if param.name in names and ctx.get_parameter_source(param.name).name == "COMMANDLINE"
+    ]
+
+
+def refuse(flags: list[str], why: str) -> None:
+    """One UsageError naming every flag given that the target cannot use."""
+    from podcap.errors import UsageError
+
+    if flags:
+        raise UsageError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} {why}")
+
+
+def refuse_the_other_targets_flags(
+    ctx: typer.Context,
+    for_pods: bool,
+    pod_parameters: tuple[str, ...] = POD_PARAMETERS,
+    node_parameters: tuple[str, ...] = NODE_PARAMETERS,
+) -> None:
+    """A Pod target refuses the node flags, a process on a node the Pod flags."""
+    if for_pods:
+        refuse(given(ctx, node_parameters), "for --via local/ssh, not for Pod targets")
+    else:
+        refuse(given(ctx, pod_parameters), "for Pod targets, not for --container-id/--pid")
 
 
 def split_words(words: list[str] | None, where: NodeSide) -> tuple[str | None, list[str]]:

@@ -16,7 +16,17 @@ from typing import Annotated
 import typer
 
 from podcap.cli import app, render_reports, warn
-from podcap.cli._target import HelperFlags, NodeSide, PodSide, SshLogin
+from podcap.cli._target import (
+    POD_PARAMETERS,
+    SSH_PARAMETERS,
+    HelperFlags,
+    NodeSide,
+    PodSide,
+    SshLogin,
+    given,
+    refuse,
+    refuse_the_other_targets_flags,
+)
 from podcap.cli.options import (
     DEFAULT_HELPER_NAMESPACE,
     DEFAULT_NODE_PID,
@@ -85,12 +95,9 @@ Merge = Annotated[
 
 # The parameters that only one kind of target takes (a flag given for the other is refused).
 FOR_PODS = (
-    "namespace", "all_namespaces", "container", "kubeconfig", "context", "helper_namespace",
-    "image", "image_pull_secret", "capabilities", "dry_run", "also_node", "node_interface",
-    "node_rules", "merge", "node_pid",
+    *POD_PARAMETERS, "all_namespaces", "dry_run", "also_node", "node_interface", "node_rules",
+    "merge", "node_pid",
 )  # fmt: skip
-FOR_SSH = ("ssh_user", "ssh_port", "ssh_key", "ssh_option", "ssh_sudo")
-FOR_NODES = ("node", *FOR_SSH)
 
 
 @app.command()
@@ -205,33 +212,13 @@ def _for_pods(ctx: typer.Context, targets, selector, names_process: bool, via) -
     if wants_pods and via not in (None, Via.pod):
         raise UsageError(f"a Pod goes through a helper Pod (--via pod); with --via {via} "
                          "give --container-id or --pid")  # fmt: skip
-    pods = wants_pods or via is Via.pod or (not names_process and bool(_given(ctx, FOR_PODS)))
-    if pods:
-        _refuse(_given(ctx, FOR_NODES), "for --via local/ssh, not for Pod targets")
-    else:
-        _refuse(_given(ctx, FOR_PODS), "for Pod targets, not for --container-id/--pid")
-        if via is not Via.ssh:  # --node and --ssh-sudo: podcap.reach.open_transport says why
-            _refuse(_given(ctx, FOR_SSH[:-1]), "for --via ssh; --via local runs on this machine")
-    if pods and _given(ctx, ("all_namespaces",)) and selector is None:
+    pods = wants_pods or via is Via.pod or (not names_process and bool(given(ctx, FOR_PODS)))
+    refuse_the_other_targets_flags(ctx, pods, FOR_PODS)
+    if not pods and via is not Via.ssh:  # --node and --ssh-sudo: open_transport says why
+        refuse(given(ctx, SSH_PARAMETERS[:-1]), "for --via ssh; --via local runs on this machine")
+    if pods and given(ctx, ("all_namespaces",)) and selector is None:
         raise UsageError("-A goes with -l SELECTOR")
     return pods
-
-
-def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
-    """The flags among the parameters ``names`` that the command line gave (by name: typer
-    carries its own copy of click's ParameterSource)."""
-    return [
-        "/".join(sorted(param.opts, key=len))
-        for param in ctx.command.params
-        if param.name in names and ctx.get_parameter_source(param.name).name == "COMMANDLINE"
-    ]
-
-
-def _refuse(flags: list[str], why: str) -> None:
-    from podcap.errors import UsageError
-
-    if flags:
-        raise UsageError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} {why}")
 
 
 def _node_plan(settings, output: str | None, where: NodeSide):

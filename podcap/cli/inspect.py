@@ -12,7 +12,15 @@ from typing import Annotated
 import typer
 
 from podcap.cli import app, render_reports
-from podcap.cli._target import HelperFlags, NodeSide, PodSide, SshLogin, open_target, split_words
+from podcap.cli._target import (
+    HelperFlags,
+    NodeSide,
+    PodSide,
+    SshLogin,
+    open_target,
+    refuse_the_other_targets_flags,
+    split_words,
+)
 from podcap.cli.options import (
     DEFAULT_HELPER_NAMESPACE,
     DEFAULT_NODE_PID,
@@ -63,6 +71,7 @@ RulesDir = Annotated[
 
 @app.command()
 def inspect(
+    ctx: typer.Context,
     pod: PodName = None,
     output_format: OutputFormat = "table",
     output: ReportOutput = None,
@@ -108,6 +117,7 @@ def inspect(
     pod, extra = split_words([pod] if pod else [], where)
     if extra:
         raise UsageError(f"{extra[0]}: name a Pod or give --container-id/--pid, not both")
+    refuse_the_other_targets_flags(ctx, for_pods=pod is not None)
     if node_rules and rules_dir is None:
         rules_dir = Path(output).parent if output and output != "-" else Path(".")
     with open_target(pod, where, kube, helper) as (transport, target):

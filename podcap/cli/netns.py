@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from podcap.cli import app
-from podcap.cli._target import HelperFlags, NodeSide, PodSide, SshLogin, open_target, split_words
+from podcap.cli._target import (
+    HelperFlags,
+    NodeSide,
+    PodSide,
+    SshLogin,
+    open_target,
+    refuse_the_other_targets_flags,
+    split_words,
+)
 from podcap.cli.options import (
     DEFAULT_HELPER_NAMESPACE,
     Capabilities,
@@ -56,6 +64,7 @@ Tty = Annotated[
 
 @app.command()
 def netns(
+    ctx: typer.Context,
     words: Words = None,
     tty: Tty = None,
     via: ViaOption = None,
@@ -94,6 +103,7 @@ def netns(
     kube = PodSide(namespace, container, kubeconfig, context)
     helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities)
     pod, command = split_words(words, where)
+    refuse_the_other_targets_flags(ctx, for_pods=pod is not None)
     with open_target(pod, where, kube, helper) as (transport, target):
         tools = ("nsenter", command[0]) if command else ("nsenter", "sh", "env")
         entered = library.enter(transport, target, tools)
