@@ -55,11 +55,14 @@ class Report:
 
     def build(self, analysis):
         """The report of ``analysis`` (a ``podcap.analysis.context.Analysis``)."""
-        build = self.builder
-        if isinstance(build, str):
-            module, _, function = build.partition(":")
-            build = getattr(importlib.import_module(module), function)
-        return build(analysis)
+        return self.builder_function()(analysis)
+
+    def builder_function(self) -> Callable:
+        """The builder itself, its module imported."""
+        if callable(self.builder):
+            return self.builder
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
 _SNAT_DESCRIPTION = (
