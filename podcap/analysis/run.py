@@ -68,6 +68,12 @@ class AnalysisResult(dict):
         return self._page
 
 
+def _compiled(text: str):
+    from podcap.dfilter import compile_filter  # 15 ms: only for a command with a filter
+
+    return compile_filter(text)
+
+
 def analyze(
     paths: Iterable[str | Path],
     filter: str | None = None,
@@ -94,8 +100,6 @@ def analyze(
         DecodeError: no file could be read (with several files, the unreadable ones are
             listed in ``result.errors`` instead and the others analyzed).
     """
-    from podcap.dfilter import compile_filter
-
     if isinstance(paths, str | Path):
         paths = [paths]  # one file given as such, not as a list of characters
     paths = [str(p) for p in paths]
@@ -103,7 +107,7 @@ def analyze(
         raise UsageError(f"unknown engine {engine!r}", "choose native or tshark")
     if not paths:
         raise UsageError("no capture file given")
-    display_filter = compile_filter(filter) if filter else None
+    display_filter = _compiled(filter) if filter else None
     request = Request(check_reports(reports), display_filter, engine, snat, len(paths), page)
     progress = on_progress or (lambda message: None)
     plan = bucket_plan(paths, request.reports, display_filter, engine, in_memory_limit)
