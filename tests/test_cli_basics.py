@@ -152,3 +152,48 @@ def test_inspect_refuses_an_unknown_format_before_reaching_anything():
     result = podcap("inspect", "--pid", "1", "-F", "nosuch")
     assert result.returncode == 2
     assert "unknown format 'nosuch'" in result.stderr and "Traceback" not in result.stderr
+
+
+BUGGY = """
+import sys
+import podcap.cli as cli
+
+@cli.app.command()
+def boom():
+    raise RuntimeError("the first line\\nand a second")
+
+cli.main(sys.argv[1:])
+"""
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_its_traceback():
+    done = subprocess.run([sys.executable, "-c", BUGGY, "boom"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "podcap: error: unexpected RuntimeError: the first line (a bug in podcap: rerun with "
+        "--debug for the traceback, and please report it)\n"
+    )
+    for debug in (["--debug", "boom"], ["boom", "--debug"]):
+        done = subprocess.run([sys.executable, "-c", BUGGY, *debug], capture_output=True, text=True)
+        assert done.returncode == 1 and "Traceback" in done.stderr
+        assert "RuntimeError: the first line" in done.stderr
+
+
+def test_debug_after_a_double_dash_belongs_to_the_command():
+    from podcap.cli import _debug_flag
+
+    assert _debug_flag(["netns", "web-0", "--", "tool", "--debug"]) == (
+        ["netns", "web-0", "--", "tool", "--debug"],
+        False,
+    )
+    assert _debug_flag(["netns", "--debug", "web-0", "--", "x"]) == (
+        ["netns", "web-0", "--", "x"],
+        True,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["capture"], ["netns"], ["cleanup"]])
+def test_dash_h_is_help_everywhere(command):
+    done = podcap(*command, "-h")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: podcap")

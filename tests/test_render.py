@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from podcap.analysis.run import analyze
 from podcap.errors import UsageError
 from podcap.render import render
+from podcap.reports.registry import REPORTS
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,43 @@ def test_json_written_piece_by_piece_is_the_whole_document(
     render(tables, "json", str(tmp_path / "all.json"))
     assert (tmp_path / "all.json").read_text() == expected
     assert len(document["flows"]) > 2  # several pieces when 1 or 2 rows at a time
+
+
+def test_every_report_writes_to_every_file_format(tmp_path):
+    # The snat report's attrs hold a DataFrame (clock offsets), which pandas cannot store as
+    # parquet metadata: the file is written all the same, with its rows.
+    samples = Path(__file__).resolve().parent.parent / "sample_pcaps"
+    files = [samples / "10-snat-pod.pcap", samples / "10-snat-peer.pcap"]
+    result = analyze(files, reports=list(REPORTS))
+    assert result["snat"].attrs  # what made parquet fail
+    for fmt in ("parquet", "csv", "json"):
+        written = render(dict(result), fmt, str(tmp_path / fmt))
+        assert len(written) == (1 if fmt == "json" else len(REPORTS))
+    snat = pd.read_parquet(tmp_path / "parquet" / "snat.parquet")
+    assert snat["verdict"].tolist() == result["snat"]["verdict"].tolist()
+
+
+def test_a_failed_write_leaves_no_file_of_the_set(reports, tmp_path):
+    out = tmp_path / "out"
+    (out / "http.csv").mkdir(parents=True)  # the third report cannot be written
+    with pytest.raises(UsageError, match="http.csv: cannot write"):
+        render(dict(reports), "csv", str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["http.csv"]  # no summary.csv, no temp
+
+
+def test_a_file_of_the_same_name_is_replaced_whole_or_not_at_all(reports, tmp_path):
+    target = tmp_path / "flows.parquet"
+    target.write_bytes(b"earlier")
+    render({"flows": reports["flows"]}, "parquet", str(target))
+    assert len(pd.read_parquet(target)) == len(reports["flows"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flows.parquet"]
+
+
+def test_a_device_is_written_to_not_replaced(reports):
+    render({"summary": reports["summary"]}, "csv", "/dev/null")
+    assert Path("/dev/null").is_char_device()
+
+
+def test_the_python_api_takes_one_report_name_as_a_string(mixed_pcap):
+    assert list(analyze(mixed_pcap, reports="flows")) == ["flows"]
+    assert list(analyze(mixed_pcap, reports="flows, tcp")) == ["flows", "tcp"]

@@ -1,6 +1,7 @@
 """Cross-capture matching on packet tables built here: NAT-invariant keys, never addresses."""
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,3 +216,16 @@ def test_packet_table_categoricals_are_read_as_text():
     # Without a SYN the higher port is taken for the client.
     assert (observation.client_ip, observation.client_port) == ("198.51.100.10", 8443)
     assert (observation.server_ip, observation.server_port) == ("10.244.0.10", 1000)
+
+
+def test_a_facts_file_with_an_unknown_key_names_it_and_the_known_ones(tmp_path):
+    from podcap.errors import UsageError
+    from podcap.snat.facts import load_facts
+
+    facts = tmp_path / "facts.yaml"
+    facts.write_text("pod_cidr: [10.244.0.0/16]\n")  # pod_cidrs meant: ignored silently once
+    with pytest.raises(UsageError, match=r"unknown key 'pod_cidr'") as raised:
+        load_facts(facts)
+    assert "pod_cidrs, service_cidrs, node_ips, nodes, pods, ipsets" in raised.value.hint
+    facts.write_text("pod_cidrs: [10.244.0.0/16]\nnode_ip: 172.20.0.11\npod_ip: 10.244.0.5\n")
+    assert load_facts(facts).pod_cidrs == ("10.244.0.0/16",)  # a sidecar's cluster keys too

@@ -102,6 +102,8 @@ def analyze(
     """
     if isinstance(paths, str | Path):
         paths = [paths]  # one file given as such, not as a list of characters
+    if isinstance(reports, str):
+        reports = [name.strip() for name in reports.split(",")]  # "flows" or "flows,tcp"
     paths = [str(p) for p in paths]
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", "choose native or tshark")

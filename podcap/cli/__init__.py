@@ -5,8 +5,9 @@ only typer at module level; the library (pandas, kubernetes, ...) is imported in
 command function, so ``podcap --help`` never pays for it.
 
 ``main`` is the one error boundary: a :class:`podcap.errors.PodcapError` becomes a single
-``podcap: error: ...`` line on stderr and exit status 2. Anything else is a bug and keeps
-its traceback.
+``podcap: error: ...`` line on stderr and exit status 2. Anything else is a bug: one line too,
+naming the exception, with exit status 2; ``--debug`` (anywhere before ``--``) or
+``PODCAP_DEBUG=1`` shows its traceback instead.
 """
 
 import os
@@ -27,7 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+DEBUG_FLAG = "--debug"
 
 
 class ExitStatus(IntEnum):
@@ -52,7 +55,10 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
-    """Capture packets inside Kubernetes Pods and analyze them with pandas."""
+    """Capture packets inside Kubernetes Pods and analyze them with pandas.
+
+    Add --debug anywhere (before --) to see the traceback of an unexpected error.
+    """
 
 
 def _register_commands() -> None:
@@ -94,8 +100,9 @@ def render_reports(reports, fmt: str, output: str | None, **options) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and map every error to one line on stderr."""
     _register_commands()
+    argv, debug = _debug_flag(sys.argv[1:] if argv is None else list(argv))
     try:
-        sys.exit(_run(argv))
+        sys.exit(_run(argv, debug or os.environ.get("PODCAP_DEBUG") == "1"))
     except (BrokenPipeError, ReaderLeft):
         # `podcap analyze ... | head`: the reader left. End quietly, as a SIGPIPE'd tool does,
         # and keep Python from complaining again when it flushes stdout at exit.
@@ -131,7 +138,16 @@ def console() -> None:
         os._exit(status)
 
 
-def _run(argv: list[str] | None) -> int:
+def _debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``--debug``, and whether it was there; after ``--`` the words are a
+    command's own (``podcap netns POD -- tool --debug``) and left alone."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if DEBUG_FLAG not in argv[:end]:
+        return argv, False
+    return [word for word in argv[:end] if word != DEBUG_FLAG] + argv[end:], True
+
+
+def _run(argv: list[str], debug: bool = False) -> int:
     try:
         status = app(args=argv, prog_name="podcap", standalone_mode=False)
     except PodcapError as exc:
@@ -144,6 +160,15 @@ def _run(argv: list[str] | None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         error("interrupted")
         return ExitStatus.INTERRUPTED
+    except (BrokenPipeError, ReaderLeft):
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        first = (str(exc).splitlines() or [""])[0]
+        error(f"unexpected {type(exc).__name__}: {first} (a bug in podcap: rerun with --debug "
+              "for the traceback, and please report it)")  # fmt: skip
+        return ExitStatus.ERROR
     return status if isinstance(status, int) else ExitStatus.OK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,46 @@ from podcap.errors import LocateError
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
+class CheckedApiClient(client.ApiClient):
+    """The kubernetes client's ApiClient, with the two failures it has no words for said in
+    one line: a server that cannot be reached (the client raises urllib3's errors as they
+    are), and one that answers as something other than the Kubernetes API, such as the login
+    page of an SSO proxy in front of it (the client then fails deep in its model classes)."""
+
+    def call_api(self, method, url, *args, **kwargs):
+        try:
+            return super().call_api(method, url, *args, **kwargs)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise LocateError(
+                f"cannot reach the Kubernetes API server at {self.configuration.host}: {_why(exc)}"
+            ) from exc
+
+    def deserialize(self, response_text, response_type, *rest):
+        content_type = rest[0] if rest else None
+        wants_object = response_type not in (None, "str", "bytearray", "object")
+        if wants_object and content_type and "json" not in content_type.lower():
+            raise self._not_the_api(f"it sent {content_type.split(';')[0]}", response_text)
+        try:
+            return super().deserialize(response_text, response_type, *rest)
+        except ValueError as exc:  # not JSON, or JSON of another shape (pydantic's errors too)
+            raise self._not_the_api("its answer is no Kubernetes object", response_text) from exc
+
+    def _not_the_api(self, why: str, text) -> LocateError:
+        start = " ".join(str(text)[:60].split())
+        return LocateError(
+            f"{self.configuration.host} does not answer as a Kubernetes API server ({why}: "
+            f"{start!r}); is a login proxy in front of it? Check --kubeconfig and --context"
+        )
+
+
+def _why(exc: Exception) -> str:
+    """The operating system's words for a failed connection, without urllib3's wrapping."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return found.group(1).strip() if found else text.splitlines()[0]
+
+
 @dataclass
 class Kube:
     """A loaded client configuration. ``api()`` gives a fresh ApiClient per thread/stream,
@@ -28,7 +69,7 @@ class Kube:
     source: str
 
     def api(self) -> client.ApiClient:
-        return client.ApiClient(self.configuration)
+        return CheckedApiClient(self.configuration)
 
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api())
@@ -58,6 +99,10 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
 
 
 def _from_kubeconfig(path: str, context: str | None, configuration) -> Kube:
+    files = [Path(name) for name in path.split(os.pathsep) if name]
+    if not any(file.is_file() for file in files):
+        named = ", ".join(str(file) for file in files) or repr(path)
+        raise LocateError(f"no kubeconfig file at {named}", hint="check --kubeconfig or KUBECONFIG")
     try:
         config.load_kube_config(
             config_file=path, context=context, client_configuration=configuration

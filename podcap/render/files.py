@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -21,7 +23,7 @@ def write_json(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options
     if to_stdout(output):
         stdout.writelines(_json_pieces(reports))
         return []
-    return [_write_file(lambda p: _write_pieces(p, _json_pieces(reports)), Path(output))]
+    return write_files([(lambda p: _write_pieces(p, _json_pieces(reports)), Path(output))])
 
 
 def _json_pieces(reports: dict[str, pd.DataFrame]):
@@ -55,16 +57,18 @@ def write_csv(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options)
         if to_stdout(output):
             table.to_csv(stdout, index=False)
             return []
-        return [_write_file(lambda p: table.to_csv(p, index=False), Path(output))]
+        return write_files([(lambda p: table.to_csv(p, index=False), Path(output))])
     if to_stdout(output):
         raise UsageError(
             "csv with several reports writes one file per report",
             "give a directory with -o DIR",
         )
-    return [
-        _write_file(lambda p, t=table: t.to_csv(p, index=False), path)
-        for path, table in _per_report(reports, output, "csv")
-    ]
+    return write_files(
+        [
+            (lambda p, t=table: t.to_csv(p, index=False), path)
+            for path, table in _per_report(reports, output, "csv")
+        ]
+    )
 
 
 def write_parquet(reports: dict[str, pd.DataFrame], output, stdout: TextIO, options) -> list[Path]:
@@ -72,17 +76,23 @@ def write_parquet(reports: dict[str, pd.DataFrame], output, stdout: TextIO, opti
         raise UsageError("parquet is a binary format", "give the output file with -o PATH")
     if len(reports) == 1:
         (table,) = reports.values()
-        return [_write_file(lambda p: _parquet(table, p), Path(output))]
-    return [
-        _write_file(lambda p, t=table: _parquet(t, p), path)
-        for path, table in _per_report(reports, output, "parquet")
-    ]
+        return write_files([(lambda p: _parquet(table, p), Path(output))])
+    return write_files(
+        [
+            (lambda p, t=table: _parquet(t, p), path)
+            for path, table in _per_report(reports, output, "parquet")
+        ]
+    )
 
 
 def _parquet(table: pd.DataFrame, path: Path) -> None:
     # Dictionary pages for the text columns only (addresses, states, history repeat a lot);
     # for the numeric ones they cost 60 ms per 150,000 flows for a file about 20 % smaller.
     text = [name for name in table.columns if pd.api.types.is_string_dtype(table[name])]
+    # pandas stores ``attrs`` as JSON in the file; a report's attrs may hold what JSON cannot
+    # (the snat report's clock offsets are a DataFrame): they are for the Python API only.
+    table = table.copy(deep=False)
+    table.attrs = {}
     table.to_parquet(path, index=False, use_dictionary=text)
 
 
@@ -107,7 +117,7 @@ def write_text_output(text: str, output, stdout: TextIO) -> list[Path]:
     if to_stdout(output):
         stdout.write(text)
         return []
-    return [_write_file(lambda p: p.write_text(text, encoding="utf-8"), Path(output))]
+    return write_files([(lambda p: p.write_text(text, encoding="utf-8"), Path(output))])
 
 
 def to_stdout(output) -> bool:
@@ -115,9 +125,33 @@ def to_stdout(output) -> bool:
     return output is None or output == "-"
 
 
-def _write_file(write, path: Path) -> Path:
+def write_files(jobs: list[tuple[Callable[[Path], object], Path]]) -> list[Path]:
+    """Each ``write(path)`` into a temporary name beside its path, then all renamed at once:
+    a failure half-way (a full disk, a report that cannot be written) leaves no file of the
+    set, and no earlier file of the same name is overwritten by half a report."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for write, path in jobs:
+            if path.exists() and not path.is_file():
+                _write_in_place(write, path)  # /dev/null, a FIFO: never replaced by a file
+                continue
+            temporary = path.with_name(f".{path.name}.podcap-{os.getpid()}")
+            written.append((temporary, path))
+            _write_in_place(write, temporary, shown=path)
+        for temporary, path in written:
+            try:
+                os.replace(temporary, path)
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)
+        raise
+    return [path for _, path in jobs]
+
+
+def _write_in_place(write, path: Path, shown: Path | None = None) -> None:
     try:
         write(path)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    return path
+        raise UsageError(f"{shown or path}: cannot write ({exc.strerror or exc})") from exc

@@ -102,6 +102,17 @@ def facts_from_flags(
     )
 
 
+# What a --facts file may hold: the facts themselves, or a capture sidecar's cluster section.
+FACTS_FILE_NAMES = ("pod_cidrs", "service_cidrs", "node_ips", "nodes", "pods", "ipsets")
+_SIDECAR_CLUSTER_NAMES = (
+    "cluster_cidr", "source", "pod", "pod_ip", "node_ip", "host_ip", "namespace", "node",
+    "node_name", "ip_masq_agent", "helper_pod", "node_rules", "node_capture",
+)  # fmt: skip
+FACTS_FILE_KEYS = frozenset(
+    name.replace("_", "") for name in FACTS_FILE_NAMES + _SIDECAR_CLUSTER_NAMES
+)
+
+
 def load_facts(path: str | Path) -> ClusterFacts:
     """Read a ``--facts`` file (YAML or JSON)."""
     text = read_text_file(path, "facts file")
@@ -109,6 +120,12 @@ def load_facts(path: str | Path) -> ClusterFacts:
     if not text.strip():
         raise UsageError(f"{source} is empty (expected pod_cidrs, nodes, pods, ...)")
     document = load_mapping(text, source, "pod_cidrs, nodes, pods, ...")
+    unknown = [key for key in document if _normal_key(key) not in FACTS_FILE_KEYS]
+    if unknown:
+        raise UsageError(
+            f"{source}: unknown key {unknown[0]!r}",
+            hint=f"a facts file has {', '.join(FACTS_FILE_NAMES)} (or a sidecar's cluster keys)",
+        )
     return facts_from_mapping(document, str(path))
 
 
