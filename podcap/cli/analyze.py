@@ -56,6 +56,16 @@ MaxRows = Annotated[
         "--max-rows", help="Rows shown per report in the table and html formats (0: all)."
     ),
 ]
+Columns = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        metavar="A,B,...",
+        help="table: show these columns, in this order (default: each report's key columns, "
+        "then what fits the width).",
+    ),
+]
+Wide = Annotated[bool, typer.Option("--wide", help="table: show every column.")]
 InMemoryLimit = Annotated[
     int,
     typer.Option(
@@ -102,6 +112,8 @@ def analyze(
     output: ReportOutput = None,
     engine: EngineOption = "native",
     max_rows: MaxRows = 50,
+    columns: Columns = None,
+    wide: Wide = False,
     in_memory_limit: InMemoryLimit = 1_500_000,
     pod_cidr: PodCidrs = [],  # noqa: B006
     node_ip: NodeIps = [],  # noqa: B006
@@ -149,7 +161,14 @@ def analyze(
         )
     for message in result.warnings:
         warn(message)
-    render_reports(result, output_format, output, max_rows=max_rows or None)
+    render_reports(
+        result,
+        output_format,
+        output,
+        max_rows=max_rows or None,
+        columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+        wide=wide,
+    )
     for exc in result.errors:
         error(str(exc))
     # Reports written, files closed, helper processes reaped, the spinner stopped.

@@ -52,6 +52,10 @@ class Report:
     row_order: tuple[str, ...] = ()  # how its rows are ordered in the whole-capture analysis
     http_fields: bool = True  # reads the decoder's HTTP columns (else it may skip parsing them)
     section: Section | None = None
+    # In a terminal (``podcap.render.table``): the columns that answer the report's question,
+    # always shown and never cut, then the others in the order they are added while they fit.
+    key_columns: tuple[str, ...] = ()
+    more_columns: tuple[str, ...] = ()
 
     def build(self, analysis):
         """The report of ``analysis`` (a ``podcap.analysis.context.Analysis``)."""
@@ -80,12 +84,25 @@ REPORTS: dict[str, Report] = {
             "podcap.reports.summary:summary_report",
             per_bucket=BucketJoin.file_counts,
             section=Section("Per file", "No rows.", place=90),
+            key_columns=("file", "packets", "flows", "unanswered_syn", "refused", "resets"),
+            more_columns=(
+                "retransmissions",
+                "zero_windows",
+                "http_requests",
+                "target",
+                "node",
+                "matched",
+                "duration",
+                "link_types",
+            ),  # fmt: skip
         ),
         Report(
             "packets",
             "one row per packet: addresses, ports, protocol, lengths, TCP flags, flow",
             "podcap.reports.packets:packets_report",
             http_fields=False,
+            key_columns=("frame", "src", "sport", "dst", "dport", "proto", "tcp_flags"),
+            more_columns=("payload_len", "length", "ts", "flow_id", "encap", "file"),
         ),
         Report(
             "flows",
@@ -95,6 +112,27 @@ REPORTS: dict[str, Report] = {
             row_order=("flow_id",),
             http_fields=False,
             section=Section("Flows", "No flows.", place=20),
+            key_columns=(
+                "client_ip",
+                "client_port",
+                "server_ip",
+                "server_port",
+                "state",
+                "history",
+            ),  # fmt: skip
+            more_columns=(
+                "proto",
+                "handshake_rtt_ms",
+                "bytes_c2s",
+                "bytes_s2c",
+                "retransmissions",
+                "duration",
+                "packets_c2s",
+                "packets_s2c",
+                "flow_id",
+                "file",
+                "encap",
+            ),  # fmt: skip
         ),
         Report(
             "http",
@@ -103,6 +141,8 @@ REPORTS: dict[str, Report] = {
             per_bucket=BucketJoin.rows,
             row_order=("_file", "frame"),
             section=Section("HTTP requests", "No HTTP requests.", place=30),
+            key_columns=("client_ip", "server_ip", "server_port", "method", "uri", "status"),
+            more_columns=("latency_ms", "host", "ts", "client_port", "flow_id", "file"),
         ),
         Report(
             "tcp",
@@ -118,17 +158,23 @@ REPORTS: dict[str, Report] = {
                 css="problems",
                 plots=("timeline",),
             ),
+            key_columns=("problem", "client_ip", "server_ip", "server_port", "count"),
+            more_columns=("hint", "state", "first_ts", "client_port", "flow_id", "file"),
         ),
         Report(
             "snat",
             _SNAT_DESCRIPTION,
             "podcap.reports.snat:snat",  # matches connections across the captures
             section=Section("SNAT verdicts", "No TCP connections to judge.", place=40),
+            key_columns=("client_ip", "server_ip", "server_port", "verdict", "rewritten_by", "fix"),
+            more_columns=("observed_src", "dnat", "captures", "explanation"),
         ),
         Report(
             "dnat",
             "connections whose destination was rewritten (Service ClusterIP/NodePort)",
             "podcap.reports.snat:dnat",
+            key_columns=("client_ip", "server_ip", "server_port", "dnat", "verdict"),
+            more_columns=("observed_dst", "observed_dport", "captures", "explanation"),
         ),
     )
 }
