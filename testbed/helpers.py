@@ -3,6 +3,7 @@ tests compare podcap with, and polling for something that happens in another pro
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import TypeVar
 
 PODCAP = [sys.executable, "-m", "podcap"]
+# podcap gets os.environ, given explicitly: a child started without ``env`` inherits the C
+# library's environment, where GNU readline, once something in the test process loads it,
+# has set COLUMNS=80 and LINES behind os.environ's back; the table renderer honours COLUMNS.
 
 T = TypeVar("T")
 
@@ -20,6 +24,7 @@ def podcap(*args, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess
     the exit status is the test's to check."""
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
+    kwargs.setdefault("env", dict(os.environ))
     return subprocess.run([*PODCAP, *map(str, args)], timeout=timeout, check=False, **kwargs)
 
 
@@ -28,6 +33,7 @@ def start_podcap(*args, **kwargs) -> subprocess.Popen:
     caller passes ``text=True``); the caller stops and reaps it."""
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
+    kwargs.setdefault("env", dict(os.environ))
     return subprocess.Popen([*PODCAP, *map(str, args)], **kwargs)
 
 
