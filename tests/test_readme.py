@@ -24,18 +24,25 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
     assert commands[1] in ci
 
 
-def test_quick_start_analysis_finds_the_mytest_request():
-    # The install half has been done by the test set-up; run the analysis half as written.
-    analysis = quick_start_commands()[0].split("&&", 1)[1]
-    argv = shlex.split(analysis)
-    assert argv[0] == "podcap"
-    result = subprocess.run(
-        [sys.executable, "-m", "podcap", *argv[1:]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert "/mytest" in result.stdout and "200" in result.stdout, analysis
+def test_quick_start_analyses_find_the_request_and_the_snat_verdict():
+    # The install part has been done by the test set-up; run the analyses as written, at the
+    # width of a small terminal.
+    analyses = quick_start_commands()[0].split("&&")[1:]
+    outputs = []
+    for analysis in analyses:
+        argv = shlex.split(analysis)
+        assert argv[0] == "podcap"
+        result = subprocess.run(
+            [sys.executable, "-m", "podcap", *argv[1:]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"},
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    request, verdicts = outputs
+    assert "/mytest" in request and "200" in request
+    assert "│ verdict      │ snat " in verdicts and "NonMasqueradeCIDRs" in verdicts
+    assert "│ rewritten_by │ 172.20.0.11" in verdicts
