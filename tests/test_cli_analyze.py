@@ -4,6 +4,8 @@ import functools
 import gzip
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -223,3 +225,55 @@ def test_engine_tshark_from_the_command_line(mixed_pcap):
     )
     assert result.returncode == 0, result.stderr
     assert [row["frame"] for row in json.loads(result.stdout)["packets"]] == [45]
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
+
+
+def test_a_dash_reads_standard_input_as_tcpdump_w_dash_writes_it():
+    capture = (SAMPLES / "01-http-mytest.pcap").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "podcap", "analyze", "-", "--uri", "/mytest", "-r", "http", "-F", "csv"],
+        input=capture, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b",/mytest," in done.stdout
+
+
+def test_a_directory_reads_the_captures_in_it(tmp_path):
+    for name in ("10-snat-pod.pcap", "10-snat-peer.pcap"):
+        (tmp_path / name).write_bytes((SAMPLES / name).read_bytes())
+    (tmp_path / "notes.txt").write_text("not a capture")
+    done = podcap_analyze(tmp_path, "-r", "snat", "-F", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(",snat,") == 3  # matched across the two files of the directory
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = podcap_analyze(empty)
+    assert done.returncode == 2
+    assert_one_error_line(done, f"{empty}: a directory without capture files")
+
+
+def test_tsharks_dash_r_gets_a_hint():
+    done = podcap_analyze("-r", "capture.pcap")
+    assert done.returncode == 2
+    assert_one_error_line(done, "-r capture.pcap: -r names a report here, unlike tshark's -r FILE")
+    assert "podcap analyze capture.pcap" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("bpf", "display"),
+    [
+        ("tcp port 80", "tcp.port == 80"),
+        ("host 10.244.0.10 and tcp port 80", "ip.addr == 10.244.0.10 && tcp.port == 80"),
+        ("src host 10.244.0.10", "ip.src == 10.244.0.10"),
+        ("not port 22", "!(tcp.port == 22 || udp.port == 22)"),
+    ],
+)
+def test_a_capture_filter_as_display_filter_gets_its_translation(bpf, display):
+    done = podcap_analyze(SAMPLES / "01-http-mytest.pcap", "-Y", bpf)
+    assert done.returncode == 2
+    assert_one_error_line(done, f"display filter '{bpf}' is a capture filter")
+    assert f"as a display filter: -Y '{display}'" in done.stderr
+    # ... and the filter suggested is one podcap takes, selecting packets.
+    assert podcap_analyze(SAMPLES / "01-http-mytest.pcap", "-Y", display).returncode == 0

@@ -102,7 +102,7 @@ def test_unknown_flag_exits_2_without_traceback():
 def test_usage_errors_are_one_line_naming_the_problem():
     for args, expected in [
         (["--no-such-flag"], "No such option: --no-such-flag"),
-        (["analyze"], "Missing argument"),
+        (["analyze"], "no capture file given"),
         (["analyze", "x.pcap", "--max-rows", "abc"], "--max-rows"),
     ]:
         result = podcap(*args)

@@ -79,3 +79,38 @@ def test_netns_and_inspect_refuse_the_same_way(tmp_path, args, message):
     done = podcap(*args, cwd=tmp_path, env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"podcap: error: {message}\n"
+
+
+HABITS_REFUSED = [
+    # kubectl's -c is the container; tcpdump's -c N (a count) would be read as one named "5".
+    (["--pid", "4242", "-c", "5"], "-c 5: -c names the Pod's container, as in kubectl",
+     "for tcpdump's packet count give --count 5"),
+    (["web-0", "-c", "5"], "-c 5: -c names the Pod's container, as in kubectl", "--count 5"),
+    (["--pid", "4242", "-d", "5x"], "invalid duration '5x' (e.g. 30, 30s, 5m, 1h)", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args,message,hint", HABITS_REFUSED, ids=[" ".join(a) for a, _, _ in HABITS_REFUSED]
+)
+def test_tcpdump_habits_that_would_mislead_are_refused_with_a_hint(tmp_path, args, message, hint):
+    env = {"KUBECONFIG": str(tmp_path / "none"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = podcap("capture", *args, cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"podcap: error: {message}") and hint in done.stderr
+
+
+def test_tcpdump_habits_that_mean_the_same_are_taken():
+    from podcap.capture.command import CaptureSettings, parse_duration
+
+    assert CaptureSettings(snaplen=0).snaplen is None  # -s 0: whole packets
+    assert [parse_duration(t) for t in ("30", "30s", "1.5m", "2h", "500ms")] == [
+        30,
+        30,
+        90,
+        7200,
+        0.5,
+    ]
+    done = podcap("capture", "-h")
+    assert "-o, -w, --output PATH" in done.stdout  # tcpdump's -w FILE
+    assert "<str>" not in done.stdout and "<int>" not in done.stdout  # metavars are words

@@ -24,7 +24,7 @@ from podcap.analysis.buckets import IN_MEMORY_PACKETS, analyze_in_buckets, bucke
 from podcap.analysis.memory import analyze_in_memory
 from podcap.analysis.steps import Outcome, Request, start_early
 from podcap.errors import PodcapError, UsageError
-from podcap.reports.registry import check_reports
+from podcap.reports.registry import CAPTURE_SUFFIXES, check_reports
 
 if TYPE_CHECKING:
     from podcap.snat.inputs import SnatInputs
@@ -68,6 +68,24 @@ class AnalysisResult(dict):
         return self._page
 
 
+def capture_paths(given: Iterable[str | Path]) -> list[str]:
+    """The files to read: ``-`` is standard input (a pipe from ``tcpdump -w -``), a directory
+    its capture files (what ``podcap capture -o DIR`` wrote), sorted by name."""
+    paths = []
+    for item in map(str, given):
+        if item == "-":
+            paths.append("/dev/stdin")
+        elif Path(item).is_dir():
+            found = sorted(p for p in Path(item).iterdir() if p.name.endswith(CAPTURE_SUFFIXES))
+            if not found:
+                suffixes = ", ".join(CAPTURE_SUFFIXES)
+                raise UsageError(f"{item}: a directory without capture files ({suffixes})")
+            paths += [str(p) for p in found]
+        else:
+            paths.append(item)
+    return paths
+
+
 def _compiled(text: str):
     from podcap.dfilter import compile_filter  # 15 ms: only for a command with a filter
 
@@ -104,13 +122,14 @@ def analyze(
         paths = [paths]  # one file given as such, not as a list of characters
     if isinstance(reports, str):
         reports = [name.strip() for name in reports.split(",")]  # "flows" or "flows,tcp"
-    paths = [str(p) for p in paths]
+    reports = check_reports(reports)
+    paths = capture_paths(paths)
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", "choose native or tshark")
     if not paths:
         raise UsageError("no capture file given")
     display_filter = _compiled(filter) if filter else None
-    request = Request(check_reports(reports), display_filter, engine, snat, len(paths), page)
+    request = Request(reports, display_filter, engine, snat, len(paths), page)
     progress = on_progress or (lambda message: None)
     plan = bucket_plan(paths, request.reports, display_filter, engine, in_memory_limit)
     if plan:

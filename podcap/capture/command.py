@@ -79,6 +79,21 @@ def check_filter_safety(bpf_filter: str) -> str:
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``30``, ``30s``, ``1.5m``, ``2h``, ``500ms`` (a bare number is seconds)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"invalid duration {text!r} (e.g. 30, 30s, 5m, 1h)")
+    seconds = float(match.group(1)) * _SECONDS[(match.group(2) or "s").lower()]
+    if seconds <= 0:
+        raise UsageError(f"duration {text!r} must be more than zero")
+    return seconds
+
+
 def parse_size(text: str) -> int:
     """Bytes from ``100MB``, ``1.5G``, ``64KiB``, ``1000`` (k/M/G/T are powers of 1000, Ki/Mi of 1024)."""
     match = _SIZE.match(text)
@@ -109,6 +124,8 @@ class CaptureSettings:
     def __post_init__(self) -> None:
         check_interface(self.interface)
         check_filter_safety(self.bpf_filter)
+        if self.snaplen == 0:  # tcpdump's -s 0: whole packets, its default
+            object.__setattr__(self, "snaplen", None)
         for name in ("snaplen", "count", "duration", "max_bytes"):
             value = getattr(self, name)
             if value is not None and value <= 0:

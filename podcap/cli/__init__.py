@@ -16,6 +16,7 @@ import sys
 from enum import IntEnum
 
 import typer
+import typer.main
 
 from podcap.errors import PodcapError
 from podcap.version import __version__
@@ -147,9 +148,35 @@ def _debug_flag(argv: list[str]) -> tuple[list[str], bool]:
     return [word for word in argv[:end] if word != DEBUG_FLAG] + argv[end:], True
 
 
+# Metavars that read as words (``-o FILE``, ``-l SELECTOR``) for the options that name none:
+# this typer spells a value's type instead (``<str>``). Keyed by the option's parameter name.
+METAVARS = {
+    "output": "PATH", "container": "NAME", "container_id": "ID", "context": "NAME",
+    "count": "N", "facts": "FILE", "iptables": "FILE", "masq_config": "FILE", "kubeconfig": "FILE",
+    "rules_dir": "DIR", "ssh_key": "FILE", "ssh_option": "KEY=VALUE", "ssh_port": "PORT",
+    "ssh_user": "USER", "pid": "PID", "node_pid": "PID", "max_size": "SIZE", "max_rows": "N",
+    "snaplen": "BYTES", "selector": "SELECTOR", "namespace": "NAMESPACE", "node": "HOST",
+    "helper_namespace": "NAMESPACE", "image": "IMAGE", "image_pull_secret": "SECRET",
+    "interface": "IFACE", "node_interface": "IFACE", "bpf_filter": "BPF",
+    "display_filter": "FILTER", "contains": "TEXT", "uri": "PATH", "output_format": "FORMAT",
+    "report": "REPORT", "engine": "ENGINE", "pod_cidr": "CIDR", "service_cidr": "CIDR",
+    "node_ip": "IP", "session": "ID",
+}  # fmt: skip
+
+
+def _command():
+    """The click command typer builds from ``app``, its options' metavars spelled as words."""
+    command = typer.main.get_command(app)
+    for sub in getattr(command, "commands", {}).values():
+        for param in sub.params:
+            if getattr(param, "metavar", "") is None and param.name in METAVARS:
+                param.metavar = METAVARS[param.name]
+    return command
+
+
 def _run(argv: list[str], debug: bool = False) -> int:
     try:
-        status = app(args=argv, prog_name="podcap", standalone_mode=False)
+        status = _command().main(args=argv, prog_name="podcap", standalone_mode=False)
     except PodcapError as exc:
         error(str(exc))
         return ExitStatus.ERROR

@@ -12,6 +12,7 @@ from podcap.cli import ExitStatus, app, end_at_once, error, render_reports, warn
 from podcap.cli.options import FORMATS, OutputFormat, ReportOutput
 from podcap.errors import UsageError
 from podcap.reports.registry import REPORTS as REPORT_RECORDS
+from podcap.reports.registry import check_reports
 
 # From the report records, which import no pandas (the help must stay fast).
 # tests/test_cli_analyze.py checks both against podcap.render.RENDERERS and the registry.
@@ -20,7 +21,13 @@ __all__ = ["FORMATS", "REPORTS", "analyze"]
 
 
 Files = Annotated[
-    list[Path], typer.Argument(help="Capture files: pcap, pcapng, or gzip of either.")
+    list[str] | None,
+    typer.Argument(
+        metavar="FILE...",
+        help="Capture files (pcap, pcapng, or gzip of either), directories of them, or - for "
+        "standard input.",
+        show_default=False,
+    ),
 ]
 ReportNames = Annotated[
     list[str],
@@ -103,7 +110,7 @@ IptablesFile = Annotated[
 
 @app.command()
 def analyze(
-    files: Files,
+    files: Files = None,
     report: ReportNames = ["summary"],  # noqa: B006 - typer reads it, nothing appends
     display_filter: DisplayFilter = None,
     contains: Contains = None,
@@ -148,9 +155,14 @@ def analyze(
     reports = [name.strip() for item in report for name in item.split(",") if name.strip()]
     if not reports:
         raise UsageError("--report names no report", f"choose from: {REPORTS}")
+    check_reports(reports)  # before "no file": `analyze -r FILE` is tshark's habit
+    if not files:
+        raise UsageError(
+            "no capture file given", "give FILE..., a directory of captures, or - for stdin"
+        )
     with _progress() as progress:
         result = run_analysis(
-            [str(f) for f in files],
+            files,
             filter=expression,
             reports=reports,
             engine=engine,

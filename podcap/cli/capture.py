@@ -61,9 +61,15 @@ Filter = Annotated[
     str,
     typer.Option("--filter", "-f", help="BPF capture filter, e.g. 'tcp port 80' (one argument)."),
 ]
-Snaplen = Annotated[int | None, typer.Option("--snaplen", "-s", help="Bytes kept per packet.")]
+Snaplen = Annotated[
+    int | None,
+    typer.Option("--snaplen", "-s", help="Bytes kept per packet (0: whole packets, as tcpdump)."),
+]
 Count = Annotated[int | None, typer.Option("--count", help="Stop after this many packets.")]
-Duration = Annotated[float | None, typer.Option("--duration", "-d", help="Stop after SECONDS.")]
+Duration = Annotated[
+    str | None,
+    typer.Option("--duration", "-d", metavar="TIME", help="Stop after TIME: 30, 30s, 5m, 1h."),
+]
 MaxSize = Annotated[
     str | None,
     typer.Option("--max-size", help="Stop before the file grows past SIZE (e.g. 100MB, 1GiB)."),
@@ -146,16 +152,18 @@ def capture(
 
     Example: podcap capture --via ssh --node node1 --container-id containerd://3f4e... -f 'tcp port 80' -d 30
     """
-    from podcap.capture.command import CaptureSettings, parse_size
+    from podcap.capture.command import CaptureSettings, parse_duration, parse_size
     from podcap.errors import UsageError
 
     # Everything the user typed is checked before any connection or API call.
+    _refuse_a_count_given_as_container(container)
     for_pods = _for_pods(ctx, targets, selector, container_id is not None or pid is not None, via)
     if output == "-" and analyze:
         raise UsageError("--analyze needs a file: give -o FILE.pcap instead of -o -")
     settings = CaptureSettings(
         interface=interface, bpf_filter=bpf_filter, snaplen=snaplen, count=count,
-        duration=duration, max_bytes=parse_size(max_size) if max_size else None,
+        duration=parse_duration(duration) if duration is not None else None,
+        max_bytes=parse_size(max_size) if max_size else None,
     )  # fmt: skip
     if for_pods:
         names = PodNames(list(targets or []), selector, all_namespaces)
@@ -219,6 +227,18 @@ def _for_pods(ctx: typer.Context, targets, selector, names_process: bool, via) -
     if pods and given(ctx, ("all_namespaces",)) and selector is None:
         raise UsageError("-A goes with -l SELECTOR")
     return pods
+
+
+def _refuse_a_count_given_as_container(container: str | None) -> None:
+    """``-c`` is the Pod's container, as kubectl's; tcpdump's ``-c N`` (a packet count) is
+    ``--count N`` here. A number after ``-c`` is taken for neither."""
+    from podcap.errors import UsageError
+
+    if container is not None and container.isdigit():
+        raise UsageError(
+            f"-c {container}: -c names the Pod's container, as in kubectl",
+            hint=f"for tcpdump's packet count give --count {container}",
+        )
 
 
 def _node_plan(settings, output: str | None, where: NodeSide):

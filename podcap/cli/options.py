@@ -139,6 +139,7 @@ PcapOutput = Annotated[
     typer.Option(
         "--output",
         "-o",
+        "-w",
         help="pcap file to write (default capture.pcap), or - for stdout; for Pod targets a "
         "directory for NAMESPACE_POD.pcap files (default .).",
     ),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from podcap.dfilter.bpf import as_display_filter
 from podcap.dfilter.evaluate import check_native, evaluate, needles
 from podcap.dfilter.fields import FIELDS
 from podcap.dfilter.lexer import NotNative
@@ -81,8 +82,22 @@ class DisplayFilter:
 
 
 def compile_filter(text: str) -> DisplayFilter:
-    """Parse ``text``; raise FilterError if neither podcap nor tshark can evaluate it."""
-    text = text.strip()
+    """Parse ``text``; raise FilterError if neither podcap nor tshark can evaluate it (with
+    the display filter to type instead when ``text`` is a capture filter, ``tcp port 80``)."""
+    try:
+        return _compile(text.strip())
+    except FilterError as exc:
+        meant = as_display_filter(text)
+        if meant is None or exc.hint:
+            raise
+        raise FilterError(
+            f"display filter {text.strip()!r} is a capture filter (BPF, as tcpdump and "
+            "podcap capture -f take)",
+            hint=f"as a display filter: -Y '{meant}'",
+        ) from exc
+
+
+def _compile(text: str) -> DisplayFilter:
     try:
         node = parse(text)
         check_native(node)

@@ -195,9 +195,23 @@ def check_reports(names) -> list[str]:
     """``names`` without repeats, in the order given; UsageError for an unknown one."""
     names = list(dict.fromkeys(names))
     unknown = [name for name in names if name not in REPORTS]
+    if unknown and _looks_like_a_file(unknown[0]):
+        raise UsageError(
+            f"-r {unknown[0]}: -r names a report here, unlike tshark's -r FILE",
+            f"give the file without a flag: podcap analyze {unknown[0]}; "
+            f"reports: {', '.join(REPORTS)}",
+        )
     if unknown:
         raise UsageError(f"unknown report {unknown[0]!r}", f"choose from: {', '.join(REPORTS)}")
     return names
+
+
+def _looks_like_a_file(name: str) -> bool:
+    return "/" in name or name.endswith(CAPTURE_SUFFIXES)
+
+
+# What a capture file's name ends with (a directory given to analyze is read for these).
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
 
 def build_report(name: str, analysis):
