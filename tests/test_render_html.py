@@ -99,7 +99,7 @@ def test_page_shows_key_numbers_problems_first_and_timeline_in_chromium(tmp_path
     assert cards["packets"] == summary["packets"].sum() == 42
     assert cards["flows"] == summary["flows"].sum() == 5
     assert cards["http_requests"] == len(expected["http"]) == 3
-    assert cards["unanswered_syn"] == 1 and cards["refused"] == 1
+    assert cards["unanswered_connections"] == 1 and cards["refused_connections"] == 1
     # Problems come before the timeline and the tables, with the tcp report's hints.
     order = [dom.index(f'id="{name}"') for name in ("tcp", "timeline", "flows", "http", "snat")]
     assert order == sorted(order)

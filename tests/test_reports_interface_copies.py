@@ -25,7 +25,7 @@ def test_copies_are_not_retransmissions(result):
     assert result["flows"]["retransmissions"].sum() == 0
     assert "T" not in result["flows"]["history"].iloc[0].upper()
     assert result["tcp"].empty
-    assert result["summary"]["retransmissions"].iloc[0] == 0
+    assert result["summary"]["retransmitted_packets"].iloc[0] == 0
 
 
 def test_summary_counts_the_copies(result):

@@ -15,14 +15,17 @@ def test_summary_counts_and_sidecar(mixed_pcap):
     assert (row["target"], row["node"]) == ("default/web-0", "node-a")  # from mixed.pcap.json
     assert row["link_types"] == "EN10MB"
     assert (row["packets"], row["matched"], row["flows"], row["http_requests"]) == (76, 76, 11, 6)
-    assert (row["unanswered_syn"], row["refused"], row["resets"]) == (1, 1, 1)
-    assert (row["retransmissions"], row["zero_windows"]) == (1, 1)
+    connections = ("unanswered_connections", "refused_connections", "reset_connections")
+    assert tuple(row[c] for c in connections) == (1, 1, 1)
+    # Two SYN retries of the unanswered connection and one retransmitted request.
+    assert (row["retransmitted_packets"], row["connections_with_retransmissions"]) == (3, 2)
+    assert row["zero_window_packets"] == 1
     assert row["duration"] == pytest.approx(3.3, abs=0.001)
 
 
 def test_summary_with_a_filter_counts_what_matched(mixed_pcap):
     row = analyze([mixed_pcap], filter='tcp contains "lbtest"')["summary"].iloc[0]
-    assert (row["packets"], row["matched"], row["flows"], row["resets"]) == (76, 1, 1, 1)
+    assert (row["packets"], row["matched"], row["flows"], row["reset_connections"]) == (76, 1, 1, 1)
 
 
 def test_sidecar_named_without_pcap_suffix_and_nested_target(tmp_path):

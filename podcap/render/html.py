@@ -35,13 +35,16 @@ KEY_NUMBERS = [
     ("matched", "matched the filter"),
     ("flows", "flows"),
     ("http_requests", "HTTP requests"),
-    ("unanswered_syn", "unanswered SYNs"),
-    ("refused", "refused"),
-    ("resets", "resets"),
-    ("retransmissions", "retransmissions"),
-    ("zero_windows", "zero windows"),
+    ("unanswered_connections", "unanswered connections"),
+    ("refused_connections", "refused connections"),
+    ("reset_connections", "reset connections"),
+    ("retransmitted_packets", "retransmitted packets"),
+    ("zero_window_packets", "zero-window packets"),
 ]
-PROBLEM_NUMBERS = {"unanswered_syn", "refused", "resets", "retransmissions", "zero_windows"}
+PROBLEM_NUMBERS = {
+    "unanswered_connections", "refused_connections", "reset_connections",
+    "retransmitted_packets", "zero_window_packets",
+}  # fmt: skip
 # The plots a section may name (``Section.plots``): heading, caption, alternative text.
 PLOTS = {
     "timeline": (

@@ -84,17 +84,25 @@ REPORTS: dict[str, Report] = {
             "podcap.reports.summary:summary_report",
             per_bucket=BucketJoin.file_counts,
             section=Section("Per file", "No rows.", place=90),
-            key_columns=("file", "packets", "flows", "unanswered_syn", "refused", "resets"),
+            key_columns=(
+                "file",
+                "packets",
+                "flows",
+                "unanswered_connections",
+                "refused_connections",
+                "reset_connections",
+                "retransmitted_packets",
+            ),  # fmt: skip
             more_columns=(
-                "retransmissions",
-                "zero_windows",
+                "connections_with_retransmissions",
+                "zero_window_packets",
                 "http_requests",
                 "target",
                 "node",
                 "matched",
                 "duration",
                 "link_types",
-            ),  # fmt: skip
+            ),  # fmt: skip  # fmt: skip
         ),
         Report(
             "packets",

@@ -7,18 +7,21 @@ import pandas as pd
 
 from podcap.decode.times import as_datetime
 
-PROBLEM_COUNTS = {
-    "unanswered_syn": "unanswered_syn",
-    "refused": "refused",
-    "resets": ("reset_by_server", "reset_by_client"),
-    "retransmissions": "retransmissions",
-    "zero_windows": "zero_window",
+# The TCP counts, each named for what it counts, and counted as the flows report does, from
+# the same flow rows (so the two, the tcp report, the html page and tshark agree):
+# connections by their Zeek state, packets by the flows' per-packet sums.
+CONNECTION_STATES = {
+    "unanswered_connections": ("S0",),
+    "refused_connections": ("REJ",),
+    "reset_connections": ("RSTR", "RSTO"),
 }
-
+PACKET_SUMS = {"retransmitted_packets": "retransmissions", "zero_window_packets": "zero_windows"}
+TCP_COUNTS = [*CONNECTION_STATES, "retransmitted_packets", "connections_with_retransmissions",
+              "zero_window_packets"]  # fmt: skip
 
 COUNT_COLUMNS = [
     "packets", "matched", "first_ts", "last_ts", "flows", "http_requests", "interface_copies",
-    *PROBLEM_COUNTS,
+    *TCP_COUNTS,
 ]  # fmt: skip
 
 
@@ -71,7 +74,7 @@ def _counts(analysis, path: str, http: pd.DataFrame) -> dict:
     everything = analysis.all_packets[analysis.all_packets["file"] == path]
     matched = analysis.packets[analysis.packets["file"] == path]
     flows = analysis.flows[analysis.flows["file"] == path]
-    problems = analysis.problems[analysis.problems["file"] == path]["problem"]
+    tcp = flows[flows["proto"] == "tcp"]
     counts = {
         "packets": len(everything),
         "matched": len(matched),
@@ -85,9 +88,11 @@ def _counts(analysis, path: str, http: pd.DataFrame) -> dict:
         if "dup_of_frame" in matched
         else 0,
     }
-    for column, names in PROBLEM_COUNTS.items():
-        names = (names,) if isinstance(names, str) else names
-        counts[column] = int(problems.isin(names).sum())
+    for column, states in CONNECTION_STATES.items():
+        counts[column] = int(tcp["state"].isin(states).sum())
+    for column, flow_column in PACKET_SUMS.items():
+        counts[column] = int(tcp[flow_column].sum())
+    counts["connections_with_retransmissions"] = int((tcp["retransmissions"] > 0).sum())
     return counts
 
 
