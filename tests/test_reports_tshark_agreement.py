@@ -135,7 +135,7 @@ def test_loopback_capture_agrees_with_tshark(loopback_capture):
     flows = result["flows"].set_index("server_port")
     assert flows.loc[81, "state"] == "REJ"
     assert set(flows.loc[[8080], "state"]) == {"SF"}
-    assert result["summary"].iloc[0]["refused"] == 1
+    assert result["summary"].iloc[0]["refused_connections"] == 1
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.name for p in SAMPLES])
