@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import time
@@ -197,3 +198,45 @@ def test_dash_h_is_help_everywhere(command):
     done = podcap(*command, "-h")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Usage: podcap")
+
+
+def test_kubectl_runs_podcap_as_its_plugin():
+    # kubectl runs kubectl-NAME from PATH as `kubectl NAME`; pip installs it beside podcap.
+    plugin = Path(sys.executable).parent / "kubectl-podcap"
+    done = subprocess.run([str(plugin), "-h"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: kubectl podcap [OPTIONS] COMMAND")
+
+
+def test_shell_completion_completes_commands_and_flags():
+    for words, cword, expected in (
+        ("podcap ana", "1", "analyze"),
+        ("podcap analyze --eng", "2", "--engine"),
+    ):
+        env = {
+            **os.environ,
+            "_PODCAP_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": cword,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "podcap"], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0 and done.stdout.split() == [expected], done
+    assert "--install-completion" in podcap("--help").stdout
+
+
+def test_capture_without_a_target_says_what_a_target_is(tmp_path):
+    done = podcap("capture", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("podcap: error: nothing to capture: name Pods (NAME, deploy/NAME")
+
+
+def test_times_in_tables_say_utc_and_durations_have_no_float_noise():
+    sample = Path(__file__).resolve().parent.parent / "sample_pcaps" / "06-syn-dropped.pcap"
+    table = podcap(
+        "analyze", sample, "-r", "http,flows", "--columns", "first_ts,duration", "-r", "flows"
+    )
+    assert "2026-11-26 10:29:51.094285 UTC" in table.stdout
+    csv = podcap("analyze", sample, "-F", "csv").stdout.splitlines()
+    assert dict(zip(csv[0].split(","), csv[1].split(","), strict=True))["duration"] == "3.06156"

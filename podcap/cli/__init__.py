@@ -25,7 +25,7 @@ app = typer.Typer(
     name="podcap",
     help="Capture packets inside Kubernetes Pods and analyze them with pandas.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
@@ -174,9 +174,15 @@ def _command():
     return command
 
 
+def _prog_name() -> str:
+    """``kubectl podcap`` when kubectl runs us as its plugin ``kubectl-podcap``."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return "kubectl podcap" if invoked.startswith("kubectl-podcap") else "podcap"
+
+
 def _run(argv: list[str], debug: bool = False) -> int:
     try:
-        status = _command().main(args=argv, prog_name="podcap", standalone_mode=False)
+        status = _command().main(args=argv, prog_name=_prog_name(), standalone_mode=False)
     except PodcapError as exc:
         error(str(exc))
         return ExitStatus.ERROR

@@ -245,7 +245,14 @@ def _node_plan(settings, output: str | None, where: NodeSide):
     """A process on a node reached --via local or ssh: a fleet of one."""
     from podcap.capture.command import CaptureSpec
     from podcap.capture.fleet import NodeCapture
+    from podcap.errors import UsageError
 
+    if where.container_id is None and where.pid is None:
+        raise UsageError(
+            "nothing to capture: name Pods (NAME, deploy/NAME, -l SELECTOR) or give "
+            "--container-id or --pid",
+            "e.g. podcap capture web-0 -n shop -d 30",
+        )
     spec = CaptureSpec(
         container_id=where.container_id, pid=where.pid, **settings.capture_settings()
     )

@@ -55,12 +55,13 @@ ContainerId = Annotated[
     str | None,
     typer.Option(
         "--container-id",
-        help="Container to capture in: containerd://ID, cri-o://ID, docker://ID or a bare ID "
-        "(found through /proc/*/cgroup on the node, then crictl or docker).",
+        help="The container whose network namespace to enter, on the node: containerd://ID, "
+        "cri-o://ID, docker://ID or a bare ID (found through /proc/*/cgroup, then crictl or "
+        "docker).",
     ),
 ]
 Pid = Annotated[
-    int | None, typer.Option("--pid", help="Capture in the network namespace of this PID.")
+    int | None, typer.Option("--pid", help="Enter the network namespace of this PID, on the node.")
 ]
 NodePid = Annotated[str, typer.Option("--node-pid", hidden=True)]  # tests: a lab node
 

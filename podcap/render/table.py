@@ -193,8 +193,8 @@ def format_cell(value):
 def cell_text(value) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
-    if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, pd.Timestamp):  # the reports' times are UTC: say so
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f") + (" UTC" if value.tzinfo else "")
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
