@@ -174,7 +174,7 @@ def test_rbac_denied_is_caught_before_any_helper_exists(kube_lab, tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "podcap: error: RBAC denied: you may not create pods in namespace podcap-system; "
-        "create pods/exec in namespace podcap-system (ask for a Role granting these, or use "
+        "create pods/exec in namespace podcap-system (deploy/rbac.yaml grants them; or use "
         "--via ssh/local)"
     ]
     assert not [w for w in cluster.writes() if not w[1].endswith("selfsubjectaccessreviews")]

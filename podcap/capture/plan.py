@@ -72,6 +72,25 @@ def preflight(kube: locate.Kube, the_plan: Plan) -> None:
     locate.check_access(kube, locate.helper_permissions(the_plan.spec.namespace, the_plan.targets))
 
 
+def check_report(kube: locate.Kube, the_plan: Plan) -> list[tuple[str, str | None]]:
+    """What ``preflight`` checks, each answered instead of the first failure raised:
+    ``(what, None)`` when it holds, ``(what, why not)`` when it does not."""
+    from podcap.errors import LocateError
+
+    namespace = the_plan.spec.namespace
+    lines: list[tuple[str, str | None]] = []
+    try:
+        locate.check_helper_namespace(kube, namespace, the_plan.spec.capabilities_only)
+        lines.append((f"helper namespace {namespace} admits the helper", None))
+    except LocateError as exc:
+        lines.append((f"helper namespace {namespace} admits the helper", str(exc)))
+    for permission, allowed in locate.access_report(
+        kube, locate.helper_permissions(namespace, the_plan.targets)
+    ):
+        lines.append((f"may {permission}", None if allowed else "denied"))
+    return lines
+
+
 def cluster_facts_for_sidecar(target: locate.PodTarget, facts: dict) -> dict:
     """The sidecar's ``cluster`` section for one Pod: its own facts plus the cluster-wide ones
     (``facts`` from :func:`podcap.locate.cluster_facts`, read once per session)."""

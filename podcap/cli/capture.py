@@ -84,6 +84,14 @@ DryRun = Annotated[
         "--dry-run", help="Print the helper Pods as YAML and stop (no writes to the API)."
     ),
 ]
+Check = Annotated[
+    bool,
+    typer.Option(
+        "--check",
+        help="Check, permission by permission, that you may run the helper Pods (RBAC, the "
+        "helper namespace's Pod Security), then stop; nothing is created.",
+    ),
+]
 AlsoNode = Annotated[
     bool,
     typer.Option("--also-node", help="Also capture the node's NIC, filtered to the Pod's IPs."),
@@ -101,7 +109,7 @@ Merge = Annotated[
 
 # The parameters that only one kind of target takes (a flag given for the other is refused).
 FOR_PODS = (
-    *POD_PARAMETERS, "all_namespaces", "dry_run", "also_node", "node_interface", "node_rules",
+    *POD_PARAMETERS, "all_namespaces", "dry_run", "check", "also_node", "node_interface", "node_rules",
     "merge", "node_pid",
 )  # fmt: skip
 
@@ -139,6 +147,7 @@ def capture(
     image_pull_secret: ImagePullSecret = None,
     capabilities: Capabilities = False,
     dry_run: DryRun = False,
+    check: Check = False,
     also_node: AlsoNode = False,
     node_interface: NodeInterface = "eth0",
     node_rules: NodeRules = False,
@@ -180,6 +189,9 @@ def capture(
         from podcap.capture.plan import dry_run_yaml
 
         sys.stdout.write(dry_run_yaml(plan.plan))
+        return
+    if check:
+        _print_check(plan)
         return
     outcome = _run(plan, quiet)
     for path in _written(outcome) if analyze else []:
@@ -227,6 +239,24 @@ def _for_pods(ctx: typer.Context, targets, selector, names_process: bool, via) -
     if pods and given(ctx, ("all_namespaces",)) and selector is None:
         raise UsageError("-A goes with -l SELECTOR")
     return pods
+
+
+def _print_check(plan) -> None:
+    """``--check``: one line per pre-flight check, exit 2 with one error line when any fails."""
+    from podcap.capture.plan import check_report
+    from podcap.errors import LocateError
+
+    failed = 0
+    for what, why_not in check_report(plan.kube, plan.plan):
+        typer.echo(
+            f"{'ok' if why_not is None else 'NO':<3} {what}" + (f": {why_not}" if why_not else "")
+        )
+        failed += why_not is not None
+    if failed:
+        raise LocateError(
+            f"{failed} pre-flight check{'s' if failed > 1 else ''} failed",
+            hint="deploy/rbac.yaml holds what a cluster admin applies",
+        )
 
 
 def _refuse_a_count_given_as_container(container: str | None) -> None:

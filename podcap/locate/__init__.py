@@ -19,6 +19,7 @@ resource, so the user knows which Role rule is missing.
 from podcap.locate.access import (
     PSA_ENFORCE,
     Permission,
+    access_report,
     check_access,
     check_helper_namespace,
     helper_permissions,
@@ -45,6 +46,7 @@ __all__ = [
     "TargetQuery",
     "api_error",
     "call",
+    "access_report",
     "check_access",
     "check_helper_namespace",
     "cluster_facts",

@@ -83,13 +83,18 @@ def check_helper_namespace(kube: Kube, namespace: str, capabilities_only: bool) 
 def check_access(kube: Kube, needed: list[Permission]) -> None:
     """Ask the API server (SelfSubjectAccessReview) whether each permission is granted, and
     raise one LocateError listing every missing one."""
-    api = client.AuthorizationV1Api(kube.api())
-    missing = [p for p in needed if not _allowed(api, p)]
+    missing = [p for p, allowed in access_report(kube, needed) if not allowed]
     if missing:
         raise LocateError(
             "RBAC denied: you may not " + "; ".join(str(p) for p in missing),
-            hint="ask for a Role granting these, or use --via ssh/local",
+            hint="deploy/rbac.yaml grants them; or use --via ssh/local",
         )
+
+
+def access_report(kube: Kube, needed: list[Permission]) -> list[tuple[Permission, bool]]:
+    """Each permission with the API server's answer (SelfSubjectAccessReview): granted or not."""
+    api = client.AuthorizationV1Api(kube.api())
+    return [(permission, _allowed(api, permission)) for permission in needed]
 
 
 def _allowed(api, permission: Permission) -> bool:
