@@ -1,8 +1,14 @@
 """The tcp problems report: one row per problem, each with a hint in the guide's words."""
 
+import os
+
 import pytest
 
 from podcap.analysis.run import analyze
+from podcap.decode.schema import ACK, RST, SYN
+from podcap.reports.tcp import grouped_problems
+from testbed.helpers import podcap
+from tests.analyze_fixtures import Capture
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +53,26 @@ def test_a_clean_capture_has_no_problem_rows(tmp_path):
     table = analyze([path], reports=["tcp"])["tcp"]
     assert table.empty
     assert "hint" in table.columns
+
+
+def test_a_terminal_folds_repeated_problems_and_all_rows_unfolds_them(tmp_path):
+    capture = Capture()
+    for port in range(40100, 40130):  # 30 connections refused by one server port
+        capture.session("10.0.0.1", "10.0.0.2", port, 9090).c(SYN).s(RST | ACK)
+    for port in range(40200, 40205):  # 5 unanswered at another server
+        capture.session("10.0.0.1", "10.0.0.3", port, 80).c(SYN)
+    path = capture.write(tmp_path / "many.pcap")
+    problems = analyze([path], reports=["tcp"])["tcp"]
+    folded = grouped_problems(problems)
+    assert len(problems) == 35 and len(folded) == 2
+    first = folded.iloc[0]  # the widest first
+    assert (first["problem"], first["server_port"], first["connections"]) == ("refused", 9090, 30)
+    assert folded["count"].sum() == problems["count"].sum()
+
+    env = {**os.environ, "COLUMNS": "120"}
+    table = podcap("analyze", path, "-r", "tcp", env=env).stdout
+    assert "tcp (2 rows)" in table and "repeated problems folded from 35 (--all-rows)" in table
+    every = podcap("analyze", path, "-r", "tcp", "--all-rows", "--max-rows", "0", env=env).stdout
+    assert "tcp (35 rows)" in every
+    csv = podcap("analyze", path, "-r", "tcp", "-F", "csv").stdout
+    assert len(csv.splitlines()) == 36  # files always carry every row

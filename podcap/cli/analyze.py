@@ -73,6 +73,14 @@ Columns = Annotated[
     ),
 ]
 Wide = Annotated[bool, typer.Option("--wide", help="table: show every column.")]
+AllRows = Annotated[
+    bool,
+    typer.Option(
+        "--all-rows",
+        help="table: one row per problem (tcp), not repeated problems folded into one row "
+        "per problem and server.",
+    ),
+]
 InMemoryLimit = Annotated[
     int,
     typer.Option(
@@ -121,6 +129,7 @@ def analyze(
     max_rows: MaxRows = 50,
     columns: Columns = None,
     wide: Wide = False,
+    all_rows: AllRows = False,
     in_memory_limit: InMemoryLimit = 1_500_000,
     pod_cidr: PodCidrs = [],  # noqa: B006
     node_ip: NodeIps = [],  # noqa: B006
@@ -173,8 +182,11 @@ def analyze(
         )
     for message in result.warnings:
         warn(message)
+    shown = result  # html reads the whole analysis (result.page), not only the tables
+    if output_format == "table" and not all_rows:
+        shown = {name: REPORT_RECORDS[name].folded_view(table) for name, table in result.items()}
     render_reports(
-        result,
+        shown,
         output_format,
         output,
         max_rows=max_rows or None,

@@ -30,6 +30,7 @@ PIPE_WIDTH = 220
 WRAPPED = {"hint", "explanation", "fix", "rewritten_by", "evidence", "history", "uri"}
 WRAP_MIN = 14
 WRAP_MAX = 60
+ROOMY = 40  # what an extra (not key) wrapped column needs to be added
 CELL_OVERHEAD = 3  # a space each side and one border
 TABLE_OVERHEAD = 1  # the table's last border
 
@@ -107,10 +108,17 @@ def choose_layout(
         return Layout(keys + more + rest, 0, True)
     if _width_of(table, keys) > width:
         return Layout(keys + more, len(shown) - len(keys) - len(more), True)
-    chosen = list(keys)
+    chosen, used = list(keys), _width_of(table, keys)
     for column in more:
-        if _width_of(table, [*chosen, column]) <= width:
+        # An extra column of long text only when it gets room to read (a hint wrapped in 14
+        # characters makes every row twenty lines tall).
+        if column in WRAPPED:
+            need = min(_natural_width(table, column), ROOMY) + CELL_OVERHEAD
+        else:
+            need = _min_width(table, column) + CELL_OVERHEAD
+        if used + need <= width:
             chosen.append(column)
+            used += need
     return Layout(chosen, len(shown) - len(chosen), False)
 
 
@@ -133,6 +141,8 @@ def build_view(name: str, table: pd.DataFrame, layout: Layout, max_rows: int | N
     """What the console prints for one report: one table, or one record per row."""
     shown = table if max_rows is None else table.head(max_rows)
     notes = []
+    if table.attrs.get("folded_from"):
+        notes.append(f"repeated problems folded from {table.attrs['folded_from']} (--all-rows)")
     if len(shown) < len(table):
         notes.append(f"{len(table) - len(shown)} more rows (--max-rows 0 for all)")
     if layout.hidden:

@@ -56,6 +56,17 @@ class Report:
     # always shown and never cut, then the others in the order they are added while they fit.
     key_columns: tuple[str, ...] = ()
     more_columns: tuple[str, ...] = ()
+    # A terminal shows this view of the report unless every row is asked for (--all-rows):
+    # "module:function" taking the report's DataFrame, giving a shorter one.
+    folded: str | None = None
+
+    def folded_view(self, table):
+        """The report as a terminal shows it by default: folded when that makes it shorter."""
+        if self.folded is None:
+            return table
+        module, _, function = self.folded.partition(":")
+        view = getattr(importlib.import_module(module), function)(table)
+        return view if len(view) < len(table) else table
 
     def build(self, analysis):
         """The report of ``analysis`` (a ``podcap.analysis.context.Analysis``)."""
@@ -166,8 +177,25 @@ REPORTS: dict[str, Report] = {
                 css="problems",
                 plots=("timeline",),
             ),
-            key_columns=("problem", "client_ip", "server_ip", "server_port", "count"),
-            more_columns=("hint", "state", "first_ts", "client_port", "flow_id", "file"),
+            key_columns=(
+                "problem",
+                "client_ip",
+                "server_ip",
+                "server_port",
+                "connections",
+                "count",
+            ),  # fmt: skip
+            more_columns=(
+                "hint",
+                "first_ts",
+                "last_ts",
+                "clients",
+                "state",
+                "client_port",
+                "flow_id",
+                "file",
+            ),  # fmt: skip
+            folded="podcap.reports.tcp:grouped_problems",
         ),
         Report(
             "snat",

@@ -90,3 +90,31 @@ def _zero_window_receiver(flow) -> str:
 
 def tcp_report(analysis) -> pd.DataFrame:
     return analysis.without_file_column(as_datetime(analysis.problems, "first_ts"))
+
+
+GROUP_KEYS = ["problem", "server_ip", "server_port"]
+
+
+def grouped_problems(problems: pd.DataFrame) -> pd.DataFrame:
+    """The tcp report with repeated problems folded: one row per problem and server
+    (``server_ip:server_port``), with how many connections had it, their count summed, and the
+    first and last time; the hint of the first. For a terminal, where 500 refused connections
+    to one port are one finding, not 500 rows."""
+    if problems.empty:
+        return problems
+    keys = (["file"] if "file" in problems else []) + GROUP_KEYS
+    by = problems.groupby(keys, sort=False, observed=True)
+    grouped = by.agg(
+        connections=("problem", "size"),
+        count=("count", "sum"),
+        first_ts=("first_ts", "min"),
+        last_ts=("first_ts", "max"),
+        clients=("client_ip", "nunique"),
+        hint=("hint", "first"),
+    ).reset_index()
+    # The widest problems first; ties in order of first appearance.
+    grouped = grouped.sort_values("first_ts", kind="stable")
+    grouped = grouped.sort_values("connections", ascending=False, kind="stable")
+    grouped = grouped.reset_index(drop=True)
+    grouped.attrs["folded_from"] = len(problems)  # for the table's caption
+    return grouped
