@@ -16,6 +16,8 @@ python3 -m venv "$plain/venv"
 "$plain/venv/bin/podcap" analyze sample_pcaps/01-http-mytest.pcap -r summary -r http -F html -o "$plain/r.html"
 "$plain/venv/bin/podcap" analyze sample_pcaps/10-snat-pod.pcap sample_pcaps/10-snat-peer.pcap -r snat -F csv >/dev/null
 echo "plain install: podcap analyze -F html and -r snat work without extras"
+# tests/test_cli_every_output.py runs every report and format through this plain install.
+export PODCAP_PLAIN_VENV="$plain/venv"
 
 ruff check .
 ruff format --check .
