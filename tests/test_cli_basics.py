@@ -240,3 +240,10 @@ def test_times_in_tables_say_utc_and_durations_have_no_float_noise():
     assert "2026-11-26 10:29:51.094285 UTC" in table.stdout
     csv = podcap("analyze", sample, "-F", "csv").stdout.splitlines()
     assert dict(zip(csv[0].split(","), csv[1].split(","), strict=True))["duration"] == "3.06156"
+
+
+@pytest.mark.parametrize("command", ["netns", "inspect"])
+def test_netns_and_inspect_help_speaks_of_entering_not_capturing(command):
+    text = " ".join(podcap(command, "-h").stdout.split())
+    assert "Container to capture in" not in text
+    assert "--container-id ID The container whose network namespace to enter" in text
