@@ -37,11 +37,12 @@ def test_packets_report_names_the_interface_and_the_original(result):
     packets = result["packets"].set_index("frame")
     # The client's SYN: first on ifindex 4 (the Pod's veth), then 3 and 2, copies of frame 1.
     assert packets.loc[[1, 2, 3], "if_index"].tolist() == [4, 3, 2]
-    assert packets.loc[[1, 2, 3], "dup_of_frame"].tolist() == [-1, 1, 1]
-    originals = packets[packets["dup_of_frame"] < 0]
+    # An original copies nothing: NA in the report (the packet table's -1 stays inside podcap).
+    assert packets.loc[[1, 2, 3], "dup_of_frame"].tolist() == [pd.NA, 1, 1]
+    originals = packets[packets["dup_of_frame"].isna()]
     assert len(originals) == 12
     # Each copy repeats its original's addresses and flags on another interface.
-    copies = packets[packets["dup_of_frame"] >= 0]
+    copies = packets[packets["dup_of_frame"].notna()]
     origin = packets.loc[copies["dup_of_frame"]]
     for column in ("src", "dst", "sport", "dport", "tcp_flags", "payload_len"):
         assert (copies[column].to_numpy() == origin[column].to_numpy()).all(), column

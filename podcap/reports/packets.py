@@ -7,6 +7,7 @@ import pandas as pd
 from podcap.decode.schema import TCP
 from podcap.decode.times import as_datetime
 from podcap.flows import proto_names
+from podcap.reports.missing import with_na
 
 PACKET_REPORT_COLUMNS = [
     "frame", "ts", "src", "dst", "sport", "dport", "proto", "length", "payload_len",
@@ -39,6 +40,11 @@ def packets_report(analysis) -> pd.DataFrame:
             "if_index": _column_or(p, "if_index", -1),
             "dup_of_frame": _column_or(p, "dup_of_frame", -1),
         }
+    )
+    table = with_na(
+        table,
+        numbers=("sport", "dport", "if_index", "dup_of_frame"),
+        texts=("tcp_flags", "encap", "outer_src", "outer_dst"),
     )
     return analysis.without_file_column(as_datetime(table, "ts")).reset_index(drop=True)
 

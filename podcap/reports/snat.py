@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 
+from podcap.reports.missing import with_na
+
+# What a connection without a rewrite, a second capture or a fix leaves empty.
+UNKNOWN_TEXT = ("original_src", "rewritten_by", "dnat", "observed_dst", "fix")
+UNKNOWN_NUMBER = ("observed_dport",)
+
 
 def snat(analysis) -> pd.DataFrame:
-    # A copy: the cached table stays intact for the dnat report, whatever callers do with this one.
-    return analysis.snat.copy()
+    # with_na copies: the cached table stays intact for the dnat report.
+    return with_na(analysis.snat, numbers=UNKNOWN_NUMBER, texts=UNKNOWN_TEXT)
 
 
 def dnat(analysis) -> pd.DataFrame:
     from podcap.snat.report import dnat_report
 
-    return dnat_report(analysis)
+    return with_na(dnat_report(analysis), numbers=UNKNOWN_NUMBER, texts=UNKNOWN_TEXT)

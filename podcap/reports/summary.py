@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from podcap.decode.times import as_datetime
+from podcap.reports.missing import with_na
 
 # The TCP counts, each named for what it counts, and counted as the flows report does, from
 # the same flow rows (so the two, the tcp report, the html page and tshark agree):
@@ -30,7 +31,8 @@ def summary_report(analysis) -> pd.DataFrame:
     counts of a capture analyzed in buckets are merged (``merge_counts``) before this runs."""
     counts = analysis.file_counts
     rows = [_file_row(analysis, path, counts.loc[path]) for path in analysis.files]
-    return as_datetime(pd.DataFrame(rows), "first_ts", "last_ts")
+    table = with_na(pd.DataFrame(rows), texts=("target", "node"))  # no sidecar: unknown
+    return as_datetime(table, "first_ts", "last_ts")
 
 
 def _file_row(analysis, path: str, counts: pd.Series) -> dict:

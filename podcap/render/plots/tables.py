@@ -184,9 +184,10 @@ def plot_snat_hops(hops: pd.DataFrame):
     return figure
 
 
-def plot_clock_offsets(offsets: pd.DataFrame):
+def plot_clock_offsets(offsets):
     """Bars of the clock offset (plus path delay) between pairs of captures, in microseconds
-    (the ``snat`` report's ``attrs["clock_offsets"]``)."""
+    (the ``snat`` report's ``attrs["clock_offsets"]``: records, or a DataFrame of them)."""
+    offsets = pd.DataFrame(offsets)
     figure = new_figure(8, max(2.0, 0.6 * len(offsets) + 1.2))
     axes = figure.add_subplot()
     labels = [
