@@ -258,10 +258,14 @@ class Reading:
         self.warnings.append(f"{walk.problem}: kept {self.packets} whole packets")
 
     def _note_truncated_tail(self, at: int, carry: bytes) -> None:
-        if carry or self.reader.truncated_gzip:
-            where = "gzip stream" if self.reader.truncated_gzip else "record"
+        if self.reader.truncated_gzip:  # ``at`` counts the decompressed bytes, not the file's
             self.warnings.append(
-                f"truncated {where} at byte {at}: kept {self.packets} whole packets"
+                f"truncated gzip stream after {at} decompressed bytes: kept {self.packets} "
+                "whole packets"
+            )
+        elif carry:
+            self.warnings.append(
+                f"truncated record at byte {at}: kept {self.packets} whole packets"
             )
 
     def _needle_matches(self, buf: bytes, cols: Columns, packet_end: np.ndarray) -> dict:
