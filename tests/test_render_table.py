@@ -88,3 +88,12 @@ def test_an_unknown_column_names_the_known_ones():
     assert done.returncode == 2
     assert done.stderr.startswith("podcap: error: --columns: flows has no column 'verdict'")
     assert "client_ip" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_the_snat_table_says_which_facts_it_used():
+    files = CAPTURE_SETS["snat"]
+    text = _table_text(
+        files, "snat", 200, "--pod-cidr", "10.244.0.0/16", "--node-ip", "172.20.0.11"
+    )
+    assert "facts: --pod-cidr; --node-ip" in text
+    assert "facts: none given or recorded" in _table_text(files, "snat", 200)

@@ -173,9 +173,16 @@ def test_capture_sidecar_gives_facts_the_capture_pod_and_the_agent_config():
         found.capture_pod_ip == POD[0]
         and found.facts.describe_node(NODE[0]) == "node node-a (172.20.0.11)"
     )
-    inputs = with_sidecars(SnatInputs(), {"pod.pcap": sidecar})
+    inputs = with_sidecars(snat_inputs(node_ips=[NODE[0]]), {"pod.pcap": sidecar})
     assert inputs.capture_pods == {"pod.pcap": POD[0]}
     assert inputs.masq.configmap_name == "ip-masq-agent-config"
+    # The table says which facts it used, and where they came from.
+    assert inputs.sources == (
+        "--node-ip",
+        "sidecar of pod.pcap (Pod IP, node IP, Pod CIDRs, Service CIDR, ip-masq-agent config)",
+    )
+    note = snat_table(table(connection("pod.pcap", POD, PEER)), inputs).attrs["note"]
+    assert note == "facts: " + "; ".join(inputs.sources)
     # One capture in the client Pod plus its sidecar: the ConfigMap predicts the rewrite.
     [row] = snat_table(table(connection("pod.pcap", POD, PEER)), inputs).itertuples()
     assert (

@@ -140,7 +140,7 @@ def _natural_width(table: pd.DataFrame, column: str) -> int:
 def build_view(name: str, table: pd.DataFrame, layout: Layout, max_rows: int | None):
     """What the console prints for one report: one table, or one record per row."""
     shown = table if max_rows is None else table.head(max_rows)
-    notes = []
+    notes = [str(table.attrs["note"])] if table.attrs.get("note") else []
     if table.attrs.get("folded_from"):
         notes.append(f"repeated problems folded from {table.attrs['folded_from']} (--all-rows)")
     if len(shown) < len(table):

@@ -89,6 +89,8 @@ def snat_table(
     rows = [_row(c, inputs, several_captures) for c in connections]
     table = pd.DataFrame(rows, columns=SNAT_COLUMNS + ["_ts"])
     table = table.sort_values("_ts", kind="stable").drop(columns="_ts").reset_index(drop=True)
+    # What a terminal's table says under the rows (podcap.render.table), and the API keeps.
+    table.attrs["note"] = "facts: " + ("; ".join(inputs.sources) or "none given or recorded")
     # Per pair of captures: the median SYN time difference (clock offset plus path delay), as
     # records: a DataFrame in attrs makes pandas fail on any operation between two such tables
     # (it compares the attrs of both), and JSON cannot hold it.
