@@ -10,7 +10,7 @@ import pandas as pd
 
 def with_na(table: pd.DataFrame, numbers=(), texts=()) -> pd.DataFrame:
     """``table`` with -1 in ``numbers`` (as nullable Int64) and "" in ``texts`` as missing."""
-    table = table.copy()
+    table = table.copy(deep=False)  # columns are replaced below, never written into
     for column in numbers:
         if column in table:
             values = table[column].astype("Int64")
