@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -67,8 +66,6 @@ def check_helper_namespace(kube: Kube, namespace: str, capabilities_only: bool) 
             ) from exc
         if exc.status == 403:
             return
-        raise api_error(exc, "get", "namespaces", None, namespace) from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise api_error(exc, "get", "namespaces", None, namespace) from exc
     level = (found.metadata.labels or {}).get(PSA_ENFORCE, "privileged")
     if level != "privileged":

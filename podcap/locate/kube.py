@@ -119,26 +119,25 @@ def _from_kubeconfig(path: str, context: str | None, configuration) -> Kube:
 # --- turning API failures into one line ---------------------------------------------------
 
 
-def api_error(exc: Exception, verb: str, resource: str, namespace: str | None, name: str = ""):
-    """The LocateError for a failed call ``verb resource/name`` in ``namespace``."""
+def api_error(exc: ApiException, verb: str, resource: str, namespace: str | None, name: str = ""):
+    """The LocateError for a call ``verb resource/name`` in ``namespace`` that the API server
+    answered with an error (an unreachable server is CheckedApiClient's to say)."""
     where = f" in namespace {namespace}" if namespace else ""
     what = f"{resource} {name}".strip()
-    if isinstance(exc, ApiException):
-        if exc.status == 403:
-            return LocateError(
-                f"RBAC denied: cannot {verb} {resource}{where} (need '{verb}' on '{resource}')"
-            )
-        if exc.status == 404:
-            return LocateError(f"{what} not found{where}")
-        if exc.status == 401:
-            return LocateError("the API server rejected the credentials (401 Unauthorized)")
-        return LocateError(f"{verb} {what}{where} failed: {exc.status} {exc.reason or ''}".rstrip())
-    return LocateError(f"cannot reach the Kubernetes API server: {exc}")
+    if exc.status == 403:
+        return LocateError(
+            f"RBAC denied: cannot {verb} {resource}{where} (need '{verb}' on '{resource}')"
+        )
+    if exc.status == 404:
+        return LocateError(f"{what} not found{where}")
+    if exc.status == 401:
+        return LocateError("the API server rejected the credentials (401 Unauthorized)")
+    return LocateError(f"{verb} {what}{where} failed: {exc.status} {exc.reason or ''}".rstrip())
 
 
 def call(fn, verb: str, resource: str, namespace: str | None, name: str = "", /, **kwargs):
-    """Call one API method, mapping its failures to LocateError."""
+    """Call one API method, mapping the API server's error answers to LocateError."""
     try:
         return fn(**kwargs)
-    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except ApiException as exc:
         raise api_error(exc, verb, resource, namespace, name) from exc
