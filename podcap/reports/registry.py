@@ -64,8 +64,7 @@ class Report:
         """The report as a terminal shows it by default: folded when that makes it shorter."""
         if self.folded is None:
             return table
-        module, _, function = self.folded.partition(":")
-        view = getattr(importlib.import_module(module), function)(table)
+        view = _function(self.folded)(table)
         return view if len(view) < len(table) else table
 
     def build(self, analysis):
@@ -74,10 +73,13 @@ class Report:
 
     def builder_function(self) -> Callable:
         """The builder itself, its module imported."""
-        if callable(self.builder):
-            return self.builder
-        module, _, function = self.builder.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return self.builder if callable(self.builder) else _function(self.builder)
+
+
+def _function(spec: str) -> Callable:
+    """The function a ``"module:function"`` string names, its module imported on first use."""
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 _SNAT_DESCRIPTION = (
