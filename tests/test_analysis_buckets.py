@@ -26,7 +26,7 @@ import pytest
 from podcap.analysis import buckets as bucketed
 from podcap.analysis.run import analyze
 from podcap.decode import read_capture, spill, split
-from podcap.decode.reader import STRING_COLUMNS
+from podcap.decode.table import STRING_COLUMNS
 from podcap.errors import DecodeError
 from testbed.helpers import podcap
 

@@ -57,6 +57,8 @@ def assert_same(got, expected) -> None:
         assert np.array_equal(got.contains[needle], found)
     assert np.array_equal(got.if_index, expected.if_index)
     assert np.array_equal(got.pkt_type, expected.pkt_type)
+    if expected.payload_head is not None:
+        assert np.array_equal(got.payload_head, expected.payload_head)
 
 
 def leftovers() -> list[str]:
@@ -73,9 +75,10 @@ def _target(fd: Path) -> str:
 
 
 def test_helper_part_is_adopted_and_equals_one_process(mixed_pcap, monkeypatch, helper_on):
-    reading = start_reading(mixed_pcap, needles=(b"lbtest",), chunk_bytes=256 * 1024)
+    options = {"needles": (b"lbtest",), "chunk_bytes": 256 * 1024, "preview": True}
+    reading = start_reading(mixed_pcap, **options)
     got = reading.finish()
-    expected = sequential(mixed_pcap, monkeypatch, needles=(b"lbtest",), chunk_bytes=256 * 1024)
+    expected = sequential(mixed_pcap, monkeypatch, **options)
     # The helper really decoded part of the file, and the parts join seamlessly.
     assert 0 < reading.helper_packets < len(got.packets)
     assert_same(got, expected)
@@ -85,6 +88,9 @@ def test_helper_part_is_adopted_and_equals_one_process(mixed_pcap, monkeypatch, 
     assert helper_rows["http_uri"].str.contains("lbtest").any()
     assert (helper_rows["encap"] == "vxlan").any()
     assert got.contains[b"lbtest"][-reading.helper_packets :].any()
+    # The payloads' first bytes came back with the helper's part, in place.
+    helper_heads = got.payload_head[-reading.helper_packets :]
+    assert any(b"lbtest" in head for head in helper_heads)
     assert not leftovers()
 
 

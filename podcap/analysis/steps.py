@@ -39,6 +39,11 @@ class Request:
         return self.display_filter.needles if self.display_filter else frozenset()
 
     @property
+    def needs_preview(self) -> bool:
+        """Whether the decoder keeps each payload's first bytes: the packets report's info."""
+        return "packets" in self.reports
+
+    @property
     def filter_text(self) -> str | None:
         return self.display_filter.text if self.display_filter else None
 
@@ -73,7 +78,9 @@ def start_early(path: str, request: Request):
     from podcap.decode import start_reading
 
     try:
-        return start_reading(path, needles=tuple(request.needles), http=request.needs_http)
+        return start_reading(
+            path, tuple(request.needles), http=request.needs_http, preview=request.needs_preview
+        )
     except DecodeError:
         return None
 
@@ -117,18 +124,24 @@ def _read(path: str, request: Request, progress):
     if request.engine == "tshark":
         from podcap.decode.tshark_engine import read_capture_tshark
 
-        return read_capture_tshark(path, needles=needles, on_progress=progress)
+        return read_capture_tshark(
+            path, needles=needles, on_progress=progress, preview=request.needs_preview
+        )
     from podcap.decode import read_capture
 
-    return read_capture(path, needles=needles, http=request.needs_http)
+    return read_capture(
+        path, needles=needles, http=request.needs_http, preview=request.needs_preview
+    )
 
 
 def combine_captures(captures: dict[str, Any]) -> pd.DataFrame:
-    """All files' packets in one table, with ``file`` (categorical) and the Linux cooked
-    capture columns ``if_index`` and ``pkt_type`` (-1 where the decoder has none)."""
+    """All files' packets in one table, with ``file`` (categorical), the Linux cooked
+    capture columns ``if_index`` and ``pkt_type`` (-1 where the decoder has none) and, when
+    the captures were read with ``preview``, ``payload_head`` (bytes)."""
     import pandas as pd
 
     tables = []
+    previews = any(getattr(c, "payload_head", None) is not None for c in captures.values())
     for capture in captures.values():
         table = capture.packets.copy(deep=False)  # copy-on-write: no column is copied
         n = len(table)
@@ -137,6 +150,9 @@ def combine_captures(captures: dict[str, Any]) -> pd.DataFrame:
             table[name] = (
                 values if values is not None and len(values) == n else np.full(n, -1, dtype)
             )
+        if previews:
+            heads = capture.payload_head
+            table["payload_head"] = heads if heads is not None else np.full(n, b"", "S1")
         tables.append(table)
     packets = tables[0] if len(tables) == 1 else _concat_tables(tables)
     sizes = [len(t) for t in tables]

@@ -22,16 +22,16 @@ from podcap.decode.framing import Frames, PcapFramer, Walk, detect
 from podcap.decode.http import HttpParser
 from podcap.decode.layers import DECODED_LINKTYPES, Decoder
 from podcap.decode.needles import payload_matches
+from podcap.decode.preview import PREVIEW_DTYPE, payload_heads
 from podcap.decode.schema import PACKET_COLUMNS, TCP
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
-from podcap.decode.strings import Interner, categorical
+from podcap.decode.strings import Interner
+from podcap.decode.table import STRING_COLUMNS, concat_parts, packet_table
 from podcap.errors import DecodeError
 from podcap.pcapfile import linktype_name
 
 if TYPE_CHECKING:
     import pandas as pd
-
-STRING_COLUMNS = [name for name, (dtype, _, _) in PACKET_COLUMNS.items() if dtype == "str"]
 
 
 @dataclass
@@ -48,6 +48,8 @@ class Capture:
     # (SLL/SLL2) of each packet, to tell apart the copies `tcpdump -i any` sees of one packet.
     if_index: np.ndarray | None = None
     pkt_type: np.ndarray | None = None
+    # With ``preview=True``: the first bytes of each packet's payload (``podcap.decode.preview``).
+    payload_head: np.ndarray | None = None
 
 
 def read_capture(
@@ -55,17 +57,19 @@ def read_capture(
     needles: tuple[bytes, ...] = (),
     chunk_bytes: int = CHUNK_BYTES,
     http: bool = True,
+    preview: bool = False,
 ) -> Capture:
     """Decode ``path`` (pcap, pcapng, or gzip of either) into a :class:`Capture`.
 
     ``needles``: byte strings to look for in each packet's TCP/UDP header and payload (L4
     payload for other protocols), as Wireshark's ``tcp contains`` does; the answers are in
     ``Capture.contains``. ``http=False`` skips the HTTP first lines (the http_* columns keep
-    their sentinels) for callers that never look at them. Raises DecodeError when the file
+    their sentinels) for callers that never look at them. ``preview=True`` keeps the first
+    bytes of each payload (``Capture.payload_head``). Raises DecodeError when the file
     cannot be read as a capture; a file cut short or corrupt after some packets gives those
     packets and a warning.
     """
-    return start_reading(path, needles, chunk_bytes, http).finish()
+    return start_reading(path, needles, chunk_bytes, http, preview=preview).finish()
 
 
 def start_reading(
@@ -74,6 +78,7 @@ def start_reading(
     chunk_bytes: int = CHUNK_BYTES,
     http: bool = True,
     sink=None,
+    preview: bool = False,
 ) -> Reading:
     """``read_capture`` in two steps: this opens the file and, for a large pcap, starts the
     helper process that decodes its second part (``podcap.decode.split``); ``finish()``
@@ -82,7 +87,8 @@ def start_reading(
 
     ``sink``: where decoded chunks go instead of the Capture's table (``podcap.decode.spill``);
     the Capture then has no packets. A helper process then spills its part into bucket files
-    of its own (``sink.sibling()``), which the sink adopts."""
+    of its own (``sink.sibling()``), which the sink adopts; previews are not spilled (the
+    packets report, their one reader, holds every packet at once)."""
     path = Path(path)
     stream = open_capture(path)
     try:
@@ -90,6 +96,7 @@ def start_reading(
             path, tuple(dict.fromkeys(needles)), ChunkReader(stream, path, chunk_bytes), http
         )
         reading.sink = sink
+        reading.preview = preview and sink is None
         reading.start()
     except BaseException:
         stream.close()
@@ -119,6 +126,8 @@ class Reading:
         self.helper_sink = None  # where the helper spills, when this reading spills
         # Where decoded chunks go instead of ``chunks`` (podcap.decode.spill): None keeps them.
         self.sink = None
+        self.preview = False  # keep each payload's first bytes in ``heads``
+        self.heads: list[np.ndarray] = []
 
     def start(self) -> None:
         self.first_chunk = self.reader.read(b"")
@@ -225,6 +234,7 @@ class Reading:
             "strings": self.strings.values,
             "matches": {n: np.concatenate(parts) for n, parts in self.matches.items()},
             "link_meta": {k: np.concatenate(parts) for k, parts in self.link_meta.items()},
+            "heads": concat_parts(self.heads, PREVIEW_DTYPE) if self.preview else None,
             "packets": self.packets,
         }
 
@@ -251,6 +261,8 @@ class Reading:
             self.matches[needle].append(found)
         for name, values in part["link_meta"].items():
             self.link_meta[name].append(values)
+        if self.preview:
+            self.heads.append(part["heads"])
 
     def _stop_at_problem(self, walk: Walk) -> None:
         if self.packets == 0:
@@ -294,6 +306,8 @@ class Reading:
             self.http.fill(view, cols.ip_proto == TCP, cols.payload_start, cols.payload_end, chunk)
         meta = {name: getattr(cols, name) for name in self.link_meta}
         matches = self._needle_matches(buf, cols, end)
+        if self.preview:
+            self.heads.append(payload_heads(view, cols.payload_start, cols.payload_end))
         if self.sink is not None:
             self.sink.add(chunk, matches, meta, self.strings)
         else:
@@ -345,41 +359,19 @@ class Reading:
             packets=packet_table(self.chunks, self.strings),
             linktypes=list(dict.fromkeys(linktype_name(lt) for lt in shown)),
             warnings=self.warnings,
-            contains={n: _concat(parts, bool) for n, parts in self.matches.items()},
+            contains={n: concat_parts(parts, bool) for n, parts in self.matches.items()},
             file_format=file_format,
-            if_index=_concat(self.link_meta["if_index"], np.int32),
-            pkt_type=_concat(self.link_meta["pkt_type"], np.int16),
+            if_index=concat_parts(self.link_meta["if_index"], np.int32),
+            pkt_type=concat_parts(self.link_meta["pkt_type"], np.int16),
+            payload_head=concat_parts(self.heads, PREVIEW_DTYPE) if self.preview else None,
         )
         # Every part is joined: let go of them (the helper's live in a mapped file whose memory
         # is only returned when the last of them goes).
         self.chunks.clear()
         self.matches = {n: [] for n in self.matches}
         self.link_meta = {name: [] for name in self.link_meta}
+        self.heads = []
         return capture
-
-
-def packet_table(chunks: list[dict[str, np.ndarray]], strings: Interner) -> pd.DataFrame:
-    """The packet table of decoded chunks (string columns as codes into ``strings``). Each
-    chunk's columns are popped as they are joined: never two full copies of every column."""
-    import pandas as pd
-
-    data = {}
-    for name, (dtype, _, _) in PACKET_COLUMNS.items():
-        parts = [chunk.pop(name) for chunk in chunks]
-        if dtype == "str":
-            codes = _concat(parts, np.int32)
-            data[name] = categorical(codes, strings.values)
-        else:
-            data[name] = _concat(parts, dtype)
-        del parts
-    # copy=False keeps one block per column: no consolidation copy of a million rows.
-    return pd.DataFrame(data, columns=list(PACKET_COLUMNS), copy=False)
-
-
-def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
-    if not parts:
-        return np.zeros(0, dtype=dtype)
-    return np.concatenate(parts).astype(dtype, copy=False)
 
 
 def _decode_part(parent: Reading, framer: PcapFramer, cut: int, sink=None) -> dict | None:
@@ -390,5 +382,6 @@ def _decode_part(parent: Reading, framer: PcapFramer, cut: int, sink=None) -> di
         reader = ChunkReader(stream, parent.path, parent.reader.chunk_bytes)
         reading = Reading(parent.path, parent.needles, reader, parent.parse_http)
         reading.sink = sink
+        reading.preview = parent.preview
         reading.walk(framer, reader.read(b""), 0, cut)
     return reading.part()

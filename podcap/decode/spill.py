@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from podcap.decode.framing import detect
-from podcap.decode.reader import STRING_COLUMNS, Capture, Reading, packet_table, start_reading
+from podcap.decode.reader import Capture, Reading, start_reading
 from podcap.decode.source import CHUNK_BYTES, ChunkReader, open_capture
 from podcap.decode.strings import Interner
+from podcap.decode.table import STRING_COLUMNS, packet_table
 from podcap.errors import DecodeError
 
 # Odd 64-bit constants (splitmix64's) that spread endpoint numbers over the hash bits.

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from podcap import pcapfile
+from podcap.decode.preview import heads_of
 from podcap.decode.pyshark_reader import read_packets
 from podcap.decode.reader import Capture
 from podcap.decode.schema import ICMP, ICMPV6, PACKET_COLUMNS, TCP, UDP
@@ -54,11 +55,12 @@ def read_capture_tshark(
     path: str | Path,
     needles: tuple[bytes, ...] = (),
     on_progress: Callable[[str], None] | None = None,
+    preview: bool = False,
 ):
     """Decode ``path`` with tshark (through pyshark) into a ``podcap.decode.Capture``.
 
     ``on_progress`` hears how many packets are read, every ``PROGRESS_EVERY``: this engine
-    reads about a thousand a second."""
+    reads about a thousand a second. ``preview``: as ``podcap.decode.read_capture``'s."""
     path = Path(path)
     file_format = _file_format(path)
     rows, warnings = _read(path, on_progress or (lambda message: None))
@@ -68,7 +70,10 @@ def read_capture_tshark(
     contains = {n: np.array([n in p for p in payloads], bool) for n in needles}
     if_index = np.array([r["_if_index"] for r in rows], np.int32)
     pkt_type = np.array([r["_pkt_type"] for r in rows], np.int16)
-    return Capture(path, table, linktypes, warnings, contains, file_format, if_index, pkt_type)
+    heads = heads_of(payloads) if preview else None
+    return Capture(
+        path, table, linktypes, warnings, contains, file_format, if_index, pkt_type, heads
+    )
 
 
 def _file_format(path: Path) -> str:

@@ -27,7 +27,7 @@ from podcap.reports.registry import REPORTS
 DEFAULT_MAX_ROWS = 50
 PIPE_WIDTH = 220
 # Columns whose text is long: wrapped within at least WRAP_MIN characters, not cut.
-WRAPPED = {"hint", "explanation", "fix", "rewritten_by", "evidence", "history", "uri"}
+WRAPPED = {"hint", "explanation", "fix", "rewritten_by", "evidence", "history", "uri", "info"}
 WRAP_MIN = 14
 WRAP_MAX = 60
 ROOMY = 40  # what an extra (not key) wrapped column needs to be added
@@ -108,14 +108,12 @@ def choose_layout(
         return Layout(keys + more + rest, 0, True)
     if _width_of(table, keys) > width:
         return Layout(keys + more, len(shown) - len(keys) - len(more), True)
-    chosen, used = list(keys), _width_of(table, keys)
+    # Extras come after the key columns' long text has room to read: an info or a fix
+    # wrapped in 14 characters makes every row several lines tall.
+    chosen = list(keys)
+    used = TABLE_OVERHEAD + sum(_roomy_width(table, c) + CELL_OVERHEAD for c in keys)
     for column in more:
-        # An extra column of long text only when it gets room to read (a hint wrapped in 14
-        # characters makes every row twenty lines tall).
-        if column in WRAPPED:
-            need = min(_natural_width(table, column), ROOMY) + CELL_OVERHEAD
-        else:
-            need = _min_width(table, column) + CELL_OVERHEAD
+        need = _roomy_width(table, column) + CELL_OVERHEAD
         if used + need <= width:
             chosen.append(column)
             used += need
@@ -130,6 +128,13 @@ def _min_width(table: pd.DataFrame, column: str) -> int:
     """The narrowest a column may be: whole values, or a wrapped text's minimum."""
     natural = _natural_width(table, column)
     return min(natural, max(WRAP_MIN, len(column))) if column in WRAPPED else natural
+
+
+def _roomy_width(table: pd.DataFrame, column: str) -> int:
+    """The width a column reads well in: whole values, long text up to ROOMY characters."""
+    if column in WRAPPED:
+        return min(_natural_width(table, column), ROOMY)
+    return _natural_width(table, column)
 
 
 def _natural_width(table: pd.DataFrame, column: str) -> int:

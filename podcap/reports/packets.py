@@ -1,4 +1,5 @@
-"""The ``packets`` report: one row per matching packet, Wireshark's packet list in columns."""
+"""The ``packets`` report: one row per matching packet, Wireshark's packet list in columns
+(``info``: its Info column with the payload's first bytes, ``podcap.reports.packet_info``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from podcap.decode.schema import TCP
 from podcap.decode.times import as_datetime
 from podcap.flows import proto_names
 from podcap.reports.missing import with_na
+from podcap.reports.packet_info import info_column
 
 PACKET_REPORT_COLUMNS = [
     "frame", "ts", "src", "dst", "sport", "dport", "proto", "length", "payload_len",
-    "tcp_flags", "flow_id", "encap", "outer_src", "outer_dst", "if_index", "dup_of_frame",
+    "tcp_flags", "info", "flow_id", "encap", "outer_src", "outer_dst", "if_index",
+    "dup_of_frame",
 ]  # fmt: skip
 FLAG_LETTERS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 upwards
 
@@ -31,6 +34,7 @@ def packets_report(analysis) -> pd.DataFrame:
             "length": p["length"].to_numpy(),
             "payload_len": p["payload_len"].to_numpy(),
             "tcp_flags": flag_letters(p["tcp_flags"], p["ip_proto"] == TCP),
+            "info": info_column(p),
             "flow_id": p["flow_id"].to_numpy(),
             "encap": p["encap"].to_numpy(),
             "outer_src": p["outer_src"].to_numpy(),

@@ -119,11 +119,12 @@ REPORTS: dict[str, Report] = {
         ),
         Report(
             "packets",
-            "one row per packet: addresses, ports, protocol, lengths, TCP flags, flow",
+            "one row per packet: addresses, ports, protocol, lengths, TCP flags, flow, info "
+            "(Wireshark's, with the payload's first bytes)",
             "podcap.reports.packets:packets_report",
             http_fields=False,
-            key_columns=("frame", "src", "sport", "dst", "dport", "proto", "tcp_flags"),
-            more_columns=("payload_len", "length", "ts", "flow_id", "encap", "file"),
+            key_columns=("frame", "src", "dst", "proto", "info"),
+            more_columns=("length", "ts", "flow_id", "encap", "file"),
         ),
         Report(
             "flows",

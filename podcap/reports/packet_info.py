@@ -1,0 +1,79 @@
+"""The packets report's ``info`` column: what Wireshark's Info column says, plus the payload.
+
+``38878 → 9000 [PSH, ACK] Len=8 "lbtest\\r\\n"``: ports, TCP flags by name and the payload
+length as Wireshark writes them, then the first payload bytes (``podcap.decode.preview``)
+quoted, printable ASCII as it is and every other byte escaped, so that ``tcp contains
+"lbtest"`` shows the marker without opening Wireshark. An HTTP request or status line is
+shown as the line itself, as Wireshark's HTTP rows are; ICMP types are named.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from podcap.decode.preview import PREVIEW_BYTES
+from podcap.decode.schema import ICMP, ICMPV6, TCP, UDP
+
+# Wireshark's names of the TCP flags, bit 0 upwards, in the order it lists them.
+FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")
+ICMP_TYPES = {
+    ICMP: {0: "Echo (ping) reply", 3: "Destination unreachable", 5: "Redirect",
+           8: "Echo (ping) request", 11: "Time-to-live exceeded"},
+    ICMPV6: {1: "Destination Unreachable", 2: "Packet Too Big", 3: "Time Exceeded",
+             128: "Echo (ping) request", 129: "Echo (ping) reply",
+             133: "Router Solicitation", 134: "Router Advertisement",
+             135: "Neighbor Solicitation", 136: "Neighbor Advertisement"},
+}  # fmt: skip
+HTTP_LINE = re.compile(rb"(?:[A-Z]{3,7} \S+ HTTP/\d\.\d|HTTP/\d\.\d \d{3}[^\r\n]*)(?=\r?\n)")
+ESCAPES = {ord("\r"): "\\r", ord("\n"): "\\n", ord("\t"): "\\t", ord('"'): '\\"', ord("\\"): "\\\\"}
+# Every byte as it is shown inside the quotes.
+BYTE_TEXT = tuple(ESCAPES.get(b, chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in range(256))
+
+
+def info_column(packets: pd.DataFrame) -> np.ndarray:
+    """One info text per row of ``packets`` (the analysis' packet table, ``payload_head``
+    included when the decoder kept it)."""
+    heads = packets["payload_head"] if "payload_head" in packets else None
+    columns = zip(
+        packets["ip_proto"].tolist(), packets["sport"].tolist(), packets["dport"].tolist(),
+        packets["tcp_flags"].tolist(), packets["payload_len"].tolist(),
+        packets["icmp_type"].tolist(),
+        heads.tolist() if heads is not None else [b""] * len(packets),
+        strict=True,
+    )  # fmt: skip
+    return np.array([_info(*row) for row in columns], dtype=object)
+
+
+def _info(proto, sport, dport, flags, payload_len, icmp_type, head) -> str:
+    if proto == TCP:
+        return _with_payload(f"{sport} → {dport} [{flag_names(flags)}] Len={payload_len}", head,
+                             payload_len)  # fmt: skip
+    if proto == UDP:
+        return _with_payload(f"{sport} → {dport} Len={payload_len}", head, payload_len)
+    if proto in ICMP_TYPES:
+        return ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}" if icmp_type >= 0 else "")
+    return ""
+
+
+def flag_names(flags: int) -> str:
+    """``SYN, ACK`` for SYN+ACK, as Wireshark lists them; ``<None>`` for no flag at all."""
+    return ", ".join(n for bit, n in enumerate(FLAG_NAMES) if flags >> bit & 1) or "<None>"
+
+
+def _with_payload(text: str, head: bytes, payload_len: int) -> str:
+    if not head:
+        return text
+    line = HTTP_LINE.match(head)
+    if line:
+        return line.group().decode("latin-1")
+    cut = payload_len > len(head) or len(head) == PREVIEW_BYTES
+    return f'{text} "{quoted(head)}{"…" if cut else ""}"'
+
+
+def quoted(data: bytes) -> str:
+    """``data`` as shown between quotes: printable ASCII kept, the rest escaped (``\\r``,
+    ``\\x00``)."""
+    return "".join(BYTE_TEXT[b] for b in data)
