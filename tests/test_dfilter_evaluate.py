@@ -66,6 +66,54 @@ def test_retransmitted_request_is_not_an_http_uri_as_in_wireshark(tmp_path):
     assert podcap_frames(path, text) == tshark_frames(path, text) == [4]
 
 
+SPLIT_FILTERS = [
+    "http.response.code == 200",
+    "http.response.code == 404",
+    'http.request.method == "POST"',
+    'http.request.uri == "/up"',
+    'http.request.uri == "/one"',
+]
+
+
+@pytest.fixture(scope="module")
+def split_messages(tmp_path_factory):
+    """Messages longer than their first segment: a POST whose body follows its head, a
+    response whose body comes in two more segments (one of them retransmitted), a request
+    and response in one segment each, and a response the capture ends before completing."""
+    from tests.analyze_fixtures import ACK, PSH, Capture
+
+    cap = Capture()
+    s = cap.session("10.0.0.1", "10.0.0.2", 40010, 80).handshake()
+    post = b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n"
+    s.c(PSH | ACK, post).c(PSH | ACK, b"0123456789").s(ACK)
+    s.s(PSH | ACK, b"HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\n").s(PSH | ACK, b"x" * 12)
+    s.s(PSH | ACK, b"x" * 12, seq=s.sseq - 12, gap=0.2).s(PSH | ACK, b"y" * 12).c(ACK)
+    s.c(PSH | ACK, b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n")
+    s.s(PSH | ACK, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").c(ACK)
+    t = cap.session("10.0.0.1", "10.0.0.2", 40011, 80).handshake()
+    t.c(PSH | ACK, b"GET /cut HTTP/1.1\r\nHost: h\r\n\r\n")
+    t.s(PSH | ACK, b"HTTP/1.1 404 Not Found\r\nContent-Length: 100\r\n\r\nnot")
+    return cap.write(tmp_path_factory.mktemp("split") / "split-messages.pcap")
+
+
+@pytest.mark.parametrize("text", SPLIT_FILTERS)
+def test_http_fields_are_on_the_segment_completing_the_message_as_in_wireshark(
+    split_messages, text
+):
+    expected = tshark_frames(split_messages, text)
+    assert podcap_frames(split_messages, text) == expected
+    if text == "http.response.code == 404":
+        assert expected == []  # never completed in the capture: on no frame
+    else:
+        assert expected
+
+
+def test_the_http_report_keeps_a_request_whose_completing_segment_matched(split_messages):
+    http = analyze([split_messages], filter="http.response.code == 200", reports=["http"])["http"]
+    assert http["uri"].tolist() == ["/up", "/one"]
+    assert http["status"].tolist() == [200, 200]
+
+
 @pytest.mark.parametrize(
     "text", ["tcp contains 6c", "tcp contains 00:50", "udp contains 00:35", "udp contains 1f:90"]
 )

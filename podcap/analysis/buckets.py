@@ -136,8 +136,8 @@ class BucketedRun:
 
         self.progress(f"reading {path} into {buckets} buckets of conversations")
         needles = tuple(self.request.needles)
-        http = self.request.needs_http
-        with read_spilled(path, buckets, needles=needles, http=http) as spilled:
+        http, lengths = self.request.needs_http, self.request.needs_http_lengths
+        with read_spilled(path, buckets, needles, http, http_lengths=lengths) as spilled:
             self.captures[path] = spilled.whole
             chosen = list(range(buckets)) if spilled.packets else [0]
             for result in self._bucket_results(file_index, path, spilled, chosen):

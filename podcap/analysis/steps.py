@@ -39,6 +39,12 @@ class Request:
         return self.display_filter.needles if self.display_filter else frozenset()
 
     @property
+    def needs_http_lengths(self) -> bool:
+        """Whether the decoder measures each HTTP message: a filter on HTTP fields marks the
+        segment completing it (``podcap.flows.messages``), as Wireshark does."""
+        return "http." in (self.filter_text or "").lower()
+
+    @property
     def needs_preview(self) -> bool:
         """Whether the decoder keeps each payload's first bytes: the packets report's info."""
         return "packets" in self.reports
@@ -78,9 +84,7 @@ def start_early(path: str, request: Request):
     from podcap.decode import start_reading
 
     try:
-        return start_reading(
-            path, tuple(request.needles), http=request.needs_http, preview=request.needs_preview
-        )
+        return start_reading(path, tuple(request.needles), **_decoder_options(request))
     except DecodeError:
         return None
 
@@ -129,9 +133,15 @@ def _read(path: str, request: Request, progress):
         )
     from podcap.decode import read_capture
 
-    return read_capture(
-        path, needles=needles, http=request.needs_http, preview=request.needs_preview
-    )
+    return read_capture(path, needles=needles, **_decoder_options(request))
+
+
+def _decoder_options(request: Request) -> dict[str, bool]:
+    return {
+        "http": request.needs_http,
+        "preview": request.needs_preview,
+        "http_lengths": request.needs_http_lengths,
+    }
 
 
 def combine_captures(captures: dict[str, Any]) -> pd.DataFrame:

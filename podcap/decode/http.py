@@ -20,16 +20,24 @@ REQUEST_PREFIXES = np.array(
 )
 REQUEST_LINE = re.compile(rb"([A-Z]{3,7}) ([^ \r\n]+) HTTP/1\.[0-9]\r?\n")
 HOST_HEADER = re.compile(rb"\nhost:[ \t]*([^\r\n]*)", re.IGNORECASE)
+CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,10})[ \t]*\r?\n", re.IGNORECASE)
+CHUNKED = re.compile(rb"\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
+NO_BODY_STATUS = (204, 304)  # and 1xx: a response that never has a body
 HEAD_LIMIT = 4096  # bytes of a payload searched for the request line and Host
 CACHE_LIMIT = 65536  # distinct request heads remembered (bounded memory)
 STATUS_LINE_BYTES = 13  # "HTTP/1.1 200 "
 
 
 class HttpParser:
-    """Fills the http_* code columns of a chunk; keeps a cache across chunks of one file."""
+    """Fills the http_* code columns of a chunk; keeps a cache across chunks of one file.
 
-    def __init__(self, strings: Interner):
+    ``lengths``: also the ``http_length`` of each message (head and body), which a filter on
+    HTTP fields needs to mark the segment that completes it, as Wireshark does
+    (``podcap.flows.messages``); a Python step per message, so only when asked."""
+
+    def __init__(self, strings: Interner, lengths: bool = False):
         self.strings = strings
+        self.lengths = lengths
         self.cache: dict[bytes, tuple[int, int, int]] = {}
 
     def fill(self, view: ByteView, is_tcp, start, end, chunk: dict[str, np.ndarray]) -> None:
@@ -39,6 +47,14 @@ class HttpParser:
         first4 = view.u32(start[candidates])
         requests = candidates[np.isin(first4, REQUEST_PREFIXES)]
         self._requests(view.buf, requests, start, end, chunk)
+        if self.lengths:
+            starts = candidates[(chunk["http_status"][candidates] >= 0)]
+            self._lengths(view.buf, np.union1d(starts, requests), start, end, chunk)
+
+    def _lengths(self, buf, rows, start, end, chunk) -> None:
+        status, length = chunk["http_status"], chunk["http_length"]
+        for i, s, e in zip(rows.tolist(), start[rows].tolist(), end[rows].tolist(), strict=True):
+            length[i] = message_length(bytes(buf[s : min(e, s + HEAD_LIMIT)]), int(status[i]))
 
     def _status(self, view: ByteView, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         line = view.rows(start, STATUS_LINE_BYTES).astype(np.int64)
@@ -80,3 +96,21 @@ class HttpParser:
             code(request.group(2).decode("latin-1")),
             code(host),
         )
+
+
+def message_length(head: bytes, status: int = -1) -> int:
+    """Bytes of the HTTP/1.x message starting ``head`` (its first bytes, one segment's): the
+    head, plus the body Content-Length gives. -1 when the head is not whole in ``head`` or
+    the body's end is not known from it (chunked, or a response running to the close)."""
+    head_end = head.find(b"\r\n\r\n")
+    if head_end < 0:
+        return -1
+    head_length = head_end + 4
+    if 100 <= status < 200 or status in NO_BODY_STATUS:
+        return head_length
+    if CHUNKED.search(head, 0, head_end):
+        return -1
+    found = CONTENT_LENGTH.search(head, 0, head_length)
+    if found:
+        return min(head_length + int(found.group(1)), 2**31 - 1)
+    return head_length if status < 0 else -1  # a request without a body ends with its head

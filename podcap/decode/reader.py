@@ -58,6 +58,7 @@ def read_capture(
     chunk_bytes: int = CHUNK_BYTES,
     http: bool = True,
     preview: bool = False,
+    http_lengths: bool = False,
 ) -> Capture:
     """Decode ``path`` (pcap, pcapng, or gzip of either) into a :class:`Capture`.
 
@@ -65,11 +66,14 @@ def read_capture(
     payload for other protocols), as Wireshark's ``tcp contains`` does; the answers are in
     ``Capture.contains``. ``http=False`` skips the HTTP first lines (the http_* columns keep
     their sentinels) for callers that never look at them. ``preview=True`` keeps the first
-    bytes of each payload (``Capture.payload_head``). Raises DecodeError when the file
+    bytes of each payload (``Capture.payload_head``); ``http_lengths=True`` each HTTP
+    message's length (``http_length``, ``podcap.decode.http.message_length``). Raises DecodeError when the file
     cannot be read as a capture; a file cut short or corrupt after some packets gives those
     packets and a warning.
     """
-    return start_reading(path, needles, chunk_bytes, http, preview=preview).finish()
+    return start_reading(
+        path, needles, chunk_bytes, http, preview=preview, http_lengths=http_lengths
+    ).finish()
 
 
 def start_reading(
@@ -79,6 +83,7 @@ def start_reading(
     http: bool = True,
     sink=None,
     preview: bool = False,
+    http_lengths: bool = False,
 ) -> Reading:
     """``read_capture`` in two steps: this opens the file and, for a large pcap, starts the
     helper process that decodes its second part (``podcap.decode.split``); ``finish()``
@@ -97,6 +102,7 @@ def start_reading(
         )
         reading.sink = sink
         reading.preview = preview and sink is None
+        reading.http.lengths = http_lengths
         reading.start()
     except BaseException:
         stream.close()
@@ -334,6 +340,7 @@ class Reading:
             "http_uri": np.zeros(n, np.int32),
             "http_host": np.zeros(n, np.int32),
             "http_status": np.full(n, -1, np.int16),
+            "http_length": np.full(n, -1, np.int32),
         }
         for name in PACKET_COLUMNS:
             if name not in chunk:
@@ -383,5 +390,6 @@ def _decode_part(parent: Reading, framer: PcapFramer, cut: int, sink=None) -> di
         reading = Reading(parent.path, parent.needles, reader, parent.parse_http)
         reading.sink = sink
         reading.preview = parent.preview
+        reading.http.lengths = parent.http.lengths
         reading.walk(framer, reader.read(b""), 0, cut)
     return reading.part()

@@ -66,4 +66,10 @@ PACKET_COLUMNS: dict[str, tuple[str, object, str]] = {
         -1,
         "HTTP response status code when the payload starts a response (http.response.code)",
     ),
+    "http_length": (
+        "int32",
+        -1,
+        "bytes of the HTTP message this payload starts (head + Content-Length) when the head "
+        "says, and the decoder was asked (``http_lengths``); else -1 (http.content_length)",
+    ),
 }

@@ -203,12 +203,15 @@ def read_spilled(
     needles: tuple[bytes, ...] = (),
     http: bool = True,
     chunk_bytes: int = CHUNK_BYTES,
+    http_lengths: bool = False,
 ) -> SpilledCapture:
     """Decode ``path`` into ``buckets`` bucket files (see the module). Raises DecodeError as
     ``read_capture`` does; a cut tail gives the packets before it and a warning."""
     spill = Spill(max(1, buckets))
     try:
-        reading = start_reading(path, needles, chunk_bytes, http, sink=spill)
+        reading = start_reading(
+            path, needles, chunk_bytes, http, sink=spill, http_lengths=http_lengths
+        )
         whole = reading.finish()  # closes the file, also on an error
         # Nothing left in the files' buffers: a process forked to read some buckets
         # (podcap.analysis.buckets) would otherwise write its copy of them a second time.

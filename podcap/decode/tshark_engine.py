@@ -160,6 +160,7 @@ def packet_row(packet) -> dict:
         "http_uri": _first_text(https, "http.request.uri"),
         "http_host": _first_text(https, "http.host"),
         "http_status": _int(https[-1], "http.response.code", -1) if https else -1,
+        "http_length": -1,  # tshark already puts a message's fields on its completing segment
         "_link": link,
         "_payload": _payload(transport, kind),
         # Linux cooked captures (tcpdump -i any): tell apart the copies of one packet.

@@ -82,13 +82,28 @@ def _flag(bit: int) -> Field:
 
 def _http(column: str, missing: object) -> Field:
     def get(p: pd.DataFrame) -> list[Occurrence]:
-        present = p[column] != missing
+        present = (p[column] != missing).to_numpy()
         if "retransmission" in p:
             # Wireshark does not hand a retransmitted segment to the HTTP dissector.
-            present &= ~p["retransmission"]
-        return [(p[column].to_numpy(), present.to_numpy())]
+            present = present & ~p["retransmission"].to_numpy()
+        return [on_completing_segments(p, p[column].to_numpy(), present)]
 
     return Field("str" if missing == "" else "int", get)
+
+
+def on_completing_segments(p: pd.DataFrame, values: np.ndarray, present: np.ndarray):
+    """An HTTP field moved from the segment starting its message to the one completing it,
+    where Wireshark's reassembly shows it (``podcap.flows.messages``)."""
+    if "flow_id" not in p or "http_length" not in p or not (p["http_length"] > 0).any():
+        return values, present
+    from podcap.flows.messages import completing_rows
+
+    target = completing_rows(p)
+    moved_values, moved_present = values.copy(), np.zeros(len(p), bool)
+    starts = np.flatnonzero(present & (target >= 0))
+    moved_values[target[starts]] = values[starts]
+    moved_present[target[starts]] = True
+    return moved_values, moved_present
 
 
 def _column(column: str, proto: int | None = None) -> Field:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
+from podcap.flows.messages import started_in_matched
 
 HTTP_COLUMNS = [
     "flow_id", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port",
@@ -64,8 +65,10 @@ def http_requests(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
 def http_report(analysis) -> pd.DataFrame:
     table = analysis.http
     if analysis.filter_text is not None:
-        # A request is in when its packet or its response's packet matched the filter.
-        frames = analysis.packets[["file", "frame"]]
+        # A request is in when its packet or its response's packet matched the filter, or
+        # the segment completing either (where a filter on HTTP fields matches, as Wireshark).
+        completes = started_in_matched(analysis.all_packets, analysis.matched)
+        frames = analysis.all_packets.loc[analysis.matched | completes, ["file", "frame"]]
         chosen = frames.set_index(["file", "frame"]).index
         keys_request = pd.MultiIndex.from_arrays([table["file"], table["frame"]])
         keys_response = pd.MultiIndex.from_arrays([table["file"], table["response_frame"]])
