@@ -26,7 +26,7 @@ GROUPS = {
     ),
     "Acquire: locate -> reach -> capture (and netns)": ("locate", "reach", "capture", "netns"),
     "Analyze: decode -> filter -> flows -> analysis -> reports -> render": (
-        "decode", "dfilter", "flows", "analysis", "reports", "snat", "render",
+        "decode", "dfilter", "flows", "analysis", "reports", "snat", "path", "render",
     ),
     "The edge: the command line": ("cli",),
 }  # fmt: skip

@@ -90,6 +90,14 @@ class Analysis:
         return match_connections(tcp_observations(self.all_packets))
 
     @cached_property
+    def journeys(self):
+        """The capture points in path order and each connection along them
+        (``podcap.path.journey.line_up``), cached: the path and hops reports read the same."""
+        from podcap.path.journey import line_up
+
+        return line_up(self.all_packets, self.all_flows, self.tcp_connections, self.sidecars)
+
+    @cached_property
     def snat(self) -> pd.DataFrame:
         """SNAT verdicts of the selected connections (``snat.report``), cached: ``dnat`` reuses them."""
         from podcap.snat.report import snat_report

@@ -209,6 +209,31 @@ REPORTS: dict[str, Report] = {
             more_columns=("observed_src", "dnat", "captures", "explanation"),
         ),
         Report(
+            "path",
+            "per TCP connection across capture points: outcome, where its packets (or the "
+            "answer) stopped, addresses rewritten on the way, why, and the fix",
+            "podcap.reports.path:path_report",
+            http_fields=False,
+            section=Section("Path", "No TCP connections to follow.", place=5),
+            key_columns=(
+                "client_ip",
+                "server_ip",
+                "server_port",
+                "outcome",
+                "lost_between",
+                "explanation",
+            ),  # fmt: skip
+            more_columns=("fix", "last_seen", "reply_lost_between", "rewrites", "seen_at"),
+        ),
+        Report(
+            "hops",
+            "per TCP connection and capture point: seen or not, addresses there, history, TTL",
+            "podcap.reports.path:hops_report",
+            http_fields=False,
+            key_columns=("connection", "point", "seen", "client", "server", "history"),
+            more_columns=("client_ttl", "since_previous_ms", "state", "ts", "hop"),
+        ),
+        Report(
             "dnat",
             "connections whose destination was rewritten (Service ClusterIP/NodePort)",
             "podcap.reports.snat:dnat",

@@ -43,6 +43,7 @@ class Observation:
     syn_ip_id: int = -1
     server_isn: int = -1
     data_keys: frozenset[tuple[int, int, int]] = frozenset()
+    flow_id: int = -1  # the flow (``podcap.flows``) of its first packet, when the table has one
 
     @property
     def has_syn(self) -> bool:
@@ -81,7 +82,8 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
     Vectorised over the whole table: a Python loop per connection costs ~10 ms in pandas,
     which is minutes on a busy node capture.
     """
-    tcp = packets.loc[packets["ip_proto"] == TCP, _COLUMNS]
+    columns = _COLUMNS + (["flow_id"] if "flow_id" in packets else [])
+    tcp = packets.loc[packets["ip_proto"] == TCP, columns]
     if tcp.empty:
         return []
     # Plain text: the packet table's categoricals would refuse mixing src and dst below.
@@ -97,6 +99,7 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
     synack = tcp[((tcp["tcp_flags"] & (SYN | ACK)) == (SYN | ACK)) & ~from_client]
     server_isn = synack.groupby("piece", sort=False)["tcp_seq"].first()
     ends["packets"] = tcp.groupby("piece", sort=False).size()
+    ends["flow_id"] = first["flow_id"] if "flow_id" in first else -1
     ends["client_ttl"] = client_ttl
     ends["server_isn"] = server_isn
     ends["isn"] = syn["tcp_seq"]
@@ -106,7 +109,7 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
     ends[numbers] = ends[numbers].fillna(-1).astype("int64")
     data_keys = _data_keys(tcp)
     fields = ["file", "client_ip", "client_port", "server_ip", "server_port", "ts", "client_ttl"]
-    fields += ["packets", "isn", "syn_tsval", "syn_ip_id", "server_isn"]
+    fields += ["packets", "isn", "syn_tsval", "syn_ip_id", "server_isn", "flow_id"]
     columns = [ends[f].to_numpy().tolist() for f in fields]
     return [
         Observation(
@@ -123,10 +126,23 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
             syn_ip_id=ip_id,
             server_isn=server,
             data_keys=data_keys.get(piece, frozenset()),
+            flow_id=int(flow),
         )
-        for piece, (file, cip, cport, sip, sport, ts, ttl, count, isn, tsval, ip_id, server) in zip(
-            ends.index.tolist(), zip(*columns, strict=True), strict=True
-        )
+        for piece, (
+            file,
+            cip,
+            cport,
+            sip,
+            sport,
+            ts,
+            ttl,
+            count,
+            isn,
+            tsval,
+            ip_id,
+            server,
+            flow,
+        ) in zip(ends.index.tolist(), zip(*columns, strict=True), strict=True)
     ]
 
 

@@ -697,6 +697,27 @@ class Lab:
         for rule in handle.rules:
             self.run(handle.netns, ["iptables", "-D", *rule], check=True)
 
+    @contextlib.contextmanager
+    def vpc_drop(self, node: Node, *, dst: str, dport: int):
+        """A cloud security group in front of ``node``: the VPC drops TCP to ``dst:dport``
+        before it reaches the node, so a capture on the node never sees it (the iptables
+        "security group" of ``add_security_group_drop`` sits on the node, behind its tcpdump).
+        Meanwhile the other nodes send ``node``'s Pod CIDR through the VPC router (as a
+        VPC-native route table does), whose FORWARD chain drops it; all undone on leaving."""
+        others = [n for n in self.nodes if n is not node]
+        rule = ["FORWARD", "-d", dst, "-p", "tcp", "--dport", str(dport), "-m", "comment",
+                "--comment", SG_COMMENT, "-j", "DROP"]  # fmt: skip
+        self.run(self.router, ["iptables", "-I", *rule], check=True)
+        try:
+            for other in others:
+                self._ip(other.netns, "route", "replace", node.pod_cidr, "via", ROUTER_IP)
+            yield
+        finally:
+            for other in others:
+                self.run(other, ["ip", "route", "replace", node.pod_cidr, "via", node.ip, "dev", "eth0"],
+                         check=False)  # fmt: skip
+            self.run(self.router, ["iptables", "-D", *rule], check=False)
+
 
 # ---------------------------------------------------------------------- cleanup machinery
 def _terminate(proc: subprocess.Popen) -> None:

@@ -1,0 +1,182 @@
+"""Why a connection ended as it did, and what to change: the cause the troubleshooting guide
+checks at the hop where its packets stopped, with the facts the captures' sidecars hold (node
+addresses, Pod CIDRs) named where they are known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from podcap.path.journey import (
+    DELIVERED,
+    PARTIAL,
+    REFUSED,
+    REPLY_LOST,
+    RESET,
+    Journey,
+)
+from podcap.path.points import Point
+
+
+@dataclass(frozen=True)
+class Verdict:
+    explanation: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the sidecars say of one node."""
+
+    address: str | None = None
+    pod_cidrs: tuple[str, ...] = ()
+
+
+def node_facts(sidecars: dict[str, dict]) -> dict[str, NodeFacts]:
+    """Per node named in a sidecar: its address and Pod CIDRs, from the cluster facts."""
+    facts: dict[str, NodeFacts] = {}
+    for sidecar in sidecars.values():
+        node = ((sidecar or {}).get("point") or {}).get("node")
+        cluster = (sidecar or {}).get("cluster") or {}
+        listed = ((cluster.get("pod") or {}).get("node")) or {}
+        address = cluster.get("node_ip") or listed.get("internal_ip")
+        cidrs = tuple(cluster.get("pod_cidrs") or listed.get("pod_cidrs") or ())
+        if node and (address or cidrs or node not in facts):
+            known = facts.get(node, NodeFacts())
+            facts[node] = NodeFacts(address or known.address, cidrs or known.pod_cidrs)
+    return facts
+
+
+def explain(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
+    outcome = journey.outcome
+    first = journey.first
+    target = f"{first.server} from {first.client}"
+    if outcome == DELIVERED:
+        verdict = Verdict("Delivered and answered.", "")
+    elif outcome == REFUSED:
+        verdict = _refused(journey)
+    elif outcome == REPLY_LOST:
+        verdict = _reply_lost(journey)
+    elif outcome == RESET:
+        who = "the server" if "r" in first.history else "the client"
+        verdict = Verdict(f"{target}: reset by {who} after the handshake.", "")
+    elif outcome == PARTIAL:
+        verdict = _partial(journey)
+    else:
+        verdict = _unanswered(journey, facts)
+    rewrites = journey.rewrites()
+    if rewrites:
+        masq = _masquerade_note(journey)
+        text = f"{verdict.explanation} Rewritten: {'; '.join(rewrites)}.{masq}"
+        verdict = Verdict(text, verdict.fix)
+    return verdict
+
+
+def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
+    first, lost = journey.first, journey.lost_between
+    last = journey.last_seen.point
+    if lost is None:
+        return Verdict(
+            f"The SYN to {first.server} was last seen at {last} and never answered; no capture "
+            f"point after {last} is on its way to {first.server}, so where it stopped is not "
+            "known from these captures.",
+            f"Capture further along the path (the destination's node and Pod: podcap diagnose "
+            f"does it), or check {first.server} is up and reachable from {last}.",
+        )
+    a, b = lost
+    seen = f"The SYN to {first.server} reached {a} but never {b}"
+    if a.kind == "pod" and b.kind == "node" and a.node == b.node:
+        return Verdict(
+            f"{seen}: {a.node} dropped it between the Pod's veth and its NIC (its "
+            "iptables/nftables FORWARD rules or a NetworkPolicy on the Pod).",
+            f"On {a.node}: iptables-save | grep -E 'DROP|REJECT' (FORWARD, KUBE-*, "
+            f"cali-*); kubectl get networkpolicy -A for the Pod of {a}.",
+        )
+    if a.kind == "node" and b.kind == "pod" and a.node == b.node:
+        return Verdict(
+            f"{seen}: {b.node} dropped it between its NIC and the Pod (its "
+            "iptables/nftables FORWARD rules or a NetworkPolicy on the destination Pod).",
+            f"On {b.node}: iptables-save | grep -E 'DROP|REJECT'; kubectl get "
+            f"networkpolicy -A selecting the Pod of {b}.",
+        )
+    if a.kind == "node" and b.kind == "node" and a.node != b.node:
+        return Verdict(
+            f"{seen}: it was dropped between the two nodes, by {b.node}'s security group "
+            "or firewall, or a VPC route that does not send the Pod CIDR to it.",
+            _between_nodes_fix(a, b, facts),
+        )
+    if b.kind == "peer":
+        return Verdict(
+            f"{seen}: it was dropped between the cluster and the peer (a firewall on the way, "
+            "or the peer's own).",
+            f"Allow {journey.last_seen.client.rsplit(':', 1)[0]} to {first.server} in the "
+            "peer's firewall and any firewall between the VPC and it.",
+        )
+    return Verdict(f"{seen}.", f"Check the filters and routes between {a} and {b}.")
+
+
+def _between_nodes_fix(a: Point, b: Point, facts: dict[str, NodeFacts]) -> str:
+    source, target = facts.get(a.node or ""), facts.get(b.node or "")
+    allowed = [x for x in ((source.address if source else None),) if x]
+    allowed += list(source.pod_cidrs) if source else []
+    allow = ", ".join(allowed) if allowed else f"{a.node}'s subnet and its Pod CIDR"
+    routed = ", ".join(target.pod_cidrs) if target and target.pod_cidrs else "its Pod CIDR"
+    return (
+        f"Allow {allow} into {b.node} in its security group / firewall, and check the "
+        f"VPC route table sends {routed} to {b.node}."
+    )
+
+
+def _refused(journey: Journey) -> Verdict:
+    first = journey.first
+    port = first.server.rsplit(":", 1)[1]
+    answered_at = journey.reply_last_seen
+    furthest = journey.sightings[-1]
+    if furthest.point.kind == "pod" and "r" in furthest.history:
+        return Verdict(
+            f"{first.server} answered the SYN with a reset at {furthest.point}: nothing listens "
+            f"on port {port} there.",
+            f"Check the container listens on {port} (podcap inspect on the Pod, or its "
+            "containerPort) and the Service's targetPort.",
+        )
+    where = answered_at.point if answered_at else first.point
+    return Verdict(
+        f"The SYN to {first.server} was answered with a reset, seen first at {where}: nothing "
+        f"listens on port {port}, or a REJECT rule after {journey.last_seen.point} answers for "
+        "it.",
+        f"Check the server listens on {port}; on the nodes: iptables-save | grep REJECT.",
+    )
+
+
+def _reply_lost(journey: Journey) -> Verdict:
+    first, reply = journey.first, journey.reply_last_seen
+    lost = journey.reply_lost_between
+    where = f", between {lost[0]} and {lost[1]}" if lost else ""
+    return Verdict(
+        f"{first.server} answered (its SYN-ACK seen at {reply.point if reply else '?'}) but "
+        f"the answer never reached the client{where}: the return path differs from the way "
+        "in (asymmetric routing) or reverse-path filtering drops it.",
+        f"Check the route back to {first.client.rsplit(':', 1)[0]} on the way and "
+        "net.ipv4.conf.*.rp_filter on the nodes (2 = loose, when routing is asymmetric).",
+    )
+
+
+def _partial(journey: Journey) -> Verdict:
+    first = journey.first
+    return Verdict(
+        f"The handshake with {first.server} passed but data was retransmitted and the "
+        "connection never closed cleanly: segments were lost on the way (only large ones: an "
+        "MTU / PMTUD black hole).",
+        "Compare the interfaces' MTU along the path (overlay headers take 50 bytes) and let "
+        "ICMP 'fragmentation needed' through; or clamp the MSS.",
+    )
+
+
+def _masquerade_note(journey: Journey) -> str:
+    kinds = [
+        (a.point.kind, b.point.kind)
+        for a, b in zip(journey.sightings, journey.sightings[1:], strict=False)
+        if a.client != b.client
+    ]
+    if any(k == ("pod", "node") for k in kinds):
+        return " Masqueraded by ip-masq-agent or the CNI (-r snat: the rule and the fix)."
+    return ""

@@ -1,0 +1,176 @@
+"""Each TCP connection followed from capture point to capture point: what each point saw of it,
+how it ended for the client, and where its packets (or the answer) stopped.
+
+A connection is matched across the points by what NAT leaves alone (``podcap.snat.match``);
+what a point saw of it is that point's flow (``podcap.flows``): its Zeek history says whether
+the client's SYN (``S``), the server's SYN-ACK (``h``), data (``D``/``d``), resets
+(``R``/``r``) and retransmissions (``T``/``t``) went by there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from podcap.path.points import Point
+
+DELIVERED, REFUSED, UNANSWERED = "delivered", "refused", "unanswered"
+REPLY_LOST, RESET, PARTIAL = "reply_lost", "reset", "partial"
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One connection at one capture point, as that point's flow saw it."""
+
+    point: Point
+    flow_id: int
+    client: str  # ip:port as seen here
+    server: str
+    history: str
+    state: str
+    first_ts: float
+    client_ttl: int
+
+    @property
+    def saw_client(self) -> bool:
+        """The client's first packet went by (its SYN; any of its packets without one)."""
+        return "S" in self.history or any(c.isupper() for c in self.history)
+
+    @property
+    def saw_answer(self) -> bool:
+        """The server's SYN-ACK, or a reset answering the SYN, went by."""
+        return "h" in self.history or "r" in self.history
+
+
+@dataclass(frozen=True)
+class Journey:
+    """One connection along the whole path."""
+
+    path: tuple[Point, ...]  # every capture point, client's end first
+    sightings: tuple[Sighting, ...]  # the points that saw it, in path order
+    evidence: tuple[str, ...]  # the NAT-invariant keys that matched it across points
+
+    @property
+    def first(self) -> Sighting:
+        return self.sightings[0]
+
+    @property
+    def outcome(self) -> str:
+        """How it ended, as the client's end saw it."""
+        history = self.first.history
+        if "h" not in history:
+            if "r" in history:
+                return REFUSED
+            return REPLY_LOST if any(s.saw_answer for s in self.sightings) else UNANSWERED
+        if ("T" in history or "t" in history) and self.first.state != "SF":
+            return PARTIAL
+        if "r" in history or "R" in history:
+            return RESET
+        return DELIVERED
+
+    def index(self, point: Point) -> int:
+        return self.path.index(point)
+
+    @property
+    def last_seen(self) -> Sighting:
+        """The last point, in path order, that saw the client's first packet."""
+        return [s for s in self.sightings if s.saw_client][-1]
+
+    @property
+    def destination_index(self) -> int:
+        """The furthest point its packets should reach: the furthest that saw it, or whose
+        own address is its server's (as any point saw the server)."""
+        servers = {s.server.rsplit(":", 1)[0] for s in self.sightings}
+        own = [i for i, p in enumerate(self.path) if p.address and p.address in servers]
+        return max([self.index(s.point) for s in self.sightings] + own)
+
+    @property
+    def lost_between(self) -> tuple[Point, Point] | None:
+        """Where the client's packets stopped: the last point that saw them and the next one,
+        when the connection failed before reaching its destination's point."""
+        if self.outcome not in (UNANSWERED, PARTIAL):
+            return None
+        at = self.index(self.last_seen.point)
+        if at >= self.destination_index:
+            return None
+        return self.path[at], self.path[at + 1]
+
+    @property
+    def reply_last_seen(self) -> Sighting | None:
+        """The point nearest the client that saw the server's answer."""
+        answered = [s for s in self.sightings if s.saw_answer]
+        return answered[0] if answered else None
+
+    @property
+    def reply_lost_between(self) -> tuple[Point, Point] | None:
+        reply = self.reply_last_seen
+        if self.outcome != REPLY_LOST or reply is None:
+            return None
+        at = self.index(reply.point)
+        return (self.path[at], self.path[at - 1]) if at > 0 else None
+
+    def rewrites(self) -> list[str]:
+        """Each address change between two points that saw the connection, in words."""
+        changes = []
+        for before, after in zip(self.sightings, self.sightings[1:], strict=False):
+            where = f"between {before.point} and {after.point}"
+            if before.client != after.client:
+                changes.append(f"source {before.client} -> {after.client} {where}")
+            if before.server != after.server:
+                changes.append(f"destination {before.server} -> {after.server} {where}")
+        return changes
+
+
+def follow(path: list[Point], connections, flows: pd.DataFrame) -> list[Journey]:
+    """A Journey per connection of ``connections`` (``podcap.snat.match``), ordered by the
+    time its client's end first saw it. ``flows``: the flow table of every file."""
+    by_file = {p.file: p for p in path}
+    rows = flows.set_index("flow_id")
+    journeys = []
+    for connection in connections:
+        seen = [_sighting(by_file[o.file], o, rows) for o in connection.observations]
+        seen = [s for s in seen if s is not None]
+        if not seen:
+            continue
+        seen.sort(key=lambda s: path.index(s.point))
+        journeys.append(Journey(tuple(path), tuple(seen), tuple(connection.evidence)))
+    return sorted(journeys, key=lambda j: j.first.first_ts)
+
+
+def _sighting(point: Point, observation, rows: pd.DataFrame) -> Sighting | None:
+    if observation.flow_id not in rows.index:
+        return None
+    flow = rows.loc[observation.flow_id]
+    return Sighting(
+        point=point,
+        flow_id=int(observation.flow_id),
+        client=f"{flow['client_ip']}:{int(flow['client_port'])}",
+        server=f"{flow['server_ip']}:{int(flow['server_port'])}",
+        history=str(flow["history"]),
+        state=str(flow["state"]),
+        first_ts=float(observation.first_ts),
+        client_ttl=int(observation.client_ttl),
+    )
+
+
+@dataclass(frozen=True)
+class LinedUp:
+    """The capture points in path order and every connection along them."""
+
+    path: tuple[Point, ...]
+    journeys: tuple[Journey, ...]
+    how: str  # how the order was found
+
+    @property
+    def note(self) -> str:
+        points = " > ".join(map(str, self.path))
+        return f"capture points, client's end first: {points} (ordered {self.how})"
+
+
+def line_up(packets: pd.DataFrame, flows: pd.DataFrame, connections, sidecars) -> LinedUp:
+    """The points of ``packets``' files ordered along the path, and the journeys along them."""
+    from podcap.path.points import path_order, points_of
+
+    path, how = path_order(points_of(packets, sidecars), connections)
+    return LinedUp(tuple(path), tuple(follow(path, connections, flows)), how)

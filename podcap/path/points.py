@@ -1,0 +1,101 @@
+"""Capture points: what each file saw from (a Pod, a node's NIC, a peer host) and their order
+along the path, from the client's end to the server's.
+
+The order comes from the packets first: every routed hop lowers the TTL of the client's
+packets and NAT leaves it alone, so of two points that saw the same connection the one with
+the higher client TTL is nearer the client (the same TTL: the one that saw it first). Points
+that share no connection keep the order they were given in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from podcap.decode.strings import as_text
+
+
+@dataclass(frozen=True)
+class Point:
+    """One capture point: a file and where it was captured."""
+
+    file: str
+    name: str  # as the reports show it: "pod default/web-a0", "node-a eth0", the file's stem
+    kind: str | None = None  # "pod", "node", "peer" (the sidecar's point.kind), None unknown
+    node: str | None = None
+    address: str | None = None  # the Pod's or peer's own IP, when known or plain from the file
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def points_of(packets: pd.DataFrame, sidecars: dict[str, dict]) -> list[Point]:
+    """One Point per file of ``packets``, in their order, named from the sidecars."""
+    files = [str(f) for f in pd.unique(packets["file"].astype(str))]
+    return [_point(file, sidecars.get(file) or {}, packets) for file in files]
+
+
+def _point(file: str, sidecar: dict, packets: pd.DataFrame) -> Point:
+    where = sidecar.get("point") or {}
+    kind, node = where.get("kind"), where.get("node")
+    if kind == "pod" and where.get("pod"):
+        name = f"pod {where.get('namespace') or 'default'}/{where['pod']}"
+    elif kind == "node" and node:
+        name = f"{node} {where.get('interface') or 'eth0'}"
+    elif kind == "peer":
+        name = f"peer {where.get('target') or Path(file).stem}"
+    else:
+        name = Path(file).name
+    address = (sidecar.get("cluster") or {}).get("pod_ip")
+    if address is None and kind in ("pod", "peer", None):
+        address = _own_address(packets[packets["file"].astype(str) == file])
+    return Point(file, name, kind, node, address)
+
+
+def _own_address(packets: pd.DataFrame) -> str | None:
+    """The address in every packet of a file, if there is one: a Pod's or a host's own."""
+    if packets.empty:
+        return None
+    src, dst = as_text(packets["src"]), as_text(packets["dst"])
+    counts = Counter(src.tolist()) + Counter(dst.tolist())
+    address, seen = counts.most_common(1)[0]
+    in_every = ((src == address) | (dst == address)).all()
+    return address if address and in_every and seen else None
+
+
+def path_order(points: list[Point], connections) -> tuple[list[Point], str]:
+    """``points`` ordered from the client's end, and how the order was found (in words).
+
+    ``connections``: ``podcap.snat.match.MatchedConnection`` s, their observations already
+    ordered client side first. Each says, for each two points that saw it, which comes first;
+    where the votes disagree (traffic both ways) the majority wins."""
+    index = {p.file: i for i, p in enumerate(points)}
+    votes: dict[tuple[int, int], int] = defaultdict(int)
+    for connection in connections:
+        files = list(dict.fromkeys(o.file for o in connection.observations))
+        for earlier, later in zip(files, files[1:], strict=False):
+            votes[(index[earlier], index[later])] += 1
+    before = {(a, b) for (a, b), n in votes.items() if n > votes.get((b, a), 0)}
+    order = _topological(len(points), before)
+    placed = {i for pair in before for i in pair}
+    if not placed:
+        how = "as given: no connection was seen at two points"
+    elif len(placed) == len(points):
+        how = "by the connections they share: the TTL falls hop by hop, then time"
+    else:
+        how = "by the connections they share, the others as given"
+    return [points[i] for i in order], how
+
+
+def _topological(n: int, before: set[tuple[int, int]]) -> list[int]:
+    """0..n-1 with every (a, b) of ``before`` a before b, else by number (Kahn's algorithm;
+    a cycle left by the votes is broken at its lowest number)."""
+    incoming = {i: {a for a, b in before if b == i} for i in range(n)}
+    order: list[int] = []
+    while len(order) < n:
+        ready = [i for i in range(n) if i not in order and not (incoming[i] - set(order))]
+        order.append(min(ready) if ready else min(i for i in range(n) if i not in order))
+    return order

@@ -1,0 +1,98 @@
+"""The ``path`` and ``hops`` reports: captures of the same traffic at several points, lined up.
+
+``path``: one row per TCP connection: how it ended for the client (``outcome``), the last
+point its packets reached and the hop where they stopped (``lost_between``), the same for the
+server's answer, the addresses rewritten on the way, why, and what to change. ``hops``: one
+row per connection and capture point: what that point saw of it. The work is done in
+``podcap.path``; the points' order is said in the table's note.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from podcap.reports.missing import with_na
+
+PATH_COLUMNS = [
+    "connection", "client_ip", "client_port", "server_ip", "server_port", "outcome",
+    "last_seen", "lost_between", "reply_last_seen", "reply_lost_between", "seen_at",
+    "rewrites", "explanation", "fix", "evidence",
+]  # fmt: skip
+HOPS_COLUMNS = [
+    "connection", "hop", "point", "seen", "client", "server", "history", "state",
+    "client_ttl", "ts", "since_previous_ms",
+]  # fmt: skip
+
+
+def path_report(analysis) -> pd.DataFrame:
+    from podcap.path.explain import explain, node_facts
+
+    lined_up = analysis.journeys
+    facts = node_facts(analysis.sidecars)
+    rows = []
+    for number, journey in _chosen(analysis, lined_up.journeys):
+        first, verdict = journey.first, explain(journey, facts)
+        client_ip, client_port = first.client.rsplit(":", 1)
+        server_ip, server_port = first.server.rsplit(":", 1)
+        reply = journey.reply_last_seen
+        rows.append({
+            "connection": number,
+            "client_ip": client_ip, "client_port": int(client_port),
+            "server_ip": server_ip, "server_port": int(server_port),
+            "outcome": journey.outcome,
+            "last_seen": str(journey.last_seen.point),
+            "lost_between": _hop(journey.lost_between),
+            "reply_last_seen": str(reply.point) if reply else "",
+            "reply_lost_between": _hop(journey.reply_lost_between),
+            "seen_at": " > ".join(str(s.point) for s in journey.sightings),
+            "rewrites": "; ".join(journey.rewrites()),
+            "explanation": verdict.explanation, "fix": verdict.fix,
+            "evidence": ", ".join(journey.evidence),
+        })  # fmt: skip
+    table = pd.DataFrame(rows, columns=PATH_COLUMNS)
+    table = with_na(table, texts=("lost_between", "reply_last_seen", "reply_lost_between",
+                                  "rewrites", "fix", "evidence"))  # fmt: skip
+    table.attrs["note"] = lined_up.note
+    return table
+
+
+def hops_report(analysis) -> pd.DataFrame:
+    lined_up = analysis.journeys
+    rows = []
+    for number, journey in _chosen(analysis, lined_up.journeys):
+        at = {s.point: s for s in journey.sightings}
+        previous_ts = None
+        for hop, point in enumerate(journey.path, start=1):
+            seen = at.get(point)
+            since = None
+            if seen is not None and previous_ts is not None:
+                since = round((seen.first_ts - previous_ts) * 1000.0, 3)
+            rows.append({
+                "connection": number, "hop": hop, "point": str(point), "seen": seen is not None,
+                "client": seen.client if seen else "", "server": seen.server if seen else "",
+                "history": seen.history if seen else "", "state": seen.state if seen else "",
+                "client_ttl": seen.client_ttl if seen else -1,
+                "ts": seen.first_ts if seen else float("nan"),
+                "since_previous_ms": since,
+            })  # fmt: skip
+            previous_ts = seen.first_ts if seen is not None else previous_ts
+    table = pd.DataFrame(rows, columns=HOPS_COLUMNS)
+    table["ts"] = pd.to_datetime(table["ts"], unit="s", utc=True)
+    table["since_previous_ms"] = table["since_previous_ms"].astype("Float64")
+    table = with_na(table, numbers=("client_ttl",), texts=("client", "server", "history", "state"))
+    table.attrs["note"] = lined_up.note
+    return table
+
+
+def _chosen(analysis, journeys):
+    """(number, journey) of the connections with a packet the filter selected (all without
+    a filter); numbers count every connection, so path and hops rows keep theirs."""
+    numbered = list(enumerate(journeys, start=1))
+    if analysis.filter_text is None:
+        return numbered
+    chosen = set(analysis.matched_flow_ids.tolist())
+    return [(n, j) for n, j in numbered if any(s.flow_id in chosen for s in j.sightings)]
+
+
+def _hop(pair) -> str:
+    return f"{pair[0]} -> {pair[1]}" if pair else ""
