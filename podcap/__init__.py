@@ -20,6 +20,7 @@ _PUBLIC = {
     "read_capture": "podcap.decode",
     "compile_filter": "podcap.dfilter",
     "snat_inputs": "podcap.snat.inputs",
+    "diagnose": "podcap.diagnosis.api",
     "REPORTS": "podcap.reports.registry",
     "report": "podcap.reports.registry",
     "PodcapError": "podcap.errors",

@@ -28,7 +28,7 @@ GROUPS = {
     "Analyze: decode -> filter -> flows -> analysis -> reports -> render": (
         "decode", "dfilter", "flows", "analysis", "reports", "snat", "path", "render",
     ),
-    "The edge: the command line": ("cli",),
+    "The edge: the command line and diagnose (both wings at once)": ("cli", "diagnosis"),
 }  # fmt: skip
 
 

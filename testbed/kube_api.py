@@ -118,6 +118,7 @@ def pod_object(
     phase: str = "Running",
     containers: tuple[str, ...] = ("app",),
     host_network: bool = False,
+    ports: tuple[int, ...] = (),
 ) -> dict:
     """A Pod as a 1.30 API server returns it; only the first container gets ``container_id``."""
     started = now()
@@ -174,7 +175,12 @@ def pod_object(
             "hostNetwork": host_network,
             "containers": [
                 {"name": c, "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent"}
-                for c in containers
+                | (
+                    {"ports": [{"containerPort": p, "protocol": "TCP"} for p in ports]}
+                    if ports and i == 0
+                    else {}
+                )
+                for i, c in enumerate(containers)
             ],
             "restartPolicy": "Always",
             "dnsPolicy": "ClusterFirst",
@@ -430,6 +436,7 @@ def cluster_from_lab(lab, helper_namespace: str = "podcap-system") -> Cluster:
                 labels=labels,
                 uid=pod.uid,
                 containers=("web",),
+                ports=(pod.http_port, pod.marker_port),
             )
         )
     if getattr(lab, "masq_config", None):

@@ -100,6 +100,8 @@ def _wing(name: str) -> str:
         return "analyze"
     if top == "cli":
         return "cli"
+    if top == "diagnosis":  # the edge beside the CLI: it runs both wings, neither imports it
+        return "edge"
     return "floor" if top in FLOOR else f"unplaced ({top or 'podcap'})"
 
 
@@ -129,6 +131,14 @@ def test_the_floor_imports_no_wing_and_nothing_imports_the_cli():
         and any(_wing(m) == "cli" for m in GRAPH[n])
     )  # fmt: skip
     assert into_cli == []
+
+
+def test_only_the_cli_imports_the_edge():
+    into_edge = sorted(
+        n for n in MODULES if _wing(n) not in ("cli", "edge")
+        and any(_wing(m) == "edge" for m in GRAPH[n])
+    )  # fmt: skip
+    assert into_edge == []
 
 
 def test_the_package_facade_is_imported_by_nobody():

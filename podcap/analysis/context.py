@@ -95,7 +95,9 @@ class Analysis:
         (``podcap.path.journey.line_up``), cached: the path and hops reports read the same."""
         from podcap.path.journey import line_up
 
-        return line_up(self.all_packets, self.all_flows, self.tcp_connections, self.sidecars)
+        return line_up(
+            self.files, self.all_packets, self.all_flows, self.tcp_connections, self.sidecars
+        )
 
     @cached_property
     def snat(self) -> pd.DataFrame:

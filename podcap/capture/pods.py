@@ -41,7 +41,8 @@ class SessionOptions(CaptureSettings):
     node_interface: str = "eth0"
     node_rules: bool = False
     merge_to: Path | None = None
-    # The PID whose namespaces are "the node" (1 under hostPID; tests point it at a lab node).
+    # The PID whose namespaces are "the node" (1 under hostPID); tests point it at a lab node,
+    # or at one per node as "node-a=PID,node-b=PID" (see node_pid_for).
     node_pid: str = "1"
     # -o -: the one Pod's pcap goes to this stream (e.g. into wireshark -k -i -), no sidecar.
     stream: BinaryIO | None = None
@@ -51,6 +52,14 @@ class SessionOptions(CaptureSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interface(self.node_interface)  # --node-interface reaches tcpdump on the node too
+
+    def node_pid_for(self, node: str) -> str:
+        """The PID standing for ``node``: the one given, or its own of "NODE=PID,..." ("1"
+        for a node not named)."""
+        if "=" not in self.node_pid:
+            return self.node_pid
+        pairs = dict(pair.split("=", 1) for pair in self.node_pid.split(",") if "=" in pair)
+        return pairs.get(node, "1")
 
     @classmethod
     def writing_to(
@@ -132,7 +141,7 @@ class PodCaptures:
         return [self._member(t, transports[t.node.name]) for t in self.plan.targets]
 
     def _member(self, target: locate.PodTarget, transport) -> Member:
-        options = self.options
+        options, node = self.options, target.node.name
         path = options.output_file or options.output_dir / f"{target.key}.pcap"
         spec = CaptureSpec(container_id=target.container_id, **options.capture_settings())
         cluster = cluster_facts_for_sidecar(target, self.facts)
@@ -142,7 +151,7 @@ class PodCaptures:
         if options.also_node:
             node_path = options.output_dir / f"{target.key}.node.pcap"
             node_spec = node_nic_spec(
-                target, options.node_interface, spec.bound_seconds, options.node_pid
+                target, options.node_interface, spec.bound_seconds, options.node_pid_for(node)
             )
             node_view = CaptureSession(transport, node_spec, str(node_path), cluster=dict(cluster))
             cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
@@ -179,6 +188,6 @@ def _save_node_rules(transports: dict, options: SessionOptions) -> dict[str, dic
     SNAT offline) and in ``NODE.iptables-save.txt`` (and ``NODE.ipvsadm.txt``) to read."""
     saved: dict[str, dict[str, str]] = {}
     for node, transport in transports.items():
-        saved[node] = node_rules(transport, options.node_pid)
+        saved[node] = node_rules(transport, options.node_pid_for(node))
         write_node_rules(saved[node], options.output_dir, node)
     return saved

@@ -74,6 +74,8 @@ class PodTarget:
     container_id: str  # as the API gives it, e.g. containerd://0123...
     host_network: bool
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # The TCP ports its containers declare (spec.containers[].ports), first the entered one's.
+    ports: tuple[int, ...] = ()
 
     @property
     def runtime(self) -> str:
@@ -244,7 +246,20 @@ def _target(core, pod, container: str | None, nodes: dict[str, NodeFacts]) -> Po
         container_id=container_id,
         host_network=bool(pod.spec.host_network),
         labels=dict(pod.metadata.labels or {}),
+        ports=_declared_ports(pod, name),
     )
+
+
+def _declared_ports(pod, entered: str) -> tuple[int, ...]:
+    """The TCP containerPorts of the Pod, the entered container's first."""
+    containers = sorted(pod.spec.containers, key=lambda c: c.name != entered)
+    ports = [
+        port.container_port
+        for container in containers
+        for port in container.ports or []
+        if (port.protocol or "TCP") == "TCP"
+    ]
+    return tuple(dict.fromkeys(ports))
 
 
 def _pod_ips(status) -> tuple[str, ...]:

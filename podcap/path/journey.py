@@ -168,9 +168,11 @@ class LinedUp:
         return f"capture points, client's end first: {points} (ordered {self.how})"
 
 
-def line_up(packets: pd.DataFrame, flows: pd.DataFrame, connections, sidecars) -> LinedUp:
-    """The points of ``packets``' files ordered along the path, and the journeys along them."""
+def line_up(
+    files: list[str], packets: pd.DataFrame, flows: pd.DataFrame, connections, sidecars
+) -> LinedUp:
+    """The capture points of ``files`` ordered along the path, and the journeys along them."""
     from podcap.path.points import path_order, points_of
 
-    path, how = path_order(points_of(packets, sidecars), connections)
+    path, how = path_order(points_of(files, packets, sidecars), connections)
     return LinedUp(tuple(path), tuple(follow(path, connections, flows)), how)

@@ -32,23 +32,30 @@ class Point:
         return self.name
 
 
-def points_of(packets: pd.DataFrame, sidecars: dict[str, dict]) -> list[Point]:
-    """One Point per file of ``packets``, in their order, named from the sidecars."""
-    files = [str(f) for f in pd.unique(packets["file"].astype(str))]
+def points_of(files: list[str], packets: pd.DataFrame, sidecars: dict[str, dict]) -> list[Point]:
+    """One Point per file, in their order, named from the sidecars (a file without a packet
+    is a point too: what it did not see is evidence)."""
     return [_point(file, sidecars.get(file) or {}, packets) for file in files]
+
+
+def point_name(file: str, sidecar: dict) -> str:
+    """How the reports name a capture point: ``pod NS/POD``, ``NODE IFACE``, ``peer HOST``
+    from its sidecar, else the file's name."""
+    where = sidecar.get("point") or {}
+    kind, node = where.get("kind"), where.get("node")
+    if kind == "pod" and where.get("pod"):
+        return f"pod {where.get('namespace') or 'default'}/{where['pod']}"
+    if kind == "node" and node:
+        return f"{node} {where.get('interface') or 'eth0'}"
+    if kind == "peer":
+        return f"peer {where.get('target') or Path(file).stem}"
+    return Path(file).name
 
 
 def _point(file: str, sidecar: dict, packets: pd.DataFrame) -> Point:
     where = sidecar.get("point") or {}
     kind, node = where.get("kind"), where.get("node")
-    if kind == "pod" and where.get("pod"):
-        name = f"pod {where.get('namespace') or 'default'}/{where['pod']}"
-    elif kind == "node" and node:
-        name = f"{node} {where.get('interface') or 'eth0'}"
-    elif kind == "peer":
-        name = f"peer {where.get('target') or Path(file).stem}"
-    else:
-        name = Path(file).name
+    name = point_name(file, sidecar)
     address = (sidecar.get("cluster") or {}).get("pod_ip")
     if address is None and kind in ("pod", "peer", None):
         address = _own_address(packets[packets["file"].astype(str) == file])

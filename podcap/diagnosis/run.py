@@ -1,0 +1,199 @@
+"""``podcap diagnose`` running: captures at every point, the probe once they all listen, then
+everything home, lined up, and the verdict.
+
+The captures are ``podcap capture``'s own (:class:`~podcap.capture.pods.PodCaptures`, run by
+``podcap.capture.fleet.run``: one helper per node, deleted on success, failure, Ctrl-C and
+SIGTERM); :class:`DiagnoseCaptures` adds a thread that waits for every tcpdump to listen, sends
+the probe from the source Pod's network namespace through its node's helper, and then stops
+the captures. The bundle in ``-o DIR`` holds every capture with its sidecar, one merged pcapng
+with an interface per capture point, the path report (json) and ``summary.txt``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from podcap.capture import fleet
+from podcap.capture.pods import PodCaptures
+from podcap.capture.session import ENDED_STOPPED
+from podcap.diagnosis.plan import DiagnosePlan
+from podcap.diagnosis.probe import curl_outcome
+from podcap.errors import CaptureError, PodcapError
+
+SETTLE_SECONDS = 0.5  # after the probe: the last packets reach every tcpdump
+READY_SECONDS = 30
+MERGED_NAME = "diagnose.pcapng"
+Step = Callable[[str], None]
+
+
+@dataclass
+class DiagnoseCaptures(PodCaptures):
+    """Both Pods' captures (and their nodes' NICs), the probe sent once all of them listen."""
+
+    diagnosis: DiagnosePlan | None = None
+    on_step: Step = print
+    probe_status: int | None = None
+    probe_output: str = ""
+    probe_error: PodcapError | None = None
+    points: dict[str, Path] = field(default_factory=dict)  # point name -> its pcap
+
+    def members(self, transports: dict) -> list[fleet.Member]:
+        members = super().members(transports)
+        source = transports[self.diagnosis.source.node.name]
+        threading.Thread(
+            target=self._probe_then_stop, args=(members, source), daemon=True, name="probe"
+        ).start()
+        return members
+
+    def _probe_then_stop(self, members: list[fleet.Member], transport) -> None:
+        try:
+            for session in _sessions(members):
+                session.wait_ready(READY_SECONDS)
+            self.on_step(f"capturing at {len(_sessions(members))} points: "
+                         f"{', '.join(self.diagnosis.points())}")  # fmt: skip
+            self._send_probe(transport)
+            time.sleep(SETTLE_SECONDS)
+        except PodcapError as exc:
+            self.probe_error = exc
+        finally:
+            for member in members:
+                member.session.stop(ENDED_STOPPED)
+
+    def _send_probe(self, transport) -> None:
+        from podcap.netns import Target, command_argv, enter
+
+        probe, source = self.diagnosis.probe, self.diagnosis.source
+        if probe is None:
+            seconds = self.diagnosis.request.duration
+            self.on_step(f"no probe: capturing your own traffic for {seconds:g} s")
+            time.sleep(seconds)
+            return
+        target = Target(container_id=source.container_id, label=f"{source.namespace}/{source.name}")
+        entered = enter(transport, target, tools=("nsenter", "curl"))
+        self.on_step(f"probe: {probe.describe()}")
+        done = transport.run(command_argv(entered, probe.argv()), timeout=probe.timeout + 15)
+        self.probe_status = done.returncode
+        self.probe_output = (done.stdout or done.stderr).decode(errors="replace").strip()
+        self.on_step(f"probe: {curl_outcome(done.returncode)}")
+
+
+def _sessions(members: list[fleet.Member]) -> list:
+    return [m.session for m in members] + [m.node_view for m in members if m.node_view]
+
+
+@dataclass
+class Diagnosis:
+    """What ``podcap diagnose`` found: the verdict on the probe, and where the evidence is."""
+
+    plan: DiagnosePlan
+    bundle: Path
+    files: list[Path]
+    path: pd.DataFrame
+    probe_row: pd.Series | None
+    probe_status: int | None
+
+    @property
+    def reachable(self) -> bool | None:
+        """True or False from the probe's connection; None when no probe was seen."""
+        if self.probe_row is None:
+            return None
+        return self.probe_row["outcome"] == "delivered"
+
+    @property
+    def exit_status(self) -> int:
+        return {True: 0, False: 1, None: 2}[self.reachable]
+
+    def verdict(self) -> str:
+        """The answer, a few lines: reachable or not, where and why, what to change."""
+        plan = self.plan
+        src, dst = plan.source, plan.destination
+        head = f"{src.namespace}/{src.name} -> {dst.namespace}/{dst.name}:{plan.port}"
+        row = self.probe_row
+        if row is None:
+            return f"{head}: no verdict (the probe's connection is in no capture)\n"
+        word = "REACHABLE" if self.reachable else "NOT REACHABLE"
+        lines = [f"{head}: {word} ({row['outcome']})"]
+        for label, column in (("lost between", "lost_between"), ("answer lost between",
+                              "reply_lost_between"), ("why", "explanation"), ("fix", "fix"),
+                              ("rewritten", "rewrites")):  # fmt: skip
+            if isinstance(row[column], str) and row[column]:
+                lines.append(f"  {label}: {row[column]}")
+        if plan.probe is not None:
+            lines.append(f"  probe: {plan.probe.describe()}: {curl_outcome(self.probe_status)}"
+                         if self.probe_status is not None else f"  probe: {plan.probe.describe()}")  # fmt: skip
+        lines.append(f"  evidence: {self.bundle}/ (captures, {MERGED_NAME}, path.json)")
+        return "\n".join(lines) + "\n"
+
+
+def run_diagnosis(kube, plan: DiagnosePlan, on_step: Step = print) -> Diagnosis:
+    """Capture, probe, bring home, line up; the Diagnosis (its bundle written)."""
+    captures = DiagnoseCaptures(kube, plan.captures, plan.options, diagnosis=plan, on_step=on_step)
+    plan.options.output_dir.mkdir(parents=True, exist_ok=True)
+    outcome = fleet.run(captures)
+    if captures.probe_error is not None:
+        raise captures.probe_error
+    files = _written(outcome.captures, plan)
+    if not files:
+        raise CaptureError("no capture point wrote a file")
+    on_step(f"lining up {len(files)} captures")
+    return _judge(plan, files, captures.probe_status)
+
+
+def _written(members: list[fleet.Member], plan: DiagnosePlan) -> list[Path]:
+    """The capture files in path order: the source Pod, its node, the destination's node, the
+    destination Pod (where no connection says the order, the path report keeps this one)."""
+    by_pod = {m.target.name: m for m in members}
+    source, destination = by_pod[plan.source.name], by_pod[plan.destination.name]
+    files = [source.path, _view(source), _view(destination), destination.path]
+    # A capture without a packet stays: that its point saw nothing is the evidence.
+    return [f for f in files if f is not None and f.exists() and f.stat().st_size >= 24]
+
+
+def _view(member: fleet.Member) -> Path | None:
+    return Path(member.node_view.output) if member.node_view is not None else None
+
+
+def _judge(plan: DiagnosePlan, files: list[Path], probe_status: int | None) -> Diagnosis:
+    from podcap.analysis.run import analyze
+
+    result = analyze([str(f) for f in files], reports=["path", "hops"])
+    path = result["path"]
+    probe_row = _probe_row(plan, path)
+    diagnosis = Diagnosis(plan, plan.options.output_dir, files, path, probe_row, probe_status)
+    _write_bundle(diagnosis, result["hops"])
+    return diagnosis
+
+
+def _probe_row(plan: DiagnosePlan, path: pd.DataFrame) -> pd.Series | None:
+    """The probe's connection (its source port), else with no probe the first connection
+    from the source Pod to the destination's port."""
+    rows = path[(path["client_ip"] == plan.source.pod_ips[0]) & (path["server_port"] == plan.port)]
+    if plan.probe is not None:
+        rows = rows[rows["client_port"] == plan.probe.local_port]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _write_bundle(diagnosis: Diagnosis, hops: pd.DataFrame) -> None:
+    from podcap.capture.merge import merge
+    from podcap.render import render
+
+    bundle = diagnosis.bundle
+    names = _point_names(diagnosis.files)
+    merge([(names[f], f) for f in diagnosis.files], bundle / MERGED_NAME, comment="podcap diagnose")
+    render({"path": diagnosis.path}, "json", str(bundle / "path.json"))
+    render({"hops": hops}, "csv", str(bundle / "hops.csv"))
+    (bundle / "summary.txt").write_text(diagnosis.verdict())
+
+
+def _point_names(files: list[Path]) -> dict[Path, str]:
+    """Each capture's point name as the path report gives it (from its sidecar)."""
+    from podcap.path.points import point_name
+    from podcap.sidecar import read_sidecar
+
+    return {file: point_name(str(file), read_sidecar(str(file)) or {}) for file in files}

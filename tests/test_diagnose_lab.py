@@ -1,0 +1,126 @@
+"""``podcap diagnose`` end to end: the real kubernetes client against the in-test API server
+(testbed.kube_api: Pods and nodes shaped like a cluster's, helper Pods whose exec runs here),
+the namespace lab as the nodes and Pods, real tcpdump, nsenter and curl. The lab breaks the
+path; diagnose must find where, from its own captures, and leave no helper behind."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from testbed.helpers import podcap
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def node_pids(kube_lab):
+    """A process in each lab node's network namespace: "the node" for its helper."""
+    _, _, lab = kube_lab
+    stand_ins = {node.name: lab.popen(node, ["sleep", "300"]) for node in lab.nodes}
+    yield ",".join(f"{name}={proc.pid}" for name, proc in stand_ins.items())
+    for proc in stand_ins.values():
+        proc.kill()
+        proc.wait()
+
+
+def diagnose(kube_lab, node_pids, out, *args):
+    cluster, server, lab = kube_lab
+    client, target = lab.pods
+    run = podcap("diagnose", client.name, *args, "--kubeconfig", str(server.kubeconfig_path),
+                 "--node-pid", node_pids, "-o", str(out), timeout=150)  # fmt: skip
+    assert cluster.helper_pods() == []
+    return run
+
+
+def test_a_healthy_path_is_reachable_with_the_evidence(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    server = lab.pods[1]
+    out = tmp_path / "bundle"
+    run = diagnose(kube_lab, node_pids, out, f"{server.name}:{server.marker_port}")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(
+        f"default/web-a0 -> default/web-b0:{server.marker_port}: REACHABLE (delivered)"
+    )
+    assert "podcap: capturing at 4 points: pod default/web-a0, node-a eth0, node-b eth0, pod " \
+           "default/web-b0" in run.stderr  # fmt: skip
+    assert "probe: answered" in run.stderr
+    path = pd.DataFrame(json.loads((out / "path.json").read_text())["path"])
+    probe = path[path["outcome"] == "delivered"].iloc[0]
+    assert probe["seen_at"] == "pod default/web-a0 > node-a eth0 > node-b eth0 > pod default/web-b0"
+    assert (out / "diagnose.pcapng").stat().st_size > 0
+    assert (out / "summary.txt").read_text() == run.stdout
+    assert len(list(out.glob("*.pcap"))) == 4 and len(list(out.glob("*.pcap.json"))) == 4
+
+
+def test_a_closed_port_is_refused_by_the_pod(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    server = lab.pods[1]
+    run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{server.name}:{server.closed_port}")
+    assert run.returncode == 1, run.stderr
+    assert "NOT REACHABLE (refused)" in run.stdout
+    assert f"nothing listens on port {server.closed_port}" in run.stdout
+
+
+def test_a_security_group_drop_is_placed_between_the_nodes(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    server, node_b = lab.pods[1], lab.nodes[1]
+    with lab.vpc_drop(node_b, dst=server.ip, dport=server.http_port):
+        run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{server.name}:{server.http_port}",
+                       "--timeout", "2s")  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "NOT REACHABLE (unanswered)" in run.stdout
+    assert "lost between: node-a eth0 -> node-b eth0" in run.stdout
+    assert "security group" in run.stdout and lab.nodes[0].pod_cidr in run.stdout
+
+
+def test_the_port_comes_from_the_pod_and_dry_run_creates_nothing(kube_lab, node_pids, tmp_path):
+    cluster, server, lab = kube_lab
+    run = podcap("diagnose", "web-a0", "web-b0", "--dry-run", "--kubeconfig",
+                 str(server.kubeconfig_path))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (
+        "# destination: default/web-b0 10.244.1.10 on node-b (172.20.0.12), port 80" in run.stdout
+    )
+    assert "# capture points: pod default/web-a0, node-a eth0, node-b eth0, pod default/web-b0" \
+        in run.stdout  # fmt: skip
+    assert run.stdout.count("kind: Pod") == 2
+    assert not [r for r in cluster.requests if r[0] not in ("GET",)]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nosuch", "web-b0"], "nosuch"),
+        (["web-a0", "web-a0"], "the same Pod"),
+        (["web-a0", "web-b0:99999"], "must be a number from 1 to 65535"),
+    ],
+)
+def test_what_cannot_be_diagnosed_is_one_line_exit_2(kube_lab, args, message):
+    cluster, server, _ = kube_lab
+    run = podcap("diagnose", *args, "--kubeconfig", str(server.kubeconfig_path))
+    assert run.returncode == 2
+    assert run.stderr.startswith("podcap: ") and message in run.stderr
+    assert "Traceback" not in run.stderr
+    assert cluster.helper_pods() == []
+
+
+def test_the_python_api_gives_the_path_and_the_evidence(kube_lab, node_pids, tmp_path):
+    import podcap
+
+    cluster, server, lab = kube_lab
+    steps: list[str] = []
+    found = podcap.diagnose(
+        "web-a0", "web-b0:81", kubeconfig=str(server.kubeconfig_path), output_dir=tmp_path,
+        node_pid=node_pids, on_step=steps.append,
+    )  # fmt: skip
+    assert found.reachable is False and found.exit_status == 1
+    assert found.probe_row["outcome"] == "refused"
+    assert list(found.path.columns[:6]) == ["connection", "client_ip", "client_port",
+                                            "server_ip", "server_port", "outcome"]  # fmt: skip
+    assert [f.name for f in found.files] == ["default_web-a0.pcap", "default_web-a0.node.pcap",
+                                             "default_web-b0.node.pcap", "default_web-b0.pcap"]  # fmt: skip
+    assert any(step.startswith("probe: tcp from port") for step in steps)
+    assert cluster.helper_pods() == []
