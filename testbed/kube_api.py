@@ -1102,6 +1102,11 @@ def main() -> None:
                     f"pod {pod.namespace}/{pod.name} ip {pod.ip} node {pod.node.name} netns {pod.netns}",
                     flush=True,
                 )
+            # A process in each node's namespace stands for the node's PID 1 (the machine
+            # plays every node): give podcap --node-pid this for --also-node and diagnose.
+            stand_ins = {n.name: lab.popen(n, ["sleep", "infinity"]) for n in lab.nodes}
+            pids = ",".join(f"{name}={proc.pid}" for name, proc in stand_ins.items())
+            print(f"node-pid {pids}", flush=True)
             print(f"serving {server.url}; kubeconfig {path}; Ctrl-C stops", flush=True)
             try:
                 while True:

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"((?:<!--[^\n]*-->\n+)*)```(?:sh|console)\n(.*?)```", re.S)
-NEEDS_CLUSTER = ("capture", "netns", "inspect", "cleanup")
+NEEDS_CLUSTER = ("capture", "netns", "inspect", "cleanup", "diagnose")
 
 
 def _commands(body: str) -> list[list]:
