@@ -52,6 +52,9 @@ def test_a_healthy_path_is_reachable_with_the_evidence(kube_lab, node_pids, tmp_
     assert probe["seen_at"] == "pod default/web-a0 > node-a eth0 > node-b eth0 > pod default/web-b0"
     assert (out / "diagnose.pcapng").stat().st_size > 0
     assert (out / "summary.txt").read_text() == run.stdout
+    assert "<h2>Path (1)</h2>" in (out / "index.html").read_text()
+    assert "IP-MASQ-AGENT" in (out / "node-a.iptables-save.txt").read_text()
+    assert "nodes: node-b (172.20.0.12) answers node-a (tcp 10250: refused)" in run.stdout
     assert len(list(out.glob("*.pcap"))) == 4 and len(list(out.glob("*.pcap.json"))) == 4
 
 
@@ -61,7 +64,9 @@ def test_a_closed_port_is_refused_by_the_pod(kube_lab, node_pids, tmp_path):
     run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{server.name}:{server.closed_port}")
     assert run.returncode == 1, run.stderr
     assert "NOT REACHABLE (refused)" in run.stdout
-    assert f"nothing listens on port {server.closed_port}" in run.stdout
+    # What the Pod listens on, from ss in its namespace during the diagnosis.
+    assert f"nothing listens on port {server.closed_port} there (it listens on 80, 9000)" \
+        in run.stdout  # fmt: skip
 
 
 def test_a_security_group_drop_is_placed_between_the_nodes(kube_lab, node_pids, tmp_path):
@@ -74,6 +79,21 @@ def test_a_security_group_drop_is_placed_between_the_nodes(kube_lab, node_pids, 
     assert "NOT REACHABLE (unanswered)" in run.stdout
     assert "lost between: node-a eth0 -> node-b eth0" in run.stdout
     assert "security group" in run.stdout and lab.nodes[0].pod_cidr in run.stdout
+
+
+def test_a_forward_drop_on_the_source_node_is_named_with_its_rule(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    client, server, node_a = lab.pods[0], lab.pods[1], lab.nodes[0]
+    rule = ["FORWARD", "-s", client.ip, "-p", "tcp", "--dport", "80", "-j", "DROP"]
+    lab.run(node_a, ["iptables", "-I", *rule], check=True)
+    try:
+        run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{server.name}:80", "--timeout", "2s")
+    finally:
+        lab.run(node_a, ["iptables", "-D", *rule], check=True)
+    assert run.returncode == 1, run.stderr
+    assert "lost between: pod default/web-a0 -> node-a eth0" in run.stdout
+    assert f"-A FORWARD -s {client.ip}/32 -p tcp -m tcp --dport 80 -j DROP" in run.stdout
+    assert "On node-a: remove or narrow that rule" in run.stdout
 
 
 def test_the_port_comes_from_the_pod_and_dry_run_creates_nothing(kube_lab, node_pids, tmp_path):

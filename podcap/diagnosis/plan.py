@@ -124,6 +124,7 @@ def plan_diagnosis(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
         also_node=source.node.name != destination.node.name,
         node_interface=request.node_interface,
         node_pid=request.node_pid,
+        node_rules=True,  # the nodes' iptables-save into the sidecars: the verdict names rules
         bpf_filter=f"host {source.pod_ips[0]} and host {destination.pod_ips[0]}",
         duration=bound,
     )

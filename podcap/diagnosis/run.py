@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -41,23 +41,30 @@ class DiagnoseCaptures(PodCaptures):
     probe_status: int | None = None
     probe_output: str = ""
     probe_error: PodcapError | None = None
-    points: dict[str, Path] = field(default_factory=dict)  # point name -> its pcap
+    nodes_check: str = ""  # what the source node's try at the destination node gave
 
     def members(self, transports: dict) -> list[fleet.Member]:
         members = super().members(transports)
-        source = transports[self.diagnosis.source.node.name]
         threading.Thread(
-            target=self._probe_then_stop, args=(members, source), daemon=True, name="probe"
+            target=self._probe_then_stop, args=(members, transports), daemon=True, name="probe"
         ).start()
         return members
 
-    def _probe_then_stop(self, members: list[fleet.Member], transport) -> None:
+    def _probe_then_stop(self, members: list[fleet.Member], transports: dict) -> None:
+        plan = self.diagnosis
+        source, destination = plan.source, plan.destination
         try:
             for session in _sessions(members):
                 session.wait_ready(READY_SECONDS)
             self.on_step(f"capturing at {len(_sessions(members))} points: "
-                         f"{', '.join(self.diagnosis.points())}")  # fmt: skip
-            self._send_probe(transport)
+                         f"{', '.join(plan.points())}")  # fmt: skip
+            dst_member = next(m for m in members if m.target.name == destination.name)
+            listening = _listening(transports[destination.node.name], destination)
+            dst_member.session.cluster["listening"] = listening
+            if not plan.same_node:
+                self.nodes_check = _nodes_check(transports[source.node.name], plan, self.options)
+                self.on_step(self.nodes_check)
+            self._send_probe(transports[source.node.name])
             time.sleep(SETTLE_SECONDS)
         except PodcapError as exc:
             self.probe_error = exc
@@ -83,6 +90,55 @@ class DiagnoseCaptures(PodCaptures):
         self.on_step(f"probe: {curl_outcome(done.returncode)}")
 
 
+def _listening(transport, target) -> list[int] | None:
+    """The TCP ports ``target`` listens on (``ss -tlnH`` in its namespace), None when the
+    node cannot say."""
+    from podcap.netns import Target, command_argv, enter
+
+    try:
+        entered = enter(transport, Target(container_id=target.container_id), ("nsenter", "ss"))
+        done = transport.run(command_argv(entered, ["ss", "-tlnH"]), timeout=30)
+    except PodcapError:
+        return None
+    if done.returncode != 0:
+        return None
+    ports = set()
+    for line in done.stdout.decode(errors="replace").splitlines():
+        words = line.split()
+        port = words[3].rpartition(":")[2] if len(words) > 3 else ""
+        if port.isdigit():
+            ports.add(int(port))
+    return sorted(ports)
+
+
+# Which port of the destination node the source node knocks at: the kubelet's, on every node.
+KUBELET_PORT = 10250
+
+
+def _nodes_check(transport, plan: DiagnosePlan, options) -> str:
+    """The guide's first step: from the source node's own network, does the destination node
+    answer at all (a TCP connect to its kubelet port: an answer, even a refusal, means the
+    path between the two nodes is open)."""
+
+    source, target = plan.source.node, plan.destination.node
+    address = target.internal_ip or plan.destination.host_ip
+    if not address:
+        return f"nodes: {target.name} has no InternalIP to check"
+    pid = options.node_pid_for(source.name)
+    argv = ["nsenter", "-n", "-t", pid, "--", "curl", "-sS", "--max-time", "2",
+            f"telnet://{address}:{KUBELET_PORT}"]  # fmt: skip
+    try:
+        done = transport.run(argv, timeout=20)
+    except PodcapError as exc:
+        return f"nodes: could not check {source.name} -> {target.name}: {exc}"
+    knock = f"tcp {KUBELET_PORT}"
+    if done.returncode in (0, 7, 52, 56):  # connected, or refused: either way an answer came
+        how = "refused" if done.returncode == 7 else "open"
+        return f"nodes: {target.name} ({address}) answers {source.name} ({knock}: {how})"
+    return (f"nodes: {target.name} ({address}) does not answer {source.name} ({knock}: "
+            f"{curl_outcome(done.returncode)}): check the nodes reach each other at all")  # fmt: skip
+
+
 def _sessions(members: list[fleet.Member]) -> list:
     return [m.session for m in members] + [m.node_view for m in members if m.node_view]
 
@@ -97,6 +153,7 @@ class Diagnosis:
     path: pd.DataFrame
     probe_row: pd.Series | None
     probe_status: int | None
+    nodes_check: str = ""
 
     @property
     def reachable(self) -> bool | None:
@@ -127,7 +184,9 @@ class Diagnosis:
         if plan.probe is not None:
             lines.append(f"  probe: {plan.probe.describe()}: {curl_outcome(self.probe_status)}"
                          if self.probe_status is not None else f"  probe: {plan.probe.describe()}")  # fmt: skip
-        lines.append(f"  evidence: {self.bundle}/ (captures, {MERGED_NAME}, path.json)")
+        if self.nodes_check:
+            lines.append(f"  {self.nodes_check}")
+        lines.append(f"  evidence: {self.bundle}/ (captures, {MERGED_NAME}, index.html, path.json)")
         return "\n".join(lines) + "\n"
 
 
@@ -142,7 +201,7 @@ def run_diagnosis(kube, plan: DiagnosePlan, on_step: Step = print) -> Diagnosis:
     if not files:
         raise CaptureError("no capture point wrote a file")
     on_step(f"lining up {len(files)} captures")
-    return _judge(plan, files, captures.probe_status)
+    return _judge(plan, files, captures.probe_status, captures.nodes_check)
 
 
 def _written(members: list[fleet.Member], plan: DiagnosePlan) -> list[Path]:
@@ -159,14 +218,16 @@ def _view(member: fleet.Member) -> Path | None:
     return Path(member.node_view.output) if member.node_view is not None else None
 
 
-def _judge(plan: DiagnosePlan, files: list[Path], probe_status: int | None) -> Diagnosis:
+def _judge(plan: DiagnosePlan, files: list[Path], probe_status, nodes_check: str) -> Diagnosis:
     from podcap.analysis.run import analyze
 
-    result = analyze([str(f) for f in files], reports=["path", "hops"])
+    result = analyze([str(f) for f in files], reports=["path", "hops"], page=True)
     path = result["path"]
     probe_row = _probe_row(plan, path)
-    diagnosis = Diagnosis(plan, plan.options.output_dir, files, path, probe_row, probe_status)
-    _write_bundle(diagnosis, result["hops"])
+    diagnosis = Diagnosis(
+        plan, plan.options.output_dir, files, path, probe_row, probe_status, nodes_check
+    )
+    _write_bundle(diagnosis, result)
     return diagnosis
 
 
@@ -179,7 +240,7 @@ def _probe_row(plan: DiagnosePlan, path: pd.DataFrame) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
-def _write_bundle(diagnosis: Diagnosis, hops: pd.DataFrame) -> None:
+def _write_bundle(diagnosis: Diagnosis, result) -> None:
     from podcap.capture.merge import merge
     from podcap.render import render
 
@@ -187,7 +248,8 @@ def _write_bundle(diagnosis: Diagnosis, hops: pd.DataFrame) -> None:
     names = _point_names(diagnosis.files)
     merge([(names[f], f) for f in diagnosis.files], bundle / MERGED_NAME, comment="podcap diagnose")
     render({"path": diagnosis.path}, "json", str(bundle / "path.json"))
-    render({"hops": hops}, "csv", str(bundle / "hops.csv"))
+    render({"hops": result["hops"]}, "csv", str(bundle / "hops.csv"))
+    render(result, "html", str(bundle / "index.html"))
     (bundle / "summary.txt").write_text(diagnosis.verdict())
 
 

@@ -29,6 +29,7 @@ class NodeFacts:
 
     address: str | None = None
     pod_cidrs: tuple[str, ...] = ()
+    rules: str = ""  # its iptables-save, when a capture saved it (--node-rules, diagnose)
 
 
 def node_facts(sidecars: dict[str, dict]) -> dict[str, NodeFacts]:
@@ -40,9 +41,12 @@ def node_facts(sidecars: dict[str, dict]) -> dict[str, NodeFacts]:
         listed = ((cluster.get("pod") or {}).get("node")) or {}
         address = cluster.get("node_ip") or listed.get("internal_ip")
         cidrs = tuple(cluster.get("pod_cidrs") or listed.get("pod_cidrs") or ())
-        if node and (address or cidrs or node not in facts):
+        rules = (cluster.get("node_rules") or {}).get("iptables-save") or ""
+        if node:
             known = facts.get(node, NodeFacts())
-            facts[node] = NodeFacts(address or known.address, cidrs or known.pod_cidrs)
+            facts[node] = NodeFacts(
+                address or known.address, cidrs or known.pod_cidrs, rules or known.rules
+            )
     return facts
 
 
@@ -85,19 +89,19 @@ def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
     a, b = lost
     seen = f"The SYN to {first.server} reached {a} but never {b}"
     if a.kind == "pod" and b.kind == "node" and a.node == b.node:
-        return Verdict(
+        return _node_drop(
+            journey, facts, a.node,
             f"{seen}: {a.node} dropped it between the Pod's veth and its NIC (its "
             "iptables/nftables FORWARD rules or a NetworkPolicy on the Pod).",
-            f"On {a.node}: iptables-save | grep -E 'DROP|REJECT' (FORWARD, KUBE-*, "
-            f"cali-*); kubectl get networkpolicy -A for the Pod of {a}.",
-        )
+            f"kubectl get networkpolicy -A, those selecting {a}",
+        )  # fmt: skip
     if a.kind == "node" and b.kind == "pod" and a.node == b.node:
-        return Verdict(
+        return _node_drop(
+            journey, facts, b.node,
             f"{seen}: {b.node} dropped it between its NIC and the Pod (its "
             "iptables/nftables FORWARD rules or a NetworkPolicy on the destination Pod).",
-            f"On {b.node}: iptables-save | grep -E 'DROP|REJECT'; kubectl get "
-            f"networkpolicy -A selecting the Pod of {b}.",
-        )
+            f"kubectl get networkpolicy -A, those selecting {b}",
+        )  # fmt: skip
     if a.kind == "node" and b.kind == "node" and a.node != b.node:
         return Verdict(
             f"{seen}: it was dropped between the two nodes, by {b.node}'s security group "
@@ -112,6 +116,28 @@ def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
             "peer's firewall and any firewall between the VPC and it.",
         )
     return Verdict(f"{seen}.", f"Check the filters and routes between {a} and {b}.")
+
+
+def _node_drop(journey: Journey, facts: dict[str, NodeFacts], node, why: str, policy: str):
+    """The verdict for a packet a node dropped: its rules that drop it named, when saved."""
+    from podcap.path.filters import dropping_rules
+
+    first, seen = journey.first, journey.last_seen
+    known = facts.get(node or "")
+    src, (dst, port) = seen.client.rsplit(":", 1)[0], seen.server.rsplit(":", 1)
+    rules = dropping_rules(known.rules, src, dst, int(port)) if known and known.rules else []
+    if rules:
+        named = "; ".join(rules[:3])
+        which = "that rule" if len(rules) == 1 else "those rules"
+        return Verdict(
+            f"{why} Its rules that drop {first.server}: {named}.",
+            f"On {node}: remove or narrow {which} (iptables -D ...), or the NetworkPolicy "
+            f"that made it; {policy}.",
+        )
+    return Verdict(
+        why,
+        f"On {node}: iptables-save | grep -E 'DROP|REJECT' (FORWARD, KUBE-*, cali-*); {policy}.",
+    )
 
 
 def _between_nodes_fix(a: Point, b: Point, facts: dict[str, NodeFacts]) -> str:
@@ -132,9 +158,14 @@ def _refused(journey: Journey) -> Verdict:
     answered_at = journey.reply_last_seen
     furthest = journey.sightings[-1]
     if furthest.point.kind == "pod" and "r" in furthest.history:
+        listening = furthest.point.listening
+        heard = ""
+        if listening is not None:
+            ports = ", ".join(map(str, listening)) or "no TCP port"
+            heard = f" (it listens on {ports})"
         return Verdict(
             f"{first.server} answered the SYN with a reset at {furthest.point}: nothing listens "
-            f"on port {port} there.",
+            f"on port {port} there{heard}.",
             f"Check the container listens on {port} (podcap inspect on the Pod, or its "
             "containerPort) and the Service's targetPort.",
         )

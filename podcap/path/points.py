@@ -10,7 +10,7 @@ that share no connection keep the order they were given in.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +27,8 @@ class Point:
     kind: str | None = None  # "pod", "node", "peer" (the sidecar's point.kind), None unknown
     node: str | None = None
     address: str | None = None  # the Pod's or peer's own IP, when known or plain from the file
+    # The TCP ports it listened on, when its sidecar says (podcap diagnose records them).
+    listening: tuple[int, ...] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return self.name
@@ -59,7 +61,9 @@ def _point(file: str, sidecar: dict, packets: pd.DataFrame) -> Point:
     address = (sidecar.get("cluster") or {}).get("pod_ip")
     if address is None and kind in ("pod", "peer", None):
         address = _own_address(packets[packets["file"].astype(str) == file])
-    return Point(file, name, kind, node, address)
+    listening = (sidecar.get("cluster") or {}).get("listening")
+    ports = tuple(int(p) for p in listening) if isinstance(listening, list) else None
+    return Point(file, name, kind, node, address, ports)
 
 
 def _own_address(packets: pd.DataFrame) -> str | None:
