@@ -192,6 +192,39 @@ def pod_object(
     }
 
 
+def service_object(
+    namespace: str,
+    name: str,
+    cluster_ip: str,
+    ports: list[tuple[int, int]],
+    selector: dict[str, str],
+    node_port: int | None = None,
+) -> dict:
+    """A ClusterIP (or NodePort) Service as a 1.30 API server returns it."""
+    return {
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()),
+                     "resourceVersion": "4000", "creationTimestamp": now()},
+        "spec": {
+            "type": "NodePort" if node_port else "ClusterIP",
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "selector": dict(selector),
+            "sessionAffinity": "None",
+            "internalTrafficPolicy": "Cluster",
+            "ports": [
+                {"name": f"p{port}", "protocol": "TCP", "port": port, "targetPort": target}
+                | ({"nodePort": node_port} if node_port else {})
+                for port, target in ports
+            ],
+        },
+        "status": {"loadBalancer": {}},
+    }  # fmt: skip
+
+
 def workload_object(
     kind: str, namespace: str, name: str, match_labels: dict[str, str], replicas: int = 2
 ) -> dict:
@@ -356,6 +389,7 @@ class Cluster:
     nodes: dict[str, dict] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict] = field(default_factory=dict)
     configmaps: dict[tuple[str, str], dict] = field(default_factory=dict)
+    services: dict[tuple[str, str], dict] = field(default_factory=dict)
     namespaces: dict[str, dict] = field(default_factory=dict)
     workloads: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     # (verb, resource, namespace or "*"), e.g. ("create", "pods/exec", "podcap-system").
@@ -394,6 +428,11 @@ class Cluster:
             kind, "daemonsets"
         )
         self.workloads[(plural, namespace, name)] = workload_object(kind, namespace, name, labels)
+
+    def add_service(self, service: dict) -> None:
+        meta = service["metadata"]
+        with self.lock:
+            self.services[(meta["namespace"], meta["name"])] = service
 
     def add_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
         self.add_namespace(namespace)
@@ -647,6 +686,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _nodes_get(self, _ns, name, _q):
         self._send_stored(self.server.cluster.nodes, name, "nodes", name)
+
+    def _services_get(self, ns, name, _q):
+        self._send_stored(self.server.cluster.services, (ns, name), "services", name)
 
     def _configmaps_get(self, ns, name, _q):
         self._send_stored(self.server.cluster.configmaps, (ns, name), "configmaps", name)

@@ -96,6 +96,31 @@ def test_a_forward_drop_on_the_source_node_is_named_with_its_rule(kube_lab, node
     assert "On node-a: remove or narrow that rule" in run.stdout
 
 
+def test_a_service_is_followed_through_its_dnat_to_the_endpoint(kube_lab, node_pids, tmp_path):
+    from testbed.kube_api import service_object
+
+    cluster, _, lab = kube_lab
+    server = lab.pods[1]
+    service = lab.add_service("web", [server], port=8080, target_port=server.http_port)
+    cluster.add_service(service_object(
+        "default", "web", service.cluster_ip, [(8080, server.http_port)],
+        {"app": "web", "podcap-lab/node": server.node.name},
+    ))  # fmt: skip
+    out = tmp_path / "svc"
+    run = diagnose(kube_lab, node_pids, out, "svc/web")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(
+        f"default/web-a0 -> svc default/web ({service.cluster_ip}:8080): REACHABLE (delivered)"
+    )
+    assert f"destination {service.cluster_ip}:8080 -> {server.ip}:80 between pod " \
+        "default/web-a0 and node-a eth0" in run.stdout  # fmt: skip
+    assert "kube-proxy DNAT" in run.stdout
+    hops = pd.read_csv(out / "hops.csv")
+    probe = hops[hops["connection"] == hops["connection"].min()]
+    assert probe["server"].tolist() == [f"{service.cluster_ip}:8080", f"{server.ip}:80",
+                                        f"{server.ip}:80", f"{server.ip}:80"]  # fmt: skip
+
+
 def test_the_port_comes_from_the_pod_and_dry_run_creates_nothing(kube_lab, node_pids, tmp_path):
     cluster, server, lab = kube_lab
     run = podcap("diagnose", "web-a0", "web-b0", "--dry-run", "--kubeconfig",

@@ -46,11 +46,16 @@ def containers_by_node(targets: list[locate.PodTarget]) -> dict[str, list[str]]:
 def plan(kube: locate.Kube, query: locate.TargetQuery, spec: helper.HelperSpec) -> Plan:
     """Resolve the targets and group them by node: one helper per node."""
     resolution = locate.resolve(kube, query)
-    by_node = containers_by_node(resolution.targets)
+    return plan_for(resolution.targets, resolution.warnings, spec)
+
+
+def plan_for(targets: list[locate.PodTarget], warnings: list[str], spec) -> Plan:
+    """The plan of ``targets`` already resolved: one helper per node they are on."""
+    by_node = containers_by_node(targets)
     manifests = {
         node: helper.helper_manifest(spec, node, ids) for node, ids in sorted(by_node.items())
     }
-    return Plan(resolution.targets, resolution.warnings, spec, manifests)
+    return Plan(list(targets), list(warnings), spec, manifests)
 
 
 def dry_run_yaml(the_plan: Plan) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from podcap import locate
-from podcap.capture.plan import Plan, dry_run_yaml, plan
+from podcap.capture.plan import Plan, dry_run_yaml, plan, plan_for
 from podcap.capture.pods import SessionOptions
 from podcap.diagnosis.probe import PROBE_KINDS, Probe
 from podcap.errors import UsageError
@@ -57,32 +57,55 @@ def split_port(text: str) -> tuple[str, int | None]:
     return name, int(port)
 
 
+MAX_ENDPOINTS = 4  # endpoint Pods of a Service captured at once
+
+
 @dataclass(frozen=True)
 class DiagnosePlan:
     source: locate.PodTarget
-    destination: locate.PodTarget
-    port: int
+    destinations: tuple[locate.PodTarget, ...]  # the Pod, or the Service's endpoint Pods
+    port: int  # as the client sends it (the Service's port for svc/)
     probe: Probe | None
-    captures: Plan  # both Pods, one helper per node
+    captures: Plan  # every Pod, one helper per node
     options: SessionOptions
     request: DiagnoseRequest
+    service: locate.ServiceFacts | None = None
+
+    @property
+    def destination(self) -> locate.PodTarget:
+        return self.destinations[0]
 
     @property
     def same_node(self) -> bool:
-        return self.source.node.name == self.destination.node.name
+        return all(d.node.name == self.source.node.name for d in self.destinations)
+
+    @property
+    def destination_label(self) -> str:
+        if self.service is not None:
+            return f"{self.service.label} ({self.service.cluster_ip}:{self.port})"
+        return f"{self.destination.namespace}/{self.destination.name}:{self.port}"
 
     def points(self) -> list[str]:
         """The capture points, client's end first, as the path report names them."""
-        src, dst, nic = self.source, self.destination, self.options.node_interface
-        pods = [f"pod {src.namespace}/{src.name}", f"pod {dst.namespace}/{dst.name}"]
-        if self.same_node:
-            return pods
-        return [pods[0], f"{src.node.name} {nic}", f"{dst.node.name} {nic}", pods[1]]
+        src, nic = self.source, self.options.node_interface
+        points = [f"pod {src.namespace}/{src.name}"]
+        if not self.same_node:
+            points.append(f"{src.node.name} {nic}")
+        for dst in self.destinations:
+            if not self.same_node:
+                points.append(f"{dst.node.name} {nic}")
+            points.append(f"pod {dst.namespace}/{dst.name}")
+        return points
 
     def describe(self) -> str:
         """The plan in words and the helper Pods as YAML (``--dry-run``)."""
-        lines = [f"# source: {_where(self.source)}",
-                 f"# destination: {_where(self.destination)}, port {self.port}",
+        heads = [f"# source: {_where(self.source)}"]
+        if self.service is not None:
+            heads.append(f"# destination: {self.destination_label}, endpoints: "
+                         + ", ".join(_where(d) for d in self.destinations))  # fmt: skip
+        else:
+            heads.append(f"# destination: {_where(self.destination)}, port {self.port}")
+        lines = [*heads,
                  f"# capture points: {', '.join(self.points())}",
                  f"# capture filter in the Pods: {self.options.bpf_filter}",
                  f"# probe: {self.probe.describe() if self.probe else 'none (your own traffic)'}"]  # fmt: skip
@@ -96,39 +119,72 @@ def _where(target: locate.PodTarget) -> str:
 
 
 def plan_diagnosis(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
-    """Find both Pods and build the captures and the probe; UsageError / LocateError (one
-    line) when either Pod cannot be diagnosed."""
-    names = [request.source, request.destination_name]
-    if names[0] == names[1]:
-        raise UsageError(f"SRC and DST are the same Pod ({names[0]}): name two Pods")
-    query = locate.TargetQuery(names=names, namespace=request.namespace)
+    """Find the Pods (a Service's endpoint Pods for ``svc/NAME``) and build the captures and
+    the probe; UsageError / LocateError (one line) when they cannot be diagnosed."""
+    source_name, dst_name = request.source, request.destination_name
+    if source_name == dst_name:
+        raise UsageError(f"SRC and DST are the same Pod ({source_name}): name two Pods")
+    service = None
+    query = locate.TargetQuery(names=[source_name, dst_name], namespace=request.namespace)
+    if locate.is_service(dst_name):
+        service = locate.read_service(kube, dst_name, request.namespace)
+        query = locate.TargetQuery(names=[source_name], namespace=request.namespace,
+                                   selector=service.selector)  # fmt: skip
     captures = plan(kube, query, helper_spec)
     by_name = {t.name: t for t in captures.targets}
-    source, destination = (_one(by_name, name) for name in names)
-    for target in (source, destination):
-        if target.host_network or not target.pod_ips:
-            raise UsageError(f"{target.namespace}/{target.name} has no Pod network of its own "
-                             "(hostNetwork): diagnose follows Pod-to-Pod traffic")  # fmt: skip
-    port = request.port or (destination.ports[0] if destination.ports else None)
-    if port is None:
-        raise UsageError(
-            f"{destination.namespace}/{destination.name} declares no port: give DST:PORT",
-            hint=f"e.g. podcap diagnose {source.name} {destination.name}:80",
-        )
+    source = _one(by_name, source_name)
+    if service is None:
+        destinations = (_one(by_name, dst_name),)
+    else:
+        endpoints = [t for t in captures.targets if t is not source]
+        if not endpoints:
+            raise UsageError(f"{service.label} has no running endpoint Pod")
+        destinations = tuple(endpoints[:MAX_ENDPOINTS])
+        warnings = list(captures.warnings)
+        if len(endpoints) > MAX_ENDPOINTS:
+            warnings.append(f"{service.label} has {len(endpoints)} endpoints: capturing the "
+                            f"first {MAX_ENDPOINTS}")  # fmt: skip
+        captures = plan_for([source, *destinations], warnings, helper_spec)
+    for target in (source, *destinations):
+        _check_pod_network(target)
+    port = _port(request, service, destinations[0], source)
     probe = None
     if request.probe != "none":
-        probe = Probe(request.probe, destination.pod_ips[0], port, request.timeout)
+        address = service.cluster_ip if service else destinations[0].pod_ips[0]
+        probe = Probe(request.probe, address, port, request.timeout)
     bound = (request.timeout if probe else request.duration) + SAFETY_SECONDS
+    peers = [service.cluster_ip] if service else []
+    peers += [d.pod_ips[0] for d in destinations]
     options = SessionOptions(
         output_dir=request.output_dir,
-        also_node=source.node.name != destination.node.name,
+        also_node=any(d.node.name != source.node.name for d in destinations),
         node_interface=request.node_interface,
         node_pid=request.node_pid,
         node_rules=True,  # the nodes' iptables-save into the sidecars: the verdict names rules
-        bpf_filter=f"host {source.pod_ips[0]} and host {destination.pod_ips[0]}",
+        bpf_filter=f"host {source.pod_ips[0]} and ({' or '.join(f'host {p}' for p in peers)})",
         duration=bound,
     )
-    return DiagnosePlan(source, destination, port, probe, captures, options, request)
+    return DiagnosePlan(source, destinations, port, probe, captures, options, request, service)
+
+
+def _check_pod_network(target: locate.PodTarget) -> None:
+    if target.host_network or not target.pod_ips:
+        raise UsageError(f"{target.namespace}/{target.name} has no Pod network of its own "
+                         "(hostNetwork): diagnose follows Pod-to-Pod traffic")  # fmt: skip
+
+
+def _port(request: DiagnoseRequest, service, destination, source) -> int:
+    """DST:PORT; else the Service's first port, or the first port the Pod declares."""
+    if request.port is not None:
+        return request.port
+    if service is not None and service.ports:
+        return service.ports[0][0]
+    if destination.ports:
+        return destination.ports[0]
+    raise UsageError(
+        f"{destination.namespace}/{destination.name} declares no port: give DST:PORT",
+        hint=f"e.g. podcap diagnose {source.name} {destination.name}:80",
+    )
 
 
 def _one(by_name: dict, name: str) -> locate.PodTarget:

@@ -58,10 +58,12 @@ class DiagnoseCaptures(PodCaptures):
                 session.wait_ready(READY_SECONDS)
             self.on_step(f"capturing at {len(_sessions(members))} points: "
                          f"{', '.join(plan.points())}")  # fmt: skip
-            dst_member = next(m for m in members if m.target.name == destination.name)
-            listening = _listening(transports[destination.node.name], destination)
-            dst_member.session.cluster["listening"] = listening
-            if not plan.same_node:
+            for member in members:
+                if member.target.name != source.name:
+                    target = member.target
+                    listening = _listening(transports[target.node.name], target)
+                    member.session.cluster["listening"] = listening
+            if destination.node.name != source.node.name:
                 self.nodes_check = _nodes_check(transports[source.node.name], plan, self.options)
                 self.on_step(self.nodes_check)
             self._send_probe(transports[source.node.name])
@@ -169,16 +171,14 @@ class Diagnosis:
     def verdict(self) -> str:
         """The answer, a few lines: reachable or not, where and why, what to change."""
         plan = self.plan
-        src, dst = plan.source, plan.destination
-        head = f"{src.namespace}/{src.name} -> {dst.namespace}/{dst.name}:{plan.port}"
+        head = f"{plan.source.namespace}/{plan.source.name} -> {plan.destination_label}"
         row = self.probe_row
         if row is None:
             return f"{head}: no verdict (the probe's connection is in no capture)\n"
         word = "REACHABLE" if self.reachable else "NOT REACHABLE"
         lines = [f"{head}: {word} ({row['outcome']})"]
         for label, column in (("lost between", "lost_between"), ("answer lost between",
-                              "reply_lost_between"), ("why", "explanation"), ("fix", "fix"),
-                              ("rewritten", "rewrites")):  # fmt: skip
+                              "reply_lost_between"), ("why", "explanation"), ("fix", "fix")):  # fmt: skip
             if isinstance(row[column], str) and row[column]:
                 lines.append(f"  {label}: {row[column]}")
         if plan.probe is not None:
@@ -208,8 +208,10 @@ def _written(members: list[fleet.Member], plan: DiagnosePlan) -> list[Path]:
     """The capture files in path order: the source Pod, its node, the destination's node, the
     destination Pod (where no connection says the order, the path report keeps this one)."""
     by_pod = {m.target.name: m for m in members}
-    source, destination = by_pod[plan.source.name], by_pod[plan.destination.name]
-    files = [source.path, _view(source), _view(destination), destination.path]
+    source = by_pod[plan.source.name]
+    files = [source.path, _view(source)]
+    for destination in plan.destinations:
+        files += [_view(by_pod[destination.name]), by_pod[destination.name].path]
     # A capture without a packet stays: that its point saw nothing is the evidence.
     return [f for f in files if f is not None and f.exists() and f.stat().st_size >= 24]
 

@@ -26,6 +26,7 @@ from podcap.locate.access import (
 )
 from podcap.locate.facts import cluster_facts, ip_masq_agent, service_cidr
 from podcap.locate.kube import Kube, api_error, call, connect
+from podcap.locate.services import ServiceFacts, is_service, read_service
 from podcap.locate.targets import (
     NodeFacts,
     PodTarget,
@@ -37,6 +38,9 @@ from podcap.locate.targets import (
 )
 
 __all__ = [
+    "ServiceFacts",
+    "is_service",
+    "read_service",
     "PSA_ENFORCE",
     "Kube",
     "NodeFacts",

@@ -203,11 +203,15 @@ def _partial(journey: Journey) -> Verdict:
 
 
 def _masquerade_note(journey: Journey) -> str:
-    kinds = [
-        (a.point.kind, b.point.kind)
-        for a, b in zip(journey.sightings, journey.sightings[1:], strict=False)
-        if a.client != b.client
-    ]
-    if any(k == ("pod", "node") for k in kinds):
-        return " Masqueraded by ip-masq-agent or the CNI (-r snat: the rule and the fix)."
-    return ""
+    """What rewrote the addresses, when the hop says: leaving the Pod's node, a source
+    rewrite is masquerading; a destination rewrite there is a Service's DNAT."""
+    notes = ""
+    pairs = zip(journey.sightings, journey.sightings[1:], strict=False)
+    for before, after in pairs:
+        leaving = (before.point.kind, after.point.kind) == ("pod", "node")
+        if leaving and before.client != after.client:
+            notes += " Masqueraded by ip-masq-agent or the CNI (-r snat: the rule and the fix)."
+        if leaving and before.server != after.server:
+            notes += (" The Service's rules on the node (kube-proxy DNAT) sent it to endpoint "
+                      f"{after.server}.")  # fmt: skip
+    return notes
