@@ -121,6 +121,26 @@ def test_a_service_is_followed_through_its_dnat_to_the_endpoint(kube_lab, node_p
                                         f"{server.ip}:80", f"{server.ip}:80"]  # fmt: skip
 
 
+def test_an_mtu_black_hole_is_named_with_the_sizes(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    server, node_b = lab.pods[1], lab.nodes[1]
+    # node-b's NIC takes 1400 bytes while everything before it sends 1500: larger frames are
+    # dropped as they arrive, and no ICMP says why.
+    lab.run(node_b, ["ip", "link", "set", "eth0", "mtu", "1400"], check=True)
+    try:
+        run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{server.name}:{server.marker_port}",
+                       "--probe-size", "1400", "--timeout", "3s")  # fmt: skip
+    finally:
+        lab.run(node_b, ["ip", "link", "set", "eth0", "mtu", "1500"], check=True)
+    assert run.returncode == 1, run.stderr
+    assert "NOT REACHABLE (partial)" in run.stdout
+    assert "lost between: node-a eth0 -> node-b eth0" in run.stdout
+    assert "segments of up to 16 bytes of data got through" in run.stdout
+    assert "1 segment of 1400 bytes or more left node-a eth0 and never reached node-b eth0" \
+        in run.stdout  # fmt: skip
+    assert "MTU black hole" in run.stdout and "clamp-mss-to-pmtu" in run.stdout
+
+
 def test_the_port_comes_from_the_pod_and_dry_run_creates_nothing(kube_lab, node_pids, tmp_path):
     cluster, server, lab = kube_lab
     run = podcap("diagnose", "web-a0", "web-b0", "--dry-run", "--kubeconfig",

@@ -58,6 +58,14 @@ Output = Annotated[
         help="The evidence: captures, merged pcapng, path report (default: podcap-diagnose-TIME).",
     ),
 ]  # fmt: skip
+ProbeSize = Annotated[
+    int,
+    typer.Option(
+        "--probe-size", metavar="BYTES",
+        help="--probe tcp: also send BYTES after the marker, in a segment of their own (an MTU "
+        "check: 1400 on a 1500 path).",
+    ),
+]  # fmt: skip
 NodeInterface = Annotated[str, typer.Option("--node-interface", help="The nodes' NIC.")]
 DryRun = Annotated[
     bool,
@@ -71,6 +79,7 @@ def diagnose(
     destination: Destination,
     namespace: Namespace = None,
     probe: ProbeKind = "tcp",
+    probe_size: ProbeSize = 0,
     timeout: Timeout = "3s",
     duration: Duration = "10s",
     output: Output = None,
@@ -106,6 +115,7 @@ def diagnose(
         output_dir=Path(output or f"podcap-diagnose-{stamp}"),
         node_interface=node_interface,
         node_pid=node_pid,
+        probe_size=probe_size,
     )
 
     def step(text: str) -> None:

@@ -17,6 +17,7 @@ def diagnose(
     kubeconfig: str | None = None,
     context: str | None = None,
     probe: str = "tcp",
+    probe_size: int = 0,
     timeout: float = 3.0,
     duration: float = 10.0,
     output_dir: str | Path = ".",
@@ -42,7 +43,7 @@ def diagnose(
 
     request = DiagnoseRequest(
         source, destination, namespace, probe, timeout, duration, Path(output_dir),
-        node_pid=node_pid,
+        node_pid=node_pid, probe_size=probe_size,
     )  # fmt: skip
     kube = locate.connect(kubeconfig, context)
     helper = HelperSpec.for_duration(

@@ -31,12 +31,15 @@ class DiagnoseRequest:
     output_dir: Path = Path(".")
     node_interface: str = "eth0"
     node_pid: str = "1"
+    probe_size: int = 0  # --probe tcp: bytes sent after the marker (an MTU check)
 
     def __post_init__(self) -> None:
         if self.probe not in PROBE_KINDS:
             raise UsageError(f"--probe {self.probe}: choose from {', '.join(PROBE_KINDS)}")
         if self.timeout <= 0 or self.duration <= 0:
             raise UsageError("--timeout and --duration must be more than zero")
+        if not 0 <= self.probe_size <= 65000:
+            raise UsageError(f"--probe-size {self.probe_size}: from 0 to 65000 bytes")
 
     @property
     def destination_name(self) -> str:
@@ -151,7 +154,7 @@ def plan_diagnosis(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
     probe = None
     if request.probe != "none":
         address = service.cluster_ip if service else destinations[0].pod_ips[0]
-        probe = Probe(request.probe, address, port, request.timeout)
+        probe = Probe(request.probe, address, port, request.timeout, request.probe_size)
     bound = (request.timeout if probe else request.duration) + SAFETY_SECONDS
     peers = [service.cluster_ip] if service else []
     peers += [d.pod_ips[0] for d in destinations]

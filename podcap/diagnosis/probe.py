@@ -24,6 +24,7 @@ class Probe:
     ip: str
     port: int
     timeout: float = 3.0
+    size: int = 0  # tcp: bytes of padding sent after the marker, in a segment of their own
     nonce: str = field(default_factory=lambda: secrets.token_hex(4))
     local_port: int = field(
         default_factory=lambda: PORTS[0] + secrets.randbelow(PORTS[1] - PORTS[0])
@@ -42,13 +43,23 @@ class Probe:
             out = ["-o", "/dev/null", "-w", "%{http_code}"]
             return [*common, *out, f"http://{host}:{self.port}/{self.marker}"]
         # The marker goes through curl's stdin; values are sh's arguments, never its script.
-        script = 'marker=$1; shift; printf "%s\\r\\n" "$marker" | "$@"'
-        return ["sh", "-c", script, "podcap-probe", self.marker, *common,
+        # With a size, the padding follows in a segment of its own (the pause parts them): a
+        # small segment and a large one, so a path that passes only the first shows its MTU.
+        return ["sh", "-c", SEND, "podcap-probe", self.marker, str(self.size), *common,
                 f"telnet://{host}:{self.port}"]  # fmt: skip
 
     def describe(self) -> str:
         what = f"GET /{self.marker}" if self.kind == "http" else f"{self.marker!r}"
+        if self.kind == "tcp" and self.size:
+            what += f" then {self.size} bytes"
         return f"{self.kind} from port {self.local_port} to {self.ip}:{self.port}, {what}"
+
+
+SEND = """marker=$1; size=$2; shift 2
+{ printf '%s ' "$marker"
+  if [ "$size" -gt 0 ]; then sleep 0.3; head -c "$size" /dev/zero | tr '\\0' x; fi
+  printf '\\r\\n'; } | "$@"
+"""
 
 
 def curl_outcome(status: int) -> str:

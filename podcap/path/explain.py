@@ -192,7 +192,21 @@ def _reply_lost(journey: Journey) -> Verdict:
 
 
 def _partial(journey: Journey) -> Verdict:
-    first = journey.first
+    first, loss = journey.first, journey.segments_lost()
+    if loss is not None:
+        passed = (f"segments of up to {loss.largest_passed} bytes of data got through"
+                  if loss.largest_passed else "no data segment got through")  # fmt: skip
+        return Verdict(
+            f"The handshake with {first.server} passed but data did not: {passed}, while "
+            f"{loss.lost} segment{'s' if loss.lost > 1 else ''} of {loss.smallest_lost} bytes or "
+            f"more left {loss.sent_at} and never "
+            f"reached {loss.missing_at}: an MTU black hole between them (a hop with a "
+            "smaller MTU drops the large ones, and no ICMP 'fragmentation needed' comes back).",
+            f"Give every hop between {loss.sent_at} and {loss.missing_at} the same MTU (the "
+            "Pods' must leave room for the overlay: 50 bytes for VXLAN), let ICMP type 3 code 4 "
+            "through, or clamp the MSS: iptables -t mangle -A FORWARD -p tcp --tcp-flags "
+            "SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu.",
+        )
     return Verdict(
         f"The handshake with {first.server} passed but data was retransmitted and the "
         "connection never closed cleanly: segments were lost on the way (only large ones: an "

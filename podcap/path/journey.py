@@ -31,6 +31,9 @@ class Sighting:
     state: str
     first_ts: float
     client_ttl: int
+    # Data segments seen here, (seq, ack, payload length), the client's and the server's.
+    client_segments: frozenset = frozenset()
+    server_segments: frozenset = frozenset()
 
     @property
     def saw_client(self) -> bool:
@@ -89,7 +92,10 @@ class Journey:
     def lost_between(self) -> tuple[Point, Point] | None:
         """Where the client's packets stopped: the last point that saw them and the next one,
         when the connection failed before reaching its destination's point."""
-        if self.outcome not in (UNANSWERED, PARTIAL):
+        if self.outcome == PARTIAL:
+            loss = self.segments_lost()
+            return (loss.sent_at, loss.missing_at) if loss else None
+        if self.outcome != UNANSWERED:
             return None
         at = self.index(self.last_seen.point)
         if at >= self.destination_index:
@@ -110,6 +116,20 @@ class Journey:
         at = self.index(reply.point)
         return (self.path[at], self.path[at - 1]) if at > 0 else None
 
+    def segments_lost(self) -> SegmentLoss | None:
+        """The first hop, either way, past which data segments went missing while the
+        handshake got through (what an MTU black hole leaves): where, and their sizes."""
+        seen = self.sightings
+        for before, after in zip(seen, seen[1:], strict=False):  # the client's, onwards
+            loss = _segment_loss(before, after, before.client_segments, after.client_segments)
+            if loss:
+                return loss
+        for before, after in zip(seen[::-1], seen[-2::-1], strict=False):  # the answer, back
+            loss = _segment_loss(before, after, before.server_segments, after.server_segments)
+            if loss:
+                return loss
+        return None
+
     def rewrites(self) -> list[str]:
         """Each address change between two points that saw the connection, in words."""
         changes = []
@@ -120,6 +140,29 @@ class Journey:
             if before.server != after.server:
                 changes.append(f"destination {before.server} -> {after.server} {where}")
         return changes
+
+
+@dataclass(frozen=True)
+class SegmentLoss:
+    """Data segments that one point saw and the next one, on their way, never did."""
+
+    sent_at: Point
+    missing_at: Point
+    largest_passed: int  # payload bytes; 0 when no data segment passed
+    smallest_lost: int
+    lost: int  # how many segments (distinct) went missing
+
+
+def _segment_loss(before: Sighting, after: Sighting, sent, arrived) -> SegmentLoss | None:
+    lost = sent - arrived
+    if not lost:
+        return None
+    passed = sent & arrived
+    return SegmentLoss(
+        before.point, after.point,
+        max((length for _, _, length in passed), default=0),
+        min(length for _, _, length in lost), len(lost),
+    )  # fmt: skip
 
 
 def follow(path: list[Point], connections, flows: pd.DataFrame) -> list[Journey]:
@@ -151,6 +194,8 @@ def _sighting(point: Point, observation, rows: pd.DataFrame) -> Sighting | None:
         state=str(flow["state"]),
         first_ts=float(observation.first_ts),
         client_ttl=int(observation.client_ttl),
+        client_segments=observation.client_keys,
+        server_segments=observation.data_keys - observation.client_keys,
     )
 
 

@@ -43,6 +43,8 @@ class Observation:
     syn_ip_id: int = -1
     server_isn: int = -1
     data_keys: frozenset[tuple[int, int, int]] = frozenset()
+    # Of those, the client's segments (the others are the server's): which way each went.
+    client_keys: frozenset[tuple[int, int, int]] = frozenset()
     flow_id: int = -1  # the flow (``podcap.flows``) of its first packet, when the table has one
 
     @property
@@ -108,6 +110,7 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
     numbers = ["client_ttl", "server_isn", "isn", "syn_tsval", "syn_ip_id"]
     ends[numbers] = ends[numbers].fillna(-1).astype("int64")
     data_keys = _data_keys(tcp)
+    client_keys = _data_keys(tcp[from_client])
     fields = ["file", "client_ip", "client_port", "server_ip", "server_port", "ts", "client_ttl"]
     fields += ["packets", "isn", "syn_tsval", "syn_ip_id", "server_isn", "flow_id"]
     columns = [ends[f].to_numpy().tolist() for f in fields]
@@ -126,6 +129,7 @@ def tcp_observations(packets: pd.DataFrame) -> list[Observation]:
             syn_ip_id=ip_id,
             server_isn=server,
             data_keys=data_keys.get(piece, frozenset()),
+            client_keys=client_keys.get(piece, frozenset()),
             flow_id=int(flow),
         )
         for piece, (
