@@ -189,3 +189,51 @@ def test_the_python_api_gives_the_path_and_the_evidence(kube_lab, node_pids, tmp
                                              "default_web-b0.node.pcap", "default_web-b0.pcap"]  # fmt: skip
     assert any(step.startswith("probe: tcp from port") for step in steps)
     assert cluster.helper_pods() == []
+
+
+def test_a_reply_dropped_on_its_way_back_is_placed(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    server, node_a = lab.pods[1], lab.nodes[0]
+    back = ["FORWARD", "-i", node_a.nic, "-s", server.ip, "-p", "tcp", "--sport", "80",
+            "--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "DROP"]  # fmt: skip
+    lab.run(node_a, ["iptables", "-I", *back], check=True)
+    try:
+        run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{server.name}:80", "--timeout", "2s")
+    finally:
+        lab.run(node_a, ["iptables", "-D", *back], check=True)
+    assert run.returncode == 1, run.stderr
+    assert "NOT REACHABLE (reply_lost)" in run.stdout
+    assert "answer lost between: node-a eth0 -> pod default/web-a0" in run.stdout
+    assert "rp_filter" in run.stdout
+
+
+def test_a_filter_on_the_destination_node_is_named_with_its_rule(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    server, node_b = lab.pods[1], lab.nodes[1]
+    rule = lab.add_security_group_drop(node_b, dport=server.http_port)
+    try:
+        run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{server.name}:80", "--timeout", "2s")
+    finally:
+        lab.remove_security_group_drop(rule)
+    assert run.returncode == 1, run.stderr
+    assert "lost between: node-b eth0 -> pod default/web-b0" in run.stdout
+    assert "-A FORWARD -i eth0 -p tcp -m tcp --dport 80" in run.stdout
+
+
+def test_a_pod_on_a_windows_node_is_refused_before_any_helper(make_kube_api):
+    from testbed.kube_api import Cluster, pod_object
+
+    cluster = Cluster()
+    cluster.add_namespace("podcap-system")
+    cluster.add_node("node-a", "172.20.0.11", "10.244.0.0/24")
+    cluster.add_node("win-1", "172.20.0.21", "10.244.5.0/24", os_name="windows")
+    cluster.add_pod(pod_object("default", "web-a0", "node-a", "172.20.0.11", "10.244.0.10",
+                               "containerd://" + "a" * 64))  # fmt: skip
+    cluster.add_pod(pod_object("default", "iis-0", "win-1", "172.20.0.21", "10.244.5.10",
+                               "containerd://" + "b" * 64))  # fmt: skip
+    server = make_kube_api(cluster)
+    run = podcap("diagnose", "web-a0", "iis-0:80", "--kubeconfig", str(server.kubeconfig_path))
+    assert run.returncode == 2
+    assert "runs on Windows node win-1: podcap captures on Linux nodes only" in run.stderr
+    assert len([line for line in run.stderr.splitlines() if "error" in line]) == 1
+    assert cluster.helper_pods() == [] and not [r for r in cluster.requests if r[0] != "GET"]

@@ -115,6 +115,7 @@ COMMANDS = [
     ["capture", "-l", "app=web", "--dry-run"],
     ["inspect", "web-0"],
     ["netns", "web-0", "--", "true"],
+    ["diagnose", "web-0", "web-1", "-q"],
 ]
 
 

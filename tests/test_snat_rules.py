@@ -362,3 +362,24 @@ def test_facts_from_flags_files_and_sidecars():
     assert not facts.in_cluster(IDC)
     with pytest.raises(UsageError, match="--node-ip"):
         facts_from_flags(node_ips=["node-a"])
+
+
+def test_the_filter_tables_match_extensions_do_not_stop_the_nat_walk():
+    # A node's whole iptables-save (podcap diagnose and --node-rules save it): the filter
+    # table's rules use options of two values and flags that nat rules rarely carry. Found
+    # when a diagnosis of a dropped SYN-ACK read it: "option DROP has no value".
+    dump = """*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -s 10.244.1.10/32 -i eth0 -p tcp -m tcp --sport 80 --tcp-flags SYN,ACK SYN,ACK -j DROP
+-A FORWARD -p tcp -m tcp --syn -m limit --limit 5/sec -j ACCEPT
+COMMIT
+*nat
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -p tcp -m tcp --tcp-flags SYN,RST SYN -d 203.0.113.0/24 -j MASQUERADE
+-A POSTROUTING -d 198.51.100.0/24 -j MASQUERADE
+COMMIT
+"""
+    rules = parse_iptables_save(dump, "node-a.iptables-save")
+    assert ("filter", "FORWARD") not in {key for key, chain in rules.chains.items() if chain}
+    walked = walk_postrouting(rules, Packet(POD, IDC))
+    assert walked.masquerades

@@ -30,8 +30,9 @@ _FLAG_OPTIONS = {
     "--persistent",
     "--rsource",
     "--rcheck",
+    "--syn",
 }
-_TWO_VALUE_OPTIONS = {"--match-set"}
+_TWO_VALUE_OPTIONS = {"--match-set", "--tcp-flags"}
 _SHORT_NAMES = {
     "-s": "src",
     "--source": "src",
@@ -148,9 +149,13 @@ def parse_iptables_save(text: str, source: str = "<iptables-save>") -> Ruleset:
             ruleset.chains.setdefault((table, line[1:].split()[0]), [])
         elif line.startswith("-N "):
             ruleset.chains.setdefault((table, line.split()[1]), [])
-        elif line.startswith("-A "):
+        elif line.startswith("-A ") and table == "nat":
+            # Only nat rules are read (the walk is nat POSTROUTING's): the other tables' match
+            # extensions (--tcp-flags MASK COMP, --syn, limits, ...) are not its business.
             rule = _parse_rule(table, line, line_no, source)
             ruleset.chains.setdefault((table, rule.chain), []).append(rule)
+        elif line.startswith("-A "):
+            continue
         elif not line.startswith("-P "):
             raise UsageError(f"{source}:{line_no}: not an iptables-save line: {line[:60]}")
     return ruleset
