@@ -237,3 +237,24 @@ def test_a_pod_on_a_windows_node_is_refused_before_any_helper(make_kube_api):
     assert "runs on Windows node win-1: podcap captures on Linux nodes only" in run.stderr
     assert len([line for line in run.stderr.splitlines() if "error" in line]) == 1
     assert cluster.helper_pods() == [] and not [r for r in cluster.requests if r[0] != "GET"]
+
+
+def test_a_host_outside_the_cluster_shows_the_masquerade(kube_lab, node_pids, tmp_path):
+    _, _, lab = kube_lab
+    idc, node_a, client = lab.idc, lab.nodes[0], lab.pods[0]
+    run = diagnose(kube_lab, node_pids, tmp_path / "b", f"{idc.ip}:{idc.marker_port}")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"default/web-a0 -> {idc.ip}:{idc.marker_port}: REACHABLE")
+    assert "capturing at 2 points: pod default/web-a0, node-a eth0" in run.stderr
+    assert f"source {client.ip}:" in run.stdout and f"-> {node_a.ip}:" in run.stdout
+    # The guide's question, answered in the same run: the IDC saw the node's address.
+    assert "source seen outside: snat:" in run.stdout and "NonMasqueradeCIDRs" in run.stdout
+    assert "snat fix:" in run.stdout
+
+
+def test_an_address_needs_its_port(kube_lab):
+    _, server, _ = kube_lab
+    run = podcap("diagnose", "web-a0", "198.51.100.10", "--kubeconfig",
+                 str(server.kubeconfig_path))  # fmt: skip
+    assert run.returncode == 2
+    assert "give the port: 198.51.100.10:PORT" in run.stderr

@@ -48,6 +48,9 @@ class SessionOptions(CaptureSettings):
     stream: BinaryIO | None = None
     # -o FILE.pcap with one Pod: that file instead of OUTPUT_DIR/NAMESPACE_POD.pcap.
     output_file: Path | None = None
+    # --also-node: more for the NIC to keep beside the Pod's own packets (a BPF expression),
+    # e.g. "host PEER" for traffic the node masquerades, which leaves with the node's address.
+    node_view_extra: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,16 +94,18 @@ def check_one_output(the_plan: Plan, options: SessionOptions) -> None:
 
 
 def node_nic_spec(
-    target: locate.PodTarget, iface: str, bound: int, node_pid: str = "1"
+    target: locate.PodTarget, iface: str, bound: int, node_pid: str = "1", extra: str = ""
 ) -> CaptureSpec:
     """The node's NIC, captured in the node's network namespace (that of ``node_pid``: 1 in
     the helper, which has hostPID) by the same node script as a Pod's, so it stops the same
-    way: every packet queued when the stop comes is written. Only the Pod's packets."""
+    way: every packet queued when the stop comes is written. Only the Pod's packets, and
+    what ``extra`` (a BPF expression) picks."""
+    pods = pod_traffic_filter(target.pod_ips)
     return CaptureSpec(
         pid=int(node_pid),
         node_view=True,
         interface=iface,
-        bpf_filter=pod_traffic_filter(target.pod_ips),
+        bpf_filter=f"({pods}) or ({extra})" if extra else pods,
         time_bound=bound,
     )
 
@@ -151,8 +156,9 @@ class PodCaptures:
         if options.also_node:
             node_path = options.output_dir / f"{target.key}.node.pcap"
             node_spec = node_nic_spec(
-                target, options.node_interface, spec.bound_seconds, options.node_pid_for(node)
-            )
+                target, options.node_interface, spec.bound_seconds, options.node_pid_for(node),
+                options.node_view_extra,
+            )  # fmt: skip
             node_view = CaptureSession(transport, node_spec, str(node_path), cluster=dict(cluster))
             cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
         output = options.stream if options.stream is not None else str(path)

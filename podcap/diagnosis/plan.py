@@ -6,6 +6,7 @@ Nothing is created here: :func:`plan_diagnosis` only reads the API (the Pods, th
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,7 @@ class DiagnosePlan:
     options: SessionOptions
     request: DiagnoseRequest
     service: locate.ServiceFacts | None = None
+    address: str | None = None  # a destination outside the cluster (the guide's IDC host)
 
     @property
     def destination(self) -> locate.PodTarget:
@@ -80,10 +82,14 @@ class DiagnosePlan:
 
     @property
     def same_node(self) -> bool:
-        return all(d.node.name == self.source.node.name for d in self.destinations)
+        return bool(self.destinations) and all(
+            d.node.name == self.source.node.name for d in self.destinations
+        )
 
     @property
     def destination_label(self) -> str:
+        if self.address is not None:
+            return f"{self.address}:{self.port}"
         if self.service is not None:
             return f"{self.service.label} ({self.service.cluster_ip}:{self.port})"
         return f"{self.destination.namespace}/{self.destination.name}:{self.port}"
@@ -103,7 +109,9 @@ class DiagnosePlan:
     def describe(self) -> str:
         """The plan in words and the helper Pods as YAML (``--dry-run``)."""
         heads = [f"# source: {_where(self.source)}"]
-        if self.service is not None:
+        if self.address is not None:
+            heads.append(f"# destination: {self.destination_label}, outside the cluster")
+        elif self.service is not None:
             heads.append(f"# destination: {self.destination_label}, endpoints: "
                          + ", ".join(_where(d) for d in self.destinations))  # fmt: skip
         else:
@@ -127,6 +135,8 @@ def plan_diagnosis(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
     source_name, dst_name = request.source, request.destination_name
     if source_name == dst_name:
         raise UsageError(f"SRC and DST are the same Pod ({source_name}): name two Pods")
+    if _is_address(dst_name):
+        return _plan_to_address(kube, request, helper_spec)
     service = None
     query = locate.TargetQuery(names=[source_name, dst_name], namespace=request.namespace)
     if locate.is_service(dst_name):
@@ -168,6 +178,43 @@ def plan_diagnosis(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
         duration=bound,
     )
     return DiagnosePlan(source, destinations, port, probe, captures, options, request, service)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _plan_to_address(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
+    """DST an address outside the cluster: the source Pod and its node's NIC are captured, the
+    NIC also for the address (masqueraded traffic leaves with the node's own)."""
+    address = request.destination_name.strip("[]")
+    if request.port is None:
+        raise UsageError(f"give the port: {request.destination_name}:PORT",
+                         hint=f"e.g. podcap diagnose {request.source} {address}:80")  # fmt: skip
+    captures = plan(kube, locate.TargetQuery(names=[request.source],
+                                             namespace=request.namespace), helper_spec)  # fmt: skip
+    (source,) = captures.targets
+    _check_pod_network(source)
+    probe = None
+    if request.probe != "none":
+        probe = Probe(request.probe, address, request.port, request.timeout, request.probe_size)
+    bound = (request.timeout if probe else request.duration) + SAFETY_SECONDS
+    options = SessionOptions(
+        output_dir=request.output_dir,
+        also_node=True,
+        node_interface=request.node_interface,
+        node_pid=request.node_pid,
+        node_rules=True,
+        node_view_extra=f"host {address}",
+        bpf_filter=f"host {source.pod_ips[0]} and host {address}",
+        duration=bound,
+    )
+    return DiagnosePlan(source, (), request.port, probe, captures, options, request,
+                        address=address)  # fmt: skip
 
 
 def _check_pod_network(target: locate.PodTarget) -> None:

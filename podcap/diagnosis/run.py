@@ -52,7 +52,8 @@ class DiagnoseCaptures(PodCaptures):
 
     def _probe_then_stop(self, members: list[fleet.Member], transports: dict) -> None:
         plan = self.diagnosis
-        source, destination = plan.source, plan.destination
+        source = plan.source
+        destination = plan.destinations[0] if plan.destinations else None
         try:
             for session in _sessions(members):
                 session.wait_ready(READY_SECONDS)
@@ -63,7 +64,7 @@ class DiagnoseCaptures(PodCaptures):
                     target = member.target
                     listening = _listening(transports[target.node.name], target)
                     member.session.cluster["listening"] = listening
-            if destination.node.name != source.node.name:
+            if plan.destinations and destination.node.name != source.node.name:
                 self.nodes_check = _nodes_check(transports[source.node.name], plan, self.options)
                 self.on_step(self.nodes_check)
             self._send_probe(transports[source.node.name])
@@ -156,6 +157,7 @@ class Diagnosis:
     probe_row: pd.Series | None
     probe_status: int | None
     nodes_check: str = ""
+    snat: pd.Series | None = None  # outside the cluster: the snat report's row of the probe
 
     @property
     def reachable(self) -> bool | None:
@@ -184,6 +186,11 @@ class Diagnosis:
         if plan.probe is not None:
             lines.append(f"  probe: {plan.probe.describe()}: {curl_outcome(self.probe_status)}"
                          if self.probe_status is not None else f"  probe: {plan.probe.describe()}")  # fmt: skip
+        if self.snat is not None and self.snat["verdict"] != "unknown":
+            lines.append(f"  source seen outside: {self.snat['verdict']}: "
+                         f"{self.snat['explanation']}")  # fmt: skip
+            if isinstance(self.snat["fix"], str) and self.snat["fix"]:
+                lines.append(f"  snat fix: {self.snat['fix']}")
         if self.nodes_check:
             lines.append(f"  {self.nodes_check}")
         lines.append(f"  evidence: {self.bundle}/ (captures, {MERGED_NAME}, index.html, path.json)")
@@ -223,11 +230,12 @@ def _view(member: fleet.Member) -> Path | None:
 def _judge(plan: DiagnosePlan, files: list[Path], probe_status, nodes_check: str) -> Diagnosis:
     from podcap.analysis.run import analyze
 
-    result = analyze([str(f) for f in files], reports=["path", "hops"], page=True)
+    result = analyze([str(f) for f in files], reports=["path", "hops", "snat"], page=True)
     path = result["path"]
     probe_row = _probe_row(plan, path)
+    snat = _probe_row(plan, result["snat"]) if plan.address is not None else None
     diagnosis = Diagnosis(
-        plan, plan.options.output_dir, files, path, probe_row, probe_status, nodes_check
+        plan, plan.options.output_dir, files, path, probe_row, probe_status, nodes_check, snat
     )
     _write_bundle(diagnosis, result)
     return diagnosis
