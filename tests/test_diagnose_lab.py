@@ -28,11 +28,25 @@ def node_pids(kube_lab):
 
 def diagnose(kube_lab, node_pids, out, *args):
     cluster, server, lab = kube_lab
-    client, target = lab.pods
+    client = lab.pods[0]
     run = podcap("diagnose", client.name, *args, "--kubeconfig", str(server.kubeconfig_path),
                  "--node-pid", node_pids, "-o", str(out), timeout=150)  # fmt: skip
     assert cluster.helper_pods() == []
+    if run.returncode in (0, 1):
+        assert_offline_agrees(out)
     return run
+
+
+def assert_offline_agrees(out):
+    """The bundle's captures, given to ``podcap analyze -r path`` in any order, say what the
+    diagnosis said: the same connections, outcomes and hops."""
+    offline = podcap("analyze", *sorted(out.glob("*.pcap"), reverse=True), "-r", "path",
+                     "-F", "json")  # fmt: skip
+    assert offline.returncode == 0, offline.stderr
+    columns = ["client_port", "server_ip", "outcome", "lost_between", "reply_lost_between"]
+    again = [{c: row[c] for c in columns} for row in json.loads(offline.stdout)["path"]]
+    bundled = json.loads((out / "path.json").read_text())["path"]
+    assert again == [{c: row[c] for c in columns} for row in bundled]
 
 
 def test_a_healthy_path_is_reachable_with_the_evidence(kube_lab, node_pids, tmp_path):

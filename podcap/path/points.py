@@ -90,23 +90,48 @@ def path_order(points: list[Point], connections) -> tuple[list[Point], str]:
         for earlier, later in zip(files, files[1:], strict=False):
             votes[(index[earlier], index[later])] += 1
     before = {(a, b) for (a, b), n in votes.items() if n > votes.get((b, a), 0)}
-    order = _topological(len(points), before)
+    ranks = _sidecar_ranks(points, connections)
+    # Where no connection says, the sidecars do (client's Pod, its node, ..., the server's
+    # node, the server's Pod), then the order given.
+    fallback = sorted(range(len(points)), key=lambda i: (ranks[i], i))
+    order = _topological(len(points), before, fallback)
     placed = {i for pair in before for i in pair}
+    others = "by their sidecars" if len(set(ranks)) > 1 else "as given"
     if not placed:
-        how = "as given: no connection was seen at two points"
+        how = f"{others}: no connection was seen at two points"
     elif len(placed) == len(points):
         how = "by the connections they share: the TTL falls hop by hop, then time"
     else:
-        how = "by the connections they share, the others as given"
+        how = f"by the connections they share, the others {others}"
     return [points[i] for i in order], how
 
 
-def _topological(n: int, before: set[tuple[int, int]]) -> list[int]:
-    """0..n-1 with every (a, b) of ``before`` a before b, else by number (Kahn's algorithm;
-    a cycle left by the votes is broken at its lowest number)."""
+def _sidecar_ranks(points: list[Point], connections) -> list[int]:
+    """Where each point sits when no packet says: 0 a Pod that opened connections, 1 its
+    node, 2 anything else, 3 a node of a Pod that was connected to, 4 that Pod."""
+    clients = {c.original.client_ip for c in connections}
+    servers = {o.server_ip for c in connections for o in c.observations}
+    client_nodes = {p.node for p in points if p.kind == "pod" and p.address in clients}
+    server_nodes = {p.node for p in points if p.kind == "pod" and p.address in servers}
+
+    def rank(point: Point) -> int:
+        if point.kind == "pod":
+            return 0 if point.address in clients else 4 if point.address in servers else 2
+        if point.kind == "node" and point.node:
+            return 1 if point.node in client_nodes else 3 if point.node in server_nodes else 2
+        return 2
+
+    return [rank(p) for p in points]
+
+
+def _topological(n: int, before: set[tuple[int, int]], fallback: list[int]) -> list[int]:
+    """0..n-1 with every (a, b) of ``before`` a before b, else in ``fallback``'s order (Kahn's
+    algorithm; a cycle left by the votes is broken at the first in ``fallback``)."""
     incoming = {i: {a for a, b in before if b == i} for i in range(n)}
+    position = {i: at for at, i in enumerate(fallback)}
     order: list[int] = []
     while len(order) < n:
         ready = [i for i in range(n) if i not in order and not (incoming[i] - set(order))]
-        order.append(min(ready) if ready else min(i for i in range(n) if i not in order))
+        left = ready or [i for i in range(n) if i not in order]
+        order.append(min(left, key=position.__getitem__))
     return order
