@@ -6,11 +6,13 @@ path; diagnose must find where, from its own captures, and leave no helper behin
 from __future__ import annotations
 
 import json
+import signal
+import time
 
 import pandas as pd
 import pytest
 
-from testbed.helpers import podcap
+from testbed.helpers import podcap, start_podcap, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -272,3 +274,33 @@ def test_an_address_needs_its_port(kube_lab):
                  str(server.kubeconfig_path))  # fmt: skip
     assert run.returncode == 2
     assert "give the port: 198.51.100.10:PORT" in run.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_captures_and_the_answer_comes_from_them(
+    kube_lab, node_pids, tmp_path, signum
+):
+    """--probe none: your own traffic for --duration; Ctrl-C (or SIGTERM) ends the captures
+    early and cleanly, and the diagnosis is made from what they hold."""
+    cluster, server, lab = kube_lab
+    client, target = lab.pods
+    out = tmp_path / "own"
+    run = start_podcap(
+        "diagnose", client.name, f"{target.name}:{target.marker_port}", "--probe", "none",
+        "-d", "60s", "--kubeconfig", str(server.kubeconfig_path), "--node-pid", node_pids,
+        "-o", str(out), text=True,
+    )  # fmt: skip
+    try:
+        listening = lambda: sum(b"listening on" in e.stderr for e in list(cluster.execs))  # noqa: E731
+        assert wait_for(lambda: listening() >= 4, 30)
+        assert lab.send_marker(client, target.ip, target.marker_port).returncode == 0
+        time.sleep(0.5)
+        started = time.monotonic()
+        run.send_signal(signum)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stderr
+    assert time.monotonic() - started < 30  # not the 60 s asked for
+    assert "REACHABLE (delivered)" in stdout
+    assert cluster.helper_pods() == []
