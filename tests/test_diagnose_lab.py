@@ -304,3 +304,32 @@ def test_a_signal_ends_the_captures_and_the_answer_comes_from_them(
     assert time.monotonic() - started < 30  # not the 60 s asked for
     assert "REACHABLE (delivered)" in stdout
     assert cluster.helper_pods() == []
+
+
+def test_a_healthy_path_across_vxlan_is_followed_inside_the_tunnel(
+    make_lab, make_kube_api, tmp_path
+):
+    from testbed.kube_api import cluster_from_lab
+
+    lab = make_lab(nodes=2, pods_per_node=1, overlay="vxlan")
+    cluster = cluster_from_lab(lab)
+    server = make_kube_api(cluster)
+    stand_ins = [lab.popen(node, ["sleep", "300"]) for node in lab.nodes]
+    pids = ",".join(f"{n.name}={p.pid}" for n, p in zip(lab.nodes, stand_ins, strict=True))
+    out = tmp_path / "vxlan"
+    try:
+        run = podcap("diagnose", "web-a0", "web-b0:9000", "--kubeconfig",
+                     str(server.kubeconfig_path), "--node-pid", pids, "-o", str(out),
+                     timeout=150)  # fmt: skip
+    finally:
+        for proc in stand_ins:
+            proc.kill()
+            proc.wait()
+    assert run.returncode == 0, run.stderr
+    assert "REACHABLE (delivered)" in run.stdout
+    assert cluster.helper_pods() == []
+    hops = pd.read_csv(out / "hops.csv")
+    probe = hops[hops["connection"] == hops["connection"].min()]
+    assert probe["seen"].tolist() == [True] * 4
+    flows = podcap("analyze", out / "default_web-a0.node.pcap", "-r", "flows", "-F", "csv")
+    assert "vxlan" in flows.stdout  # the NIC saw it inside the tunnel, between the nodes
