@@ -140,3 +140,21 @@ def test_hops_show_each_point_and_what_it_saw(scenario):
     inside = hops[hops["connection"] == 4]
     assert inside["seen"].tolist() == [True, True, True, False]
     assert inside["client_ttl"].iloc[:3].tolist() == ["64", "63", "63"]
+
+
+def test_the_ladder_marks_where_each_packet_stopped(scenario):
+    files = scenario["files"]
+    ladder = path_table(list(files.values()), "ladder")
+    points = ["pod default/web-a0", "node-a eth0", "node-b eth0", "pod default/web-b0"]
+    assert list(ladder.columns) == ["connection", "packet", *points]
+    sg = ladder[ladder["connection"] == 3]
+    assert sg["packet"].iloc[0] == "client SYN"
+    marks = sg[points].map(lambda cell: cell[0]).values.tolist()
+    assert marks == [["→", "→", "✗", "✗"]] * len(sg)  # every SYN, retransmissions too
+    assert len(sg) >= 2 and sg["packet"].iloc[1] == "client SYN (again, #2)"
+    healthy = ladder[ladder["connection"] == 1]
+    assert healthy[points].map(lambda cell: cell[0] in "→←").all().all()
+    assert "server SYN, ACK" in healthy["packet"].tolist()
+    reply = ladder[ladder["connection"] == 6]
+    synack = reply[reply["packet"] == "server SYN, ACK"].iloc[0]
+    assert [synack[p][0] for p in points] == ["✗", "←", "←", "←"]

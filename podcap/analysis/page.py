@@ -59,7 +59,7 @@ def page_of(tables: dict[str, pd.DataFrame], analysis: Analysis | None) -> Page:
     if analysis is None:
         return Page(dict(tables))
     tables = dict(tables)
-    for section in page_sections():
+    for section in page_sections(len(analysis.files)):
         if section.name not in tables:
             tables[section.name] = section.build(analysis)
     return Page(
@@ -80,7 +80,9 @@ def bucket_page(
         files=files,
         filter_text=filter_text,
         plots=_plots(timeline_of(timeline_packets, tables["flows"])),
-        not_built={r.name: NOT_IN_BUCKETS for r in page_sections() if r.name not in tables},
+        not_built={
+            r.name: NOT_IN_BUCKETS for r in page_sections(len(files)) if r.name not in tables
+        },
     )
 
 

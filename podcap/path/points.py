@@ -10,7 +10,7 @@ that share no connection keep the order they were given in.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,8 +36,14 @@ class Point:
 
 def points_of(files: list[str], packets: pd.DataFrame, sidecars: dict[str, dict]) -> list[Point]:
     """One Point per file, in their order, named from the sidecars (a file without a packet
-    is a point too: what it did not see is evidence)."""
-    return [_point(file, sidecars.get(file) or {}, packets) for file in files]
+    is a point too: what it did not see is evidence). Two files of the same point (captures
+    taken at different times) are told apart by their file names."""
+    points = [_point(file, sidecars.get(file) or {}, packets) for file in files]
+    counts = Counter(p.name for p in points)
+    return [
+        replace(p, name=f"{p.name} ({Path(p.file).name})") if counts[p.name] > 1 else p
+        for p in points
+    ]
 
 
 def point_name(file: str, sidecar: dict) -> str:

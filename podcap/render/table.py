@@ -101,6 +101,8 @@ def choose_layout(
     record = REPORTS.get(name)
     keys = [c for c in (record.key_columns if record else shown) if c in shown]
     more = [c for c in (record.more_columns if record else ()) if c in shown and c not in keys]
+    if record is not None and not record.more_columns:  # extras unranked: in table order
+        more = [c for c in shown if c not in keys]
     if not keys:
         keys, more = shown[:1], shown[1:]
     if len(table) == 1:  # one record: every field, the answer first

@@ -3,7 +3,8 @@
 ``path``: one row per TCP connection: how it ended for the client (``outcome``), the last
 point its packets reached and the hop where they stopped (``lost_between``), the same for the
 server's answer, the addresses rewritten on the way, why, and what to change. ``hops``: one
-row per connection and capture point: what that point saw of it. The work is done in
+row per connection and capture point: what that point saw of it. ``ladder``: one row per
+packet, one column per point (``podcap.path.ladder``). The work is done in
 ``podcap.path``; the points' order is said in the table's note.
 """
 
@@ -80,6 +81,15 @@ def hops_report(analysis) -> pd.DataFrame:
     table["ts"] = pd.to_datetime(table["ts"], unit="s", utc=True)
     table["since_previous_ms"] = table["since_previous_ms"].astype("Float64")
     table = with_na(table, numbers=("client_ttl",), texts=("client", "server", "history", "state"))
+    table.attrs["note"] = lined_up.note
+    return table
+
+
+def ladder_report(analysis) -> pd.DataFrame:
+    from podcap.path.ladder import ladder_table
+
+    lined_up = analysis.journeys
+    table = ladder_table(lined_up, analysis.all_packets, _chosen(analysis, lined_up.journeys))
     table.attrs["note"] = lined_up.note
     return table
 

@@ -39,6 +39,7 @@ class Section:
     place: int  # sections are laid out by place, the reports without a section between
     css: str = ""
     plots: tuple[str, ...] = ()  # drawn after the table (``podcap.analysis.page`` gives them)
+    min_files: int = 1  # on the page only for at least this many captures (the path: two)
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ REPORTS: dict[str, Report] = {
             "answer) stopped, addresses rewritten on the way, why, and the fix",
             "podcap.reports.path:path_report",
             http_fields=False,
-            section=Section("Path", "No TCP connections to follow.", place=5),
+            section=Section("Path", "No TCP connections to follow.", place=5, min_files=2),
             key_columns=(
                 "client_ip",
                 "server_ip",
@@ -224,6 +225,16 @@ REPORTS: dict[str, Report] = {
                 "explanation",
             ),  # fmt: skip
             more_columns=("fix", "last_seen", "reply_lost_between", "rewrites", "seen_at"),
+        ),
+        Report(
+            "ladder",
+            "per packet of each TCP connection: which capture points saw it (arrows) and which "
+            "did not (crosses), points as columns",
+            "podcap.reports.path:ladder_report",
+            http_fields=False,
+            section=Section("Ladder", "No TCP connections to follow.", place=6, min_files=2),
+            # Then the points, named after themselves, in path order while they fit.
+            key_columns=("connection", "packet"),
         ),
         Report(
             "hops",
@@ -284,6 +295,10 @@ def build_report(name: str, analysis):
     return REPORTS[name].build(analysis)
 
 
-def page_sections() -> list[Report]:
-    """The reports with a section on the html page, in the page's order."""
-    return sorted((r for r in REPORTS.values() if r.section), key=lambda r: r.section.place)
+def page_sections(files: int | None = None) -> list[Report]:
+    """The reports with a section on the html page, in the page's order; with ``files``, those
+    a page of that many captures shows."""
+    shown = [r for r in REPORTS.values() if r.section]
+    if files is not None:
+        shown = [r for r in shown if files >= r.section.min_files]
+    return sorted(shown, key=lambda r: r.section.place)
