@@ -158,3 +158,36 @@ def test_the_ladder_marks_where_each_packet_stopped(scenario):
     reply = ladder[ladder["connection"] == 6]
     synack = reply[reply["packet"] == "server SYN, ACK"].iloc[0]
     assert [synack[p][0] for p in points] == ["✗", "←", "←", "←"]
+
+
+def test_a_blocked_nodeport_says_the_range_to_allow(tmp_path):
+    """The IDC host calls a NodePort on node-a; the VPC in front of node-a drops it."""
+    from testbed.lab import Lab  # noqa: PLC0415
+    from testbed.lab.fixtures import lab_unavailable  # noqa: PLC0415
+
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Lab(nodes=2, pods_per_node=1, overlay="routed", idc=True) as lab:
+        pod, node = lab.pods[0], lab.nodes[0]
+        lab.add_service("web", [pod], port=80, node_port=30080)
+        files = {"idc": tmp_path / "idc.pcap", "node-a": tmp_path / "node-a.pcap"}
+        captures = [lab.capture(lab.idc, str(files["idc"]), "tcp"),
+                    lab.capture(node, str(files["node-a"]), "tcp")]  # fmt: skip
+        for capture in captures:
+            capture.start()
+        try:
+            with lab.vpc_drop(node, dst=node.ip, dport=30080):
+                blocked = lab.curl(lab.idc, f"http://{node.ip}:30080/np", timeout=2)
+        finally:
+            for capture in captures:
+                capture.stop()
+    assert blocked.returncode != 0
+    write_sidecar(sidecar_path(str(files["idc"])),
+                  sidecar_document({}, point={"kind": "peer", "target": "idc"}))  # fmt: skip
+    _sidecar(files["node-a"], "node", "node-a", node_ip=node.ip, cidr=node.pod_cidr)
+    table = path_table([files["idc"], files["node-a"]])
+    row = table.iloc[0]
+    assert (row["outcome"], row["lost_between"]) == ("unanswered", "peer idc -> node-a eth0")
+    assert "port 30080 is a NodePort" in row["explanation"]
+    assert f"Allow tcp 30000-32767 from {lab.idc.ip} into node-a" in row["fix"]

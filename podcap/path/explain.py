@@ -16,6 +16,8 @@ from podcap.path.journey import (
 )
 from podcap.path.points import Point
 
+NODE_PORTS = (30000, 32767)  # the API server's default --service-node-port-range
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -107,6 +109,15 @@ def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
             f"{seen}: it was dropped between the two nodes, by {b.node}'s security group "
             "or firewall, or a VPC route that does not send the Pod CIDR to it.",
             _between_nodes_fix(a, b, facts),
+        )
+    port = int(first.server.rsplit(":", 1)[1])
+    if b.kind == "node" and NODE_PORTS[0] <= port <= NODE_PORTS[1]:
+        client = journey.last_seen.client.rsplit(":", 1)[0]
+        return Verdict(
+            f"{seen}: port {port} is a NodePort, and something before {b} drops it: the "
+            f"node's security group or firewall does not let {NODE_PORTS[0]}-{NODE_PORTS[1]} in.",
+            f"Allow tcp {NODE_PORTS[0]}-{NODE_PORTS[1]} from {client} into {b.node} in its "
+            "security group / firewall (every node: kube-proxy answers a NodePort on all).",
         )
     if b.kind == "peer":
         return Verdict(

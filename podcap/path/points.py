@@ -64,7 +64,9 @@ def _point(file: str, sidecar: dict, packets: pd.DataFrame) -> Point:
     where = sidecar.get("point") or {}
     kind, node = where.get("kind"), where.get("node")
     name = point_name(file, sidecar)
-    address = (sidecar.get("cluster") or {}).get("pod_ip")
+    cluster = sidecar.get("cluster") or {}
+    # A Pod's own address; a node's, for traffic to the node itself (a NodePort).
+    address = cluster.get("pod_ip") if kind != "node" else cluster.get("node_ip")
     if address is None and kind in ("pod", "peer", None):
         address = _own_address(packets[packets["file"].astype(str) == file])
     listening = (sidecar.get("cluster") or {}).get("listening")
