@@ -1135,6 +1135,10 @@ def main() -> None:
 
     from testbed.lab.core import Lab
 
+    # Started with & from a script, a process inherits SIGINT ignored: Ctrl-C (or kill -INT)
+    # must still end it and tear the lab down, as SIGTERM does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     with Lab(nodes=2, pods_per_node=1) as lab, tempfile.TemporaryDirectory() as workdir:
         cluster = cluster_from_lab(lab)
         with APIServer(cluster, Path(workdir)) as server:
