@@ -161,22 +161,11 @@ def plan_diagnosis(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
     for target in (source, *destinations):
         _check_pod_network(target)
     port = _port(request, service, destinations[0], source)
-    probe = None
-    if request.probe != "none":
-        address = service.cluster_ip if service else destinations[0].pod_ips[0]
-        probe = Probe(request.probe, address, port, request.timeout, request.probe_size)
-    bound = (request.timeout if probe else request.duration) + SAFETY_SECONDS
+    probe = _probe(request, service.cluster_ip if service else destinations[0].pod_ips[0], port)
     peers = [service.cluster_ip] if service else []
     peers += [d.pod_ips[0] for d in destinations]
-    options = SessionOptions(
-        output_dir=request.output_dir,
-        also_node=any(d.node.name != source.node.name for d in destinations),
-        node_interface=request.node_interface,
-        node_pid=request.node_pid,
-        node_rules=True,  # the nodes' iptables-save into the sidecars: the verdict names rules
-        bpf_filter=f"host {source.pod_ips[0]} and ({' or '.join(f'host {p}' for p in peers)})",
-        duration=bound,
-    )
+    also_node = any(d.node.name != source.node.name for d in destinations)
+    options = _options(request, source, peers, probe, also_node=also_node)
     return DiagnosePlan(source, destinations, port, probe, captures, options, request, service)
 
 
@@ -199,22 +188,33 @@ def _plan_to_address(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePla
                                              namespace=request.namespace), helper_spec)  # fmt: skip
     (source,) = captures.targets
     _check_pod_network(source)
-    probe = None
-    if request.probe != "none":
-        probe = Probe(request.probe, address, request.port, request.timeout, request.probe_size)
-    bound = (request.timeout if probe else request.duration) + SAFETY_SECONDS
-    options = SessionOptions(
-        output_dir=request.output_dir,
-        also_node=True,
-        node_interface=request.node_interface,
-        node_pid=request.node_pid,
-        node_rules=True,
-        node_view_extra=f"host {address}",
-        bpf_filter=f"host {source.pod_ips[0]} and host {address}",
-        duration=bound,
-    )
+    probe = _probe(request, address, request.port)
+    # Masqueraded traffic leaves the node with the node's own address: the NIC keeps it too.
+    options = _options(request, source, [address], probe, also_node=True,
+                       node_view_extra=f"host {address}")  # fmt: skip
     return DiagnosePlan(source, (), request.port, probe, captures, options, request,
                         address=address)  # fmt: skip
+
+
+def _probe(request: DiagnoseRequest, address: str, port: int) -> Probe | None:
+    if request.probe == "none":
+        return None
+    return Probe(request.probe, address, port, request.timeout, request.probe_size)
+
+
+def _options(request: DiagnoseRequest, source, peers: list[str], probe, **view) -> SessionOptions:
+    """What every capture of the diagnosis shares: the Pods filtered to the source and its
+    ``peers``, the nodes' rules saved, a bound in case the stop never comes."""
+    hosts = " or ".join(f"host {peer}" for peer in peers)
+    return SessionOptions(
+        output_dir=request.output_dir,
+        node_interface=request.node_interface,
+        node_pid=request.node_pid,
+        node_rules=True,  # the nodes' iptables-save into the sidecars: the verdict names rules
+        bpf_filter=f"host {source.pod_ips[0]} and ({hosts})",
+        duration=(request.timeout if probe else request.duration) + SAFETY_SECONDS,
+        **view,
+    )
 
 
 def _check_pod_network(target: locate.PodTarget) -> None:

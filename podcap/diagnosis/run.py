@@ -39,7 +39,6 @@ class DiagnoseCaptures(PodCaptures):
     diagnosis: DiagnosePlan | None = None
     on_step: Step = print
     probe_status: int | None = None
-    probe_output: str = ""
     probe_error: PodcapError | None = None
     nodes_check: str = ""  # what the source node's try at the destination node gave
 
@@ -89,29 +88,24 @@ class DiagnoseCaptures(PodCaptures):
         self.on_step(f"probe: {probe.describe()}")
         done = transport.run(command_argv(entered, probe.argv()), timeout=probe.timeout + 15)
         self.probe_status = done.returncode
-        self.probe_output = (done.stdout or done.stderr).decode(errors="replace").strip()
         self.on_step(f"probe: {curl_outcome(done.returncode)}")
 
 
 def _listening(transport, target) -> list[int] | None:
-    """The TCP ports ``target`` listens on (``ss -tlnH`` in its namespace), None when the
-    node cannot say."""
-    from podcap.netns import Target, command_argv, enter
+    """The TCP ports ``target`` listens on (``ss`` in its namespace, read by
+    ``podcap.netns.parse_sockets``), None when the node cannot say."""
+    from podcap.netns import Target, command_argv, enter, parse_sockets
 
     try:
         entered = enter(transport, Target(container_id=target.container_id), ("nsenter", "ss"))
-        done = transport.run(command_argv(entered, ["ss", "-tlnH"]), timeout=30)
+        done = transport.run(command_argv(entered, ["ss", "-tunlH"]), timeout=30)
     except PodcapError:
         return None
     if done.returncode != 0:
         return None
-    ports = set()
-    for line in done.stdout.decode(errors="replace").splitlines():
-        words = line.split()
-        port = words[3].rpartition(":")[2] if len(words) > 3 else ""
-        if port.isdigit():
-            ports.add(int(port))
-    return sorted(ports)
+    sockets = parse_sockets(done.stdout.decode(errors="replace"))
+    tcp = sockets[sockets["proto"] == "tcp"]["local_port"].dropna()
+    return sorted({int(port) for port in tcp})
 
 
 # Which port of the destination node the source node knocks at: the kubelet's, on every node.

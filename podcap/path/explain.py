@@ -71,8 +71,8 @@ def explain(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
         verdict = _unanswered(journey, facts)
     rewrites = journey.rewrites()
     if rewrites:
-        masq = _masquerade_note(journey)
-        text = f"{verdict.explanation} Rewritten: {'; '.join(rewrites)}.{masq}"
+        who = _rewriters(journey)
+        text = f"{verdict.explanation} Rewritten: {'; '.join(rewrites)}.{who}"
         verdict = Verdict(text, verdict.fix)
     return verdict
 
@@ -227,7 +227,7 @@ def _partial(journey: Journey) -> Verdict:
     )
 
 
-def _masquerade_note(journey: Journey) -> str:
+def _rewriters(journey: Journey) -> str:
     """What rewrote the addresses, when the hop says: leaving the Pod's node, a source
     rewrite is masquerading; a destination rewrite there is a Service's DNAT."""
     notes = ""
