@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system tools podcap's tests drive for real: tcpdump, tshark, iproute2,
-# iptables, OpenSSH server and client, sudo (--ssh-sudo), curl, Chromium (HTML report
+# iptables, OpenSSH server and client, sudo (--ssh-sudo), curl, ping, Chromium (HTML report
 # screenshots); and gcc with the Python headers, which build podcap's C flow pass
 # (podcap/flows/*.c).
 # Non-interactive; installs only what is missing, so a second run costs nothing.
@@ -16,6 +16,7 @@ have sshd || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 have ssh || need+=(openssh-client)
 have sudo || need+=(sudo)
 have curl || need+=(curl)
+have ping || need+=(iputils-ping)
 have nsenter || need+=(util-linux)
 have chromium || need+=(chromium)
 have gcc || need+=(gcc)

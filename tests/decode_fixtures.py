@@ -74,8 +74,8 @@ def udp(sport, dport, payload=b"") -> bytes:
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
-def icmp(kind=8, payload=b"ping") -> bytes:
-    return struct.pack("!BBHHH", kind, 0, 0, 1, 1) + payload
+def icmp(kind=8, payload=b"ping", ident=1) -> bytes:
+    return struct.pack("!BBHHH", kind, 0, 0, ident, 1) + payload
 
 
 def vxlan(inner_frame: bytes, vni=1) -> bytes:

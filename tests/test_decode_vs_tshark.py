@@ -40,7 +40,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is th
 FIELDS = [
     "frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
     "udp.srcport", "udp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.len",
-    "tcp.options.timestamp.tsval", "icmp.type", "icmpv6.type", "http.request.method",
+    "tcp.options.timestamp.tsval", "icmp.type", "icmpv6.type", "icmp.ident",
+    "icmpv6.echo.identifier", "http.request.method",
     "http.request.uri", "http.host", "http.response.code", "frame.cap_len", "frame.len",
     "tcp.analysis.retransmission",
 ]  # fmt: skip
@@ -65,7 +66,7 @@ def ethernet_cases() -> list[bytes]:
         # The answer acknowledges the request, else tshark calls it a retransmission, not HTTP.
         ethernet(ipv4(B, A, 6, tcp(80, 40000, 0x18, RESPONSE, seq=2000, ack=REQUEST_END))),
         ethernet(ipv4(A, "10.96.0.10", 17, udp(5353, 53, b"\x12\x34\x01\x00" + b"\0" * 8))),
-        ethernet(ipv4(A, B, 1, icmp(8, b"abcdefgh"))),
+        ethernet(ipv4(A, B, 1, icmp(8, b"abcdefgh", ident=0x4D2))),
         # Port unreachable, quoting the UDP datagram that caused it.
         ethernet(ipv4(B, A, 1, icmp(3, ipv4(A, B, 17, udp(5353, 9999, b"q"))))),
         ethernet(ipv4(A, B, 6, tcp(1, 2, 0x04)), vlans=(100,)),
@@ -136,6 +137,8 @@ def assert_agrees(path: Path, *tshark_args: str) -> None:
             assert row.icmp_type == _last(
                 t, "icmpv6.type" if row.ip_proto == 58 else "icmp.type", -1
             )
+            echo_id = "icmpv6.echo.identifier" if row.ip_proto == 58 else "icmp.ident"
+            assert row.icmp_id == _last(t, echo_id, -1), where
         if t["tcp.analysis.retransmission"]:
             # tshark does not hand retransmitted segments (or the extra copies `-i any` sees)
             # to HTTP; podcap marks every packet that starts a request, reports dedupe later.
@@ -158,7 +161,7 @@ def _text(t: dict, name: str) -> str:
 
 def _last(t: dict, name: str, missing: int) -> int:
     value = _text(t, name)
-    return int(value) if value else missing
+    return int(value, 0) if value else missing  # decimal, or 0x hex as tshark shows some
 
 
 def test_ethernet_edge_cases_agree_with_tshark(tmp_path):

@@ -93,11 +93,11 @@ class Analysis:
     def journeys(self):
         """The capture points in path order and each connection along them
         (``podcap.path.journey.line_up``), cached: the path and hops reports read the same."""
+        from podcap.path.datagrams import datagram_exchanges
         from podcap.path.journey import line_up
 
-        return line_up(
-            self.files, self.all_packets, self.all_flows, self.tcp_connections, self.sidecars
-        )
+        connections = self.tcp_connections + datagram_exchanges(self.all_packets)
+        return line_up(self.files, self.all_packets, self.all_flows, connections, self.sidecars)
 
     @cached_property
     def snat(self) -> pd.DataFrame:

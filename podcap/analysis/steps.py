@@ -46,8 +46,15 @@ class Request:
 
     @property
     def needs_preview(self) -> bool:
-        """Whether the decoder keeps each payload's first bytes: the packets report's info."""
-        return "packets" in self.reports
+        """Whether the decoder keeps each payload's first bytes: the packets report's info,
+        the path's datagrams matched across the points."""
+        return any(REPORTS[name].payloads for name in self._built)
+
+    @property
+    def _built(self) -> list[str]:
+        """The reports asked for, and the html page's sections when the page is made."""
+        shown = page_sections(self.files_given) if self.page else []
+        return [*self.reports, *(r.name for r in shown)]
 
     @property
     def filter_text(self) -> str | None:
@@ -57,8 +64,7 @@ class Request:
     def needs_http(self) -> bool:
         """Whether the decoder must parse HTTP first lines: a report built reads them, or the
         filter may."""
-        built = [*self.reports, *(r.name for r in page_sections() if self.page)]
-        return any(REPORTS[name].http_fields for name in built) or (
+        return any(REPORTS[name].http_fields for name in self._built) or (
             "http" in (self.filter_text or "").lower()
         )
 

@@ -9,7 +9,7 @@ from podcap.decode.strings import Interner
 # as int32 codes into the Interner, 0 being ""). The inner ones are the headers after any overlay.
 INNER_COLUMNS = ("ip_version", "src", "dst", "ip_proto", "ip_id", "ttl", "sport", "dport",
                  "tcp_flags", "tcp_seq", "tcp_ack", "tcp_win", "tcp_tsval", "icmp_type",
-                 "payload_len")  # fmt: skip
+                 "icmp_id", "payload_len")  # fmt: skip
 OVERLAY_COLUMNS = ("encap", "outer_src", "outer_dst")
 EXTRA_COLUMNS = {
     "payload_start": (np.int64, -1),  # absolute offset of the payload in the chunk

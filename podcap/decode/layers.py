@@ -30,6 +30,7 @@ MAX_IPV6_EXTENSIONS = 8
 VXLAN_PORTS = (4789, 8472)  # IANA port, and the Linux kernel default used by flannel and Cilium
 GENEVE_PORT = 6081
 MAX_OVERLAY_DEPTH = 4
+ECHO_TYPES = (0, 8, 128, 129)  # ICMP echo reply and request, ICMPv6's
 ENCAP_NAMES = ("vxlan", "geneve", "ipip", "gre")
 BSD_AF_INET = 2
 BSD_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
@@ -315,8 +316,11 @@ class Decoder:
     def icmp(self, idx, l4, ip_end, depth) -> None:
         end = self.end[idx]
         readable = l4 + 1 <= end
-        self.cols.icmp_type[idx[readable]] = self.view.u8(l4[readable])
+        kind = self.view.u8(l4[readable])
+        self.cols.icmp_type[idx[readable]] = kind
         full = l4 + 8 <= end
+        echo = full[readable] & np.isin(kind, ECHO_TYPES)
+        self.cols.icmp_id[idx[readable][echo]] = self.view.u16(l4[readable][echo] + 4)
         self._set_payload(idx[full], l4[full] + 8, ip_end[full])
 
     def gre(self, idx, l4, ip_end, depth) -> None:

@@ -45,6 +45,11 @@ PACKET_COLUMNS: dict[str, tuple[str, object, str]] = {
         "TCP timestamp option TSval when present (tcp.options.timestamp.tsval)",
     ),
     "icmp_type": ("int16", -1, "ICMP / ICMPv6 type (icmp.type / icmpv6.type)"),
+    "icmp_id": (
+        "int32",
+        -1,
+        "ICMP / ICMPv6 echo identifier, -1 on other packets (icmp.ident / icmpv6.echo.identifier)",
+    ),
     "payload_len": (
         "int32",
         0,

@@ -42,6 +42,7 @@ LINKTYPES = {
 ENCAPS = ("vxlan", "geneve", "gre")
 IP_LAYERS = ("ip", "ipv6")
 TRANSPORTS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmpv6": ICMPV6}
+ECHO_ID = {"icmp": "icmp.ident", "icmpv6": "icmpv6.echo.identifier"}
 PROGRESS_EVERY = 1000  # packets
 # The protocols whose fields ``packet_row`` reads (tshark -j): the rest of the PDML (tcp.analysis,
 # flag bits, checksums...) is left out, a third of it, which pyshark need not parse. A nested
@@ -153,6 +154,7 @@ def packet_row(packet) -> dict:
         "tcp_win": _int(transport, "tcp.window_size_value", -1),
         "tcp_tsval": _int(transport, "tcp.options.timestamp.tsval", -1),
         "icmp_type": _int(transport, f"{kind}.type", -1) if kind.startswith("icmp") else -1,
+        "icmp_id": _int(transport, ECHO_ID[kind], -1) if kind in ECHO_ID else -1,
         "payload_len": _payload_len(inner, transport, kind),
         "payload_off": -1,  # tshark does not say where the payload sits in the frame
         "encap": next((e for e in ENCAPS if e in names), "ipip" if len(ips) > 1 else ""),

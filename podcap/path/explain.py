@@ -77,19 +77,24 @@ def explain(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
     return verdict
 
 
+def _opening(journey: Journey) -> str:
+    """What the client sent first, in words."""
+    return {"udp": "UDP datagram", "icmp": "ping (ICMP echo request)"}.get(journey.protocol, "SYN")
+
+
 def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
     first, lost = journey.first, journey.lost_between
-    last = journey.last_seen.point
+    last, opening = journey.last_seen.point, _opening(journey)
     if lost is None:
         return Verdict(
-            f"The SYN to {first.server} was last seen at {last} and never answered; no capture "
+            f"The {opening} to {first.server} was last seen at {last} and never answered; no capture "
             f"point after {last} is on its way to {first.server}, so where it stopped is not "
             "known from these captures.",
             f"Capture further along the path (the destination's node and Pod: podcap diagnose "
             f"does it), or check {first.server} is up and reachable from {last}.",
         )
     a, b = lost
-    seen = f"The SYN to {first.server} reached {a} but never {b}"
+    seen = f"The {opening} to {first.server} reached {a} but never {b}"
     if a.kind == "pod" and b.kind == "node" and a.node == b.node:
         return _node_drop(
             journey, facts, a.node,
@@ -110,20 +115,20 @@ def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
             "or firewall, or a VPC route that does not send the Pod CIDR to it.",
             _between_nodes_fix(a, b, facts),
         )
-    port = int(first.server.rsplit(":", 1)[1])
-    if b.kind == "node" and NODE_PORTS[0] <= port <= NODE_PORTS[1]:
-        client = journey.last_seen.client.rsplit(":", 1)[0]
+    port = first.server_port
+    if b.kind == "node" and port is not None and NODE_PORTS[0] <= port <= NODE_PORTS[1]:
+        client = journey.last_seen.client_ip
         return Verdict(
             f"{seen}: port {port} is a NodePort, and something before {b} drops it: the "
             f"node's security group or firewall does not let {NODE_PORTS[0]}-{NODE_PORTS[1]} in.",
-            f"Allow tcp {NODE_PORTS[0]}-{NODE_PORTS[1]} from {client} into {b.node} in its "
+            f"Allow {journey.protocol} {NODE_PORTS[0]}-{NODE_PORTS[1]} from {client} into {b.node} in its "
             "security group / firewall (every node: kube-proxy answers a NodePort on all).",
         )
     if b.kind == "peer":
         return Verdict(
             f"{seen}: it was dropped between the cluster and the peer (a firewall on the way, "
             "or the peer's own).",
-            f"Allow {journey.last_seen.client.rsplit(':', 1)[0]} to {first.server} in the "
+            f"Allow {journey.last_seen.client_ip} to {first.server} in the "
             "peer's firewall and any firewall between the VPC and it.",
         )
     return Verdict(f"{seen}.", f"Check the filters and routes between {a} and {b}.")
@@ -135,8 +140,10 @@ def _node_drop(journey: Journey, facts: dict[str, NodeFacts], node, why: str, po
 
     first, seen = journey.first, journey.last_seen
     known = facts.get(node or "")
-    src, (dst, port) = seen.client.rsplit(":", 1)[0], seen.server.rsplit(":", 1)
-    rules = dropping_rules(known.rules, src, dst, int(port)) if known and known.rules else []
+    rules = []
+    if known and known.rules:
+        rules = dropping_rules(known.rules, seen.client_ip, seen.server_ip, seen.server_port,
+                               journey.protocol)  # fmt: skip
     if rules:
         named = "; ".join(rules[:3])
         which = "that rule" if len(rules) == 1 else "those rules"
@@ -164,8 +171,10 @@ def _between_nodes_fix(a: Point, b: Point, facts: dict[str, NodeFacts]) -> str:
 
 
 def _refused(journey: Journey) -> Verdict:
+    if journey.protocol != "tcp":
+        return _datagram_refused(journey)
     first = journey.first
-    port = first.server.rsplit(":", 1)[1]
+    port = first.server_port
     answered_at = journey.reply_last_seen
     furthest = journey.sightings[-1]
     if furthest.point.kind == "pod" and "r" in furthest.history:
@@ -189,17 +198,47 @@ def _refused(journey: Journey) -> Verdict:
     )
 
 
+def _datagram_refused(journey: Journey) -> Verdict:
+    """An ICMP "destination unreachable" came back for a datagram or a ping."""
+    first, furthest = journey.first, journey.sightings[-1]
+    where = next((s.point for s in journey.sightings if s.refused), first.point)
+    if journey.protocol == "icmp":
+        return Verdict(
+            f"The ping to {first.server} was answered with ICMP destination unreachable, seen "
+            f"first at {where}: a REJECT rule or a missing route on the way.",
+            "On the nodes: iptables-save | grep REJECT; ip route get " + first.server_ip + ".",
+        )
+    port = first.server_port
+    if furthest.point.kind == "pod" and furthest.refused:
+        return Verdict(
+            f"{first.server} answered the UDP datagram with ICMP port unreachable at "
+            f"{furthest.point}: nothing listens on UDP port {port} there.",
+            f"Check the container listens on UDP {port} (its containerPort, protocol: UDP) and "
+            "the Service's targetPort and protocol.",
+        )
+    return Verdict(
+        f"The UDP datagram to {first.server} was answered with ICMP unreachable, seen first at "
+        f"{where}: nothing listens on UDP port {port}, or a REJECT rule after "
+        f"{journey.last_seen.point} answers for it.",
+        f"Check the server listens on UDP {port}; on the nodes: iptables-save | grep REJECT.",
+    )
+
+
 def _reply_lost(journey: Journey) -> Verdict:
     first, reply = journey.first, journey.reply_last_seen
     lost = journey.reply_lost_between
     where = f", between {lost[0]} and {lost[1]}" if lost else ""
     return Verdict(
-        f"{first.server} answered (its SYN-ACK seen at {reply.point if reply else '?'}) but "
+        f"{first.server} answered ({_answer(journey)} seen at {reply.point if reply else '?'}) but "
         f"the answer never reached the client{where}: the return path differs from the way "
         "in (asymmetric routing) or reverse-path filtering drops it.",
-        f"Check the route back to {first.client.rsplit(':', 1)[0]} on the way and "
+        f"Check the route back to {first.client_ip} on the way and "
         "net.ipv4.conf.*.rp_filter on the nodes (2 = loose, when routing is asymmetric).",
     )
+
+
+def _answer(journey: Journey) -> str:
+    return {"udp": "its answer", "icmp": "its echo reply"}.get(journey.protocol, "its SYN-ACK")
 
 
 def _partial(journey: Journey) -> Verdict:

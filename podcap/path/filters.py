@@ -19,10 +19,10 @@ KNOWN = {"-A", "-s", "--source", "-d", "--destination", "-p", "--protocol", "--d
 
 
 def dropping_rules(
-    iptables_save: str, src: str, dst: str, dport: int, proto: str = "tcp"
+    iptables_save: str, src: str, dst: str, dport: int | None, proto: str = "tcp"
 ) -> list[str]:
     """The filter-table rules of ``iptables_save`` that drop a ``proto`` packet from ``src``
-    to ``dst:dport``, as their ``-A CHAIN ...`` lines; when none surely does, those that may
+    to ``dst:dport`` (``dport`` None: a packet without ports, a ping), as their ``-A CHAIN ...`` lines; when none surely does, those that may
     (a match not understood here), leaving out ``--ctstate INVALID`` (a SYN is never)."""
     sure, maybe = [], []
     for line in _filter_rules(iptables_save):
@@ -56,7 +56,7 @@ def _value(words: list[str], *names: str) -> str | None:
     return None
 
 
-def _matches(words: list[str], src: str, dst: str, dport: int, proto: str) -> bool | None:
+def _matches(words: list[str], src: str, dst: str, dport: int | None, proto: str) -> bool | None:
     """True: every match holds; False: one excludes the packet; None: one is not understood."""
     if "!" in words:
         return None
@@ -68,7 +68,7 @@ def _matches(words: list[str], src: str, dst: str, dport: int, proto: str) -> bo
     if given is not None and given not in (proto, "all"):
         return False
     given = _value(words, "--dport", "--destination-port")
-    if given is not None and not _in_ports(dport, given):
+    if given is not None and (dport is None or not _in_ports(dport, given)):
         return False
     unknown = [w for w in words if w.startswith("-") and w not in KNOWN]
     return None if unknown else True

@@ -1,10 +1,12 @@
-"""Each TCP connection followed from capture point to capture point: what each point saw of it,
+"""Each connection followed from capture point to capture point: what each point saw of it,
 how it ended for the client, and where its packets (or the answer) stopped.
 
-A connection is matched across the points by what NAT leaves alone (``podcap.snat.match``);
+A TCP connection is matched across the points by what NAT leaves alone (``podcap.snat.match``);
 what a point saw of it is that point's flow (``podcap.flows``): its Zeek history says whether
 the client's SYN (``S``), the server's SYN-ACK (``h``), data (``D``/``d``), resets
-(``R``/``r``) and retransmissions (``T``/``t``) went by there.
+(``R``/``r``) and retransmissions (``T``/``t``) went by there. A UDP conversation or a ping
+is matched by its payloads (``podcap.path.datagrams``); its history is ``D`` where the
+client's datagrams went by, ``d`` where answers did.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class Sighting:
     # Data segments seen here, (seq, ack, payload length), the client's and the server's.
     client_segments: frozenset = frozenset()
     server_segments: frozenset = frozenset()
+    protocol: str = "tcp"  # "tcp", "udp" or "icmp" (a ping)
+    refused: bool = False  # a datagram's: an ICMP unreachable quoting it went by here
+    echo_id: int = -1  # a ping's identifier here (``client`` is then a bare address)
 
     @property
     def saw_client(self) -> bool:
@@ -42,8 +47,36 @@ class Sighting:
 
     @property
     def saw_answer(self) -> bool:
-        """The server's SYN-ACK, or a reset answering the SYN, went by."""
+        """The server's SYN-ACK, or a reset answering the SYN, went by; for a datagram, an
+        answer or an ICMP error."""
+        if self.protocol != "tcp":
+            return "d" in self.history or self.refused
         return "h" in self.history or "r" in self.history
+
+    @property
+    def client_ip(self) -> str:
+        return self._address(self.client)
+
+    @property
+    def server_ip(self) -> str:
+        return self._address(self.server)
+
+    @property
+    def server_port(self) -> int | None:
+        """None for a ping: ``client`` and ``server`` are then bare addresses."""
+        return None if self.protocol == "icmp" else int(self.server.rsplit(":", 1)[1])
+
+    @property
+    def ends(self) -> tuple[str, str, int, str, int]:
+        """(protocol, client ip, port, server ip, port); a ping's echo identifier and -1."""
+        if self.protocol == "icmp":
+            return (self.protocol, self.client_ip, self.echo_id, self.server_ip, -1)
+        port = lambda end: int(end.rsplit(":", 1)[1])  # noqa: E731
+        return (self.protocol, self.client_ip, port(self.client), self.server_ip,
+                port(self.server))  # fmt: skip
+
+    def _address(self, end: str) -> str:
+        return end if self.protocol == "icmp" else end.rsplit(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -59,9 +92,15 @@ class Journey:
         return self.sightings[0]
 
     @property
+    def protocol(self) -> str:
+        return self.first.protocol
+
+    @property
     def outcome(self) -> str:
         """How it ended, as the client's end saw it."""
         history = self.first.history
+        if self.protocol != "tcp":
+            return self._datagram_outcome()
         if "h" not in history:
             if "r" in history:
                 return REFUSED
@@ -71,6 +110,13 @@ class Journey:
         if "r" in history or "R" in history:
             return RESET
         return DELIVERED
+
+    def _datagram_outcome(self) -> str:
+        if self.first.refused:
+            return REFUSED
+        if "d" in self.first.history:
+            return DELIVERED
+        return REPLY_LOST if any(s.saw_answer for s in self.sightings) else UNANSWERED
 
     def index(self, point: Point) -> int:
         return self.path.index(point)
@@ -84,7 +130,7 @@ class Journey:
     def destination_index(self) -> int:
         """The furthest point its packets should reach: the furthest that saw it, or whose
         own address is its server's (as any point saw the server)."""
-        servers = {s.server.rsplit(":", 1)[0] for s in self.sightings}
+        servers = {s.server_ip for s in self.sightings}
         own = [i for i, p in enumerate(self.path) if p.address and p.address in servers]
         return max([self.index(s.point) for s in self.sightings] + own)
 
@@ -98,9 +144,18 @@ class Journey:
         if self.outcome != UNANSWERED:
             return None
         at = self.index(self.last_seen.point)
-        if at >= self.destination_index:
-            return None
-        return self.path[at], self.path[at + 1]
+        ahead = [p for p in self.path[at + 1 : self.destination_index + 1] if self._on_its_way(p)]
+        return (self.path[at], ahead[0]) if ahead else None
+
+    def _on_its_way(self, point: Point) -> bool:
+        """Whether ``point`` is on this connection's way: it saw it, or it is not a Pod or
+        host of an address of someone else (another Pod's netns sees only that Pod's traffic)."""
+        if any(s.point == point for s in self.sightings):
+            return True
+        if point.kind in ("pod", "peer") and point.address:
+            ends = {s.client_ip for s in self.sightings} | {s.server_ip for s in self.sightings}
+            return point.address in ends
+        return True
 
     @property
     def reply_last_seen(self) -> Sighting | None:
@@ -114,7 +169,8 @@ class Journey:
         if self.outcome != REPLY_LOST or reply is None:
             return None
         at = self.index(reply.point)
-        return (self.path[at], self.path[at - 1]) if at > 0 else None
+        back = [p for p in self.path[:at] if self._on_its_way(p)]
+        return (self.path[at], back[-1]) if back else None
 
     def segments_lost(self) -> SegmentLoss | None:
         """The first hop, either way, past which data segments went missing while the
@@ -182,6 +238,9 @@ def follow(path: list[Point], connections, flows: pd.DataFrame) -> list[Journey]
 
 
 def _sighting(point: Point, observation, rows: pd.DataFrame) -> Sighting | None:
+    protocol = getattr(observation, "protocol", "tcp")
+    if protocol != "tcp":
+        return _datagram_sighting(point, observation)
     if observation.flow_id not in rows.index:
         return None
     flow = rows.loc[observation.flow_id]
@@ -197,6 +256,22 @@ def _sighting(point: Point, observation, rows: pd.DataFrame) -> Sighting | None:
         client_segments=observation.client_keys,
         server_segments=observation.data_keys - observation.client_keys,
     )
+
+
+def _datagram_sighting(point: Point, exchange) -> Sighting:
+    """A UDP conversation or a ping at one point (``podcap.path.datagrams.Exchange``)."""
+    ping = exchange.protocol == "icmp"
+    ends = [(exchange.client_ip, exchange.client_port), (exchange.server_ip, exchange.server_port)]
+    client, server = (ip if ping else f"{ip}:{port}" for ip, port in ends)
+    answered = bool(exchange.server_keys)
+    return Sighting(
+        point=point, flow_id=exchange.flow_id, client=client, server=server,
+        history=("D" if exchange.client_keys else "") + ("d" if answered else ""),
+        state="SF" if answered else "S0", first_ts=exchange.first_ts,
+        client_ttl=exchange.client_ttl, client_segments=exchange.client_keys,
+        server_segments=exchange.server_keys, protocol=exchange.protocol,
+        refused=exchange.refused, echo_id=exchange.client_port if ping else -1,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The ``path`` and ``hops`` reports: captures of the same traffic at several points, lined up.
 
-``path``: one row per TCP connection: how it ended for the client (``outcome``), the last
+``path``: one row per connection (TCP; UDP conversations and pings too, matched by their
+payloads: ``podcap.path.datagrams``): how it ended for the client (``outcome``), the last
 point its packets reached and the hop where they stopped (``lost_between``), the same for the
 server's answer, the addresses rewritten on the way, why, and what to change. ``hops``: one
 row per connection and capture point: what that point saw of it. ``ladder``: one row per
@@ -15,7 +16,7 @@ import pandas as pd
 from podcap.reports.missing import with_na
 
 PATH_COLUMNS = [
-    "connection", "client_ip", "client_port", "server_ip", "server_port", "outcome",
+    "connection", "protocol", "client_ip", "client_port", "server_ip", "server_port", "outcome",
     "last_seen", "lost_between", "reply_last_seen", "reply_lost_between", "seen_at",
     "rewrites", "explanation", "fix", "evidence",
 ]  # fmt: skip
@@ -33,13 +34,11 @@ def path_report(analysis) -> pd.DataFrame:
     rows = []
     for number, journey in _chosen(analysis, lined_up.journeys):
         first, verdict = journey.first, explain(journey, facts)
-        client_ip, client_port = first.client.rsplit(":", 1)
-        server_ip, server_port = first.server.rsplit(":", 1)
         reply = journey.reply_last_seen
         rows.append({
-            "connection": number,
-            "client_ip": client_ip, "client_port": int(client_port),
-            "server_ip": server_ip, "server_port": int(server_port),
+            "connection": number, "protocol": journey.protocol,
+            "client_ip": first.client_ip, "client_port": _port(first.client),
+            "server_ip": first.server_ip, "server_port": first.server_port,
             "outcome": journey.outcome,
             "last_seen": str(journey.last_seen.point),
             "lost_between": _hop(journey.lost_between),
@@ -51,6 +50,8 @@ def path_report(analysis) -> pd.DataFrame:
             "evidence": ", ".join(journey.evidence),
         })  # fmt: skip
     table = pd.DataFrame(rows, columns=PATH_COLUMNS)
+    for port in ("client_port", "server_port"):  # a ping has none
+        table[port] = table[port].astype("Int64")
     table = with_na(table, texts=("lost_between", "reply_last_seen", "reply_lost_between",
                                   "rewrites", "fix", "evidence"))  # fmt: skip
     table.attrs["note"] = lined_up.note
@@ -102,6 +103,11 @@ def _chosen(analysis, journeys):
         return numbered
     chosen = set(analysis.matched_flow_ids.tolist())
     return [(n, j) for n, j in numbered if any(s.flow_id in chosen for s in j.sightings)]
+
+
+def _port(end: str) -> int | None:
+    address, _, port = end.rpartition(":")
+    return int(port) if address and port.isdigit() else None
 
 
 def _hop(pair) -> str:

@@ -52,6 +52,7 @@ class Report:
     per_bucket: BucketJoin | None = None  # None: it needs every packet at once
     row_order: tuple[str, ...] = ()  # how its rows are ordered in the whole-capture analysis
     http_fields: bool = True  # reads the decoder's HTTP columns (else it may skip parsing them)
+    payloads: bool = False  # reads each payload's first bytes (the decoder's ``preview``)
     section: Section | None = None
     # In a terminal (``podcap.render.table``): the columns that answer the report's question,
     # always shown and never cut, then the others in the order they are added while they fit.
@@ -124,6 +125,7 @@ REPORTS: dict[str, Report] = {
             "(Wireshark's, with the payload's first bytes)",
             "podcap.reports.packets:packets_report",
             http_fields=False,
+            payloads=True,  # its info column
             key_columns=("frame", "src", "dst", "proto", "info"),
             more_columns=("length", "ts", "flow_id", "encap", "file"),
         ),
@@ -211,12 +213,14 @@ REPORTS: dict[str, Report] = {
         ),
         Report(
             "path",
-            "per TCP connection across capture points: outcome, where its packets (or the "
-            "answer) stopped, addresses rewritten on the way, why, and the fix",
+            "per connection (TCP, UDP, ping) across capture points: outcome, where its packets "
+            "(or the answer) stopped, addresses rewritten on the way, why, and the fix",
             "podcap.reports.path:path_report",
             http_fields=False,
-            section=Section("Path", "No TCP connections to follow.", place=5, min_files=2),
+            payloads=True,  # UDP and pings are matched across the points by their payloads
+            section=Section("Path", "No connections to follow.", place=5, min_files=2),
             key_columns=(
+                "protocol",
                 "client_ip",
                 "server_ip",
                 "server_port",
@@ -228,19 +232,21 @@ REPORTS: dict[str, Report] = {
         ),
         Report(
             "ladder",
-            "per packet of each TCP connection: which capture points saw it (arrows) and which "
+            "per packet of each connection: which capture points saw it (arrows) and which "
             "did not (crosses), points as columns",
             "podcap.reports.path:ladder_report",
             http_fields=False,
-            section=Section("Ladder", "No TCP connections to follow.", place=6, min_files=2),
+            payloads=True,
+            section=Section("Ladder", "No connections to follow.", place=6, min_files=2),
             # Then the points, named after themselves, in path order while they fit.
             key_columns=("connection", "packet"),
         ),
         Report(
             "hops",
-            "per TCP connection and capture point: seen or not, addresses there, history, TTL",
+            "per connection and capture point: seen or not, addresses there, history, TTL",
             "podcap.reports.path:hops_report",
             http_fields=False,
+            payloads=True,
             key_columns=("connection", "point", "seen", "client", "server", "history"),
             more_columns=("client_ttl", "since_previous_ms", "state", "ts", "hop"),
         ),

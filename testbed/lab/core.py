@@ -587,6 +587,37 @@ class Lab:
             timeout=timeout + 10,
         )
 
+    def send_udp(
+        self, from_netns: Any, ip: str, port: int, text: bytes = b"lbtest", timeout: float = 2
+    ) -> subprocess.CompletedProcess:
+        """One datagram from a namespace, and the answer: stdout holds it (``ack <n> ...``
+        from a lab Pod's marker port); no answer, or an ICMP error, gives a non-zero
+        returncode with the error on stderr."""
+        code = (
+            "import socket,sys\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(float(sys.argv[3]))\n"
+            "s.connect((sys.argv[1],int(sys.argv[2])))\n"
+            "try:\n"
+            "    s.send(sys.stdin.buffer.read()); out=s.recv(65536)\n"
+            "except OSError as e:\n"
+            "    sys.stderr.write(type(e).__name__+': '+str(e)+'\\n'); sys.exit(1)\n"
+            "sys.stdout.buffer.write(out)\n"
+        )
+        return self.run(
+            from_netns,
+            [sys.executable, "-c", code, ip, str(port), str(timeout)],
+            input=text,
+            text=False,
+            timeout=timeout + 10,
+        )
+
+    def ping(
+        self, from_netns: Any, ip: str, count: int = 2, timeout: float = 2
+    ) -> subprocess.CompletedProcess:
+        """``ping`` (ICMP echo) from a namespace; returncode 0 when an echo was answered."""
+        argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(timeout), ip]
+        return self.run(from_netns, argv, timeout=count * (timeout + 1) + 10)
+
     def capture(
         self,
         target: Any,
@@ -698,14 +729,16 @@ class Lab:
             self.run(handle.netns, ["iptables", "-D", *rule], check=True)
 
     @contextlib.contextmanager
-    def vpc_drop(self, node: Node, *, dst: str, dport: int):
-        """A cloud security group in front of ``node``: the VPC drops TCP to ``dst:dport``
+    def vpc_drop(self, node: Node, *, dst: str, dport: int | None = None, proto: str = "tcp"):
+        """A cloud security group in front of ``node``: the VPC drops ``proto`` (tcp, udp,
+        icmp) to ``dst`` (port ``dport``)
         before it reaches the node, so a capture on the node never sees it (the iptables
         "security group" of ``add_security_group_drop`` sits on the node, behind its tcpdump).
         Meanwhile the other nodes send ``node``'s Pod CIDR through the VPC router (as a
         VPC-native route table does), whose FORWARD chain drops it; all undone on leaving."""
         others = [n for n in self.nodes if n is not node]
-        rule = ["FORWARD", "-d", dst, "-p", "tcp", "--dport", str(dport), "-m", "comment",
+        port = ["--dport", str(dport)] if dport is not None else []
+        rule = ["FORWARD", "-d", dst, "-p", proto, *port, "-m", "comment",
                 "--comment", SG_COMMENT, "-j", "DROP"]  # fmt: skip
         self.run(self.router, ["iptables", "-I", *rule], check=True)
         try:

@@ -6,7 +6,8 @@ whose /proc/PID/cgroup names the Pod's kubelet-style cgroup.
 
 - HTTP on ``--http-port``: 200 for any path, body ``ok <name> <path>``.
 - Marker on ``--marker-port``: a TCP server that reads what the client sends (such as the
-  ``lbtest`` marker), answers ``ack <n>`` with the byte count and closes.
+  ``lbtest`` marker), answers ``ack <n>`` with the byte count and closes. The same port in UDP
+  answers each datagram with ``ack <n> <the datagram>``.
 
 Every request is appended as one JSON line to ``--log`` (kind, peer address and port, path or
 data), so a test can see what arrived and from which source address (SNAT shows up there).
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ThreadingHTTPServer.daemon_threads = True
     http_server = ThreadingHTTPServer(("0.0.0.0", args.http_port), HTTPHandler)
     marker_server = MarkerServer(("0.0.0.0", args.marker_port), MarkerHandler)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", args.marker_port))
+    threading.Thread(target=_answer_datagrams, args=(udp, args.log), daemon=True).start()
     for server in (http_server, marker_server):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print("ready", flush=True)
@@ -128,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _answer_datagrams(udp: socket.socket, log: str) -> None:
+    while True:
+        data, peer = udp.recvfrom(65536)
+        _record(log, {"kind": "udp", "data": data.decode("utf-8", "replace"),
+                      "peer_ip": peer[0], "peer_port": peer[1]})  # fmt: skip
+        udp.sendto(b"ack %d " % len(data) + data, peer)
 
 
 if __name__ == "__main__":
