@@ -6,6 +6,7 @@ pytest_plugins: list[str] = [
     "tests.analyze_fixtures",
     "tests.netns_fixtures",
     "tests.kube_fixtures",
+    "tests.diagnose_helpers",
     "testbed.sshd",
     # (each area adds its fixtures module here)
 ]

@@ -13,42 +13,9 @@ import pandas as pd
 import pytest
 
 from testbed.helpers import podcap, start_podcap, wait_for
+from tests.diagnose_helpers import diagnose
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def node_pids(kube_lab):
-    """A process in each lab node's network namespace: "the node" for its helper."""
-    _, _, lab = kube_lab
-    stand_ins = {node.name: lab.popen(node, ["sleep", "300"]) for node in lab.nodes}
-    yield ",".join(f"{name}={proc.pid}" for name, proc in stand_ins.items())
-    for proc in stand_ins.values():
-        proc.kill()
-        proc.wait()
-
-
-def diagnose(kube_lab, node_pids, out, *args):
-    cluster, server, lab = kube_lab
-    client = lab.pods[0]
-    run = podcap("diagnose", client.name, *args, "--kubeconfig", str(server.kubeconfig_path),
-                 "--node-pid", node_pids, "-o", str(out), timeout=150)  # fmt: skip
-    assert cluster.helper_pods() == []
-    if run.returncode in (0, 1):
-        assert_offline_agrees(out)
-    return run
-
-
-def assert_offline_agrees(out):
-    """The bundle's captures, given to ``podcap analyze -r path`` in any order, say what the
-    diagnosis said: the same connections, outcomes and hops."""
-    offline = podcap("analyze", *sorted(out.glob("*.pcap"), reverse=True), "-r", "path",
-                     "-F", "json")  # fmt: skip
-    assert offline.returncode == 0, offline.stderr
-    columns = ["client_port", "server_ip", "outcome", "lost_between", "reply_lost_between"]
-    again = [{c: row[c] for c in columns} for row in json.loads(offline.stdout)["path"]]
-    bundled = json.loads((out / "path.json").read_text())["path"]
-    assert again == [{c: row[c] for c in columns} for row in bundled]
 
 
 def test_a_healthy_path_is_reachable_with_the_evidence(kube_lab, node_pids, tmp_path):
@@ -70,7 +37,8 @@ def test_a_healthy_path_is_reachable_with_the_evidence(kube_lab, node_pids, tmp_
     assert (out / "summary.txt").read_text() == run.stdout
     assert "<h2>Path (1)</h2>" in (out / "index.html").read_text()
     assert "IP-MASQ-AGENT" in (out / "node-a.iptables-save.txt").read_text()
-    assert "nodes: node-b (172.20.0.12) answers node-a (tcp 10250: refused)" in run.stdout
+    assert "nodes: node-b (172.20.0.12) answers node-a (ping: answered, tcp 10250: refused)" \
+        in run.stdout  # fmt: skip
     assert len(list(out.glob("*.pcap"))) == 4 and len(list(out.glob("*.pcap.json"))) == 4
 
 
@@ -199,7 +167,7 @@ def test_the_python_api_gives_the_path_and_the_evidence(kube_lab, node_pids, tmp
     )  # fmt: skip
     assert found.reachable is False and found.exit_status == 1
     assert found.probe_row["outcome"] == "refused"
-    assert list(found.path.columns[:6]) == ["connection", "client_ip", "client_port",
+    assert list(found.path.columns[:7]) == ["connection", "protocol", "client_ip", "client_port",
                                             "server_ip", "server_port", "outcome"]  # fmt: skip
     assert [f.name for f in found.files] == ["default_web-a0.pcap", "default_web-a0.node.pcap",
                                              "default_web-b0.node.pcap", "default_web-b0.pcap"]  # fmt: skip

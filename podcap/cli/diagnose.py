@@ -42,7 +42,8 @@ ProbeKind = Annotated[
         "--probe",
         metavar="KIND",
         help="tcp: a connection carrying a marker (the guide's lbtest); http: GET /podcap-...; "
-        "none: capture your own traffic for --duration.",
+        "udp: a datagram carrying the marker; icmp: pings (no port needed); none: capture your "
+        "own traffic for --duration.",
     ),
 ]
 Timeout = Annotated[

@@ -41,6 +41,8 @@ class DiagnoseRequest:
             raise UsageError("--timeout and --duration must be more than zero")
         if not 0 <= self.probe_size <= 65000:
             raise UsageError(f"--probe-size {self.probe_size}: from 0 to 65000 bytes")
+        if self.probe_size and self.probe != "tcp":
+            raise UsageError(f"--probe-size is for --probe tcp, not --probe {self.probe}")
 
     @property
     def destination_name(self) -> str:
@@ -88,11 +90,12 @@ class DiagnosePlan:
 
     @property
     def destination_label(self) -> str:
+        port = f":{self.port}" if self.port else ""  # a ping has none
         if self.address is not None:
-            return f"{self.address}:{self.port}"
+            return f"{self.address}{port}"
         if self.service is not None:
-            return f"{self.service.label} ({self.service.cluster_ip}:{self.port})"
-        return f"{self.destination.namespace}/{self.destination.name}:{self.port}"
+            return f"{self.service.label} ({self.service.cluster_ip}{port})"
+        return f"{self.destination.namespace}/{self.destination.name}{port}"
 
     def points(self) -> list[str]:
         """The capture points, client's end first, as the path report names them."""
@@ -181,18 +184,18 @@ def _plan_to_address(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePla
     """DST an address outside the cluster: the source Pod and its node's NIC are captured, the
     NIC also for the address (masqueraded traffic leaves with the node's own)."""
     address = request.destination_name.strip("[]")
-    if request.port is None:
+    if request.port is None and request.probe != "icmp":
         raise UsageError(f"give the port: {request.destination_name}:PORT",
                          hint=f"e.g. podcap diagnose {request.source} {address}:80")  # fmt: skip
     captures = plan(kube, locate.TargetQuery(names=[request.source],
                                              namespace=request.namespace), helper_spec)  # fmt: skip
     (source,) = captures.targets
     _check_pod_network(source)
-    probe = _probe(request, address, request.port)
+    probe = _probe(request, address, request.port or 0)
     # Masqueraded traffic leaves the node with the node's own address: the NIC keeps it too.
     options = _options(request, source, [address], probe, also_node=True,
                        node_view_extra=f"host {address}")  # fmt: skip
-    return DiagnosePlan(source, (), request.port, probe, captures, options, request,
+    return DiagnosePlan(source, (), request.port or 0, probe, captures, options, request,
                         address=address)  # fmt: skip
 
 
@@ -224,9 +227,12 @@ def _check_pod_network(target: locate.PodTarget) -> None:
 
 
 def _port(request: DiagnoseRequest, service, destination, source) -> int:
-    """DST:PORT; else the Service's first port, or the first port the Pod declares."""
+    """DST:PORT; else the Service's first port, or the first port the Pod declares (a ping
+    needs none: 0)."""
     if request.port is not None:
         return request.port
+    if request.probe == "icmp":
+        return 0
     if service is not None and service.ports:
         return service.ports[0][0]
     if destination.ports:

@@ -1,10 +1,12 @@
 """The probe ``podcap diagnose`` sends from inside the source Pod's network namespace.
 
-It is curl (in the helper image and on nodes), from a source port chosen here, so that the
-probe's connection is found in every capture by its client port, also when nothing answers and
-no byte of payload ever flows. ``tcp``: a connection that sends the guide's marker (``lbtest``,
-here ``podcap-NONCE``) and prints the answer; ``http``: ``GET /podcap-NONCE``, the guide's
-``/mytest``.
+``tcp`` and ``http`` are curl (in the helper image and on nodes), from a source port chosen
+here, so that the probe's connection is found in every capture by its client port, also when
+nothing answers and no byte of payload ever flows. ``tcp``: a connection that sends the
+guide's marker (``lbtest``, here ``podcap-NONCE``) and prints the answer; ``http``:
+``GET /podcap-NONCE``, the guide's ``/mytest``. ``udp``: one datagram carrying the marker,
+from bash's ``/dev/udp`` (which picks the source port: the datagram is found by its marker),
+waiting for any answer; ``icmp``: ``ping``, its echoes filled with the nonce (``-p``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-PROBE_KINDS = ("tcp", "http", "none")
+PROBE_KINDS = ("tcp", "http", "udp", "icmp", "none")
 PORTS = (32768, 60999)  # Linux's ephemeral range: what a real client's port looks like
 CURL_EXIT = {0: "answered", 7: "refused (nothing listens, or a REJECT rule)",
              28: "timed out", 52: "connected, no HTTP answer", 56: "reset"}  # fmt: skip
+UDP_EXIT = {0: "answered", 1: "refused (ICMP unreachable: nothing listens, or a REJECT rule)",
+            2: "no answer"}  # fmt: skip
+PING_EXIT = {0: "answered", 1: "no answer", 2: "failed (no route?)"}
+PINGS = 3
 
 
 @dataclass(frozen=True)
 class Probe:
-    kind: str  # "tcp" or "http"
+    kind: str  # "tcp", "http", "udp" or "icmp"
     ip: str
     port: int
     timeout: float = 3.0
@@ -34,8 +40,20 @@ class Probe:
     def marker(self) -> str:
         return f"podcap-{self.nonce}"
 
+    @property
+    def tool(self) -> str:
+        """The program the node (or helper) must have for it."""
+        return {"udp": "bash", "icmp": "ping"}.get(self.kind, "curl")
+
     def argv(self) -> list[str]:
         """The command, run in the source Pod's network namespace (each item passed as is)."""
+        if self.kind == "udp":
+            return ["bash", "-c", SEND_DATAGRAM, "podcap-probe", self.marker, self.ip,
+                    str(self.port), f"{self.timeout:g}"]  # fmt: skip
+        if self.kind == "icmp":
+            # -p: the echoes' payload is the nonce repeated, so they are told from any other.
+            return ["ping", "-n", "-c", str(PINGS), "-i", "0.2", "-W", f"{self.timeout:g}",
+                    "-p", self.nonce, self.ip]  # fmt: skip
         common = ["curl", "-sS", "--max-time", f"{self.timeout:g}", "--local-port",
                   str(self.local_port)]  # fmt: skip
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
@@ -49,6 +67,10 @@ class Probe:
                 f"telnet://{host}:{self.port}"]  # fmt: skip
 
     def describe(self) -> str:
+        if self.kind == "icmp":
+            return f"icmp: {PINGS} pings to {self.ip}, payload {self.nonce}"
+        if self.kind == "udp":
+            return f"udp to {self.ip}:{self.port}, {self.marker!r}"
         what = f"GET /{self.marker}" if self.kind == "http" else f"{self.marker!r}"
         if self.kind == "tcp" and self.size:
             what += f" then {self.size} bytes"
@@ -62,6 +84,27 @@ SEND = """marker=$1; size=$2; shift 2
 """
 
 
+# bash: the datagram through /dev/udp, then the first byte of an answer. read fails at once
+# on an ICMP unreachable (ECONNREFUSED: exit 1) and after the timeout with none (exit 2).
+SEND_DATAGRAM = """marker=$1; ip=$2; port=$3; wait=$4
+exec 3<>"/dev/udp/$ip/$port" || exit 3
+printf '%s\\r\\n' "$marker" >&3 || exit 1
+read -r -t "$wait" -N 1 answer <&3 2>/dev/null; status=$?
+[ "$status" -eq 0 ] && exit 0
+[ "$status" -gt 128 ] && exit 2
+exit 1
+"""
+
+
+def probe_outcome(kind: str, status: int) -> str:
+    """What the probe tool's exit status says, in words."""
+    if kind == "udp":
+        return UDP_EXIT.get(status, f"bash exit {status}")
+    if kind == "icmp":
+        return PING_EXIT.get(status, f"ping exit {status}")
+    return CURL_EXIT.get(status, f"curl exit {status}")
+
+
 def curl_outcome(status: int) -> str:
-    """What curl's exit status says of the probe, in words."""
+    """What curl's exit status says, in words."""
     return CURL_EXIT.get(status, f"curl exit {status}")

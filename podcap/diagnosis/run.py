@@ -23,7 +23,7 @@ from podcap.capture import fleet
 from podcap.capture.pods import PodCaptures
 from podcap.capture.session import ENDED_STOPPED
 from podcap.diagnosis.plan import DiagnosePlan
-from podcap.diagnosis.probe import curl_outcome
+from podcap.diagnosis.probe import curl_outcome, probe_outcome
 from podcap.errors import CaptureError, PodcapError
 
 SETTLE_SECONDS = 0.5  # after the probe: the last packets reach every tcpdump
@@ -84,11 +84,11 @@ class DiagnoseCaptures(PodCaptures):
             time.sleep(seconds)
             return
         target = Target(container_id=source.container_id, label=f"{source.namespace}/{source.name}")
-        entered = enter(transport, target, tools=("nsenter", "curl"))
+        entered = enter(transport, target, tools=("nsenter", probe.tool))
         self.on_step(f"probe: {probe.describe()}")
         done = transport.run(command_argv(entered, probe.argv()), timeout=probe.timeout + 15)
         self.probe_status = done.returncode
-        self.on_step(f"probe: {curl_outcome(done.returncode)}")
+        self.on_step(f"probe: {probe_outcome(probe.kind, done.returncode)}")
 
 
 def _listening(transport, target) -> list[int] | None:
@@ -114,26 +114,36 @@ KUBELET_PORT = 10250
 
 def _nodes_check(transport, plan: DiagnosePlan, options) -> str:
     """The guide's first step: from the source node's own network, does the destination node
-    answer at all (a TCP connect to its kubelet port: an answer, even a refusal, means the
-    path between the two nodes is open)."""
+    answer at all: a ping, and a TCP connect to its kubelet port (an answer, even a refusal,
+    means the path between the two nodes is open)."""
 
     source, target = plan.source.node, plan.destination.node
     address = target.internal_ip or plan.destination.host_ip
     if not address:
         return f"nodes: {target.name} has no InternalIP to check"
-    pid = options.node_pid_for(source.name)
-    argv = ["nsenter", "-n", "-t", pid, "--", "curl", "-sS", "--max-time", "2",
-            f"telnet://{address}:{KUBELET_PORT}"]  # fmt: skip
+    enter = ["nsenter", "-n", "-t", options.node_pid_for(source.name), "--"]
+    ping = _try(transport, [*enter, "ping", "-n", "-c", "1", "-W", "2", address])
+    knock = _try(transport, [*enter, "curl", "-sS", "--max-time", "2",
+                             f"telnet://{address}:{KUBELET_PORT}"])  # fmt: skip
+    if ping is None and knock is None:
+        return f"nodes: could not check {source.name} -> {target.name}"
+    pinged = {None: "not run", 0: "answered", 127: "no ping on the node"}.get(ping, "no answer")
+    # Connected, or refused: either way an answer came.
+    knocked = {0: "open", 7: "refused", 52: "open", 56: "open"}.get(knock)
+    knocked_text = knocked or ("not run" if knock is None else curl_outcome(knock))
+    said = f"ping: {pinged}, tcp {KUBELET_PORT}: {knocked_text}"
+    if ping == 0 or knocked:
+        return f"nodes: {target.name} ({address}) answers {source.name} ({said})"
+    return (f"nodes: {target.name} ({address}) does not answer {source.name} ({said}): check "
+            "the nodes reach each other at all")  # fmt: skip
+
+
+def _try(transport, argv: list[str]) -> int | None:
+    """``argv``'s exit status on the node; None when it could not be run."""
     try:
-        done = transport.run(argv, timeout=20)
-    except PodcapError as exc:
-        return f"nodes: could not check {source.name} -> {target.name}: {exc}"
-    knock = f"tcp {KUBELET_PORT}"
-    if done.returncode in (0, 7, 52, 56):  # connected, or refused: either way an answer came
-        how = "refused" if done.returncode == 7 else "open"
-        return f"nodes: {target.name} ({address}) answers {source.name} ({knock}: {how})"
-    return (f"nodes: {target.name} ({address}) does not answer {source.name} ({knock}: "
-            f"{curl_outcome(done.returncode)}): check the nodes reach each other at all")  # fmt: skip
+        return transport.run(argv, timeout=20).returncode
+    except PodcapError:
+        return None
 
 
 def _sessions(members: list[fleet.Member]) -> list:
@@ -155,10 +165,19 @@ class Diagnosis:
 
     @property
     def reachable(self) -> bool | None:
-        """True or False from the probe's connection; None when no probe was seen."""
+        """True or False from the probe's connection; None when no probe was seen. A UDP
+        datagram that reached the destination Pod got there, answered or not (UDP has no
+        handshake: many services ignore a datagram they do not understand)."""
         if self.probe_row is None:
             return None
-        return self.probe_row["outcome"] == "delivered"
+        return self.probe_row["outcome"] == "delivered" or self.arrived_unanswered
+
+    @property
+    def arrived_unanswered(self) -> bool:
+        row, plan = self.probe_row, self.plan
+        pods = {f"pod {d.namespace}/{d.name}" for d in plan.destinations}
+        return bool(row is not None and row["protocol"] == "udp"
+                    and row["outcome"] == "unanswered" and row["last_seen"] in pods)  # fmt: skip
 
     @property
     def exit_status(self) -> int:
@@ -172,13 +191,15 @@ class Diagnosis:
         if row is None:
             return f"{head}: no verdict (the probe's connection is in no capture)\n"
         word = "REACHABLE" if self.reachable else "NOT REACHABLE"
-        lines = [f"{head}: {word} ({row['outcome']})"]
+        how = "arrived, not answered" if self.arrived_unanswered else row["outcome"]
+        lines = [f"{head}: {word} ({how})"]
         for label, column in (("lost between", "lost_between"), ("answer lost between",
                               "reply_lost_between"), ("why", "explanation"), ("fix", "fix")):  # fmt: skip
             if isinstance(row[column], str) and row[column]:
                 lines.append(f"  {label}: {row[column]}")
         if plan.probe is not None:
-            lines.append(f"  probe: {plan.probe.describe()}: {curl_outcome(self.probe_status)}"
+            lines.append(f"  probe: {plan.probe.describe()}: "
+                         f"{probe_outcome(plan.probe.kind, self.probe_status)}"
                          if self.probe_status is not None else f"  probe: {plan.probe.describe()}")  # fmt: skip
         if self.snat is not None and self.snat["verdict"] != "unknown":
             lines.append(f"  source seen outside: {self.snat['verdict']}: "
@@ -226,8 +247,9 @@ def _judge(plan: DiagnosePlan, files: list[Path], probe_status, nodes_check: str
 
     result = analyze([str(f) for f in files], reports=["path", "hops", "snat"], page=True)
     path = result["path"]
-    probe_row = _probe_row(plan, path)
-    snat = _probe_row(plan, result["snat"]) if plan.address is not None else None
+    local_port = _probe_port(plan, files[0])
+    probe_row = _probe_row(plan, path, local_port)
+    snat = _probe_row(plan, result["snat"], local_port) if plan.address is not None else None
     diagnosis = Diagnosis(
         plan, plan.options.output_dir, files, path, probe_row, probe_status, nodes_check, snat
     )
@@ -235,13 +257,41 @@ def _judge(plan: DiagnosePlan, files: list[Path], probe_status, nodes_check: str
     return diagnosis
 
 
-def _probe_row(plan: DiagnosePlan, path: pd.DataFrame) -> pd.Series | None:
-    """The probe's connection (its source port), else with no probe the first connection
-    from the source Pod to the destination's port."""
-    rows = path[(path["client_ip"] == plan.source.pod_ips[0]) & (path["server_port"] == plan.port)]
-    if plan.probe is not None:
-        rows = rows[rows["client_port"] == plan.probe.local_port]
+def _probe_row(plan: DiagnosePlan, table: pd.DataFrame, local_port: int | None):
+    """The probe's row of the path (or snat) report: its connection (by its source port),
+    its pings; with no probe, the first connection from the source Pod to the destination's
+    port."""
+    probe = plan.probe
+    rows = table[table["client_ip"] == plan.source.pod_ips[0]]
+    if "protocol" in rows:  # the snat report's rows are TCP connections
+        wanted = "tcp" if probe is None or probe.kind == "http" else probe.kind
+        rows = rows[rows["protocol"] == wanted]
+    if probe is not None and probe.kind == "icmp":
+        rows = rows[rows["server_ip"] == probe.ip]
+    else:
+        rows = rows[rows["server_port"].eq(plan.port).fillna(False).astype(bool)]
+    if probe is not None and probe.kind != "icmp":
+        rows = rows[rows["client_port"].eq(local_port).fillna(False).astype(bool)]
     return rows.iloc[0] if len(rows) else None
+
+
+def _probe_port(plan: DiagnosePlan, source_capture: Path) -> int | None:
+    """The probe's source port: chosen by podcap for curl; a UDP probe's, read off the
+    source Pod's capture (the datagram carrying its marker)."""
+    probe = plan.probe
+    if probe is None or probe.kind == "icmp":
+        return None
+    if probe.kind != "udp":
+        return probe.local_port
+    from podcap.decode import read_capture
+    from podcap.decode.schema import UDP
+
+    capture = read_capture(str(source_capture), preview=True)
+    packets, marker = capture.packets, probe.marker.encode()
+    for at in (packets["ip_proto"] == UDP).to_numpy().nonzero()[0]:
+        if marker in bytes(capture.payload_head[at]):
+            return int(packets["sport"].iat[at])
+    return None
 
 
 def _write_bundle(diagnosis: Diagnosis, result) -> None:

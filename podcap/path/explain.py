@@ -85,6 +85,8 @@ def _opening(journey: Journey) -> str:
 def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
     first, lost = journey.first, journey.lost_between
     last, opening = journey.last_seen.point, _opening(journey)
+    if lost is None and journey.protocol != "tcp" and last.address == journey.last_seen.server_ip:
+        return _arrived_unanswered(journey, last)
     if lost is None:
         return Verdict(
             f"The {opening} to {first.server} was last seen at {last} and never answered; no capture "
@@ -132,6 +134,25 @@ def _unanswered(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
             "peer's firewall and any firewall between the VPC and it.",
         )
     return Verdict(f"{seen}.", f"Check the filters and routes between {a} and {b}.")
+
+
+def _arrived_unanswered(journey: Journey, last: Point) -> Verdict:
+    """A datagram or ping that reached its destination's own point and got no answer."""
+    first = journey.first
+    if journey.protocol == "icmp":
+        return Verdict(
+            f"The pings reached {last}, their destination, and were not answered: it ignores "
+            "pings (net.ipv4.icmp_echo_ignore_all) or a rule in its own namespace drops them.",
+            f"In {last}'s network namespace: sysctl net.ipv4.icmp_echo_ignore_all; "
+            "iptables-save | grep -i icmp.",
+        )
+    return Verdict(
+        f"The UDP datagram to {first.server} reached {last}, its destination, and nothing "
+        "answered: the network delivered it; the application ignored it (UDP has no "
+        "handshake: a service drops what it does not understand) or its answer was never sent.",
+        f"Check the application in {last} reads UDP port {first.server_port} and answers such "
+        "a datagram (a DNS server answers a DNS query, not a marker).",
+    )
 
 
 def _node_drop(journey: Journey, facts: dict[str, NodeFacts], node, why: str, policy: str):
