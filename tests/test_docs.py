@@ -3,7 +3,9 @@
 A ```sh or ```console block whose lines start with ``podcap`` (or ``$ podcap``) is run with
 bash from a scratch folder that sees the bundled samples and notebooks, and must exit with the
 status the page gives (a ``$ echo $?`` line after the command, or ``<!-- exit: N -->`` before
-the block; 0 otherwise; for a pipeline, its last command's). A block that needs
+the block; 0 otherwise; for a pipeline, its last command's). In a ```console block the lines
+after a ``$ podcap ...`` command, up to the next ``$`` line, are what it prints: its output
+must be exactly that, so a page never shows what the command no longer gives. A block that needs
 what this machine cannot give (a cluster, a node to ssh into, captures that are not bundled)
 says so with ``<!-- needs: WHAT -->`` before it, and is only checked for being one.
 """
@@ -22,33 +24,39 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"((?:<!--[^\n]*-->\n+)*)```(?:sh|console)\n(.*?)```", re.S)
+BLOCK = re.compile(r"((?:<!--[^\n]*-->\n+)*)```(sh|console)\n(.*?)```", re.S)
 NEEDS_CLUSTER = ("capture", "netns", "inspect", "cleanup", "diagnose")
 
 
-def _commands(body: str) -> list[list]:
-    """The podcap command lines of a block as ``[command, status]``: continuation lines joined,
-    comments dropped; the status is what a following ``$ echo $?`` shows, else None."""
-    commands, current, status_next = [], "", False
-    for line in body.splitlines():
+def _commands(body: str, console: bool = False) -> list[list]:
+    """The podcap command lines of a block as ``[command, status, output]``: continuation lines
+    joined, comments dropped; the status is what a following ``$ echo $?`` shows, else None;
+    the output, in a console block, the lines shown after the command, else None."""
+    commands, current, status_next, shown = [], "", False, None
+    for raw in body.splitlines():
         if status_next:
-            commands[-1][1] = int(line.strip())
+            commands[-1][1] = int(raw.strip())
             status_next = False
             continue
-        if line.strip() == "$ echo $?" and commands:
-            status_next = True
+        if raw.strip() == "$ echo $?" and commands:
+            status_next, shown = True, None
             continue
-        line = line.removeprefix("$ ")
+        line = raw.removeprefix("$ ")
         if current:
             current += " " + line.strip()
         elif line.startswith("podcap ") or line.startswith("echo ") and "| podcap" in line:
             current = line
         else:
+            if raw.startswith("$"):
+                shown = None  # another command's output follows
+            elif shown is not None:
+                shown.append(raw)
             continue
         if current.endswith("\\"):
             current = current[:-1]
             continue
-        commands.append([re.sub(r"\s+#\s.*$", "", current).strip(), None])
+        shown = [] if console else None
+        commands.append([re.sub(r"\s+#\s.*$", "", current).strip(), None, shown])
         current = ""
     return commands
 
@@ -56,10 +64,10 @@ def _commands(body: str) -> list[list]:
 def _examples():
     for page in PAGES:
         for match in BLOCK.finditer(page.read_text()):
-            markers, body = match.group(1), match.group(2)
-            commands = _commands(body)
+            markers, kind, body = match.group(1), match.group(2), match.group(3)
+            commands = _commands(body, console=kind == "console")
             if commands:
-                line = page.read_text()[: match.start(2)].count("\n") + 1
+                line = page.read_text()[: match.start(3)].count("\n") + 1
                 yield pytest.param(markers, commands, id=f"{page.name}:{line}")
 
 
@@ -93,11 +101,11 @@ def test_the_pages_have_examples():
 def test_example(markers, commands, tmp_path):
     if "needs:" in markers:
         # A block that needs a cluster or a node is only ever marked, never silently passed.
-        assert not all(_runnable_here(c) for c, _ in commands), (
+        assert not all(_runnable_here(c) for c, _, _ in commands), (
             "marked as needing more, but runs here"
         )
         return
-    unrunnable = [c for c, _ in commands if not _runnable_here(c)]
+    unrunnable = [c for c, _, _ in commands if not _runnable_here(c)]
     assert unrunnable == [], "add <!-- needs: cluster/node/captures --> before this block"
     expected = int(re.search(r"exit: (\d+)", markers).group(1)) if "exit:" in markers else 0
     for name in ("sample_pcaps", "notebooks"):
@@ -108,7 +116,7 @@ def test_example(markers, commands, tmp_path):
     shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
     env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "COLUMNS": "120"}
     env["PYTHONPATH"] = str(ROOT)
-    for command, status in commands:
+    for command, status, shown in commands:
         run = subprocess.run(
             ["bash", "-c", command],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
@@ -117,6 +125,9 @@ def test_example(markers, commands, tmp_path):
             f"{command}\n{run.stderr[-2000:]}"
         )
         assert "Traceback" not in run.stderr
+        if shown:
+            printed = [line.rstrip() for line in run.stdout.rstrip("\n").splitlines()]
+            assert printed == [line.rstrip() for line in shown], f"{command}: the page shows other output"
 
 
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)

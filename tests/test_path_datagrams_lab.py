@@ -153,6 +153,7 @@ def test_the_ladder_shows_the_icmp_error_and_where_datagrams_stopped(scenario):
     blocked = row(path, "udp", server.ip, server.marker_port, n=1)["connection"]
     sent = ladder[ladder["connection"] == blocked].iloc[0]
     assert sent["node-a eth0"].startswith("→") and sent["node-b eth0"] == "✗"
+    assert sent["peer idc"] == ""  # not on its way: the IDC's capture is another host's
     ping = row(path, "icmp", server.ip)["connection"]
     assert ladder[ladder["connection"] == ping]["packet"].tolist() == [
         "client echo request 56 B", "server echo reply 56 B",

@@ -118,7 +118,8 @@ class DiagnosePlan:
             heads.append(f"# destination: {self.destination_label}, endpoints: "
                          + ", ".join(_where(d) for d in self.destinations))  # fmt: skip
         else:
-            heads.append(f"# destination: {_where(self.destination)}, port {self.port}")
+            port = f", port {self.port}" if self.port else ""  # a ping has none
+            heads.append(f"# destination: {_where(self.destination)}{port}")
         lines = [*heads,
                  f"# capture points: {', '.join(self.points())}",
                  f"# capture filter in the Pods: {self.options.bpf_filter}",

@@ -144,10 +144,10 @@ class Journey:
         if self.outcome != UNANSWERED:
             return None
         at = self.index(self.last_seen.point)
-        ahead = [p for p in self.path[at + 1 : self.destination_index + 1] if self._on_its_way(p)]
+        ahead = [p for p in self.path[at + 1 : self.destination_index + 1] if self.on_its_way(p)]
         return (self.path[at], ahead[0]) if ahead else None
 
-    def _on_its_way(self, point: Point) -> bool:
+    def on_its_way(self, point: Point) -> bool:
         """Whether ``point`` is on this connection's way: it saw it, or it is not a Pod or
         host of an address of someone else (another Pod's netns sees only that Pod's traffic)."""
         if any(s.point == point for s in self.sightings):
@@ -169,7 +169,7 @@ class Journey:
         if self.outcome != REPLY_LOST or reply is None:
             return None
         at = self.index(reply.point)
-        back = [p for p in self.path[:at] if self._on_its_way(p)]
+        back = [p for p in self.path[:at] if self.on_its_way(p)]
         return (self.path[at], back[-1]) if back else None
 
     def segments_lost(self) -> SegmentLoss | None:

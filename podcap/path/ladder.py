@@ -1,6 +1,6 @@
 """The ``ladder`` report: each connection's packets down the rows, the capture points across,
-an arrow where a point saw the packet and a cross where it did not: where a row's arrows stop
-is where that packet was lost. The html page shows it as the path's ladder.
+an arrow where a point saw the packet and a cross where it did not (blank: the point is not on
+its way, another Pod's or host's): where a row's arrows stop is where that packet was lost. The html page shows it as the path's ladder.
 
 A packet is the same at every point by what NAT leaves alone: its direction, TCP flags,
 sequence and acknowledgement numbers and payload length; a datagram's (UDP, ping), its payload. A cell holds the arrow and the time
@@ -18,6 +18,7 @@ from podcap.reports.packet_info import flag_names
 MAX_PACKETS = 40  # rows per connection
 MAX_CONNECTIONS = 50  # connections drawn (the path report has them all)
 UNSEEN = "✗"
+ELSEWHERE = ""  # a point not on the connection's way (another Pod's or host's capture)
 COLUMNS = ["file", "flow_id", "ts", "c2s", "tcp_flags", "tcp_seq", "tcp_ack", "payload_len"]
 DATAGRAM_COLUMNS = ["src", "dst", "ip_proto", "icmp_type", "icmp_id", "payload_head"]
 
@@ -113,9 +114,10 @@ def _rows(number: int, journey, at: dict, names: list[str]) -> list[dict]:
                 order.append(key)
             arrow = "→" if from_client else "←"
             seen[key].setdefault(str(sighting.point), f"{arrow} {(ts - start) * 1000:.1f}")
+    missing = {str(p): UNSEEN if journey.on_its_way(p) else ELSEWHERE for p in journey.path}
     rows = []
     for key in order[:MAX_PACKETS]:
-        cells = {name: seen[key].get(name, UNSEEN) for name in names}
+        cells = {name: seen[key].get(name, missing[name]) for name in names}
         rows.append({"connection": number, "packet": _describe(key), **cells})
     return rows
 
