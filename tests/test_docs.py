@@ -127,7 +127,9 @@ def test_example(markers, commands, tmp_path):
         assert "Traceback" not in run.stderr
         if shown:
             printed = [line.rstrip() for line in run.stdout.rstrip("\n").splitlines()]
-            assert printed == [line.rstrip() for line in shown], f"{command}: the page shows other output"
+            assert printed == [line.rstrip() for line in shown], (
+                f"{command}: the page shows other output"
+            )
 
 
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
