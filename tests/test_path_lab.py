@@ -142,6 +142,35 @@ def test_hops_show_each_point_and_what_it_saw(scenario):
     assert inside["client_ttl"].iloc[:3].tolist() == ["64", "63", "63"]
 
 
+def test_a_node_clock_ahead_is_measured_not_taken_for_delay(scenario, tmp_path):
+    """node-b's captures rewritten 5 s later (editcap -t 5), as if its clock ran ahead: the
+    answer crossing node-a and node-b the other way tells the offset from the delay."""
+    import shutil
+    import subprocess
+
+    files = {}
+    for name, path in scenario["files"].items():
+        files[name] = tmp_path / path.name
+        shutil.copy(sidecar_path(str(path)), sidecar_path(str(files[name])))
+        if name in ("node-b", "pod-b"):
+            subprocess.run(["editcap", "-t", "5", str(path), str(files[name])], check=True)
+        else:
+            shutil.copy(path, files[name])
+    hops = path_table(list(files.values()), "hops")
+    healthy = hops[hops["connection"] == 1].set_index("point")
+    across = healthy.loc["node-b eth0"]
+    assert 4990 < float(across["since_previous_ms"]) < 5010  # what the two clocks say
+    assert 4990 < float(across["clock_offset_ms"]) < 5010
+    assert 0 <= float(across["one_way_ms"]) < 10  # the lab's wire: well under a millisecond
+    inside = healthy.loc["pod default/web-b0"]  # node-b's NIC to its Pod: one clock
+    assert float(inside["clock_offset_ms"]) == 0 and 0 <= float(inside["one_way_ms"]) < 10
+    # Without an answer seen at both nodes the clocks cannot be told from the wire.
+    sg_across = hops[hops["connection"] == 4].set_index("point").loc["node-b eth0"]
+    assert sg_across["one_way_ms"] == "" and float(sg_across["since_previous_ms"]) > 4990
+    row = path_table(list(files.values())).iloc[0]
+    assert "node-a eth0 -> node-b eth0 0.0" in row["delays"] and "(clock +500" in row["delays"]
+
+
 def test_the_ladder_marks_where_each_packet_stopped(scenario):
     files = scenario["files"]
     ladder = path_table(list(files.values()), "ladder")

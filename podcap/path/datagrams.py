@@ -55,6 +55,7 @@ class Exchange:
     client_keys: frozenset[tuple[int, int]] = frozenset()  # (payload hash, length)
     server_keys: frozenset[tuple[int, int]] = frozenset()
     refused: bool = False  # an ICMP unreachable quoting it went by here
+    answer_ts: float = float("nan")  # when the first answer went by here
 
     @property
     def data_keys(self) -> frozenset[tuple[int, int]]:
@@ -109,7 +110,7 @@ def _udp_exchanges(table: pd.DataFrame, refusals: set[tuple]) -> list[Exchange]:
             file, "udp", int(flow_id), *client, *server,
             float(first["ts"]), int(first["ttl"]),
             _keys(rows[from_client]), _keys(rows[~from_client]),
-            (file, "udp", *client, *server) in refusals,
+            (file, "udp", *client, *server) in refusals, _first_ts(rows[~from_client]),
         ))  # fmt: skip
     return found
 
@@ -127,9 +128,13 @@ def _pings(table: pd.DataFrame, refusals: set[tuple]) -> list[Exchange]:
         found.append(Exchange(
             file, "icmp", int(first["flow_id"]), client, int(ident), server, -1,
             float(first["ts"]), int(first["ttl"]), _keys(rows), _keys(answered),
-            (file, "icmp", client, int(ident), server, -1) in refusals,
+            (file, "icmp", client, int(ident), server, -1) in refusals, _first_ts(answered),
         ))  # fmt: skip
     return found
+
+
+def _first_ts(rows: pd.DataFrame) -> float:
+    return float(rows["ts"].min()) if len(rows) else float("nan")
 
 
 def _keys(rows: pd.DataFrame) -> frozenset[tuple[int, int]]:

@@ -39,6 +39,7 @@ class Sighting:
     protocol: str = "tcp"  # "tcp", "udp" or "icmp" (a ping)
     refused: bool = False  # a datagram's: an ICMP unreachable quoting it went by here
     echo_id: int = -1  # a ping's identifier here (``client`` is then a bare address)
+    answer_ts: float = float("nan")  # when the server's first packet went by here
 
     @property
     def saw_client(self) -> bool:
@@ -221,14 +222,18 @@ def _segment_loss(before: Sighting, after: Sighting, sent, arrived) -> SegmentLo
     )  # fmt: skip
 
 
-def follow(path: list[Point], connections, flows: pd.DataFrame) -> list[Journey]:
+def follow(
+    path: list[Point], connections, flows: pd.DataFrame, answers: dict[int, float] | None = None
+) -> list[Journey]:
     """A Journey per connection of ``connections`` (``podcap.snat.match``), ordered by the
-    time its client's end first saw it. ``flows``: the flow table of every file."""
+    time its client's end first saw it. ``flows``: the flow table of every file; ``answers``:
+    when each TCP flow's server sent its first packet (``first_answers``)."""
     by_file = {p.file: p for p in path}
     rows = flows.set_index("flow_id")
+    answers = answers or {}
     journeys = []
     for connection in connections:
-        seen = [_sighting(by_file[o.file], o, rows) for o in connection.observations]
+        seen = [_sighting(by_file[o.file], o, rows, answers) for o in connection.observations]
         seen = [s for s in seen if s is not None]
         if not seen:
             continue
@@ -237,7 +242,17 @@ def follow(path: list[Point], connections, flows: pd.DataFrame) -> list[Journey]
     return sorted(journeys, key=lambda j: j.first.first_ts)
 
 
-def _sighting(point: Point, observation, rows: pd.DataFrame) -> Sighting | None:
+def first_answers(packets: pd.DataFrame) -> dict[int, float]:
+    """Per TCP flow, when its server's first packet was captured."""
+    from podcap.decode.schema import TCP
+
+    if "c2s" not in packets:
+        return {}
+    answers = packets[(packets["ip_proto"] == TCP) & ~packets["c2s"].astype(bool)]
+    return answers.groupby("flow_id")["ts"].min().to_dict()
+
+
+def _sighting(point: Point, observation, rows: pd.DataFrame, answers) -> Sighting | None:
     protocol = getattr(observation, "protocol", "tcp")
     if protocol != "tcp":
         return _datagram_sighting(point, observation)
@@ -255,6 +270,7 @@ def _sighting(point: Point, observation, rows: pd.DataFrame) -> Sighting | None:
         client_ttl=int(observation.client_ttl),
         client_segments=observation.client_keys,
         server_segments=observation.data_keys - observation.client_keys,
+        answer_ts=answers.get(observation.flow_id, float("nan")),
     )
 
 
@@ -271,6 +287,7 @@ def _datagram_sighting(point: Point, exchange) -> Sighting:
         client_ttl=exchange.client_ttl, client_segments=exchange.client_keys,
         server_segments=exchange.server_keys, protocol=exchange.protocol,
         refused=exchange.refused, echo_id=exchange.client_port if ping else -1,
+        answer_ts=exchange.answer_ts,
     )  # fmt: skip
 
 
@@ -295,4 +312,5 @@ def line_up(
     from podcap.path.points import path_order, points_of
 
     path, how = path_order(points_of(files, packets, sidecars), connections)
-    return LinedUp(tuple(path), tuple(follow(path, connections, flows)), how)
+    journeys = follow(path, connections, flows, first_answers(packets))
+    return LinedUp(tuple(path), tuple(journeys), how)

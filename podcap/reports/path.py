@@ -18,15 +18,16 @@ from podcap.reports.missing import with_na
 PATH_COLUMNS = [
     "connection", "protocol", "client_ip", "client_port", "server_ip", "server_port", "outcome",
     "last_seen", "lost_between", "reply_last_seen", "reply_lost_between", "seen_at",
-    "rewrites", "explanation", "fix", "evidence",
+    "rewrites", "delays", "explanation", "fix", "evidence",
 ]  # fmt: skip
 HOPS_COLUMNS = [
     "connection", "hop", "point", "seen", "client", "server", "history", "state",
-    "client_ttl", "ts", "since_previous_ms",
+    "client_ttl", "ts", "since_previous_ms", "one_way_ms", "clock_offset_ms",
 ]  # fmt: skip
 
 
 def path_report(analysis) -> pd.DataFrame:
+    from podcap.path.clocks import describe, hop_timings
     from podcap.path.explain import explain, node_facts
 
     lined_up = analysis.journeys
@@ -46,6 +47,7 @@ def path_report(analysis) -> pd.DataFrame:
             "reply_lost_between": _hop(journey.reply_lost_between),
             "seen_at": " > ".join(str(s.point) for s in journey.sightings),
             "rewrites": "; ".join(journey.rewrites()),
+            "delays": describe(hop_timings(journey)),
             "explanation": verdict.explanation, "fix": verdict.fix,
             "evidence": ", ".join(journey.evidence),
         })  # fmt: skip
@@ -53,37 +55,42 @@ def path_report(analysis) -> pd.DataFrame:
     for port in ("client_port", "server_port"):  # a ping has none
         table[port] = table[port].astype("Int64")
     table = with_na(table, texts=("lost_between", "reply_last_seen", "reply_lost_between",
-                                  "rewrites", "fix", "evidence"))  # fmt: skip
+                                  "rewrites", "delays", "fix", "evidence"))  # fmt: skip
     table.attrs["note"] = lined_up.note
     return table
 
 
 def hops_report(analysis) -> pd.DataFrame:
+    from podcap.path.clocks import hop_timings
+
     lined_up = analysis.journeys
     rows = []
     for number, journey in _chosen(analysis, lined_up.journeys):
         at = {s.point: s for s in journey.sightings}
-        previous_ts = None
+        arriving = {t.after.point: t for t in hop_timings(journey)}
         for hop, point in enumerate(journey.path, start=1):
-            seen = at.get(point)
-            since = None
-            if seen is not None and previous_ts is not None:
-                since = round((seen.first_ts - previous_ts) * 1000.0, 3)
+            seen, timing = at.get(point), arriving.get(point)
             rows.append({
                 "connection": number, "hop": hop, "point": str(point), "seen": seen is not None,
                 "client": seen.client if seen else "", "server": seen.server if seen else "",
                 "history": seen.history if seen else "", "state": seen.state if seen else "",
                 "client_ttl": seen.client_ttl if seen else -1,
                 "ts": seen.first_ts if seen else float("nan"),
-                "since_previous_ms": since,
+                "since_previous_ms": _ms(timing.since_ms) if timing else None,
+                "one_way_ms": _ms(timing.one_way_ms) if timing else None,
+                "clock_offset_ms": _ms(timing.offset_ms) if timing else None,
             })  # fmt: skip
-            previous_ts = seen.first_ts if seen is not None else previous_ts
     table = pd.DataFrame(rows, columns=HOPS_COLUMNS)
     table["ts"] = pd.to_datetime(table["ts"], unit="s", utc=True)
-    table["since_previous_ms"] = table["since_previous_ms"].astype("Float64")
+    for column in ("since_previous_ms", "one_way_ms", "clock_offset_ms"):
+        table[column] = table[column].astype("Float64")
     table = with_na(table, numbers=("client_ttl",), texts=("client", "server", "history", "state"))
     table.attrs["note"] = lined_up.note
     return table
+
+
+def _ms(value: float) -> float | None:
+    return None if value != value else round(value, 3)  # NaN: not known
 
 
 def ladder_report(analysis) -> pd.DataFrame:
