@@ -123,7 +123,7 @@ def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, 
         assert (
             "-A POSTROUTING" in rules["iptables-save"] and "IP-MASQ-AGENT" in rules["iptables-save"]
         )
-        spec = pods.node_nic_spec(target, node.nic, 60, node_pid=str(stand_in.pid))
+        spec = pods.node_nic_spec(target.pod_ips, node.nic, 60, node_pid=str(stand_in.pid))
         session = CaptureSession(transport, spec, str(tmp_path / "node.pcap"))
         session.start()
         try:

@@ -94,13 +94,13 @@ def check_one_output(the_plan: Plan, options: SessionOptions) -> None:
 
 
 def node_nic_spec(
-    target: locate.PodTarget, iface: str, bound: int, node_pid: str = "1", extra: str = ""
+    pod_ips: list[str], iface: str, bound: int, node_pid: str = "1", extra: str = ""
 ) -> CaptureSpec:
     """The node's NIC, captured in the node's network namespace (that of ``node_pid``: 1 in
     the helper, which has hostPID) by the same node script as a Pod's, so it stops the same
-    way: every packet queued when the stop comes is written. Only the Pod's packets, and
-    what ``extra`` (a BPF expression) picks."""
-    pods = pod_traffic_filter(target.pod_ips)
+    way: every packet queued when the stop comes is written. Only the packets of the Pods
+    of ``pod_ips``, and what ``extra`` (a BPF expression) picks."""
+    pods = pod_traffic_filter(pod_ips)
     return CaptureSpec(
         pid=int(node_pid),
         node_view=True,
@@ -145,6 +145,11 @@ class PodCaptures:
             self.rules = _save_node_rules(transports, self.options)
         return [self._member(t, transports[t.node.name]) for t in self.plan.targets]
 
+    def _same_node(self, target: locate.PodTarget) -> list[locate.PodTarget]:
+        """The planned Pods on ``target``'s node: the first of them captures the node's NIC
+        for all (--also-node), so it is captured once."""
+        return [t for t in self.plan.targets if t.node.name == target.node.name]
+
     def _member(self, target: locate.PodTarget, transport) -> Member:
         options, node = self.options, target.node.name
         path = options.output_file or options.output_dir / f"{target.key}.pcap"
@@ -152,14 +157,18 @@ class PodCaptures:
         cluster = cluster_facts_for_sidecar(target, self.facts)
         cluster["helper_pod"] = transport.helper.where
         cluster["node_rules"] = self.rules.get(target.node.name)
-        node_view = None
+        node_view, same_node = None, self._same_node(target)
         if options.also_node:
-            node_path = options.output_dir / f"{target.key}.node.pcap"
-            node_spec = node_nic_spec(
-                target, options.node_interface, spec.bound_seconds, options.node_pid_for(node),
-                options.node_view_extra,
-            )  # fmt: skip
-            node_view = CaptureSession(transport, node_spec, str(node_path), cluster=dict(cluster))
+            node_path = options.output_dir / f"{same_node[0].key}.node.pcap"
+            if same_node[0] is target:
+                view_ips = [ip for t in same_node for ip in t.pod_ips]
+                node_spec = node_nic_spec(
+                    view_ips, options.node_interface, spec.bound_seconds,
+                    options.node_pid_for(node), options.node_view_extra,
+                )  # fmt: skip
+                node_view = CaptureSession(
+                    transport, node_spec, str(node_path), cluster=dict(cluster)
+                )
             cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
         output = options.stream if options.stream is not None else str(path)
         session = CaptureSession(transport, spec, output, cluster=cluster)

@@ -101,10 +101,12 @@ class DiagnosePlan:
         """The capture points, client's end first, as the path report names them."""
         src, nic = self.source, self.options.node_interface
         points = [f"pod {src.namespace}/{src.name}"]
-        if not self.same_node:
+        nics = [] if self.same_node else [src.node.name]  # each node's NIC once
+        if nics:
             points.append(f"{src.node.name} {nic}")
         for dst in self.destinations:
-            if not self.same_node:
+            if not self.same_node and dst.node.name not in nics:
+                nics.append(dst.node.name)
                 points.append(f"{dst.node.name} {nic}")
             points.append(f"pod {dst.namespace}/{dst.name}")
         return points

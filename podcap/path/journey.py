@@ -150,12 +150,17 @@ class Journey:
 
     def on_its_way(self, point: Point) -> bool:
         """Whether ``point`` is on this connection's way: it saw it, or it is not a Pod or
-        host of an address of someone else (another Pod's netns sees only that Pod's traffic)."""
+        host of an address of someone else (another Pod's netns sees only that Pod's traffic),
+        nor the NIC of a node both its Pods are on."""
         if any(s.point == point for s in self.sightings):
             return True
+        ends = {s.client_ip for s in self.sightings} | {s.server_ip for s in self.sightings}
         if point.kind in ("pod", "peer") and point.address:
-            ends = {s.client_ip for s in self.sightings} | {s.server_ip for s in self.sightings}
             return point.address in ends
+        if point.kind == "node" and point.node:
+            # Two Pods of one node talk over its bridge, never through its NIC.
+            pods = [p for p in self.path if p.kind == "pod" and p.address in ends]
+            return len(pods) < 2 or any(p.node != point.node for p in pods)
         return True
 
     @property
