@@ -110,3 +110,21 @@ def test_probe_size_is_for_the_tcp_probe_only(kube_lab):
                  "--kubeconfig", str(server.kubeconfig_path))  # fmt: skip
     assert run.returncode == 2
     assert run.stderr == "podcap: error: --probe-size is for --probe tcp, not --probe icmp\n"
+
+
+def test_a_workload_is_diagnosed_through_one_of_its_pods(kube_lab, node_pids, tmp_path):
+    """deploy/web picks all the lab's Pods (app=web): as DST, one other than the source, on
+    another node; as SRC, its first."""
+    cluster, _, lab = kube_lab
+    cluster.add_workload("Deployment", "default", "web", {"app": "web"})
+    server = lab.pods[1]
+    run = diagnose(kube_lab, node_pids, tmp_path / "deploy", f"deploy/web:{server.marker_port}")
+    assert run.returncode == 0, run.stderr
+    assert "deploy/web: 2 Pod(s), diagnosing web-b0 on node-b" in run.stderr
+    assert run.stdout.startswith(
+        f"default/web-a0 -> default/web-b0:{server.marker_port}: REACHABLE"
+    )
+    both = podcap("diagnose", "deploy/web", "deploy/web", "--dry-run", "--kubeconfig",
+                  str(kube_lab[1].kubeconfig_path))  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    assert "# source: default/web-a0" in both.stdout and "web-b0" in both.stdout

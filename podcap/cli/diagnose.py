@@ -138,6 +138,8 @@ def diagnose(
         return
     for line in plan.describe().splitlines()[:2]:
         step(line.removeprefix("# "))
+    for message in plan.captures.warnings:  # which Pod of a workload, hostNetwork, ...
+        step(message)
     diagnosis = run_diagnosis(kube, plan, on_step=step)
     print(diagnosis.verdict(), end="")
     raise typer.Exit(diagnosis.exit_status)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from podcap import locate
-from podcap.capture.plan import Plan, dry_run_yaml, plan, plan_for
+from podcap.capture.plan import Plan, dry_run_yaml, plan_for
 from podcap.capture.pods import SessionOptions
 from podcap.diagnosis.probe import PROBE_KINDS, Probe
 from podcap.errors import UsageError
@@ -136,34 +136,23 @@ def _where(target: locate.PodTarget) -> str:
 
 
 def plan_diagnosis(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePlan:
-    """Find the Pods (a Service's endpoint Pods for ``svc/NAME``) and build the captures and
-    the probe; UsageError / LocateError (one line) when they cannot be diagnosed."""
+    """Find the Pods (one Pod of a workload for ``deploy/NAME``, a Service's endpoint Pods for
+    ``svc/NAME``) and build the captures and the probe; UsageError / LocateError (one line)
+    when they cannot be diagnosed."""
     source_name, dst_name = request.source, request.destination_name
-    if source_name == dst_name:
+    if source_name == dst_name and not _is_workload(source_name):
         raise UsageError(f"SRC and DST are the same Pod ({source_name}): name two Pods")
     if _is_address(dst_name):
         return _plan_to_address(kube, request, helper_spec)
+    warnings: list[str] = []
+    source = _one_pod(kube, source_name, request, warnings)
     service = None
-    query = locate.TargetQuery(names=[source_name, dst_name], namespace=request.namespace)
     if locate.is_service(dst_name):
         service = locate.read_service(kube, dst_name, request.namespace)
-        query = locate.TargetQuery(names=[source_name], namespace=request.namespace,
-                                   selector=service.selector)  # fmt: skip
-    captures = plan(kube, query, helper_spec)
-    by_name = {t.name: t for t in captures.targets}
-    source = _one(by_name, source_name)
-    if service is None:
-        destinations = (_one(by_name, dst_name),)
+        destinations = _endpoints(kube, service, request, source, warnings)
     else:
-        endpoints = [t for t in captures.targets if t is not source]
-        if not endpoints:
-            raise UsageError(f"{service.label} has no running endpoint Pod")
-        destinations = tuple(endpoints[:MAX_ENDPOINTS])
-        warnings = list(captures.warnings)
-        if len(endpoints) > MAX_ENDPOINTS:
-            warnings.append(f"{service.label} has {len(endpoints)} endpoints: capturing the "
-                            f"first {MAX_ENDPOINTS}")  # fmt: skip
-        captures = plan_for([source, *destinations], warnings, helper_spec)
+        destinations = (_one_pod(kube, dst_name, request, warnings, beside=source),)
+    captures = plan_for([source, *destinations], warnings, helper_spec)
     for target in (source, *destinations):
         _check_pod_network(target)
     port = _port(request, service, destinations[0], source)
@@ -190,9 +179,9 @@ def _plan_to_address(kube, request: DiagnoseRequest, helper_spec) -> DiagnosePla
     if request.port is None and request.probe != "icmp":
         raise UsageError(f"give the port: {request.destination_name}:PORT",
                          hint=f"e.g. podcap diagnose {request.source} {address}:80")  # fmt: skip
-    captures = plan(kube, locate.TargetQuery(names=[request.source],
-                                             namespace=request.namespace), helper_spec)  # fmt: skip
-    (source,) = captures.targets
+    warnings: list[str] = []
+    source = _one_pod(kube, request.source, request, warnings)
+    captures = plan_for([source], warnings, helper_spec)
     _check_pod_network(source)
     probe = _probe(request, address, request.port or 0)
     # Masqueraded traffic leaves the node with the node's own address: the NIC keeps it too.
@@ -246,8 +235,41 @@ def _port(request: DiagnoseRequest, service, destination, source) -> int:
     )
 
 
-def _one(by_name: dict, name: str) -> locate.PodTarget:
-    pod_name = name.split("/", 1)[-1]
-    if pod_name not in by_name:
-        raise UsageError(f"{name}: not one Pod (diagnose takes two Pod names)")
-    return by_name[pod_name]
+def _is_workload(name: str) -> bool:
+    kind, slash, _ = name.partition("/")
+    return bool(slash) and kind.lower() in locate.WORKLOAD_KINDS
+
+
+def _one_pod(
+    kube, name: str, request: DiagnoseRequest, warnings: list[str], beside=None
+) -> locate.PodTarget:
+    """The Pod ``name`` names; for a workload one of its Pods (not ``beside``, the source,
+    and for choice on another node than it: the guide's case), said in ``warnings``."""
+    resolution = locate.resolve(kube, locate.TargetQuery(names=[name], namespace=request.namespace))
+    warnings += resolution.warnings
+    if not _is_workload(name):
+        (pod,) = resolution.targets
+        return pod
+    pods = sorted((t for t in resolution.targets if beside is None or t.name != beside.name),
+                  key=lambda t: t.name)  # fmt: skip
+    if not pods:
+        raise UsageError(f"{name} has no running Pod other than {beside.name}")
+    elsewhere = [t for t in pods if beside is not None and t.node.name != beside.node.name]
+    chosen = (elsewhere or pods)[0]
+    warnings.append(f"{name}: {len(resolution.targets)} Pod(s), diagnosing {chosen.name} on "
+                    f"{chosen.node.name}")  # fmt: skip
+    return chosen
+
+
+def _endpoints(kube, service, request: DiagnoseRequest, source, warnings: list[str]) -> tuple:
+    """The Service's running endpoint Pods (those its selector picks), the source left out."""
+    query = locate.TargetQuery(namespace=request.namespace, selector=service.selector)
+    resolution = locate.resolve(kube, query)
+    warnings += resolution.warnings
+    endpoints = [t for t in resolution.targets if t.name != source.name]
+    if not endpoints:
+        raise UsageError(f"{service.label} has no running endpoint Pod")
+    if len(endpoints) > MAX_ENDPOINTS:
+        warnings.append(f"{service.label} has {len(endpoints)} endpoints: capturing the "
+                        f"first {MAX_ENDPOINTS}")  # fmt: skip
+    return tuple(endpoints[:MAX_ENDPOINTS])

@@ -28,6 +28,7 @@ from podcap.locate.facts import cluster_facts, ip_masq_agent, service_cidr
 from podcap.locate.kube import Kube, api_error, call, connect
 from podcap.locate.services import ServiceFacts, is_service, read_service
 from podcap.locate.targets import (
+    WORKLOAD_KINDS,
     NodeFacts,
     PodTarget,
     Resolution,
@@ -38,6 +39,7 @@ from podcap.locate.targets import (
 )
 
 __all__ = [
+    "WORKLOAD_KINDS",
     "ServiceFacts",
     "is_service",
     "read_service",
