@@ -123,6 +123,9 @@ def test_node_rules_and_node_nic_capture_run_in_the_node_namespace(lab_cluster, 
         assert (
             "-A POSTROUTING" in rules["iptables-save"] and "IP-MASQ-AGENT" in rules["iptables-save"]
         )
+        # nft is installed (scripts/install-system-deps.sh): the same rules, as nftables holds
+        # them (iptables-nft keeps them in its "ip nat" table).
+        assert "table ip nat" in rules["nft"] and "IP-MASQ-AGENT" in rules["nft"]
         spec = pods.node_nic_spec(target.pod_ips, node.nic, 60, node_pid=str(stand_in.pid))
         session = CaptureSession(transport, spec, str(tmp_path / "node.pcap"))
         session.start()

@@ -1,4 +1,5 @@
-"""The node's packet-rewriting rules (``iptables-save``, ``ipvsadm -Ln``), read and saved.
+"""The node's packet rules (``iptables-save``, ``ipvsadm -Ln``, ``nft list ruleset``), read
+and saved.
 
 ``podcap capture --node-rules`` keeps them beside the Pods' captures and in their sidecars;
 ``podcap inspect`` saves them too (podcap.netns.snapshot).
@@ -13,7 +14,8 @@ from podcap.errors import ReachError, UsageError
 
 
 def node_rules(transport, node_pid: str | None = "1") -> dict[str, str]:
-    """``iptables-save`` (and ``ipvsadm -Ln`` where installed) from the node. Entering the
+    """``iptables-save`` (and ``ipvsadm -Ln``, ``nft list ruleset`` where installed) from the
+    node. Entering the
     node's mount namespace too runs the node's own iptables binary, so a legacy/nft mismatch
     with the helper image cannot hide rules. ``node_pid=None`` (podcap inspect --via
     local/ssh): the transport already runs on the node, so nothing is entered."""
@@ -25,10 +27,12 @@ def node_rules(transport, node_pid: str | None = "1") -> dict[str, str]:
             f"{saved.stderr.decode(errors='replace').strip()}"
         )
     rules = {"iptables-save": saved.stdout.decode(errors="replace")}
-    probe = "command -v ipvsadm >/dev/null 2>&1 || exit 127; exec ipvsadm -Ln"
-    ipvs = transport.run([*enter, "sh", "-c", probe], timeout=60)
-    if ipvs.returncode == 0:
-        rules["ipvsadm"] = ipvs.stdout.decode(errors="replace")
+    for name, argv in (("ipvsadm", "ipvsadm -Ln"), ("nft", "nft list ruleset")):
+        tool = argv.split()[0]
+        probe = f"command -v {tool} >/dev/null 2>&1 || exit 127; exec {argv}"
+        done = transport.run([*enter, "sh", "-c", probe], timeout=60)
+        if done.returncode == 0 and done.stdout.strip():
+            rules[name] = done.stdout.decode(errors="replace")
     return rules
 
 

@@ -200,7 +200,8 @@ def run_session(
 
 def _save_node_rules(transports: dict, options: SessionOptions) -> dict[str, dict[str, str]]:
     """Each node's rules, as text (the sidecar carries them, so ``podcap analyze`` can explain
-    SNAT offline) and in ``NODE.iptables-save.txt`` (and ``NODE.ipvsadm.txt``) to read."""
+    SNAT offline) and in ``NODE.iptables-save.txt`` (and ``NODE.ipvsadm.txt``, ``NODE.nft.txt``)
+    to read."""
     saved: dict[str, dict[str, str]] = {}
     for node, transport in transports.items():
         saved[node] = node_rules(transport, options.node_pid_for(node))

@@ -100,7 +100,11 @@ NodeInterface = Annotated[
     str, typer.Option("--node-interface", help="The node NIC for --also-node.")
 ]
 NodeRules = Annotated[
-    bool, typer.Option("--node-rules", help="Save iptables-save (and ipvsadm -Ln) from each node.")
+    bool,
+    typer.Option(
+        "--node-rules",
+        help="Save iptables-save (and ipvsadm -Ln, nft list ruleset) from each node.",
+    ),
 ]
 Merge = Annotated[
     bool,

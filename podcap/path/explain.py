@@ -32,6 +32,7 @@ class NodeFacts:
     address: str | None = None
     pod_cidrs: tuple[str, ...] = ()
     rules: str = ""  # its iptables-save, when a capture saved it (--node-rules, diagnose)
+    nft: str = ""  # its nft list ruleset, likewise
 
 
 def node_facts(sidecars: dict[str, dict]) -> dict[str, NodeFacts]:
@@ -43,12 +44,14 @@ def node_facts(sidecars: dict[str, dict]) -> dict[str, NodeFacts]:
         listed = ((cluster.get("pod") or {}).get("node")) or {}
         address = cluster.get("node_ip") or listed.get("internal_ip")
         cidrs = tuple(cluster.get("pod_cidrs") or listed.get("pod_cidrs") or ())
-        rules = (cluster.get("node_rules") or {}).get("iptables-save") or ""
+        saved = cluster.get("node_rules") or {}
+        rules, nft = saved.get("iptables-save") or "", saved.get("nft") or ""
         if node:
             known = facts.get(node, NodeFacts())
             facts[node] = NodeFacts(
-                address or known.address, cidrs or known.pod_cidrs, rules or known.rules
-            )
+                address or known.address, cidrs or known.pod_cidrs, rules or known.rules,
+                nft or known.nft,
+            )  # fmt: skip
     return facts
 
 
@@ -162,20 +165,24 @@ def _node_drop(journey: Journey, facts: dict[str, NodeFacts], node, why: str, po
     first, seen = journey.first, journey.last_seen
     known = facts.get(node or "")
     rules = []
-    if known and known.rules:
+    if known and (known.rules or known.nft):
         rules = dropping_rules(known.rules, seen.client_ip, seen.server_ip, seen.server_port,
-                               journey.protocol)  # fmt: skip
+                               journey.protocol, known.nft)  # fmt: skip
     if rules:
         named = "; ".join(rules[:3])
         which = "that rule" if len(rules) == 1 else "those rules"
+        how = "iptables -D ..."
+        if any(rule.startswith("table ") for rule in rules):
+            how += "; nft delete rule FAMILY TABLE CHAIN handle N, N from nft -a list ruleset"
         return Verdict(
             f"{why} Its rules that drop {first.server}: {named}.",
-            f"On {node}: remove or narrow {which} (iptables -D ...), or the NetworkPolicy "
+            f"On {node}: remove or narrow {which} ({how}), or the NetworkPolicy "
             f"that made it; {policy}.",
         )
     return Verdict(
         why,
-        f"On {node}: iptables-save | grep -E 'DROP|REJECT' (FORWARD, KUBE-*, cali-*); {policy}.",
+        f"On {node}: iptables-save | grep -E 'DROP|REJECT' (FORWARD, KUBE-*, cali-*) and nft "
+        f"list ruleset | grep -E 'drop|reject'; {policy}.",
     )
 
 

@@ -19,12 +19,21 @@ KNOWN = {"-A", "-s", "--source", "-d", "--destination", "-p", "--protocol", "--d
 
 
 def dropping_rules(
-    iptables_save: str, src: str, dst: str, dport: int | None, proto: str = "tcp"
+    iptables_save: str,
+    src: str,
+    dst: str,
+    dport: int | None,
+    proto: str = "tcp",
+    nft_ruleset: str = "",
 ) -> list[str]:
     """The filter-table rules of ``iptables_save`` that drop a ``proto`` packet from ``src``
-    to ``dst:dport`` (``dport`` None: a packet without ports, a ping), as their ``-A CHAIN ...`` lines; when none surely does, those that may
-    (a match not understood here), leaving out ``--ctstate INVALID`` (a SYN is never)."""
-    sure, maybe = [], []
+    to ``dst:dport`` (``dport`` None: a packet without ports, a ping), as their ``-A CHAIN
+    ...`` lines, and those of ``nft_ruleset`` (``podcap.path.nft_rules``); when none surely
+    does, those that may (a match not understood here), leaving out ``--ctstate INVALID``
+    (a SYN is never)."""
+    from podcap.path.nft_rules import Packet, dropping_nft_rules
+
+    sure, maybe = dropping_nft_rules(nft_ruleset, Packet(src, dst, dport, proto))
     for line in _filter_rules(iptables_save):
         words = shlex.split(line)
         if _value(words, "-j") not in DROPPING:
