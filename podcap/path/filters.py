@@ -5,12 +5,14 @@ when the captures' sidecars carry the node's ``iptables-save`` (``podcap capture
 A rule is named when it drops or rejects (``-j DROP``/``REJECT``) in the filter table and none
 of its address, protocol or port matches excludes the packet; a rule with a match this reading
 does not know (a negation, a set, a mark) is named too, as one that may drop it, so the reader
-checks it rather than never hears of it (only when no rule surely matches).
+checks it rather than never hears of it (only when no rule surely matches); so is a FORWARD
+policy of DROP.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 
 DROPPING = ("DROP", "REJECT")
@@ -34,6 +36,8 @@ def dropping_rules(
     from podcap.path.nft_rules import Packet, dropping_nft_rules
 
     sure, maybe = dropping_nft_rules(nft_ruleset, Packet(src, dst, dport, proto))
+    if re.search(r"^\*filter\n(?:(?!COMMIT).*\n)*?:FORWARD DROP\b", iptables_save, re.M):
+        maybe.append(":FORWARD DROP (the filter table's FORWARD policy: what no rule accepts)")
     for line in _filter_rules(iptables_save):
         words = shlex.split(line)
         if _value(words, "-j") not in DROPPING:

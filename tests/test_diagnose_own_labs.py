@@ -1,6 +1,8 @@
-"""``podcap diagnose SRC svc/NAME`` when the Service has an endpoint on the source's own node
-beside one on another node: each node's NIC is captured once (for all its Pods), and the
-connection to the endpoint beside the source is not expected at the NIC it never crosses."""
+"""``podcap diagnose`` in labs built for one case each (the shared lab has one Pod per node and
+ip-masq-agent's defaults): a Service with an endpoint on the source's own node beside one on
+another node (each node's NIC captured once, the connection beside the source not expected at
+the NIC it never crosses), and a host outside the cluster in the NonMasqueradeCIDRs (the Pod's
+address preserved, said so)."""
 
 from __future__ import annotations
 
@@ -64,3 +66,33 @@ def test_an_endpoint_beside_the_source_shares_its_nodes_nic_capture(
         endpoint = probe["server"].dropna().iloc[-1].rsplit(":", 1)[0]
         path = pd.DataFrame(json.loads((out / str(n) / "path.json").read_text())["path"])
         assert path.iloc[0]["seen_at"] == ways[endpoint]
+
+
+def test_a_host_in_the_non_masquerade_cidrs_sees_the_pod_address(make_lab, make_kube_api, tmp_path):
+    from testbed.kube_api import cluster_from_lab
+    from testbed.lab.core import CLUSTER_CIDR, IDC_CIDR, VPC_CIDR
+
+    lab = make_lab(nodes=2, pods_per_node=1, overlay="routed", idc=True,
+                   masq_non_masquerade=[VPC_CIDR, CLUSTER_CIDR, IDC_CIDR])  # fmt: skip
+    cluster = cluster_from_lab(lab)
+    server = make_kube_api(cluster)
+    client, idc = lab.pods[0], lab.idc
+    stand_ins = [lab.popen(node, ["sleep", "300"]) for node in lab.nodes]
+    pids = ",".join(f"{n.name}={p.pid}" for n, p in zip(lab.nodes, stand_ins, strict=True))
+    out = tmp_path / "kept"
+    try:
+        run = podcap("diagnose", client.name, f"{idc.ip}:{idc.marker_port}", "--kubeconfig",
+                     str(server.kubeconfig_path), "--node-pid", pids, "-o", str(out),
+                     timeout=150)  # fmt: skip
+    finally:
+        for proc in stand_ins:
+            proc.kill()
+            proc.wait()
+    assert cluster.helper_pods() == []
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"default/web-a0 -> {idc.ip}:{idc.marker_port}: REACHABLE")
+    assert "Rewritten" not in run.stdout  # the source left the node as the Pod's own
+    assert "source seen outside: preserved:" in run.stdout
+    assert IDC_CIDR in run.stdout  # the NonMasqueradeCIDR that keeps it
+    assert idc.received("marker")[-1]["peer_ip"] == client.ip
+    assert_offline_agrees(out)

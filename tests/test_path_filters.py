@@ -1,6 +1,7 @@
-"""Naming the nftables rule that drops a packet, from what the real ``nft list ruleset`` prints:
-a ruleset loaded with ``nft -f`` into a network namespace this test makes (and deletes), with an
-iptables-nft rule beside it, whose table ``iptables-save`` names instead."""
+"""Naming the node's rule that drops a packet, from what the real ``nft list ruleset`` and
+``iptables-save`` print: a ruleset loaded with ``nft -f`` into a network namespace this test
+makes (and deletes), with an iptables-nft rule and a FORWARD policy of DROP beside it, which
+``iptables-save`` names instead."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def listed():
         subprocess.run([*run, "nft", "-f", "-"], input=RULESET, text=True, check=True)
         subprocess.run([*run, "iptables", "-I", "FORWARD", "-d", "10.1.1.1", "-p", "tcp",
                         "--dport", "22", "-j", "DROP"], check=True)  # fmt: skip
+        subprocess.run([*run, "iptables", "-P", "FORWARD", "DROP"], check=True)
         yield {
             "nft": subprocess.run([*run, "nft", "list", "ruleset"], capture_output=True,
                                   text=True, check=True).stdout,
@@ -110,3 +112,8 @@ def test_iptables_nft_tables_are_named_once_from_iptables_save(listed):
     assert dropping_nft_rules(listed["nft"], packet)[0] == []
     named = dropping_rules(listed["iptables"], "10.244.0.10", "10.1.1.1", 22, "tcp", listed["nft"])
     assert named == ["-A FORWARD -d 10.1.1.1/32 -p tcp -m tcp --dport 22 -j DROP"]
+
+
+def test_a_forward_policy_of_drop_may_drop_what_no_rule_names(listed):
+    named = dropping_rules(listed["iptables"], "10.244.0.10", "10.9.9.9", 8080, "tcp")
+    assert named == [":FORWARD DROP (the filter table's FORWARD policy: what no rule accepts)"]
