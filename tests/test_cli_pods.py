@@ -64,9 +64,11 @@ def wait_listening(cluster, n: int) -> None:
     assert wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]
 
 
-def capture_with_node_rules(kube_lab, target, out, *flags, tcpdumps: int, url: str, client):
+def capture_with_node_rules(
+    kube_lab, target, out, *flags, tcpdumps: int, url: str, client, during=None
+):
     """``podcap capture TARGET --node-rules ... -d 5`` while ``client`` fetches ``url`` once
-    every tcpdump listens; returns podcap's stderr."""
+    every tcpdump listens (then calls ``during``, if given); returns podcap's stderr."""
     cluster, server, lab = kube_lab
     stand_in = lab.popen(target.node, ["sleep", "120"])  # the lab node's "PID 1"
     podcap_run = start_podcap(
@@ -77,6 +79,8 @@ def capture_with_node_rules(kube_lab, target, out, *flags, tcpdumps: int, url: s
     try:
         wait_listening(cluster, tcpdumps)
         assert lab.curl(client, url).returncode == 0
+        if during is not None:
+            during()
         _, stderr = podcap_run.communicate(timeout=40)
     finally:
         podcap_run.kill()
@@ -284,3 +288,33 @@ def test_node_rules_in_the_sidecar_name_the_masquerading_rule(kube_lab, tmp_path
     assert to_idc["verdict"] == "snat" and to_idc["original_src"] == pod.ip
     assert to_idc["rewritten_by"].startswith("ip-masq-agent: chain IP-MASQ-AGENT")
     assert cluster.helper_pods() == []
+
+
+def test_capture_with_drops_records_a_drop_inside_the_pod(kube_lab, tmp_path):
+    """--drops: the kernel's drops of the Pod's packets on its node, with the namespace they
+    died in; here an INPUT DROP in the Pod's own netns (the SYN retransmissions come after the
+    watcher attached)."""
+    from podcap.capture.drops import read_drops  # noqa: PLC0415
+
+    _, _, lab = kube_lab
+    target, client = lab.pods[0], lab.pods[1]
+    out = tmp_path / "out"
+    rule = ["INPUT", "-p", "tcp", "--dport", "8081", "-j", "DROP"]
+    lab.run(target, ["iptables", "-I", *rule], check=True)
+    try:
+        stderr = capture_with_node_rules(
+            kube_lab, target, out, "--drops", tcpdumps=1, url=f"http://{target.ip}/", client=client,
+            during=lambda: lab.curl(client, f"http://{target.ip}:8081/", timeout=4),
+        )  # fmt: skip
+    finally:
+        lab.run(target, ["iptables", "-D", *rule], check=True)
+    node = target.node.name
+    assert f"podcap: drops on {node}: " in stderr and "(bpftrace)" in stderr
+    sidecar = json.loads((out / f"{target.namespace}_{target.name}.pcap.json").read_text())
+    assert sidecar["cluster"]["drops"]["file"] == f"{node}.drops.jsonl"
+    header, drops = read_drops(out / f"{node}.drops.jsonl")
+    assert header["node"] == node and header["tier"] == "bpftrace"
+    inside = [d for d in drops if d["dport"] == 8081]
+    assert inside and {d["reason"] for d in inside} == {"NETFILTER_DROP"}
+    assert {d["netns"] for d in inside} == {sidecar["point"]["netns"]}  # the Pod's own
+    assert all((d["src"], d["dst"]) == (client.ip, target.ip) for d in inside)

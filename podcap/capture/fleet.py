@@ -47,6 +47,8 @@ class Member:
     target: Any = None  # the podcap.locate.PodTarget of a Pod's capture
     path: Path | None = None  # the pcap file (None: to a stream)
     node_view: CaptureSession | None = None  # --also-node: stopped when this capture ends
+    drops: Any = None  # --drops: a podcap.capture.drops.DropWatch, likewise
+    drops_result: Any = None  # its DropWatchResult
     result: CaptureResult | None = None
     error: Exception | None = None
 
@@ -164,11 +166,15 @@ def _run_together(members: list[Member], stop_reasons: dict[int, str]) -> bool:
 
 
 def _run_member(member: Member) -> None:
-    """The capture, and beside it the node's view (stopped once the capture ends)."""
-    node_view = None
+    """The capture, and beside it the node's view and its drop watcher (stopped once the
+    capture ends)."""
+    node_view = drops = None
     if member.node_view is not None:
         node_view = threading.Thread(target=_run_node_view, args=(member,), daemon=True)
         node_view.start()
+    if member.drops is not None:
+        drops = threading.Thread(target=_run_drops, args=(member,), daemon=True)
+        drops.start()
     try:
         member.result = member.session.run()
     except Exception as exc:  # noqa: BLE001 - reported by run() in the caller's thread
@@ -177,6 +183,19 @@ def _run_member(member: Member) -> None:
         if node_view is not None:
             member.node_view.stop()
             node_view.join()
+        if drops is not None:
+            member.drops.stop()
+            drops.join()
+
+
+def _run_drops(member: Member) -> None:
+    """The drop watcher never fails a capture: a node that cannot watch says why."""
+    from podcap.capture.drops import unavailable
+
+    try:
+        member.drops_result = member.drops.run()
+    except PodcapError as exc:
+        member.drops_result = unavailable(member.drops, f"the watcher failed: {exc}")
 
 
 def _run_node_view(member: Member) -> None:
@@ -215,8 +234,9 @@ class _StopOnSignals:
     def kill(self) -> None:
         for member in self.members:
             member.session.kill()
-            if member.node_view is not None:
-                member.node_view.kill()
+            for beside in (member.node_view, member.drops):
+                if beside is not None:
+                    beside.kill()
 
     def __enter__(self) -> _StopOnSignals:
         if threading.current_thread() is threading.main_thread():

@@ -36,6 +36,12 @@ def node_rules(transport, node_pid: str | None = "1") -> dict[str, str]:
     return rules
 
 
+def node_file_part(node: str) -> str:
+    """``node`` as the start of a file name: a node name is a DNS name in Kubernetes, but over
+    ssh it is whatever the user typed."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", node) or "node"
+
+
 def write_node_rules(rules: dict[str, str], directory: Path, node: str) -> dict[str, Path]:
     """Write each of a node's rule dumps (:func:`node_rules`) as ``DIRECTORY/NODE.NAME.txt``
     (e.g. ``node-a.iptables-save.txt``) to read or hand to ``podcap analyze --iptables``;
@@ -44,8 +50,7 @@ def write_node_rules(rules: dict[str, str], directory: Path, node: str) -> dict[
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{directory}: cannot create the directory ({exc.strerror})") from exc
-    # A node name is a DNS name in Kubernetes, but over ssh it is whatever the user typed.
-    node_part = re.sub(r"[^A-Za-z0-9_.-]+", "_", node) or "node"
+    node_part = node_file_part(node)
     saved = {}
     for name, text in rules.items():
         path = directory / f"{node_part}.{name}.txt"

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from podcap import locate
 from podcap.capture.command import CaptureSettings, CaptureSpec, check_interface
+from podcap.capture.drops import DropWatch
 from podcap.capture.fleet import (
     POD_STOP_REASONS,
     FleetResult,
@@ -21,7 +22,7 @@ from podcap.capture.fleet import (
     ProgressCallback,
     run,
 )
-from podcap.capture.node_rules import node_rules, write_node_rules
+from podcap.capture.node_rules import node_file_part, node_rules, write_node_rules
 from podcap.capture.overlay_filter import pod_traffic_filter
 from podcap.capture.plan import Plan, cluster_facts_for_sidecar, preflight
 from podcap.capture.session import CaptureSession
@@ -51,6 +52,8 @@ class SessionOptions(CaptureSettings):
     # --also-node: more for the NIC to keep beside the Pod's own packets (a BPF expression),
     # e.g. "host PEER" for traffic the node masquerades, which leaves with the node's address.
     node_view_extra: str = ""
+    # --drops: the kernel's drops of the Pods' packets, one watcher per node (capture.drops).
+    drops: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,10 +173,18 @@ class PodCaptures:
                     transport, node_spec, str(node_path), cluster=dict(cluster)
                 )
             cluster["node_capture"] = {"file": node_path.name, "interface": options.node_interface}
+        drops = None
+        if options.drops:
+            drops_path = options.output_dir / f"{node_file_part(node)}.drops.jsonl"
+            if same_node[0] is target:
+                drops = DropWatch(transport, [ip for t in same_node for ip in t.pod_ips],
+                                  drops_path, spec.bound_seconds, options.node_pid_for(node))  # fmt: skip
+            cluster["drops"] = {"file": drops_path.name}
         output = options.stream if options.stream is not None else str(path)
         session = CaptureSession(transport, spec, output, cluster=cluster)
         label = f"{target.namespace}/{target.name}"
-        return Member(session, label=label, target=target, path=path, node_view=node_view)
+        return Member(session, label=label, target=target, path=path, node_view=node_view,
+                      drops=drops)  # fmt: skip
 
     def finish(self, members: list[Member]) -> Path | None:
         """``--merge``: every Pod's file into one pcapng, one interface per Pod."""

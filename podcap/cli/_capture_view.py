@@ -98,5 +98,7 @@ def report(captures, quiet: bool) -> None:
                 f"{named}the node sent {stats.written} bytes but {result.bytes_received} "
                 "arrived; the file ends at the last whole packet"
             )
+        if one.drops_result is not None and not quiet:
+            print(f"podcap: {one.drops_result.describe()}", file=sys.stderr)
     if lost:
         raise ReachError("; ".join(lost))

@@ -106,6 +106,14 @@ NodeRules = Annotated[
         help="Save iptables-save (and ipvsadm -Ln, nft list ruleset) from each node.",
     ),
 ]
+Drops = Annotated[
+    bool,
+    typer.Option(
+        "--drops",
+        help="Also record the kernel's drops of the Pods' packets on each node: reason and "
+        "function (bpftrace on skb:kfree_skb; Linux 5.17+), into NODE.drops.jsonl.",
+    ),
+]
 Merge = Annotated[
     bool,
     typer.Option("--merge", help="Also merge all Pods into capture.pcapng, one interface per Pod."),
@@ -114,7 +122,7 @@ Merge = Annotated[
 # The parameters that only one kind of target takes (a flag given for the other is refused).
 FOR_PODS = (
     *POD_PARAMETERS, "all_namespaces", "dry_run", "check", "also_node", "node_interface", "node_rules",
-    "merge", "node_pid",
+    "merge", "node_pid", "drops",
 )  # fmt: skip
 
 
@@ -155,6 +163,7 @@ def capture(
     also_node: AlsoNode = False,
     node_interface: NodeInterface = "eth0",
     node_rules: NodeRules = False,
+    drops: Drops = False,
     merge: Merge = False,
     node_pid: NodePid = DEFAULT_NODE_PID,
 ) -> None:
@@ -182,7 +191,7 @@ def capture(
         names = PodNames(list(targets or []), selector, all_namespaces)
         kube = PodSide(namespace, container, kubeconfig, context)
         helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities)
-        view = NodeView(also_node, node_interface, node_rules, node_pid)
+        view = NodeView(also_node, node_interface, node_rules, node_pid, drops)
         plan = _pod_plan(settings, output, names, kube, helper, view, merge)
     else:
         ssh = SshLogin(ssh_user, ssh_port, ssh_key, tuple(ssh_option or ()), ssh_sudo)
@@ -213,13 +222,14 @@ class PodNames:
 
 @dataclass(frozen=True)
 class NodeView:
-    """``--also-node``, ``--node-interface``, ``--node-rules``, ``--node-pid``: the node's own
-    view beside each Pod's."""
+    """``--also-node``, ``--node-interface``, ``--node-rules``, ``--node-pid``, ``--drops``:
+    the node's own view beside each Pod's."""
 
     also_node: bool
     interface: str
     rules: bool
     pid: str
+    drops: bool = False
 
 
 def _for_pods(ctx: typer.Context, targets, selector, names_process: bool, via) -> bool:
@@ -318,6 +328,7 @@ def _pod_plan(
         node_interface=view.interface,
         node_rules=view.rules,
         node_pid=view.pid,
+        drops=view.drops,
         **settings.capture_settings(),
     )
     client = locate.connect(kube.kubeconfig, kube.context)
@@ -327,6 +338,7 @@ def _pod_plan(
         image=helper.image,
         image_pull_secret=helper.image_pull_secret,
         capabilities_only=helper.capabilities,
+        drops=view.drops,
     )
     query = locate.TargetQuery(
         names=pods.names,

@@ -68,6 +68,14 @@ ProbeSize = Annotated[
     ),
 ]  # fmt: skip
 NodeInterface = Annotated[str, typer.Option("--node-interface", help="The nodes' NIC.")]
+Drops = Annotated[
+    bool,
+    typer.Option(
+        "--drops/--no-drops",
+        help="Record the kernel's drops of the probe's packets on the nodes (reason, function; "
+        "bpftrace, Linux 5.17+), where the nodes allow it.",
+    ),
+]
 DryRun = Annotated[
     bool,
     typer.Option("--dry-run", help="Print the plan and the helper Pods as YAML; create nothing."),
@@ -93,6 +101,7 @@ def diagnose(
     capabilities: Capabilities = False,
     node_interface: NodeInterface = "eth0",
     node_pid: NodePid = DEFAULT_NODE_PID,
+    drops: Drops = True,
     quiet: Quiet = False,
 ) -> None:
     """Why can't SRC reach DST? Capture at both Pods and both nodes' NICs at once, send a
@@ -117,6 +126,7 @@ def diagnose(
         node_interface=node_interface,
         node_pid=node_pid,
         probe_size=probe_size,
+        drops=drops,
     )
 
     def step(text: str) -> None:
@@ -130,6 +140,7 @@ def diagnose(
         image=image,
         image_pull_secret=image_pull_secret,
         capabilities_only=capabilities,
+        drops=drops,
     )
     step(f"locating {source} and {request.destination_name}")
     plan = plan_diagnosis(kube, request, helper)

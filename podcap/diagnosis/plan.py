@@ -33,6 +33,7 @@ class DiagnoseRequest:
     node_interface: str = "eth0"
     node_pid: str = "1"
     probe_size: int = 0  # --probe tcp: bytes sent after the marker (an MTU check)
+    drops: bool = True  # the kernel's drops watched on the nodes (podcap.capture.drops)
 
     def __post_init__(self) -> None:
         if self.probe not in PROBE_KINDS:
@@ -206,6 +207,7 @@ def _options(request: DiagnoseRequest, source, peers: list[str], probe, **view) 
         node_interface=request.node_interface,
         node_pid=request.node_pid,
         node_rules=True,  # the nodes' iptables-save into the sidecars: the verdict names rules
+        drops=request.drops,
         bpf_filter=f"host {source.pod_ips[0]} and ({hosts})",
         duration=(request.timeout if probe else request.duration) + SAFETY_SECONDS,
         **view,

@@ -56,6 +56,9 @@ class DiagnoseCaptures(PodCaptures):
         try:
             for session in _sessions(members):
                 session.wait_ready(READY_SECONDS)
+            for member in members:  # the kernel's drops, watched before the probe goes
+                if member.drops is not None:
+                    member.drops.wait_ready(READY_SECONDS)
             self.on_step(f"capturing at {len(_sessions(members))} points: "
                          f"{', '.join(plan.points())}")  # fmt: skip
             for member in members:
@@ -222,6 +225,9 @@ def run_diagnosis(kube, plan: DiagnosePlan, on_step: Step = print) -> Diagnosis:
     files = _written(outcome.captures, plan)
     if not files:
         raise CaptureError("no capture point wrote a file")
+    for member in outcome.captures:
+        if member.drops_result is not None:
+            on_step(member.drops_result.describe())
     on_step(f"lining up {len(files)} captures")
     return _judge(plan, files, captures.probe_status, captures.nodes_check)
 

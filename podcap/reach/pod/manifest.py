@@ -21,6 +21,7 @@ SESSION_LABEL = "podcap.io/session"
 MANAGED_SELECTOR = f"{MANAGED_BY}=podcap"
 CONTAINER = "capture"
 CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
+DROPS_CAPABILITIES = ["BPF", "PERFMON"]  # bpftrace's program and its tracepoint (--drops)
 DEADLINE_MARGIN = 600  # seconds a helper may outlive the planned capture
 
 
@@ -33,6 +34,7 @@ class HelperSpec:
     image_pull_secret: str | None = None
     capabilities_only: bool = False  # --capabilities: not privileged, just the four caps
     deadline_seconds: int = 3600 + DEADLINE_MARGIN
+    drops: bool = False  # --drops: with --capabilities, also BPF and PERFMON (bpftrace)
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @classmethod
@@ -44,6 +46,7 @@ class HelperSpec:
         image: str | None = None,
         image_pull_secret: str | None = None,
         capabilities_only: bool = False,
+        drops: bool = False,
     ) -> HelperSpec:
         """The helpers for a capture of ``duration`` seconds (None: until stopped), as the
         command line gives them (``image`` None: :data:`DEFAULT_IMAGE`)."""
@@ -53,6 +56,7 @@ class HelperSpec:
             image_pull_secret=image_pull_secret,
             capabilities_only=capabilities_only,
             deadline_seconds=deadline_for(duration),
+            drops=drops,
         )
 
 
@@ -64,8 +68,9 @@ def deadline_for(duration: float | None) -> int:
 
 def helper_manifest(spec: HelperSpec, node: str, container_ids: list[str]) -> dict:
     """The helper Pod for ``node``, carrying the IDs of the containers it will enter."""
+    capabilities = [*CAPABILITIES, *(DROPS_CAPABILITIES if spec.drops else [])]
     security = (
-        {"privileged": False, "capabilities": {"add": list(CAPABILITIES), "drop": ["ALL"]}}
+        {"privileged": False, "capabilities": {"add": capabilities, "drop": ["ALL"]}}
         if spec.capabilities_only
         else {"privileged": True}
     )

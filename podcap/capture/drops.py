@@ -1,0 +1,236 @@
+"""The kernel's own packet drops, watched on the node while the captures run (``--drops``).
+
+Since Linux 5.17 every ``kfree_skb`` carries a drop reason (``NETFILTER_DROP``, ``NO_SOCKET``,
+``IP_RPFILTER``, ...) and the function that dropped the packet. The node script ``drops.sh``
+runs a bpftrace program on the ``skb:kfree_skb`` tracepoint that keeps, in the kernel, only the
+IPv4 packets of the capture's addresses, and prints for each: the wall-clock time (the pcap's
+clock), the reason number, the function, the addresses, protocol, ports, TCP flags, length, the
+network namespace and the interface. Reason numbers differ between kernels, so their names
+come from that node's own tracepoint format (its ``__print_symbolic`` table), never from ours.
+
+A node that cannot watch (no tracefs, a kernel without drop reasons, no bpftrace) says why in
+one line and the capture goes on. The result is ``NODE.drops.jsonl`` beside the captures: a
+header line (``podcap_drops``: the format's version, the node, how it watched, its root
+network namespace) and one line per drop; each capture's sidecar names the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from podcap.reach.base import RemoteProcess, Transport
+
+FORMAT_VERSION = 1
+SCRIPT_NAME = "podcap-drops"
+STOP_GRACE = 10.0
+FIELDS = ("ts", "reason", "function", "src", "dst", "proto", "sport", "dport", "tcp_flags",
+          "length", "netns", "interface")  # fmt: skip
+_SYMBOL = re.compile(r"\{\s*(\d+),\s*\"([A-Z0-9_]+)\"\s*\}")
+
+PROGRAM = """tracepoint:skb:kfree_skb
+{
+  $skb = (struct sk_buff *)args->skbaddr;
+  if ($skb->protocol != 0x0008) { return; }
+  $ip = (struct iphdr *)($skb->head + $skb->network_header);
+  if (!(WANTED)) { return; }
+  $l4 = $skb->head + $skb->network_header + ($ip->ihl * 4);
+  $sport = 0; $dport = 0; $flags = 0;
+  if ($ip->protocol == 6 || $ip->protocol == 17) {
+    $sport = (*(uint8 *)($l4) << 8) | *(uint8 *)($l4 + 1);
+    $dport = (*(uint8 *)($l4 + 2) << 8) | *(uint8 *)($l4 + 3);
+  }
+  if ($ip->protocol == 6) { $flags = *(uint8 *)($l4 + 13); }
+  printf("D|%s|%d|%s|%s|%s|%d|%d|%d|%d|%d|%u|%s\\n", strftime("%s.%f", nsecs), args->reason,
+         ksym(args->location), ntop($ip->saddr), ntop($ip->daddr), $ip->protocol, $sport,
+         $dport, $flags, $skb->len, $skb->dev->nd_net.net->ns.inum, $skb->dev->name);
+}
+"""
+
+
+def drops_script() -> str:
+    return resources.files("podcap.capture").joinpath("drops.sh").read_text(encoding="utf-8")
+
+
+def drop_program(addresses: list[str]) -> str:
+    """The bpftrace program for the IPv4 ``addresses`` (compared in the kernel as the
+    little-endian words ``struct iphdr`` holds)."""
+    words = [
+        f"0x{int.from_bytes(ipaddress.IPv4Address(a).packed, 'little'):08x}"
+        for a in addresses
+        if ipaddress.ip_address(a).version == 4
+    ]
+    if not words:
+        raise ValueError("the drop watcher needs an IPv4 address")
+    wanted = " || ".join(f"$ip->saddr == {w} || $ip->daddr == {w}" for w in words)
+    return PROGRAM.replace("WANTED", wanted)
+
+
+def drops_argv(addresses: list[str], bound: int, node_pid: str | None) -> list[str]:
+    """The node-side command: the script in the node's mount and network namespaces (those
+    of ``node_pid``: 1 in the helper, with hostPID; None: the transport is on the node)."""
+    enter = ["nsenter", "-m", "-n", "-t", node_pid, "--"] if node_pid else []
+    return [*enter, "sh", "-c", drops_script(), SCRIPT_NAME, str(bound), drop_program(addresses)]
+
+
+def reason_names(print_fmt: str) -> dict[int, str]:
+    """Reason number -> name from a tracepoint's ``print fmt`` line."""
+    return {int(number): name for number, name in _SYMBOL.findall(print_fmt)}
+
+
+def parse_drop(line: str, reasons: dict[int, str]) -> dict | None:
+    """One ``D|...`` line of the watcher as a drop record; None for anything else."""
+    parts = line.rstrip("\n").split("|")
+    if len(parts) != len(FIELDS) + 1 or parts[0] != "D":
+        return None
+    values = dict(zip(FIELDS, parts[1:], strict=True))
+    try:
+        record = {
+            "ts": float(values["ts"]),
+            "reason": reasons.get(int(values["reason"]), f"reason {values['reason']}"),
+            "function": values["function"].split("+")[0],
+            "src": values["src"], "dst": values["dst"], "proto": int(values["proto"]),
+            "sport": int(values["sport"]), "dport": int(values["dport"]),
+            "tcp_flags": int(values["tcp_flags"]), "length": int(values["length"]),
+            "netns": f"net:[{values['netns']}]" if values["netns"] != "0" else "",
+            "interface": values["interface"],
+        }  # fmt: skip
+    except ValueError:
+        return None
+    return record
+
+
+@dataclass
+class DropWatchResult:
+    node: str
+    tier: str  # "bpftrace", or "unavailable"
+    message: str = ""  # why it could not watch
+    drops: int = 0
+    path: Path | None = None
+
+    def describe(self) -> str:
+        """What the watcher gave, in one line."""
+        if self.tier == "unavailable":
+            return f"drops on {self.node}: not watched: {self.message}"
+        return (
+            f"drops on {self.node}: {self.drops} of the Pods' packets ({self.tier}) to {self.path}"
+        )
+
+
+@dataclass
+class DropWatch:
+    """One node's drop watcher: ``run()`` blocks until it ends, ``stop()`` ends it."""
+
+    transport: Transport
+    addresses: list[str]
+    output: Path
+    bound: int
+    node_pid: str | None = "1"
+    _process: RemoteProcess | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _stopped: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._process is None:
+                argv = drops_argv(self.addresses, self.bound, self.node_pid)
+                self._process = self.transport.start(argv)
+                if self._stopped:
+                    self._process.stop()
+
+    def wait_ready(self, timeout: float = 30) -> bool:
+        """True once the program is attached (or the node said it cannot watch)."""
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            process = self._process
+        if process is not None:
+            process.stop()
+            timer = threading.Timer(STOP_GRACE, process.kill)
+            timer.daemon = True
+            timer.start()
+
+    def kill(self) -> None:
+        with self._lock:
+            self._stopped = True
+            process = self._process
+        if process is not None:
+            process.kill()
+
+    def run(self) -> DropWatchResult:
+        self.start()
+        result = DropWatchResult(self.transport.node, "bpftrace", path=self.output)
+        reasons: dict[int, str] = {}
+        root = ""
+        with self.output.open("w", encoding="utf-8") as out:
+            for line in _lines(self._process.stdout):
+                if line.startswith("R "):
+                    reasons = reason_names(line)
+                elif line.startswith("N "):
+                    root = line[2:].strip()
+                elif line.startswith("unavailable: "):
+                    result.tier, result.message = "unavailable", line.split(": ", 1)[1].strip()
+                    self._ready.set()
+                elif line.startswith("Attaching"):
+                    out.write(json.dumps(_header(result, root)) + "\n")
+                    out.flush()
+                    self._ready.set()
+                elif (drop := parse_drop(line, reasons)) is not None:
+                    out.write(json.dumps(drop) + "\n")
+                    result.drops += 1
+            if result.tier == "unavailable" or not self._ready.is_set():
+                out.seek(0)
+                out.truncate()
+                result.tier = "unavailable"
+                result.message = result.message or self._why_not()
+                out.write(json.dumps(_header(result, root)) + "\n")
+        self._ready.set()
+        self._process.wait(timeout=STOP_GRACE + 5)
+        return result
+
+    def _why_not(self) -> str:
+        said = self._process.stderr_text().strip().splitlines() if self._process else []
+        return "the watcher ended before it attached" + (f": {said[-1]}" if said else "")
+
+
+def unavailable(watch: DropWatch, message: str) -> DropWatchResult:
+    """The result (and the file's header) of a watcher that could not run at all."""
+    result = DropWatchResult(watch.transport.node, "unavailable", message, path=watch.output)
+    watch.output.write_text(json.dumps(_header(result, "")) + "\n", encoding="utf-8")
+    return result
+
+
+def _lines(stream):
+    """The stream's lines as they come (a transport's stdout gives chunks, not lines)."""
+    from podcap.capture.stream import read_chunks
+
+    next_chunk, pending = read_chunks(stream), b""
+    while chunk := next_chunk():
+        pending += chunk
+        *whole, pending = pending.split(b"\n")
+        for line in whole:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _header(result: DropWatchResult, root: str) -> dict:
+    return {"podcap_drops": FORMAT_VERSION, "node": result.node, "tier": result.tier,
+            "message": result.message, "root_netns": root}  # fmt: skip
+
+
+def read_drops(path: str | Path) -> tuple[dict, list[dict]]:
+    """A ``NODE.drops.jsonl``: its header and its drops."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0]) if lines else {}
+    if header.get("podcap_drops") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a podcap drops file of format {FORMAT_VERSION}")
+    return header, [json.loads(line) for line in lines[1:] if line.strip()]

@@ -1,0 +1,113 @@
+"""The drop watcher (``podcap.capture.drops``) for real: bpftrace on the kernel's
+skb:kfree_skb tracepoint, run through the local transport while packets die in two network
+namespaces this test makes (and deletes): a netfilter DROP, a closed port. The reason names
+come from this kernel's own tracepoint format. A node that cannot watch says why, and nothing
+(no bpftrace, no tracefs mount) is left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from podcap.capture.drops import DropWatch, read_drops, reason_names
+from podcap.reach.local import LocalTransport
+
+A, B = "10.98.0.1", "10.98.0.2"
+
+
+@pytest.fixture
+def pair():
+    """Two namespaces on a veth pair, A and B, and B's namespace id."""
+    if shutil.which("bpftrace") is None:
+        pytest.skip("bpftrace is not installed (scripts/install-system-deps.sh installs it)")
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"podcap-da-{tag}", f"podcap-db-{tag}"
+    subprocess.run(["ip", "netns", "add", a], check=True)
+    subprocess.run(["ip", "netns", "add", b], check=True)
+    try:
+        for args in (["link", "add", f"va{tag}", "type", "veth", "peer", "name", f"vb{tag}"],
+                     ["link", "set", f"va{tag}", "netns", a],
+                     ["link", "set", f"vb{tag}", "netns", b],
+                     ["-n", a, "addr", "add", f"{A}/24", "dev", f"va{tag}"],
+                     ["-n", b, "addr", "add", f"{B}/24", "dev", f"vb{tag}"],
+                     ["-n", a, "link", "set", f"va{tag}", "up"],
+                     ["-n", b, "link", "set", f"vb{tag}", "up"]):  # fmt: skip
+            subprocess.run(["ip", *args], check=True)
+        netns = subprocess.run(["ip", "netns", "exec", b, "readlink", "/proc/self/ns/net"],
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        yield a, b, netns
+    finally:
+        subprocess.run(["ip", "netns", "del", a], check=False)
+        subprocess.run(["ip", "netns", "del", b], check=False)
+
+
+def _watching(path: Path, addresses=(B,)):
+    watch = DropWatch(LocalTransport("here"), list(addresses), path, bound=60, node_pid=None)
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.setdefault("result", watch.run()))
+    thread.start()
+    assert watch.wait_ready(30)
+    return watch, thread, done
+
+
+def _tracefs_mounts() -> int:
+    return Path("/proc/self/mounts").read_text().count(" tracefs ")
+
+
+def test_a_netfilter_drop_and_a_closed_port_are_recorded_with_the_kernels_reasons(pair, tmp_path):
+    a, b, netns = pair
+    mounts = _tracefs_mounts()
+    subprocess.run(["ip", "netns", "exec", b, "iptables", "-I", "INPUT", "-p", "tcp", "--dport",
+                    "8080", "-j", "DROP"], check=True)  # fmt: skip
+    watch, thread, done = _watching(tmp_path / "here.drops.jsonl")
+    try:
+        for port, wait in (("8080", "1"), ("81", "1")):
+            subprocess.run(["ip", "netns", "exec", a, "curl", "-sS", "--max-time", wait,
+                            f"http://{B}:{port}/"], capture_output=True)  # fmt: skip
+    finally:
+        watch.stop()
+        thread.join(30)
+    result = done["result"]
+    assert (result.tier, result.message) == ("bpftrace", "")
+    header, drops = read_drops(tmp_path / "here.drops.jsonl")
+    assert header["tier"] == "bpftrace" and header["root_netns"].startswith("net:[")
+    by_port = {d["dport"]: d for d in drops}
+    filtered, closed = by_port[8080], by_port[81]
+    assert (filtered["reason"], filtered["function"]) == ("NETFILTER_DROP", "nft_do_chain")
+    assert (filtered["src"], filtered["dst"], filtered["proto"]) == (A, B, 6)
+    assert filtered["tcp_flags"] == 0x02 and filtered["netns"] == netns  # the SYN, in B
+    assert closed["reason"] == "NO_SOCKET" and closed["function"].startswith("tcp_v")
+    assert result.drops == len(drops) and all(d["sport"] > 0 for d in drops)
+    # Nothing left: no bpftrace, the tracefs mount (made if there was none) undone.
+    assert _tracefs_mounts() == mounts
+    alive = subprocess.run(["pgrep", "-f", "podcap-drops"], capture_output=True, text=True)
+    assert alive.stdout == ""
+
+
+def test_the_reason_names_come_from_the_kernels_table():
+    fmt = 'print fmt: "reason: %s", __print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, { 12, "NETFILTER_DROP" })'
+    assert reason_names(fmt) == {2: "NOT_SPECIFIED", 12: "NETFILTER_DROP"}
+
+
+def test_a_node_without_bpftrace_says_so_and_nothing_fails(pair, tmp_path, monkeypatch):
+    # A PATH with the script's tools but no bpftrace.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("sh", "grep", "readlink", "uname", "mount", "umount", "timeout", "sleep"):
+        os.symlink(shutil.which(tool), tools / tool)
+    monkeypatch.setenv("PATH", str(tools))
+    watch, thread, done = _watching(tmp_path / "none.drops.jsonl")
+    watch.stop()
+    thread.join(30)
+    result = done["result"]
+    assert result.tier == "unavailable"
+    assert result.message.startswith("no bpftrace on the node")
+    header, drops = read_drops(tmp_path / "none.drops.jsonl")
+    assert header["tier"] == "unavailable" and drops == []
+    assert "not watched: no bpftrace" in result.describe()
