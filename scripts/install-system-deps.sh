@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools podcap's tests drive for real: tcpdump, tshark, iproute2,
-# iptables, nftables, OpenSSH server and client, sudo (--ssh-sudo), curl, ping, Chromium
-# (HTML report screenshots); and gcc with the Python headers, which build podcap's C flow
-# pass (podcap/flows/*.c).
+# iptables, nftables, OpenSSH server and client, sudo (--ssh-sudo), curl, ping, bpftrace
+# (--drops), Chromium (HTML report screenshots); and gcc with the Python headers, which build
+# podcap's C flow pass (podcap/flows/*.c).
 # Non-interactive; installs only what is missing, so a second run costs nothing.
 set -euo pipefail
 
@@ -18,6 +18,7 @@ have sudo || need+=(sudo)
 have curl || need+=(curl)
 have ping || need+=(iputils-ping)
 have nft || need+=(nftables)
+have bpftrace || need+=(bpftrace)
 have nsenter || need+=(util-linux)
 have chromium || need+=(chromium)
 have gcc || need+=(gcc)
