@@ -294,7 +294,7 @@ def test_capture_with_drops_records_a_drop_inside_the_pod(kube_lab, tmp_path):
     """--drops: the kernel's drops of the Pod's packets on its node, with the namespace they
     died in; here an INPUT DROP in the Pod's own netns (the SYN retransmissions come after the
     watcher attached)."""
-    from podcap.capture.drops import read_drops  # noqa: PLC0415
+    from podcap.dropsfile import read_drops  # noqa: PLC0415
 
     _, _, lab = kube_lab
     target, client = lab.pods[0], lab.pods[1]

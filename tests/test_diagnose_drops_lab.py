@@ -5,11 +5,13 @@ watches nothing; ``--capabilities --dry-run`` shows the capabilities the watcher
 
 from __future__ import annotations
 
+import io
 import subprocess
 
+import pandas as pd
 import pytest
 
-from podcap.capture.drops import read_drops
+from podcap.dropsfile import read_drops
 from testbed.helpers import podcap
 from tests.diagnose_helpers import diagnose
 
@@ -36,6 +38,15 @@ def test_a_forward_drop_is_recorded_with_its_reason_on_the_node(kube_lab, node_p
         ("NETFILTER_DROP", "nft_do_chain", server.ip, 80)
     }
     assert all(d["tcp_flags"] == 0x02 for d in probe)  # the SYN and its retransmissions
+    # The verdict carries the kernel's word, and so does the offline analysis of the bundle.
+    said = "The kernel says: NETFILTER_DROP in nft_do_chain (node-b root netns)"
+    assert said in run.stdout
+    offline = podcap("analyze", *sorted(out.glob("*.pcap")), "-r", "drops", "-F", "csv")
+    assert offline.returncode == 0, offline.stderr
+    table = pd.read_csv(io.StringIO(offline.stdout))
+    mine = table[table["sport"] == port]
+    assert set(mine["where"]) == {"node-b root netns"} and set(mine["node"]) == {"node-b"}
+    assert len(mine) == len(probe)  # each drop once, though both lab watchers saw it
     alive = subprocess.run(["pgrep", "-f", "podcap-drops"], capture_output=True, text=True)
     assert alive.stdout == ""  # no watcher outlives the diagnosis
 

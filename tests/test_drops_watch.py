@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from podcap.capture.drops import DropWatch, read_drops, reason_names
+from podcap.capture.drops import DropWatch, reason_names
+from podcap.dropsfile import read_drops
 from podcap.reach.local import LocalTransport
 
 A, B = "10.98.0.1", "10.98.0.2"

@@ -100,6 +100,14 @@ class Analysis:
         return line_up(self.files, self.all_packets, self.all_flows, connections, self.sidecars)
 
     @cached_property
+    def kernel_drops(self) -> pd.DataFrame:
+        """The drops the nodes' watchers recorded (``--drops``), from the files the sidecars
+        name, each placed (``podcap.path.kernel_drops``), cached."""
+        from podcap.path.kernel_drops import drop_table
+
+        return drop_table(self.sidecars)
+
+    @cached_property
     def snat(self) -> pd.DataFrame:
         """SNAT verdicts of the selected connections (``snat.report``), cached: ``dnat`` reuses them."""
         from podcap.snat.report import snat_report

@@ -9,9 +9,8 @@ network namespace and the interface. Reason numbers differ between kernels, so t
 come from that node's own tracepoint format (its ``__print_symbolic`` table), never from ours.
 
 A node that cannot watch (no tracefs, a kernel without drop reasons, no bpftrace) says why in
-one line and the capture goes on. The result is ``NODE.drops.jsonl`` beside the captures: a
-header line (``podcap_drops``: the format's version, the node, how it watched, its root
-network namespace) and one line per drop; each capture's sidecar names the file.
+one line and the capture goes on. The result is ``NODE.drops.jsonl`` beside the captures
+(``podcap.dropsfile``); each capture's sidecar names it.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from podcap.dropsfile import header
 from podcap.reach.base import RemoteProcess, Transport
 
-FORMAT_VERSION = 1
 SCRIPT_NAME = "podcap-drops"
 STOP_GRACE = 10.0
 FIELDS = ("ts", "reason", "function", "src", "dst", "proto", "sport", "dport", "tcp_flags",
@@ -223,14 +222,4 @@ def _lines(stream):
 
 
 def _header(result: DropWatchResult, root: str) -> dict:
-    return {"podcap_drops": FORMAT_VERSION, "node": result.node, "tier": result.tier,
-            "message": result.message, "root_netns": root}  # fmt: skip
-
-
-def read_drops(path: str | Path) -> tuple[dict, list[dict]]:
-    """A ``NODE.drops.jsonl``: its header and its drops."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    header = json.loads(lines[0]) if lines else {}
-    if header.get("podcap_drops") != FORMAT_VERSION:
-        raise ValueError(f"{path}: not a podcap drops file of format {FORMAT_VERSION}")
-    return header, [json.loads(line) for line in lines[1:] if line.strip()]
+    return header(result.node, result.tier, result.message, root)

@@ -17,7 +17,7 @@ from podcap.reports.missing import with_na
 
 PATH_COLUMNS = [
     "connection", "protocol", "client_ip", "client_port", "server_ip", "server_port", "outcome",
-    "last_seen", "lost_between", "reply_last_seen", "reply_lost_between", "seen_at",
+    "last_seen", "lost_between", "dropped_by", "reply_last_seen", "reply_lost_between", "seen_at",
     "rewrites", "delays", "explanation", "fix", "evidence",
 ]  # fmt: skip
 HOPS_COLUMNS = [
@@ -29,12 +29,18 @@ HOPS_COLUMNS = [
 def path_report(analysis) -> pd.DataFrame:
     from podcap.path.clocks import describe, hop_timings
     from podcap.path.explain import explain, node_facts
+    from podcap.path.kernel_drops import dropped_by
 
     lined_up = analysis.journeys
     facts = node_facts(analysis.sidecars)
+    drops = analysis.kernel_drops
     rows = []
     for number, journey in _chosen(analysis, lined_up.journeys):
         first, verdict = journey.first, explain(journey, facts)
+        kernel = dropped_by(journey, drops)
+        explanation = (
+            f"{verdict.explanation} The kernel says: {kernel}." if kernel else verdict.explanation
+        )
         reply = journey.reply_last_seen
         rows.append({
             "connection": number, "protocol": journey.protocol,
@@ -43,19 +49,20 @@ def path_report(analysis) -> pd.DataFrame:
             "outcome": journey.outcome,
             "last_seen": str(journey.last_seen.point),
             "lost_between": _hop(journey.lost_between),
+            "dropped_by": kernel,
             "reply_last_seen": str(reply.point) if reply else "",
             "reply_lost_between": _hop(journey.reply_lost_between),
             "seen_at": " > ".join(str(s.point) for s in journey.sightings),
             "rewrites": "; ".join(journey.rewrites()),
             "delays": describe(hop_timings(journey)),
-            "explanation": verdict.explanation, "fix": verdict.fix,
+            "explanation": explanation, "fix": verdict.fix,
             "evidence": ", ".join(journey.evidence),
         })  # fmt: skip
     table = pd.DataFrame(rows, columns=PATH_COLUMNS)
     for port in ("client_port", "server_port"):  # a ping has none
         table[port] = table[port].astype("Int64")
-    table = with_na(table, texts=("lost_between", "reply_last_seen", "reply_lost_between",
-                                  "rewrites", "delays", "fix", "evidence"))  # fmt: skip
+    table = with_na(table, texts=("lost_between", "dropped_by", "reply_last_seen",
+                                  "reply_lost_between", "rewrites", "delays", "fix", "evidence"))  # fmt: skip
     table.attrs["note"] = lined_up.note
     return table
 
@@ -119,3 +126,10 @@ def _port(end: str) -> int | None:
 
 def _hop(pair) -> str:
     return f"{pair[0]} -> {pair[1]}" if pair else ""
+
+
+def drops_report(analysis) -> pd.DataFrame:
+    """The kernel's drops the nodes' watchers recorded (``--drops``), placed."""
+    table = analysis.kernel_drops.copy()
+    table["ts"] = pd.to_datetime(table["ts"], unit="s", utc=True)
+    return table

@@ -251,6 +251,15 @@ REPORTS: dict[str, Report] = {
             more_columns=("client_ttl", "since_previous_ms", "state", "ts", "hop"),
         ),
         Report(
+            "drops",
+            "the kernel's drops of the captured Pods' packets on their nodes (capture --drops, "
+            "diagnose): reason, function, the namespace it happened in",
+            "podcap.reports.path:drops_report",
+            http_fields=False,
+            key_columns=("ts", "reason", "function", "where", "src", "dst", "dport"),
+            more_columns=("sport", "proto", "tcp_flags", "length", "interface", "node"),
+        ),
+        Report(
             "dnat",
             "connections whose destination was rewritten (Service ClusterIP/NodePort)",
             "podcap.reports.snat:dnat",

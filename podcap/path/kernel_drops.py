@@ -1,0 +1,121 @@
+"""The kernel's drops the nodes' watchers recorded (``podcap.dropsfile``), named and tied to
+the connections of the path report.
+
+Each drop happened in a network namespace; the captures' sidecars say whose each one is (a Pod
+capture's ``point.netns``; a node's view, and a drops file's header, the node's root), so a
+drop is placed "in pod default/web-b0" or "in node-b's root netns". A connection whose packets
+stopped between two points gets the drops of its packets (its addresses and ports as the last
+point that saw them had them, NAT leaves them so until the next hop): the reason and the
+function that dropped them, where, and how many.
+
+In the lab every "node" shares one kernel, so each watcher sees every node's drops; the same
+drop recorded twice is kept once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+from podcap.dropsfile import drops_files, read_drops
+from podcap.path.journey import PARTIAL, REPLY_LOST, UNANSWERED, Journey, Sighting
+from podcap.path.points import point_name
+
+COLUMNS = ["ts", "reason", "function", "where", "node", "interface", "proto", "src", "sport",
+           "dst", "dport", "tcp_flags", "length", "netns"]  # fmt: skip
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
+BEFORE_S, AFTER_S = 1.0, 120.0  # a drop of a connection's packet: from its first packet on
+
+
+def drop_table(sidecars: dict[str, dict]) -> pd.DataFrame:
+    """Every recorded drop of the captures' nodes, once, with where it happened in words."""
+    names = _netns_names(sidecars)
+    rows, roots = [], {}
+    for path in drops_files(sidecars):
+        head, drops = read_drops(path)
+        if head.get("root_netns"):
+            names.setdefault(head["root_netns"], f"{head['node']} root netns")
+            roots[head["root_netns"]] = head.get("node", "")
+        rows += [{**drop, "node": head.get("node", "")} for drop in drops]
+    table = _once(pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "where"]), roots)
+    table.insert(3, "where", [_where(n, names) for n in table["netns"]])
+    return table.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+SAME_DROP_S = 0.005  # two watchers' clocks for one drop differ by microseconds
+
+
+def _once(table: pd.DataFrame, roots: dict[str, str]) -> pd.DataFrame:
+    """Each drop once: two watchers sharing a kernel (the lab's nodes) both record it, a few
+    microseconds apart by their clocks; the record kept is that of the node whose root netns
+    it happened in, when one is."""
+    key = ["reason", "function", "src", "sport", "dst", "dport", "netns", "tcp_flags", "length"]
+    table = table.sort_values([*key, "ts"], kind="stable")
+    same = table[key].eq(table[key].shift()).all(axis=1)
+    close = table["ts"].diff().abs() < SAME_DROP_S
+    one_drop = (~(same & close)).cumsum()
+    elsewhere = [
+        roots.get(netns) != node for netns, node in zip(table["netns"], table["node"], strict=True)
+    ]
+    ranked = table.assign(_drop=one_drop, _elsewhere=elsewhere)
+    ranked = ranked.sort_values(["_drop", "_elsewhere"], kind="stable")
+    return ranked.groupby("_drop", sort=False).head(1).drop(columns=["_drop", "_elsewhere"])
+
+
+def _netns_names(sidecars: dict[str, dict]) -> dict[str, str]:
+    names = {}
+    for file, sidecar in sidecars.items():
+        point = (sidecar or {}).get("point") or {}
+        if point.get("netns"):
+            name = point_name(file, sidecar)
+            names[point["netns"]] = (
+                f"{point['node']} root netns" if point.get("kind") == "node" else name
+            )
+    return names
+
+
+def _where(netns: str, names: dict[str, str]) -> str:
+    if not netns:
+        return "(no device)"
+    return names.get(netns, f"netns {netns}")
+
+
+def dropped_by(journey: Journey, drops: pd.DataFrame) -> str:
+    """The kernel's drops of the packets ``journey`` lost on the way, in words ("" when none
+    was recorded, or nothing was lost)."""
+    if drops.empty or journey.outcome not in (UNANSWERED, REPLY_LOST, PARTIAL):
+        return ""
+    found = []
+    for sighting, toward_server in _lost_at(journey):
+        found += _drops_of(sighting, toward_server, drops)
+    counts = Counter((d["reason"], d["function"], d["where"]) for d in found)
+    return "; ".join(
+        f"{reason} in {function} ({where}){f', {n} packets' if n > 1 else ''}"
+        for (reason, function, where), n in counts.most_common()
+    )
+
+
+def _lost_at(journey: Journey) -> list[tuple[Sighting, bool]]:
+    """Where the lost packets were last seen, and which way they went."""
+    if journey.outcome == UNANSWERED:
+        return [(journey.last_seen, True)]
+    if journey.outcome == REPLY_LOST and journey.reply_last_seen is not None:
+        return [(journey.reply_last_seen, False)]
+    loss = journey.segments_lost()
+    at = [s for s in journey.sightings if loss is not None and s.point == loss.sent_at]
+    return [(s, True) for s in at] + [(s, False) for s in at]
+
+
+def _drops_of(sighting: Sighting, toward_server: bool, drops: pd.DataFrame) -> list[dict]:
+    _, client_ip, client_port, server_ip, server_port = sighting.ends
+    src, sport, dst, dport = (client_ip, client_port, server_ip, server_port)
+    if not toward_server:
+        src, sport, dst, dport = dst, dport, src, sport
+    chosen = (drops["src"] == src) & (drops["dst"] == dst)
+    chosen &= drops["proto"] == PROTOCOLS.get(sighting.protocol, -1)
+    if sighting.protocol != "icmp":
+        chosen &= (drops["sport"] == sport) & (drops["dport"] == dport)
+    start = sighting.first_ts - BEFORE_S
+    chosen &= drops["ts"].between(start, start + AFTER_S)
+    return drops[chosen].to_dict("records")
