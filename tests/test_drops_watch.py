@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -112,3 +113,49 @@ def test_a_node_without_bpftrace_says_so_and_nothing_fails(pair, tmp_path, monke
     header, drops = read_drops(tmp_path / "none.drops.jsonl")
     assert header["tier"] == "unavailable" and drops == []
     assert "not watched: no bpftrace" in result.describe()
+
+
+def _netns_of(name: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", name, "readlink", "/proc/self/ns/net"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def test_the_guides_other_causes_have_their_own_reasons(pair, tmp_path):
+    """Strict reverse-path filtering, no route, a next hop that never answers ARP, a REJECT
+    rule and a closed UDP port: each drop says its own reason, in the namespace it died in."""
+    a, b, netns_b = pair
+    run_a, run_b = ["ip", "netns", "exec", a], ["ip", "netns", "exec", b]
+    dev_a = subprocess.run([*run_a, "ip", "-o", "link", "show", "type", "veth"], capture_output=True,
+                           text=True, check=True).stdout.split(":")[1].strip().split("@")[0]  # fmt: skip
+    subprocess.run([*run_a, "ip", "addr", "add", "10.51.0.1/24", "dev", dev_a], check=True)
+    subprocess.run([*run_a, "ip", "route", "add", "10.77.0.0/24", "via", B], check=True)
+    subprocess.run([*run_b, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1",
+                    "net.ipv4.conf.default.rp_filter=1", "net.ipv4.ip_forward=1"], check=True)  # fmt: skip
+    for dev in subprocess.run([*run_b, "ls", "/proc/sys/net/ipv4/conf"], capture_output=True,
+                              text=True, check=True).stdout.split():  # fmt: skip
+        subprocess.run([*run_b, "sysctl", "-qw", f"net.ipv4.conf.{dev}.rp_filter=1"], check=False)
+    subprocess.run([*run_b, "iptables", "-I", "INPUT", "-p", "tcp", "--dport", "8443", "-j",
+                    "REJECT", "--reject-with", "tcp-reset"], check=True)  # fmt: skip
+    watched = ("10.51.0.1", "10.77.0.5", "10.98.0.9", B)
+    watch, thread, done = _watching(tmp_path / "causes.drops.jsonl", watched)
+    try:
+        curl = [*run_a, "curl", "-sS", "--max-time"]
+        subprocess.run(
+            [*curl, "1", "--interface", "10.51.0.1", f"http://{B}/"], capture_output=True
+        )
+        subprocess.run([*curl, "1", "http://10.77.0.5/"], capture_output=True)
+        subprocess.run([*curl, "5", "http://10.98.0.9/"], capture_output=True)  # ARP: 3 x 1 s
+        subprocess.run([*curl, "1", f"http://{B}:8443/"], capture_output=True)
+        send = f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('{B}', 5999))"
+        subprocess.run([*run_a, sys.executable, "-c", send], check=True)
+    finally:
+        watch.stop()
+        thread.join(30)
+    _, drops = read_drops(tmp_path / "causes.drops.jsonl")
+    seen = {(d["reason"], d["src"], d["dst"], d["dport"], d["netns"]) for d in drops}
+    netns_a = _netns_of(a)
+    assert ("IP_RPFILTER", "10.51.0.1", B, 80, netns_b) in seen
+    assert ("IP_INNOROUTES", A, "10.77.0.5", 80, netns_b) in seen
+    assert ("NEIGH_FAILED", A, "10.98.0.9", 80, netns_a) in seen
+    assert ("NETFILTER_DROP", A, B, 8443, netns_b) in seen  # REJECT answers, then drops it
+    assert ("NO_SOCKET", A, B, 5999, netns_b) in seen

@@ -25,6 +25,28 @@ from podcap.path.points import point_name
 COLUMNS = ["ts", "reason", "function", "where", "node", "interface", "proto", "src", "sport",
            "dst", "dport", "tcp_flags", "length", "netns"]  # fmt: skip
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
+# What the reasons a dropped connection meets most mean, and what the guide would change.
+NO_ROUTE = (
+    "there was no route to its destination",
+    "Add the route, or the Pod CIDR's: ip route get DST on that node says which is missing.",
+)
+REASONS = {
+    # The verdict names the rule itself (from the node's saved rules).
+    "NETFILTER_DROP": ("a netfilter rule (iptables/nftables) dropped it", ""),
+    "IP_RPFILTER": ("reverse-path filtering dropped it: the way back to its source is not "
+                    "through the interface it came in on",
+                    "Make the route back symmetric, or set net.ipv4.conf.all.rp_filter=2 (loose) "
+                    "and the interface's on that node."),
+    "IP_NOROUTE": NO_ROUTE, "IP_INNOROUTES": NO_ROUTE, "IP_OUTNOROUTES": NO_ROUTE,
+    "NEIGH_FAILED": ("its next hop never answered ARP (neighbour discovery): down, or not on "
+                     "that link",
+                     "Check the next hop is up and on the node's subnet: ip neigh, ip route get DST."),
+    "NO_SOCKET": ("nothing listened on its port", "Start the service, or send to the port it listens on."),
+    "OTHERHOST": ("it was addressed to another host's MAC address", "Check ARP and the bridge's forwarding."),
+    "PKT_TOO_BIG": ("it was larger than the next hop's MTU", "Give every hop the same MTU, or clamp the MSS."),
+    "QDISC_DROP": ("a queue discipline dropped it (a full queue, shaping)", "Check tc qdisc on that interface."),
+    "SOCKET_RCVBUFF": ("the receiving socket's buffer was full", "The receiver reads too slowly."),
+}  # fmt: skip
 BEFORE_S, AFTER_S = 1.0, 120.0  # a drop of a connection's packet: from its first packet on
 
 
@@ -92,8 +114,16 @@ def dropped_by(journey: Journey, drops: pd.DataFrame) -> str:
     counts = Counter((d["reason"], d["function"], d["where"]) for d in found)
     return "; ".join(
         f"{reason} in {function} ({where}){f', {n} packets' if n > 1 else ''}"
+        + (f": {REASONS[reason][0]}" if reason in REASONS else "")
         for (reason, function, where), n in counts.most_common()
     )
+
+
+def kernel_fix(said: str) -> str:
+    """What to change, for the reasons ``dropped_by`` names ("" for none known)."""
+    fixes = [fix for reason, (_, fix) in REASONS.items() if fix and (
+        said.startswith(f"{reason} in ") or f"; {reason} in " in said)]  # fmt: skip
+    return " ".join(dict.fromkeys(fixes))
 
 
 def _lost_at(journey: Journey) -> list[tuple[Sighting, bool]]:

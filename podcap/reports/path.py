@@ -29,7 +29,7 @@ HOPS_COLUMNS = [
 def path_report(analysis) -> pd.DataFrame:
     from podcap.path.clocks import describe, hop_timings
     from podcap.path.explain import explain, node_facts
-    from podcap.path.kernel_drops import dropped_by
+    from podcap.path.kernel_drops import dropped_by, kernel_fix
 
     lined_up = analysis.journeys
     facts = node_facts(analysis.sidecars)
@@ -41,6 +41,7 @@ def path_report(analysis) -> pd.DataFrame:
         explanation = (
             f"{verdict.explanation} The kernel says: {kernel}." if kernel else verdict.explanation
         )
+        fix = " ".join(f for f in (verdict.fix, kernel_fix(kernel)) if f)
         reply = journey.reply_last_seen
         rows.append({
             "connection": number, "protocol": journey.protocol,
@@ -55,7 +56,7 @@ def path_report(analysis) -> pd.DataFrame:
             "seen_at": " > ".join(str(s.point) for s in journey.sightings),
             "rewrites": "; ".join(journey.rewrites()),
             "delays": describe(hop_timings(journey)),
-            "explanation": explanation, "fix": verdict.fix,
+            "explanation": explanation, "fix": fix,
             "evidence": ", ".join(journey.evidence),
         })  # fmt: skip
     table = pd.DataFrame(rows, columns=PATH_COLUMNS)
