@@ -68,3 +68,23 @@ def test_the_capabilities_helper_asks_for_bpf_only_with_drops(kube_lab):
     assert with_drops.returncode == 0 and without.returncode == 0, with_drops.stderr
     assert "- BPF" in with_drops.stdout and "- PERFMON" in with_drops.stdout
     assert "- BPF" not in without.stdout
+
+
+def test_a_reject_is_refused_not_silently_dropped(kube_lab, node_pids, tmp_path):
+    """A REJECT on node-b answers the SYN with ICMP port unreachable from node-b's address
+    (the Pods' captures keep ICMP errors) and drops the SYN: refused, the rule and the
+    kernel's drop named."""
+    _, _, lab = kube_lab
+    server, node_b = lab.pods[1], lab.nodes[1]
+    rule = ["FORWARD", "-d", server.ip, "-p", "tcp", "--dport", "80", "-j", "REJECT"]
+    lab.run(node_b, ["iptables", "-I", *rule], check=True)
+    try:
+        run = diagnose(kube_lab, node_pids, tmp_path / "rej", f"{server.name}:80")
+    finally:
+        lab.run(node_b, ["iptables", "-D", *rule], check=True)
+    assert run.returncode == 1, run.stderr
+    assert "NOT REACHABLE (refused)" in run.stdout
+    assert f"rejected: an ICMP unreachable from node-b ({node_b.ip}) came back" in run.stdout
+    assert "Refused, not silently dropped" in run.stdout
+    assert "-j REJECT --reject-with icmp-port-unreachable" in run.stdout
+    assert "The kernel says: NETFILTER_DROP in nft_do_chain (node-b root netns)" in run.stdout

@@ -208,7 +208,8 @@ def _options(request: DiagnoseRequest, source, peers: list[str], probe, **view) 
         node_pid=request.node_pid,
         node_rules=True,  # the nodes' iptables-save into the sidecars: the verdict names rules
         drops=request.drops,
-        bpf_filter=f"host {source.pod_ips[0]} and ({hosts})",
+        # ICMP errors come back from hosts on the way (a REJECT rule, a router): keep them.
+        bpf_filter=f"host {source.pod_ips[0]} and ({hosts} or icmp or icmp6)",
         duration=(request.timeout if probe else request.duration) + SAFETY_SECONDS,
         **view,
     )

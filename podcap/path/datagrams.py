@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from podcap.decode.schema import ICMP, ICMPV6, UDP
+from podcap.decode.schema import ICMP, ICMPV6, TCP, UDP
 from podcap.decode.strings import as_text
 
 ECHO_REQUEST = {ICMP: 8, ICMPV6: 128}
@@ -54,7 +54,7 @@ class Exchange:
     client_ttl: int
     client_keys: frozenset[tuple[int, int]] = frozenset()  # (payload hash, length)
     server_keys: frozenset[tuple[int, int]] = frozenset()
-    refused: bool = False  # an ICMP unreachable quoting it went by here
+    refused_by: str = ""  # who sent the ICMP unreachable quoting it, where one went by here
     answer_ts: float = float("nan")  # when the first answer went by here
 
     @property
@@ -88,7 +88,7 @@ def datagram_exchanges(packets: pd.DataFrame) -> list[MatchedExchange]:
         return []
     table = table.assign(file=table["file"].astype(str), src=as_text(table["src"]),
                          dst=as_text(table["dst"]), key=_payload_hashes(table))  # fmt: skip
-    refusals = _quoted_refusals(table)
+    refusals = icmp_refusals(packets)
     exchanges = _udp_exchanges(table, refusals) + _pings(table, refusals)
     return _match(exchanges)
 
@@ -98,7 +98,7 @@ def _payload_hashes(table: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_array(heads).astype(np.int64)
 
 
-def _udp_exchanges(table: pd.DataFrame, refusals: set[tuple]) -> list[Exchange]:
+def _udp_exchanges(table: pd.DataFrame, refusals: dict[tuple, str]) -> list[Exchange]:
     udp = table[table["ip_proto"] == UDP]
     found = []
     for (file, flow_id), rows in udp.groupby(["file", "flow_id"], sort=False):
@@ -110,12 +110,12 @@ def _udp_exchanges(table: pd.DataFrame, refusals: set[tuple]) -> list[Exchange]:
             file, "udp", int(flow_id), *client, *server,
             float(first["ts"]), int(first["ttl"]),
             _keys(rows[from_client]), _keys(rows[~from_client]),
-            (file, "udp", *client, *server) in refusals, _first_ts(rows[~from_client]),
+            refusals.get((file, "udp", *client, *server), ""), _first_ts(rows[~from_client]),
         ))  # fmt: skip
     return found
 
 
-def _pings(table: pd.DataFrame, refusals: set[tuple]) -> list[Exchange]:
+def _pings(table: pd.DataFrame, refusals: dict[tuple, str]) -> list[Exchange]:
     icmp = table[table["ip_proto"].isin([ICMP, ICMPV6])]
     requests = icmp[icmp["icmp_type"] == icmp["ip_proto"].map(ECHO_REQUEST)]
     replies = icmp[icmp["icmp_type"] == icmp["ip_proto"].map(ECHO_REPLY)]
@@ -128,7 +128,7 @@ def _pings(table: pd.DataFrame, refusals: set[tuple]) -> list[Exchange]:
         found.append(Exchange(
             file, "icmp", int(first["flow_id"]), client, int(ident), server, -1,
             float(first["ts"]), int(first["ttl"]), _keys(rows), _keys(answered),
-            (file, "icmp", client, int(ident), server, -1) in refusals, _first_ts(answered),
+            refusals.get((file, "icmp", client, int(ident), server, -1), ""), _first_ts(answered),
         ))  # fmt: skip
     return found
 
@@ -142,22 +142,25 @@ def _keys(rows: pd.DataFrame) -> frozenset[tuple[int, int]]:
     return frozenset(zip(rows["key"].tolist(), rows["payload_len"].tolist(), strict=True))
 
 
-def _quoted_refusals(table: pd.DataFrame) -> set[tuple]:
-    """(file, protocol, client ip, port, server ip, port) of each datagram an ICMP
-    unreachable quotes."""
-    errors = table[table["icmp_type"] == table["ip_proto"].map(UNREACHABLE)]
-    found = set()
-    for file, head in zip(errors["file"].tolist(), errors["payload_head"].tolist(), strict=True):
+def icmp_refusals(packets: pd.DataFrame) -> dict[tuple, str]:
+    """(file, protocol, src, sport, dst, dport) of each packet an ICMP unreachable quotes
+    (a datagram, a ping, a TCP segment a REJECT rule answered) -> who sent the ICMP error."""
+    if "payload_head" not in packets:
+        return {}
+    errors = packets[packets["icmp_type"] == packets["ip_proto"].map(UNREACHABLE)]
+    columns = (errors["file"].astype(str), as_text(errors["src"]), errors["payload_head"])
+    found: dict[tuple, str] = {}
+    for file, sender, head in zip(*(c.tolist() for c in columns), strict=True):
         quoted = quoted_header(bytes(head))
         if quoted is not None:
-            found.add((file, *quoted))
+            found.setdefault((file, *quoted), sender)
     return found
 
 
 def quoted_header(head: bytes) -> tuple | None:
     """(protocol, src, sport, dst, dport) of the IP header an ICMP error quotes (its payload's
-    first bytes); for a ping the echo identifier and -1; None when it quotes neither UDP nor
-    an echo request."""
+    first bytes); for a ping the echo identifier and -1; None when it quotes neither TCP, UDP
+    nor an echo request."""
     head = head.ljust(64, b"\0")  # the preview drops trailing NUL bytes
     version = head[0] >> 4
     if version == 4:
@@ -167,12 +170,12 @@ def quoted_header(head: bytes) -> tuple | None:
     else:
         return None
     src_ip, dst_ip = str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst))
-    if proto == UDP:
+    if proto in (UDP, TCP):
         sport, dport = (
             int.from_bytes(head[start : start + 2]),
             int.from_bytes(head[start + 2 : start + 4]),
         )
-        return ("udp", src_ip, sport, dst_ip, dport)
+        return ("udp" if proto == UDP else "tcp", src_ip, sport, dst_ip, dport)
     if proto in (ICMP, ICMPV6) and head[start] in (8, 128):
         return ("icmp", src_ip, int.from_bytes(head[start + 4 : start + 6]), dst_ip, -1)
     return None

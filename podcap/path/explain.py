@@ -62,7 +62,7 @@ def explain(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
     if outcome == DELIVERED:
         verdict = Verdict("Delivered and answered.", "")
     elif outcome == REFUSED:
-        verdict = _refused(journey)
+        verdict = _refused(journey, facts)
     elif outcome == REPLY_LOST:
         verdict = _reply_lost(journey)
     elif outcome == RESET:
@@ -198,10 +198,12 @@ def _between_nodes_fix(a: Point, b: Point, facts: dict[str, NodeFacts]) -> str:
     )
 
 
-def _refused(journey: Journey) -> Verdict:
+def _refused(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
+    first = journey.first
+    if first.refused_by and first.refused_by not in (first.server_ip, journey.last_seen.server_ip):
+        return _rejected(journey, facts)
     if journey.protocol != "tcp":
         return _datagram_refused(journey)
-    first = journey.first
     port = first.server_port
     answered_at = journey.reply_last_seen
     furthest = journey.sightings[-1]
@@ -226,10 +228,35 @@ def _refused(journey: Journey) -> Verdict:
     )
 
 
+def _rejected(journey: Journey, facts: dict[str, NodeFacts]) -> Verdict:
+    """An ICMP unreachable from a host on the way, not the server: a REJECT rule there."""
+    from podcap.path.filters import dropping_rules
+
+    first, seen = journey.first, journey.last_seen
+    sender = first.refused_by
+    where = [s.point for s in journey.sightings if s.refused_by][-1]  # nearest the sender
+    node = next((name for name, known in facts.items() if known.address == sender), None)
+    who = f"{node} ({sender})" if node else sender
+    text = (f"The {_opening(journey)} to {first.server} was rejected: an ICMP unreachable from "
+            f"{who} came back (seen from {where} on): a REJECT rule there answers for the "
+            "server. Refused, not silently dropped.")  # fmt: skip
+    known = facts.get(node or "")
+    rules = []
+    if known and (known.rules or known.nft):
+        rules = dropping_rules(known.rules, seen.client_ip, seen.server_ip, seen.server_port,
+                               journey.protocol, known.nft)  # fmt: skip
+        rules = [r for r in rules if "REJECT" in r or "reject" in r] or rules
+    if rules:
+        return Verdict(f"{text} Its rule: {'; '.join(rules[:3])}.",
+                       f"On {node}: remove or narrow that rule, or the NetworkPolicy that made it.")  # fmt: skip
+    place = f"On {node}" if node else f"On the host {sender}"
+    return Verdict(text, f"{place}: iptables-save | grep REJECT; nft list ruleset | grep reject.")
+
+
 def _datagram_refused(journey: Journey) -> Verdict:
     """An ICMP "destination unreachable" came back for a datagram or a ping."""
     first, furthest = journey.first, journey.sightings[-1]
-    where = next((s.point for s in journey.sightings if s.refused), first.point)
+    where = next((s.point for s in journey.sightings if s.refused_by), first.point)
     if journey.protocol == "icmp":
         return Verdict(
             f"The ping to {first.server} was answered with ICMP destination unreachable, seen "
@@ -237,7 +264,7 @@ def _datagram_refused(journey: Journey) -> Verdict:
             "On the nodes: iptables-save | grep REJECT; ip route get " + first.server_ip + ".",
         )
     port = first.server_port
-    if furthest.point.kind == "pod" and furthest.refused:
+    if furthest.point.kind == "pod" and furthest.refused_by:
         return Verdict(
             f"{first.server} answered the UDP datagram with ICMP port unreachable at "
             f"{furthest.point}: nothing listens on UDP port {port} there.",

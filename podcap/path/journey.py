@@ -37,7 +37,9 @@ class Sighting:
     client_segments: frozenset = frozenset()
     server_segments: frozenset = frozenset()
     protocol: str = "tcp"  # "tcp", "udp" or "icmp" (a ping)
-    refused: bool = False  # a datagram's: an ICMP unreachable quoting it went by here
+    # Who sent an ICMP unreachable quoting it that went by here (the server's kernel for a
+    # closed UDP port, a REJECT rule's host); "" when none did.
+    refused_by: str = ""
     echo_id: int = -1  # a ping's identifier here (``client`` is then a bare address)
     answer_ts: float = float("nan")  # when the server's first packet went by here
 
@@ -51,8 +53,8 @@ class Sighting:
         """The server's SYN-ACK, or a reset answering the SYN, went by; for a datagram, an
         answer or an ICMP error."""
         if self.protocol != "tcp":
-            return "d" in self.history or self.refused
-        return "h" in self.history or "r" in self.history
+            return "d" in self.history or bool(self.refused_by)
+        return "h" in self.history or "r" in self.history or bool(self.refused_by)
 
     @property
     def client_ip(self) -> str:
@@ -103,7 +105,7 @@ class Journey:
         if self.protocol != "tcp":
             return self._datagram_outcome()
         if "h" not in history:
-            if "r" in history:
+            if "r" in history or self.first.refused_by:  # a reset, or an ICMP error (REJECT)
                 return REFUSED
             return REPLY_LOST if any(s.saw_answer for s in self.sightings) else UNANSWERED
         if ("T" in history or "t" in history) and self.first.state != "SF":
@@ -113,7 +115,7 @@ class Journey:
         return DELIVERED
 
     def _datagram_outcome(self) -> str:
-        if self.first.refused:
+        if self.first.refused_by:
             return REFUSED
         if "d" in self.first.history:
             return DELIVERED
@@ -228,17 +230,22 @@ def _segment_loss(before: Sighting, after: Sighting, sent, arrived) -> SegmentLo
 
 
 def follow(
-    path: list[Point], connections, flows: pd.DataFrame, answers: dict[int, float] | None = None
+    path: list[Point],
+    connections,
+    flows: pd.DataFrame,
+    answers: dict[int, float] | None = None,
+    refusals: dict[tuple, str] | None = None,
 ) -> list[Journey]:
     """A Journey per connection of ``connections`` (``podcap.snat.match``), ordered by the
     time its client's end first saw it. ``flows``: the flow table of every file; ``answers``:
-    when each TCP flow's server sent its first packet (``first_answers``)."""
+    when each TCP flow's server sent its first packet (``first_answers``); ``refusals``: the
+    ICMP errors quoting a packet (``podcap.path.datagrams.icmp_refusals``)."""
     by_file = {p.file: p for p in path}
     rows = flows.set_index("flow_id")
-    answers = answers or {}
+    back = (answers or {}, refusals or {})
     journeys = []
     for connection in connections:
-        seen = [_sighting(by_file[o.file], o, rows, answers) for o in connection.observations]
+        seen = [_sighting(by_file[o.file], o, rows, *back) for o in connection.observations]
         seen = [s for s in seen if s is not None]
         if not seen:
             continue
@@ -257,18 +264,20 @@ def first_answers(packets: pd.DataFrame) -> dict[int, float]:
     return answers.groupby("flow_id")["ts"].min().to_dict()
 
 
-def _sighting(point: Point, observation, rows: pd.DataFrame, answers) -> Sighting | None:
+def _sighting(point: Point, observation, rows: pd.DataFrame, answers, refusals) -> Sighting | None:
     protocol = getattr(observation, "protocol", "tcp")
     if protocol != "tcp":
         return _datagram_sighting(point, observation)
     if observation.flow_id not in rows.index:
         return None
     flow = rows.loc[observation.flow_id]
+    client = (str(flow["client_ip"]), int(flow["client_port"]))
+    server = (str(flow["server_ip"]), int(flow["server_port"]))
     return Sighting(
         point=point,
         flow_id=int(observation.flow_id),
-        client=f"{flow['client_ip']}:{int(flow['client_port'])}",
-        server=f"{flow['server_ip']}:{int(flow['server_port'])}",
+        client=f"{client[0]}:{client[1]}",
+        server=f"{server[0]}:{server[1]}",
         history=str(flow["history"]),
         state=str(flow["state"]),
         first_ts=float(observation.first_ts),
@@ -276,6 +285,7 @@ def _sighting(point: Point, observation, rows: pd.DataFrame, answers) -> Sightin
         client_segments=observation.client_keys,
         server_segments=observation.data_keys - observation.client_keys,
         answer_ts=answers.get(observation.flow_id, float("nan")),
+        refused_by=refusals.get((point.file, "tcp", *client, *server), ""),
     )
 
 
@@ -291,7 +301,7 @@ def _datagram_sighting(point: Point, exchange) -> Sighting:
         state="SF" if answered else "S0", first_ts=exchange.first_ts,
         client_ttl=exchange.client_ttl, client_segments=exchange.client_keys,
         server_segments=exchange.server_keys, protocol=exchange.protocol,
-        refused=exchange.refused, echo_id=exchange.client_port if ping else -1,
+        refused_by=exchange.refused_by, echo_id=exchange.client_port if ping else -1,
         answer_ts=exchange.answer_ts,
     )  # fmt: skip
 
@@ -314,8 +324,9 @@ def line_up(
     files: list[str], packets: pd.DataFrame, flows: pd.DataFrame, connections, sidecars
 ) -> LinedUp:
     """The capture points of ``files`` ordered along the path, and the journeys along them."""
+    from podcap.path.datagrams import icmp_refusals
     from podcap.path.points import path_order, points_of
 
     path, how = path_order(points_of(files, packets, sidecars), connections)
-    journeys = follow(path, connections, flows, first_answers(packets))
+    journeys = follow(path, connections, flows, first_answers(packets), icmp_refusals(packets))
     return LinedUp(tuple(path), tuple(journeys), how)

@@ -19,7 +19,7 @@ from collections import Counter
 import pandas as pd
 
 from podcap.dropsfile import drops_files, read_drops
-from podcap.path.journey import PARTIAL, REPLY_LOST, UNANSWERED, Journey, Sighting
+from podcap.path.journey import PARTIAL, REFUSED, REPLY_LOST, UNANSWERED, Journey, Sighting
 from podcap.path.points import point_name
 
 COLUMNS = ["ts", "reason", "function", "where", "node", "interface", "proto", "src", "sport",
@@ -106,7 +106,9 @@ def _where(netns: str, names: dict[str, str]) -> str:
 def dropped_by(journey: Journey, drops: pd.DataFrame) -> str:
     """The kernel's drops of the packets ``journey`` lost on the way, in words ("" when none
     was recorded, or nothing was lost)."""
-    if drops.empty or journey.outcome not in (UNANSWERED, REPLY_LOST, PARTIAL):
+    outcome = journey.outcome
+    rejected = outcome == REFUSED and journey.first.refused_by  # a REJECT drops, then answers
+    if drops.empty or (outcome not in (UNANSWERED, REPLY_LOST, PARTIAL) and not rejected):
         return ""
     found = []
     for sighting, toward_server in _lost_at(journey):
@@ -128,7 +130,7 @@ def kernel_fix(said: str) -> str:
 
 def _lost_at(journey: Journey) -> list[tuple[Sighting, bool]]:
     """Where the lost packets were last seen, and which way they went."""
-    if journey.outcome == UNANSWERED:
+    if journey.outcome in (UNANSWERED, REFUSED):
         return [(journey.last_seen, True)]
     if journey.outcome == REPLY_LOST and journey.reply_last_seen is not None:
         return [(journey.reply_last_seen, False)]
