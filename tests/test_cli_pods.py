@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import dpkt
 import kubernetes_validate
@@ -318,3 +320,38 @@ def test_capture_with_drops_records_a_drop_inside_the_pod(kube_lab, tmp_path):
     assert inside and {d["reason"] for d in inside} == {"NETFILTER_DROP"}
     assert {d["netns"] for d in inside} == {sidecar["point"]["netns"]}  # the Pod's own
     assert all((d["src"], d["dst"]) == (client.ip, target.ip) for d in inside)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_no_drop_watcher_outlives_podcap(kube_lab, tmp_path, signum):
+    """Ctrl-C, SIGTERM: the watcher on the node ends with the capture. kill -9: podcap cannot
+    stop it, and a kubelet keeps an exec running when its client goes (as the in-test API
+    server does), so the node side ends itself at the capture's time bound (-d 8 here). A
+    tracefs mount it made goes with it."""
+    cluster, server, lab = kube_lab
+    target = lab.pods[0]
+    stand_in = lab.popen(target.node, ["sleep", "120"])
+    mounts = Path("/proc/self/mounts").read_text().count(" tracefs ")
+    podcap_run = start_podcap(
+        "capture", target.name, "--kubeconfig", str(server.kubeconfig_path), "-o",
+        str(tmp_path / "out"), "--drops", "--node-pid", str(stand_in.pid), "-d", "8", text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(
+            lambda: any("podcap-drops" in " ".join(e.command) for e in cluster.execs), 30
+        )
+        assert wait_for(lambda: _processes("bpftrace") != [], 30)
+        podcap_run.send_signal(signum)
+        podcap_run.communicate(timeout=40)
+    finally:
+        podcap_run.kill()
+    gone = lambda: _processes("podcap-drops") == [] and _processes("bpftrace") == []  # noqa: E731
+    if signum != signal.SIGKILL:
+        assert gone(), (_processes("podcap-drops"), _processes("bpftrace"))
+    assert wait_for(gone, 20), (_processes("podcap-drops"), _processes("bpftrace"))
+    assert Path("/proc/self/mounts").read_text().count(" tracefs ") == mounts
+
+
+def _processes(name: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", name], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]

@@ -10,7 +10,7 @@
 # line per drop. A line "unavailable: WHY" and status 0 where the node cannot watch (no tracefs,
 # a kernel without drop reasons, no bpftrace): the capture goes on without it. It stops on EOF or
 # a line "stop" on stdin, and after BOUND seconds in any case; it leaves no process and no
-# mount behind.
+# mount behind (a shell killed outright leaves at most its stdin reader, which ends on EOF).
 set -u
 bound=$1 program=$2
 tracing=/sys/kernel/tracing
@@ -38,7 +38,8 @@ command -v bpftrace >/dev/null 2>&1 || unavailable "no bpftrace on the node (apt
 
 exec 3<&0  # asynchronous jobs get /dev/null as stdin: keep the real one on fd 3
 # bpftrace cannot raise RLIMIT_MEMLOCK in some containers; it says so and loads anyway.
-timeout -s INT -k 5 "$((bound + 10))" bpftrace -e "$program" 2>/dev/null &
+# timeout(1) is the time bound: no sleeping process of ours can outlive a killed shell.
+timeout -s INT -k 5 "$bound" bpftrace -e "$program" 2>/dev/null &
 watcher=$!
 trap 'kill -INT "$watcher" 2>/dev/null' INT TERM HUP
 (
@@ -48,15 +49,7 @@ trap 'kill -INT "$watcher" 2>/dev/null' INT TERM HUP
   kill -INT "$watcher" 2>/dev/null
 ) <&3 &
 stdin_watcher=$!
-(
-  sleep "$bound" &
-  sleeper=$!
-  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM  # leave no sleep behind on the node
-  wait "$sleeper"
-  kill -INT "$watcher" 2>/dev/null
-) &
-clock=$!
 wait "$watcher"
 while kill -0 "$watcher" 2>/dev/null; do wait "$watcher"; done
-kill "$stdin_watcher" "$clock" 2>/dev/null
+kill "$stdin_watcher" 2>/dev/null
 exit 0
