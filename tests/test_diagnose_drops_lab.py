@@ -47,6 +47,18 @@ def test_a_forward_drop_is_recorded_with_its_reason_on_the_node(kube_lab, node_p
     mine = table[table["sport"] == port]
     assert set(mine["where"]) == {"node-b root netns"} and set(mine["node"]) == {"node-b"}
     assert len(mine) == len(probe)  # each drop once, though both lab watchers saw it
+    # Wireshark sees it too: the merged pcapng's last copy of each dropped SYN, node-b's NIC's,
+    # carries the kernel's word as its packet comment.
+    marked = subprocess.run(
+        ["tshark", "-r", str(out / "diagnose.pcapng"), "-Y", "frame.comment", "-T", "fields",
+         "-e", "frame.interface_name", "-e", "tcp.srcport", "-e", "frame.comment"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert len(marked) == len(probe) and all(
+        line.split("\t") == ["node-b eth0", str(port), "podcap: then dropped by the kernel: "
+                              "NETFILTER_DROP in nft_do_chain (node-b root netns)"]
+        for line in marked
+    ), marked  # fmt: skip
     alive = subprocess.run(["pgrep", "-f", "podcap-drops"], capture_output=True, text=True)
     assert alive.stdout == ""  # no watcher outlives the diagnosis
 

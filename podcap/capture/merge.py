@@ -56,13 +56,17 @@ def interface(linktype: int, snaplen: int, name: str, description: str) -> bytes
     return _block(BLOCK_IDB, body + _options(options))
 
 
-def packet(interface_id: int, micros: int, data: bytes, original_length: int) -> bytes:
+def packet(
+    interface_id: int, micros: int, data: bytes, original_length: int, comment: str = ""
+) -> bytes:
     """An Enhanced Packet Block: ``data`` as captured (maybe cut at the snap length) and the
-    packet's ``original_length`` on the wire, which Wireshark shows as frame.len."""
+    packet's ``original_length`` on the wire, which Wireshark shows as frame.len; a
+    ``comment`` it shows as the packet's comment (frame.comment)."""
     body = struct.pack(
         "<IIIII", interface_id, micros >> 32, micros & 0xFFFFFFFF, len(data), original_length
     )
-    return _block(BLOCK_EPB, body + _pad(data))
+    options = _options([(OPT_COMMENT, comment.encode())]) if comment else b""
+    return _block(BLOCK_EPB, body + _pad(data) + options)
 
 
 def read_header(f: BinaryIO, path: Path) -> PcapHeader:
@@ -73,24 +77,34 @@ def read_header(f: BinaryIO, path: Path) -> PcapHeader:
     return header
 
 
-def _read(path: Path, index: int) -> Iterator[tuple[int, int, bytes, int]]:
-    """``(microseconds, input index, captured bytes, original length)`` per packet. Read here,
-    not with dpkt.pcap.Reader, because its packets come without their original length."""
+def _read(path: Path, index: int) -> Iterator[tuple[int, int, int, bytes, int]]:
+    """``(microseconds, input index, packet number, captured bytes, original length)`` per
+    packet (numbered from 0 in the file). Read here, not with dpkt.pcap.Reader, because its
+    packets come without their original length."""
     with path.open("rb") as f:
         header = read_header(f, path)
         record = struct.Struct(header.byte_order + "IIII")
+        number = 0
         while len(raw := f.read(record.size)) == record.size:
             seconds, fraction, captured, original = record.unpack(raw)
             micros = seconds * 1_000_000 + fraction * 1_000_000 // header.fractions_per_second
             data = f.read(captured)
             if len(data) < captured:
                 return  # cut mid-packet (the capture was killed): keep the whole packets
-            yield micros, index, data, original
+            yield micros, index, number, data, original
+            number += 1
 
 
-def merge(inputs: list[tuple[str, Path]], output: Path, comment: str = "podcap capture") -> int:
+def merge(
+    inputs: list[tuple[str, Path]],
+    output: Path,
+    comment: str = "podcap capture",
+    packet_comments: dict[tuple[int, int], str] | None = None,
+) -> int:
     """Write ``output`` (pcapng) from ``[(interface name, pcap path), ...]``; returns the
-    number of packets written. An input with no packet still gets its interface."""
+    number of packets written. An input with no packet still gets its interface.
+    ``packet_comments``: {(input index, packet number from 0): comment}."""
+    notes = packet_comments or {}
     headers = []
     for name, path in inputs:
         try:
@@ -105,7 +119,7 @@ def merge(inputs: list[tuple[str, Path]], output: Path, comment: str = "podcap c
         for name, linktype, snaplen in headers:
             out.write(interface(linktype, snaplen, name, f"podcap: Pod {name}"))
         streams = [_read(path, i) for i, (_, path) in enumerate(inputs)]
-        for micros, index, data, length in heapq.merge(*streams, key=lambda p: p[0]):
-            out.write(packet(index, micros, data, length))
+        for micros, index, number, data, length in heapq.merge(*streams, key=lambda p: p[0]):
+            out.write(packet(index, micros, data, length, notes.get((index, number), "")))
             count += 1
     return count

@@ -151,3 +151,32 @@ def _drops_of(sighting: Sighting, toward_server: bool, drops: pd.DataFrame) -> l
     start = sighting.first_ts - BEFORE_S
     chosen &= drops["ts"].between(start, start + AFTER_S)
     return drops[chosen].to_dict("records")
+
+
+def drop_comments(files: list[str], drops: pd.DataFrame) -> dict[tuple[int, int], str]:
+    """{(file index, packet number from 0): comment} marking, for each drop, the last packet
+    any capture holds of it before it died (its addresses, ports and protocol, up to two
+    seconds before): what Wireshark users of the merged pcapng see as the packet's comment."""
+    from podcap.decode import read_capture
+    from podcap.decode.strings import as_text
+
+    if drops.empty:
+        return {}
+    seen = []
+    for index, file in enumerate(files):
+        packets = read_capture(file).packets
+        seen.append(packets.assign(src=as_text(packets["src"]), dst=as_text(packets["dst"]),
+                                   _file=index, _number=range(len(packets))))  # fmt: skip
+    table = pd.concat(seen, ignore_index=True)
+    comments: dict[tuple[int, int], str] = {}
+    for drop in drops.to_dict("records"):
+        same = (table["src"] == drop["src"]) & (table["dst"] == drop["dst"])
+        same &= table["ip_proto"] == drop["proto"]
+        if drop["proto"] in (6, 17):
+            same &= (table["sport"] == drop["sport"]) & (table["dport"] == drop["dport"])
+        same &= table["ts"].between(drop["ts"] - 2.0, drop["ts"] + 0.001)
+        if same.any():
+            last = table[same].sort_values("ts").iloc[-1]
+            said = f"podcap: then dropped by the kernel: {drop['reason']} in {drop['function']} ({drop['where']})"
+            comments.setdefault((int(last["_file"]), int(last["_number"])), said)
+    return comments
