@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -97,22 +98,63 @@ def test_the_reason_names_come_from_the_kernels_table():
     assert reason_names(fmt) == {2: "NOT_SPECIFIED", 12: "NETFILTER_DROP"}
 
 
-def test_a_node_without_bpftrace_says_so_and_nothing_fails(pair, tmp_path, monkeypatch):
-    # A PATH with the script's tools but no bpftrace.
+def _tools_without_bpftrace(tmp_path: Path) -> Path:
     tools = tmp_path / "bin"
     tools.mkdir()
-    for tool in ("sh", "grep", "readlink", "uname", "mount", "umount", "timeout", "sleep"):
+    for tool in ("sh", "grep", "readlink", "uname", "mount", "umount", "timeout", "date", "cut",
+                 "cat", "mkdir", "rmdir"):  # fmt: skip
         os.symlink(shutil.which(tool), tools / tool)
-    monkeypatch.setenv("PATH", str(tools))
-    watch, thread, done = _watching(tmp_path / "none.drops.jsonl")
-    watch.stop()
-    thread.join(30)
+    return tools
+
+
+def test_without_bpftrace_the_tracepoint_itself_gives_reasons_without_addresses(
+    pair, tmp_path, monkeypatch
+):
+    a, _, _ = pair
+    mounts = _tracefs_mounts()
+    monkeypatch.setenv("PATH", str(_tools_without_bpftrace(tmp_path)))
+    watch, thread, done = _watching(tmp_path / "traced.drops.jsonl")
+    try:
+        subprocess.run(["/usr/bin/ip", "netns", "exec", a, "/usr/bin/curl", "-sS", "--max-time",
+                        "1", f"http://{B}:81/"], capture_output=True)  # fmt: skip
+        sent = time.time()
+    finally:
+        watch.stop()
+        thread.join(30)
     result = done["result"]
+    assert result.tier == "tracefs" and "no addresses" in result.describe()
+    header, drops = read_drops(tmp_path / "traced.drops.jsonl")
+    assert header["tier"] == "tracefs"
+    closed = [d for d in drops if d["reason"] == "NO_SOCKET" and d["function"].startswith("tcp_v")]
+    assert closed and all(d["src"] == "" and d["dport"] == 0 for d in closed)
+    assert all(abs(d["ts"] - sent) < 5 for d in closed)  # on the wall clock, as a pcap is
+    assert _tracefs_mounts() == mounts
+    assert not list(Path("/sys/kernel/tracing/instances").glob("podcap-drops-*"))
+
+
+class _NoTracefs:
+    """The local transport, each command in a mount namespace of its own whose tracefs is an
+    empty directory that cannot be mounted over (no mount tool on the PATH)."""
+
+    def __init__(self, tools: Path):
+        self.inner, self.tools = LocalTransport("here"), tools
+        self.name, self.node = "local", "here"
+
+    def start(self, argv):
+        hide = 'mount -t tmpfs none /sys/kernel/tracing && PATH="$0" exec "$@"'
+        return self.inner.start(["unshare", "-m", "/bin/sh", "-c", hide, str(self.tools), *argv])
+
+
+def test_a_node_that_cannot_watch_says_why_and_nothing_fails(tmp_path):
+    tools = _tools_without_bpftrace(tmp_path)
+    (tools / "mount").unlink()
+    watch = DropWatch(_NoTracefs(tools), [B], tmp_path / "none.drops.jsonl", 60, node_pid=None)
+    result = watch.run()  # ends by itself: nothing to watch
     assert result.tier == "unavailable"
-    assert result.message.startswith("no bpftrace on the node")
+    assert result.message.startswith("no tracefs with skb:kfree_skb")
     header, drops = read_drops(tmp_path / "none.drops.jsonl")
     assert header["tier"] == "unavailable" and drops == []
-    assert "not watched: no bpftrace" in result.describe()
+    assert "not watched: no tracefs" in result.describe()
 
 
 def _netns_of(name: str) -> str:

@@ -8,8 +8,11 @@ clock), the reason number, the function, the addresses, protocol, ports, TCP fla
 network namespace and the interface. Reason numbers differ between kernels, so their names
 come from that node's own tracepoint format (its ``__print_symbolic`` table), never from ours.
 
-A node that cannot watch (no tracefs, a kernel without drop reasons, no bpftrace) says why in
-one line and the capture goes on. The result is ``NODE.drops.jsonl`` beside the captures
+Three tiers, said plainly in the result: ``bpftrace`` (the above); ``tracefs`` where the node
+has no bpftrace: the tracepoint itself through a trace instance of our own, every IPv4 drop
+on the node with its reason and function but no addresses (so tied to no connection, only to
+the capture's time); ``unavailable`` where the node cannot watch at all (no tracefs, a kernel
+without drop reasons), said in one line, and the capture goes on. The result is ``NODE.drops.jsonl`` beside the captures
 (``podcap.dropsfile``); each capture's sidecar names it.
 """
 
@@ -31,6 +34,8 @@ STOP_GRACE = 10.0
 FIELDS = ("ts", "reason", "function", "src", "dst", "proto", "sport", "dport", "tcp_flags",
           "length", "netns", "interface")  # fmt: skip
 _SYMBOL = re.compile(r"\{\s*(\d+),\s*\"([A-Z0-9_]+)\"\s*\}")
+# A trace_pipe line of the plain tracefs tier: its time (the boot clock), where, why.
+_TRACE = re.compile(r"\s(\d+\.\d+): kfree_skb: .*\blocation=(\S+)\s+reason: (\w+)")
 
 PROGRAM = """tracepoint:skb:kfree_skb
 {
@@ -82,6 +87,17 @@ def reason_names(print_fmt: str) -> dict[int, str]:
     return {int(number): name for number, name in _SYMBOL.findall(print_fmt)}
 
 
+def parse_traced(line: str, boot_to_wall: float) -> dict | None:
+    """One trace_pipe line of the tracefs tier as a drop record: reason and function only."""
+    found = _TRACE.search(line)
+    if found is None:
+        return None
+    ts, location, reason = found.groups()
+    return {"ts": float(ts) + boot_to_wall, "reason": reason, "function": location.split("+")[0],
+            "src": "", "dst": "", "proto": 0, "sport": 0, "dport": 0, "tcp_flags": 0,
+            "length": 0, "netns": "", "interface": ""}  # fmt: skip
+
+
 def parse_drop(line: str, reasons: dict[int, str]) -> dict | None:
     """One ``D|...`` line of the watcher as a drop record; None for anything else."""
     parts = line.rstrip("\n").split("|")
@@ -107,7 +123,7 @@ def parse_drop(line: str, reasons: dict[int, str]) -> dict | None:
 @dataclass
 class DropWatchResult:
     node: str
-    tier: str  # "bpftrace", or "unavailable"
+    tier: str  # "bpftrace"; "tracefs" (reason and function, no addresses); "unavailable"
     message: str = ""  # why it could not watch
     drops: int = 0
     path: Path | None = None
@@ -116,6 +132,9 @@ class DropWatchResult:
         """What the watcher gave, in one line."""
         if self.tier == "unavailable":
             return f"drops on {self.node}: not watched: {self.message}"
+        if self.tier == "tracefs":
+            return (f"drops on {self.node}: {self.drops}, any packet's: tracefs gives reasons "
+                    f"and functions, no addresses (install bpftrace for those), to {self.path}")  # fmt: skip
         return (
             f"drops on {self.node}: {self.drops} of the Pods' packets ({self.tier}) to {self.path}"
         )
@@ -168,7 +187,7 @@ class DropWatch:
         self.start()
         result = DropWatchResult(self.transport.node, "bpftrace", path=self.output)
         reasons: dict[int, str] = {}
-        root = ""
+        root, boot_to_wall = "", None
         with self.output.open("w", encoding="utf-8") as out:
             for line in _lines(self._process.stdout):
                 if line.startswith("R "):
@@ -178,11 +197,15 @@ class DropWatch:
                 elif line.startswith("unavailable: "):
                     result.tier, result.message = "unavailable", line.split(": ", 1)[1].strip()
                     self._ready.set()
+                elif line.startswith("T "):
+                    wall, boot = map(float, line.split()[1:3])
+                    boot_to_wall = wall - boot
                 elif line.startswith("Attaching"):
+                    result.tier = "tracefs" if "tracefs" in line else "bpftrace"
                     out.write(json.dumps(_header(result, root)) + "\n")
                     out.flush()
                     self._ready.set()
-                elif (drop := parse_drop(line, reasons)) is not None:
+                elif (drop := _parsed(line, reasons, boot_to_wall)) is not None:
                     out.write(json.dumps(drop) + "\n")
                     result.drops += 1
             if result.tier == "unavailable" or not self._ready.is_set():
@@ -198,6 +221,12 @@ class DropWatch:
     def _why_not(self) -> str:
         said = self._process.stderr_text().strip().splitlines() if self._process else []
         return "the watcher ended before it attached" + (f": {said[-1]}" if said else "")
+
+
+def _parsed(line: str, reasons: dict[int, str], boot_to_wall: float | None) -> dict | None:
+    if boot_to_wall is not None:
+        return parse_traced(line, boot_to_wall)
+    return parse_drop(line, reasons)
 
 
 def unavailable(watch: DropWatch, message: str) -> DropWatchResult:

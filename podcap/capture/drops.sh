@@ -7,15 +7,18 @@
 #
 # stdout: "R <the tracepoint's print fmt>" (its reason names, as this kernel numbers them),
 # "N <the node's netns>", then bpftrace's lines: "Attaching ..." once it listens, one "D|..."
-# line per drop. A line "unavailable: WHY" and status 0 where the node cannot watch (no tracefs,
-# a kernel without drop reasons, no bpftrace): the capture goes on without it. It stops on EOF or
-# a line "stop" on stdin, and after BOUND seconds in any case; it leaves no process and no
-# mount behind (a shell killed outright leaves at most its stdin reader, which ends on EOF).
+# line per drop. Without bpftrace, the tracepoint itself through a tracefs instance of our own:
+# "T <wall clock> <boot clock>" (to put its times on the pcap's clock), "Attaching tracefs",
+# then its trace_pipe lines: reason and function, no addresses. A line "unavailable: WHY" and
+# status 0 where the node cannot watch (no tracefs, a kernel without drop reasons): the capture
+# goes on without it. It stops on EOF or a line "stop" on stdin, and after BOUND seconds in any
+# case; it leaves no process, trace instance or mount behind (a shell killed outright leaves at
+# most its stdin reader, which ends on EOF).
 set -u
 bound=$1 program=$2
 tracing=/sys/kernel/tracing
 format=$tracing/events/skb/kfree_skb/format
-mounted=
+mounted= instance=
 
 unavailable() {
   printf 'unavailable: %s\n' "$*"
@@ -23,6 +26,10 @@ unavailable() {
 }
 
 cleanup() {
+  if [ -n "$instance" ]; then
+    echo 0 >"$instance/events/skb/kfree_skb/enable" 2>/dev/null
+    rmdir "$instance" 2>/dev/null
+  fi
   [ -z "$mounted" ] || umount "$tracing" 2>/dev/null
 }
 trap cleanup EXIT
@@ -34,12 +41,21 @@ fi
 grep -q 'reason' "$format" || unavailable "kernel $(uname -r) gives no drop reasons (5.17 or newer does)"
 printf 'R %s\n' "$(grep '^print fmt' "$format")"
 printf 'N %s\n' "$(readlink /proc/self/ns/net)"
-command -v bpftrace >/dev/null 2>&1 || unavailable "no bpftrace on the node (apt install bpftrace, or a helper image with it)"
-
 exec 3<&0  # asynchronous jobs get /dev/null as stdin: keep the real one on fd 3
-# bpftrace cannot raise RLIMIT_MEMLOCK in some containers; it says so and loads anyway.
 # timeout(1) is the time bound: no sleeping process of ours can outlive a killed shell.
-timeout -s INT -k 5 "$bound" bpftrace -e "$program" 2>/dev/null &
+if command -v bpftrace >/dev/null 2>&1; then
+  # bpftrace cannot raise RLIMIT_MEMLOCK in some containers; it says so and loads anyway.
+  timeout -s INT -k 5 "$bound" bpftrace -e "$program" 2>/dev/null &
+else
+  instance=$tracing/instances/podcap-drops-$$
+  mkdir "$instance" 2>/dev/null || unavailable "no bpftrace on the node, and no tracefs instance to read the tracepoint (apt install bpftrace)"
+  echo boot >"$instance/trace_clock" 2>/dev/null || unavailable "no boot clock for tracefs (apt install bpftrace)"
+  echo 'protocol == 2048' >"$instance/events/skb/kfree_skb/filter"  # IPv4
+  echo 1 >"$instance/events/skb/kfree_skb/enable"
+  printf 'T %s %s\n' "$(date +%s.%N)" "$(cut -d' ' -f1 /proc/uptime)"
+  printf 'Attaching tracefs\n'
+  timeout -s INT -k 5 "$bound" cat "$instance/trace_pipe" &
+fi
 watcher=$!
 trap 'kill -INT "$watcher" 2>/dev/null' INT TERM HUP
 (
