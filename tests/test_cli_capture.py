@@ -34,6 +34,7 @@ REFUSED = [
     (["--pid", "4242", "--via", "local", "--ssh-sudo"], "--ssh-sudo is for --via ssh"),
     # --analyze reads the file the capture wrote.
     (["web-0", "-o", "-", "--analyze"], "--analyze needs a file"),
+    (["--pid", "4242", "-o", "-", "--drops"], "--drops writes a file beside the pcap"),
 ]  # fmt: skip
 
 

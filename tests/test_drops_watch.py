@@ -6,6 +6,7 @@ come from this kernel's own tracepoint format. A node that cannot watch says why
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -201,3 +202,43 @@ def test_the_guides_other_causes_have_their_own_reasons(pair, tmp_path):
     assert ("NEIGH_FAILED", A, "10.98.0.9", 80, netns_a) in seen
     assert ("NETFILTER_DROP", A, B, 8443, netns_b) in seen  # REJECT answers, then drops it
     assert ("NO_SOCKET", A, B, 5999, netns_b) in seen
+
+
+def test_capture_via_local_with_drops_watches_the_containers_addresses(pair, tmp_path):
+    """``podcap capture --via local --pid PID --drops``: the watcher learns the target's
+    addresses from its namespace, and the sidecar names the drops file."""
+    from testbed.helpers import start_podcap, wait_for  # noqa: PLC0415
+
+    a, b, netns = pair
+    subprocess.run(["ip", "netns", "exec", b, "iptables", "-I", "INPUT", "-p", "tcp", "--dport",
+                    "8080", "-j", "DROP"], check=True)  # fmt: skip
+    holder = subprocess.Popen(["ip", "netns", "exec", b, "sleep", "60"])
+    try:
+        pid = str(holder.pid)  # ip netns exec execs sleep: the same process, in b
+        assert wait_for(lambda: _netns_of_pid(pid) == netns, 10)
+        out = tmp_path / "b.pcap"
+        run = start_podcap("capture", "--via", "local", "--pid", pid, "-i", "any", "--drops", "-d", "5",
+                           "-o", str(out), text=True)  # fmt: skip
+        time.sleep(2.5)  # tcpdump listens, then the watcher attaches
+        subprocess.run(["ip", "netns", "exec", a, "curl", "-sS", "--max-time", "2",
+                        f"http://{B}:8080/"], capture_output=True)  # fmt: skip
+        _, stderr = run.communicate(timeout=40)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode == 0, stderr
+    assert "drops on " in stderr and "(bpftrace)" in stderr, stderr
+    sidecar = json.loads((tmp_path / "b.pcap.json").read_text())
+    assert sidecar["cluster"]["drops"]["file"] == "b.drops.jsonl"
+    _, drops = read_drops(tmp_path / "b.drops.jsonl")
+    mine = [d for d in drops if d["dport"] == 8080]
+    assert mine and {(d["reason"], d["dst"], d["netns"]) for d in mine} == {
+        ("NETFILTER_DROP", B, netns)
+    }
+
+
+def _netns_of_pid(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""

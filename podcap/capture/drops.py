@@ -22,6 +22,7 @@ import ipaddress
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -73,6 +74,19 @@ def drop_program(addresses: list[str]) -> str:
         raise ValueError("the drop watcher needs an IPv4 address")
     wanted = " || ".join(f"$ip->saddr == {w} || $ip->daddr == {w}" for w in words)
     return PROGRAM.replace("WANTED", wanted)
+
+
+def container_addresses(session, transport, timeout: float = 30) -> list[str]:
+    """The global addresses of the network namespace a capture session entered (its node
+    script names the PID once tcpdump listens), read with ``ip`` there."""
+    report = session.wait_ready(timeout)
+    if report.pid is None:
+        return []
+    argv = ["nsenter", "-n", "-t", str(report.pid), "--", "ip", "-o", "addr", "show", "scope",
+            "global"]  # fmt: skip
+    done = transport.run(argv, timeout=30)
+    words = done.stdout.decode(errors="replace").split() if done.returncode == 0 else []
+    return [words[i + 1].split("/")[0] for i, w in enumerate(words[:-1]) if w in ("inet", "inet6")]
 
 
 def drops_argv(addresses: list[str], bound: int, node_pid: str | None) -> list[str]:
@@ -149,6 +163,9 @@ class DropWatch:
     output: Path
     bound: int
     node_pid: str | None = "1"
+    # When ``addresses`` is empty: gives them once the capture runs (a container's own,
+    # for a capture --via local/ssh that knows only its PID); [] when it has none.
+    resolve: Callable[[], list[str]] | None = None
     _process: RemoteProcess | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _stopped: bool = False
@@ -184,6 +201,11 @@ class DropWatch:
             process.kill()
 
     def run(self) -> DropWatchResult:
+        if not self.addresses and self.resolve is not None:
+            self.addresses = [a for a in self.resolve() if ipaddress.ip_address(a).version == 4]
+        if not self.addresses:
+            self._ready.set()
+            return unavailable(self, "the capture's target has no IPv4 address to watch")
         self.start()
         result = DropWatchResult(self.transport.node, "bpftrace", path=self.output)
         reasons: dict[int, str] = {}

@@ -87,6 +87,7 @@ class NodeCapture:
     transport: Transport
     spec: Any  # podcap.capture.CaptureSpec
     output: str | BinaryIO
+    drops: bool = False  # --drops: the kernel's drops of the target's packets, beside the pcap
     stop_reasons = NODE_STOP_REASONS
     warnings = ()  # nothing to warn about: the user named the process
 
@@ -108,9 +109,18 @@ class NodeCapture:
             self.transport.close()
 
     def members(self, transports: dict[str, Transport]) -> list[Member]:
-        session = CaptureSession(self.transport, self.spec, self.output)
+        from podcap.capture.drops import DropWatch, container_addresses
+
         path = Path(self.output) if isinstance(self.output, str) else None
-        return [Member(session, path=path)]
+        watch = cluster = None
+        if self.drops and path is not None:
+            drops = path.with_name(f"{path.stem}.drops.jsonl")
+            cluster = {"drops": {"file": drops.name}}
+        session = CaptureSession(self.transport, self.spec, self.output, cluster=cluster)
+        if cluster is not None:
+            watch = DropWatch(self.transport, [], drops, self.spec.bound_seconds, node_pid=None,
+                              resolve=lambda: container_addresses(session, self.transport))  # fmt: skip
+        return [Member(session, path=path, drops=watch)]
 
     def finish(self, members: list[Member]) -> Path | None:
         return None

@@ -110,8 +110,9 @@ Drops = Annotated[
     bool,
     typer.Option(
         "--drops",
-        help="Also record the kernel's drops of the Pods' packets on each node: reason and "
-        "function (bpftrace on skb:kfree_skb; Linux 5.17+), into NODE.drops.jsonl.",
+        help="Also record the kernel's drops of the target's packets on its node: reason and "
+        "function (bpftrace on skb:kfree_skb; Linux 5.17+), into NODE.drops.jsonl (Pods) or "
+        "OUTPUT.drops.jsonl.",
     ),
 ]
 Merge = Annotated[
@@ -122,7 +123,7 @@ Merge = Annotated[
 # The parameters that only one kind of target takes (a flag given for the other is refused).
 FOR_PODS = (
     *POD_PARAMETERS, "all_namespaces", "dry_run", "check", "also_node", "node_interface", "node_rules",
-    "merge", "node_pid", "drops",
+    "merge", "node_pid",
 )  # fmt: skip
 
 
@@ -182,6 +183,8 @@ def capture(
     for_pods = _for_pods(ctx, targets, selector, container_id is not None or pid is not None, via)
     if output == "-" and analyze:
         raise UsageError("--analyze needs a file: give -o FILE.pcap instead of -o -")
+    if output == "-" and drops:
+        raise UsageError("--drops writes a file beside the pcap: give -o FILE.pcap instead of -o -")
     settings = CaptureSettings(
         interface=interface, bpf_filter=bpf_filter, snaplen=snaplen, count=count,
         duration=parse_duration(duration) if duration is not None else None,
@@ -195,7 +198,7 @@ def capture(
         plan = _pod_plan(settings, output, names, kube, helper, view, merge)
     else:
         ssh = SshLogin(ssh_user, ssh_port, ssh_key, tuple(ssh_option or ()), ssh_sudo)
-        plan = _node_plan(settings, output, NodeSide(via, node, container_id, pid, ssh))
+        plan = _node_plan(settings, output, NodeSide(via, node, container_id, pid, ssh), drops)
     for message in plan.warnings:
         warn(message)
     if dry_run:
@@ -285,7 +288,7 @@ def _refuse_a_count_given_as_container(container: str | None) -> None:
         )
 
 
-def _node_plan(settings, output: str | None, where: NodeSide):
+def _node_plan(settings, output: str | None, where: NodeSide, drops: bool = False):
     """A process on a node reached --via local or ssh: a fleet of one."""
     from podcap.capture.command import CaptureSpec
     from podcap.capture.fleet import NodeCapture
@@ -302,7 +305,7 @@ def _node_plan(settings, output: str | None, where: NodeSide):
     )
     output = output or "capture.pcap"
     transport = where.open_transport()
-    return NodeCapture(transport, spec, sys.stdout.buffer if output == "-" else output)
+    return NodeCapture(transport, spec, sys.stdout.buffer if output == "-" else output, drops)
 
 
 def _pod_plan(
