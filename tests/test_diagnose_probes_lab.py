@@ -55,6 +55,9 @@ def test_a_closed_udp_port_is_refused_with_the_icmp_error(kube_lab, node_pids, t
     assert "NOT REACHABLE (refused)" in run.stdout
     assert f"nothing listens on UDP port {server.closed_port} there" in run.stdout
     assert "probe: refused (ICMP unreachable" in run.stderr
+    # The kernel's own word on it, from the drop watcher (on by default).
+    said = run.stdout.split("The kernel says: ", 1)[1]
+    assert said.startswith("NO_SOCKET in ") and "(pod default/web-b0): nothing listened" in said
 
 
 def test_a_datagram_nobody_answers_still_arrived(kube_lab, node_pids, tmp_path):

@@ -41,7 +41,7 @@ REASONS = {
     "NEIGH_FAILED": ("its next hop never answered ARP (neighbour discovery): down, or not on "
                      "that link",
                      "Check the next hop is up and on the node's subnet: ip neigh, ip route get DST."),
-    "NO_SOCKET": ("nothing listened on its port", "Start the service, or send to the port it listens on."),
+    "NO_SOCKET": ("nothing listened on its port", ""),  # the refused verdict says what to do
     "OTHERHOST": ("it was addressed to another host's MAC address", "Check ARP and the bridge's forwarding."),
     "PKT_TOO_BIG": ("it was larger than the next hop's MTU", "Give every hop the same MTU, or clamp the MSS."),
     "QDISC_DROP": ("a queue discipline dropped it (a full queue, shaping)", "Check tc qdisc on that interface."),
@@ -106,9 +106,8 @@ def _where(netns: str, names: dict[str, str]) -> str:
 def dropped_by(journey: Journey, drops: pd.DataFrame) -> str:
     """The kernel's drops of the packets ``journey`` lost on the way, in words ("" when none
     was recorded, or nothing was lost)."""
-    outcome = journey.outcome
-    rejected = outcome == REFUSED and journey.first.refused_by  # a REJECT drops, then answers
-    if drops.empty or (outcome not in (UNANSWERED, REPLY_LOST, PARTIAL) and not rejected):
+    # A refused packet is dropped too: by a REJECT rule, or as NO_SOCKET where nothing listens.
+    if drops.empty or journey.outcome not in (UNANSWERED, REPLY_LOST, PARTIAL, REFUSED):
         return ""
     found = []
     for sighting, toward_server in _lost_at(journey):
