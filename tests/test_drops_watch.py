@@ -133,6 +133,31 @@ def test_without_bpftrace_the_tracepoint_itself_gives_reasons_without_addresses(
     assert not list(Path("/sys/kernel/tracing/instances").glob("podcap-drops-*"))
 
 
+def test_a_helper_without_bpftrace_uses_the_nodes(pair, tmp_path, monkeypatch):
+    """The helper image lacks bpftrace (its PATH here), the node has it: the watcher enters
+    the node's mount namespace (our own process stands for the node) and uses the node's."""
+    a, _, _ = pair
+    tools = _tools_without_bpftrace(tmp_path)
+    for tool in ("nsenter", "env"):
+        os.symlink(shutil.which(tool), tools / tool)
+    monkeypatch.setenv("PATH", str(tools))
+    out = tmp_path / "node.drops.jsonl"
+    watch = DropWatch(LocalTransport("here"), [B], out, bound=60, node_pid=str(os.getpid()))
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.setdefault("result", watch.run()))
+    thread.start()
+    assert watch.wait_ready(30)
+    try:
+        subprocess.run(["/usr/bin/ip", "netns", "exec", a, "/usr/bin/curl", "-sS", "--max-time",
+                        "1", f"http://{B}:81/"], capture_output=True)  # fmt: skip
+    finally:
+        watch.stop()
+        thread.join(30)
+    assert done["result"].tier == "bpftrace", done["result"]
+    _, drops = read_drops(out)
+    assert any(d["reason"] == "NO_SOCKET" and d["dport"] == 81 and d["dst"] == B for d in drops)
+
+
 class _NoTracefs:
     """The local transport, each command in a mount namespace of its own whose tracefs is an
     empty directory that cannot be mounted over (no mount tool on the PATH)."""

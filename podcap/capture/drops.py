@@ -89,11 +89,24 @@ def container_addresses(session, transport, timeout: float = 30) -> list[str]:
     return [words[i + 1].split("/")[0] for i, w in enumerate(words[:-1]) if w in ("inet", "inet6")]
 
 
+# In the node's network namespace: the helper image's bpftrace when it has one (a helper
+# image built with it serves nodes without it), else the node's own tools, in its mount
+# namespace with a node's usual PATH.
+PICK = """pid=$1 script=$2; shift 2
+if [ -n "$pid" ] && ! command -v bpftrace >/dev/null 2>&1; then
+  exec nsenter -m -t "$pid" -- env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    sh -c "$script" podcap-drops "$@"
+fi
+exec sh -c "$script" podcap-drops "$@"
+"""
+
+
 def drops_argv(addresses: list[str], bound: int, node_pid: str | None) -> list[str]:
-    """The node-side command: the script in the node's mount and network namespaces (those
-    of ``node_pid``: 1 in the helper, with hostPID; None: the transport is on the node)."""
-    enter = ["nsenter", "-m", "-n", "-t", node_pid, "--"] if node_pid else []
-    return [*enter, "sh", "-c", drops_script(), SCRIPT_NAME, str(bound), drop_program(addresses)]
+    """The node-side command, in the node's network namespace (that of ``node_pid``: 1 in
+    the helper, with hostPID; None: the transport is on the node, nothing entered)."""
+    enter = ["nsenter", "-n", "-t", node_pid, "--"] if node_pid else []
+    script, program = drops_script(), drop_program(addresses)
+    return [*enter, "sh", "-c", PICK, SCRIPT_NAME, node_pid or "", script, str(bound), program]
 
 
 def reason_names(print_fmt: str) -> dict[int, str]:
