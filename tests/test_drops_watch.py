@@ -267,3 +267,52 @@ def _netns_of_pid(pid: str) -> str:
         return os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
         return ""
+
+
+def test_an_rp_filter_drop_lands_on_the_connection_in_the_path_report(pair, tmp_path):
+    """A captures (--via local --pid, --drops) while it connects to B from an address B would
+    not route back through that link; B's strict reverse-path filter drops the SYNs. The
+    path report of A's capture alone ties the kernel's reason to that connection and says
+    what to change."""
+    from testbed.helpers import podcap, start_podcap, wait_for  # noqa: PLC0415
+
+    a, b, _ = pair
+    run_a, run_b = ["ip", "netns", "exec", a], ["ip", "netns", "exec", b]
+    dev_a = subprocess.run([*run_a, "ip", "-o", "link", "show", "type", "veth"], capture_output=True,
+                           text=True, check=True).stdout.split(":")[1].strip().split("@")[0]  # fmt: skip
+    subprocess.run([*run_a, "ip", "addr", "add", "10.51.0.1/24", "dev", dev_a], check=True)
+    for dev in subprocess.run([*run_b, "ls", "/proc/sys/net/ipv4/conf"], capture_output=True,
+                              text=True, check=True).stdout.split():  # fmt: skip
+        subprocess.run([*run_b, "sysctl", "-qw", f"net.ipv4.conf.{dev}.rp_filter=1"], check=True)
+    # B would not answer ARP for that source either: A knows B's MAC already.
+    mac_b = subprocess.run([*run_b, "cat", "/sys/class/net/" + _veth(run_b) + "/address"],
+                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    subprocess.run([*run_a, "ip", "neigh", "replace", B, "lladdr", mac_b, "dev", dev_a, "nud",
+                    "permanent"], check=True)  # fmt: skip
+    holder = subprocess.Popen([*run_a, "sleep", "60"])
+    try:
+        assert wait_for(lambda: _netns_of_pid(str(holder.pid)) == _netns_of(a), 10)
+        out = tmp_path / "a.pcap"
+        run = start_podcap("capture", "--via", "local", "--pid", str(holder.pid), "-i", "any",
+                           "--drops", "-d", "5", "-o", str(out), text=True)  # fmt: skip
+        time.sleep(2.5)  # tcpdump listens, then the watcher attaches
+        subprocess.run([*run_a, "curl", "-sS", "--max-time", "2", "--interface", "10.51.0.1",
+                        f"http://{B}/"], capture_output=True)  # fmt: skip
+        _, stderr = run.communicate(timeout=40)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode == 0, stderr
+    path = podcap("analyze", str(out), "-r", "path", "-F", "json")
+    assert path.returncode == 0, path.stderr
+    (row,) = [r for r in json.loads(path.stdout)["path"] if r["client_ip"] == "10.51.0.1"]
+    assert row["outcome"] == "unanswered"
+    assert row["dropped_by"].startswith("IP_RPFILTER in ")
+    assert "reverse-path filtering dropped it" in row["explanation"]
+    assert "rp_filter=2" in row["fix"]
+
+
+def _veth(run: list[str]) -> str:
+    listed = subprocess.run([*run, "ip", "-o", "link", "show", "type", "veth"], capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    return listed.split(":")[1].strip().split("@")[0]
