@@ -305,7 +305,8 @@ def test_capture_with_drops_records_a_drop_inside_the_pod(kube_lab, tmp_path):
     lab.run(target, ["iptables", "-I", *rule], check=True)
     try:
         stderr = capture_with_node_rules(
-            kube_lab, target, out, "--drops", tcpdumps=1, url=f"http://{target.ip}/", client=client,
+            kube_lab, target, out, "--drops", "--merge", "-f", "tcp", tcpdumps=1,
+            url=f"http://{target.ip}/", client=client,
             during=lambda: lab.curl(client, f"http://{target.ip}:8081/", timeout=4),
         )  # fmt: skip
     finally:
@@ -320,6 +321,15 @@ def test_capture_with_drops_records_a_drop_inside_the_pod(kube_lab, tmp_path):
     assert inside and {d["reason"] for d in inside} == {"NETFILTER_DROP"}
     assert {d["netns"] for d in inside} == {sidecar["point"]["netns"]}  # the Pod's own
     assert all((d["src"], d["dst"]) == (client.ip, target.ip) for d in inside)
+    # --merge: the merged pcapng's copy of each dropped SYN carries the kernel's word.
+    marked = subprocess.run(
+        ["tshark", "-r", str(out / "capture.pcapng"), "-Y", "frame.comment", "-T", "fields",
+         "-e", "tcp.dstport", "-e", "frame.comment"], capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert len(marked) == len(inside) and all(
+        line.startswith("8081\tpodcap: then dropped by the kernel: NETFILTER_DROP in nft_do_chain "
+                        f"(pod {target.namespace}/{target.name})") for line in marked
+    ), marked  # fmt: skip
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])

@@ -8,6 +8,7 @@ sidecar; ``--node-rules`` and ``--also-node`` add the node's own view, ``--merge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -121,6 +122,9 @@ class PodCaptures:
     plan: Plan
     options: SessionOptions
     stop_reasons = POD_STOP_REASONS
+    # --merge: {(file index, packet number): comment} for the written files, given by the
+    # caller (the CLI hands it the drops' comments: podcap.path.kernel_drops.comments_for).
+    comment_packets: Callable[[list[str]], dict] | None = None
     facts: dict = field(default_factory=dict)
     rules: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> --node-rules
 
@@ -194,7 +198,10 @@ class PodCaptures:
             return None
         from podcap.capture.merge import merge
 
-        merge([(m.label, m.path) for m in written], self.options.merge_to)
+        comments = (
+            self.comment_packets([str(m.path) for m in written]) if self.comment_packets else None
+        )
+        merge([(m.label, m.path) for m in written], self.options.merge_to, packet_comments=comments)
         return self.options.merge_to
 
 

@@ -350,7 +350,12 @@ def _pod_plan(
         selector=pods.selector,
         container=kube.container,
     )
-    return PodCaptures(client, plan(client, query, spec), options)
+    comments = None
+    if view.drops and merge:  # the merged pcapng marks each dropped packet's last copy
+        from podcap.path.kernel_drops import comments_for
+
+        comments = comments_for
+    return PodCaptures(client, plan(client, query, spec), options, comment_packets=comments)
 
 
 def _run(plan, quiet: bool):

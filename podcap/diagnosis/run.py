@@ -302,15 +302,14 @@ def _probe_port(plan: DiagnosePlan, source_capture: Path) -> int | None:
 
 def _write_bundle(diagnosis: Diagnosis, result) -> None:
     from podcap.capture.merge import merge
-    from podcap.path.kernel_drops import drop_comments, drop_table
+    from podcap.path.kernel_drops import comments_for
     from podcap.render import render
-    from podcap.sidecar import read_sidecar
 
-    bundle, files = diagnosis.bundle, [str(f) for f in diagnosis.files]
+    bundle = diagnosis.bundle
     names = _point_names(diagnosis.files)
-    drops = drop_table({f: read_sidecar(f) or {} for f in files})
+    comments = comments_for([str(f) for f in diagnosis.files])
     merge([(names[f], f) for f in diagnosis.files], bundle / MERGED_NAME,
-          comment="podcap diagnose", packet_comments=drop_comments(files, drops))  # fmt: skip
+          comment="podcap diagnose", packet_comments=comments)  # fmt: skip
     render({"path": diagnosis.path}, "json", str(bundle / "path.json"))
     render({"hops": result["hops"]}, "csv", str(bundle / "hops.csv"))
     render(result, "html", str(bundle / "index.html"))

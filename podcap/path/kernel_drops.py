@@ -179,3 +179,11 @@ def drop_comments(files: list[str], drops: pd.DataFrame) -> dict[tuple[int, int]
             said = f"podcap: then dropped by the kernel: {drop['reason']} in {drop['function']} ({drop['where']})"
             comments.setdefault((int(last["_file"]), int(last["_number"])), said)
     return comments
+
+
+def comments_for(files: list[str]) -> dict[tuple[int, int], str]:
+    """``drop_comments`` of the captures ``files``, from the drops files their sidecars name
+    (for a merged pcapng of them: ``podcap diagnose``, ``podcap capture --drops --merge``)."""
+    from podcap.sidecar import read_sidecar
+
+    return drop_comments(files, drop_table({f: read_sidecar(f) or {} for f in files}))
