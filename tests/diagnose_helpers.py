@@ -43,3 +43,19 @@ def assert_offline_agrees(out):
     again = [{c: row[c] for c in columns} for row in json.loads(offline.stdout)["path"]]
     bundled = json.loads((out / "path.json").read_text())["path"]
     assert again == [{c: row[c] for c in columns} for row in bundled]
+
+
+def drop_watchers_alive(cluster) -> list[int]:
+    """The process groups of this API server's drop-watcher execs that still have a process
+    (each exec runs in a session of its own: bpftrace and the script's children are in it)."""
+    import os  # noqa: PLC0415
+
+    alive = []
+    for record in cluster.execs:
+        if "podcap-drops" in " ".join(record.command):
+            try:
+                os.killpg(record.process.pid, 0)
+            except ProcessLookupError:
+                continue
+            alive.append(record.process.pid)
+    return alive

@@ -16,6 +16,7 @@ import yaml
 from podcap import locate
 from podcap.reach import pod as helper
 from testbed.helpers import podcap, start_podcap, wait_for
+from tests.diagnose_helpers import drop_watchers_alive
 from tests.kube_fixtures import shop_cluster
 
 pytestmark = pytest.mark.timeout(120)
@@ -347,21 +348,13 @@ def test_no_drop_watcher_outlives_podcap(kube_lab, tmp_path, signum):
         str(tmp_path / "out"), "--drops", "--node-pid", str(stand_in.pid), "-d", "8", text=True,
     )  # fmt: skip
     try:
-        assert wait_for(
-            lambda: any("podcap-drops" in " ".join(e.command) for e in cluster.execs), 30
-        )
-        assert wait_for(lambda: _processes("bpftrace") != [], 30)
+        assert wait_for(lambda: drop_watchers_alive(cluster) != [], 30)
+        time.sleep(1.5)  # bpftrace attaches
         podcap_run.send_signal(signum)
         podcap_run.communicate(timeout=40)
     finally:
         podcap_run.kill()
-    gone = lambda: _processes("podcap-drops") == [] and _processes("bpftrace") == []  # noqa: E731
     if signum != signal.SIGKILL:
-        assert gone(), (_processes("podcap-drops"), _processes("bpftrace"))
-    assert wait_for(gone, 20), (_processes("podcap-drops"), _processes("bpftrace"))
+        assert drop_watchers_alive(cluster) == []
+    assert wait_for(lambda: drop_watchers_alive(cluster) == [], 20), drop_watchers_alive(cluster)
     assert Path("/proc/self/mounts").read_text().count(" tracefs ") == mounts
-
-
-def _processes(name: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", name], capture_output=True, text=True).stdout
-    return [line for line in found.splitlines() if "pgrep" not in line]

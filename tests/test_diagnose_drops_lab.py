@@ -13,7 +13,7 @@ import pytest
 
 from podcap.dropsfile import read_drops
 from testbed.helpers import podcap
-from tests.diagnose_helpers import diagnose
+from tests.diagnose_helpers import diagnose, drop_watchers_alive
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -59,8 +59,7 @@ def test_a_forward_drop_is_recorded_with_its_reason_on_the_node(kube_lab, node_p
                               "NETFILTER_DROP in nft_do_chain (node-b root netns)"]
         for line in marked
     ), marked  # fmt: skip
-    alive = subprocess.run(["pgrep", "-f", "podcap-drops"], capture_output=True, text=True)
-    assert alive.stdout == ""  # no watcher outlives the diagnosis
+    assert drop_watchers_alive(kube_lab[0]) == []  # no watcher outlives the diagnosis
 
 
 def test_no_drops_watches_nothing(kube_lab, node_pids, tmp_path):

@@ -90,8 +90,7 @@ def test_a_netfilter_drop_and_a_closed_port_are_recorded_with_the_kernels_reason
     assert result.drops == len(drops) and all(d["sport"] > 0 for d in drops)
     # Nothing left: no bpftrace, the tracefs mount (made if there was none) undone.
     assert _tracefs_mounts() == mounts
-    alive = subprocess.run(["pgrep", "-f", "podcap-drops"], capture_output=True, text=True)
-    assert alive.stdout == ""
+    assert watch._process.wait(timeout=1) == 0  # run() returned: the node script ended, cleanly
 
 
 def test_the_reason_names_come_from_the_kernels_table():
