@@ -923,6 +923,12 @@ class ExecSession:
             if self.terminal is not None:
                 os.close(self.terminal)
                 self.stdin_fd = None
+            # The record keeps the Popen for the tests' assertions, so its pipes would stay
+            # open for the whole session: a suite of diagnoses ran out of descriptors.
+            for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    stream.close()
+            self.stdin_fd = None
         if code == 0:
             status = {"metadata": {}, "status": "Success"}
         else:
