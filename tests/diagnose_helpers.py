@@ -4,6 +4,7 @@ same. Registered in conftest.py (the fixture)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -11,15 +12,24 @@ import pytest
 from testbed.helpers import podcap
 
 
+@contextlib.contextmanager
+def node_stand_ins(lab):
+    """A process in each lab node's network namespace ("the node" for its helper), as
+    ``--node-pid``'s value; they end with the block."""
+    stand_ins = [lab.popen(node, ["sleep", "300"]) for node in lab.nodes]
+    try:
+        yield ",".join(f"{n.name}={p.pid}" for n, p in zip(lab.nodes, stand_ins, strict=True))
+    finally:
+        for proc in stand_ins:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture
 def node_pids(kube_lab):
-    """A process in each lab node's network namespace: "the node" for its helper."""
-    _, _, lab = kube_lab
-    stand_ins = {node.name: lab.popen(node, ["sleep", "300"]) for node in lab.nodes}
-    yield ",".join(f"{name}={proc.pid}" for name, proc in stand_ins.items())
-    for proc in stand_ins.values():
-        proc.kill()
-        proc.wait()
+    """``node_stand_ins`` of the module's lab, for a test."""
+    with node_stand_ins(kube_lab[2]) as pids:
+        yield pids
 
 
 def diagnose(kube_lab, node_pids, out, *args):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from testbed.helpers import podcap, start_podcap, wait_for
-from tests.diagnose_helpers import diagnose
+from tests.diagnose_helpers import diagnose, node_stand_ins
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -285,17 +285,11 @@ def test_a_healthy_path_across_vxlan_is_followed_inside_the_tunnel(
     lab = make_lab(nodes=2, pods_per_node=1, overlay="vxlan")
     cluster = cluster_from_lab(lab)
     server = make_kube_api(cluster)
-    stand_ins = [lab.popen(node, ["sleep", "300"]) for node in lab.nodes]
-    pids = ",".join(f"{n.name}={p.pid}" for n, p in zip(lab.nodes, stand_ins, strict=True))
     out = tmp_path / "vxlan"
-    try:
+    with node_stand_ins(lab) as pids:
         run = podcap("diagnose", "web-a0", "web-b0:9000", "--kubeconfig",
                      str(server.kubeconfig_path), "--node-pid", pids, "-o", str(out),
                      timeout=150)  # fmt: skip
-    finally:
-        for proc in stand_ins:
-            proc.kill()
-            proc.wait()
     assert run.returncode == 0, run.stderr
     assert "REACHABLE (delivered)" in run.stdout
     assert cluster.helper_pods() == []

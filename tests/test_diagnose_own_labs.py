@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from testbed.helpers import podcap
-from tests.diagnose_helpers import assert_offline_agrees
+from tests.diagnose_helpers import assert_offline_agrees, node_stand_ins
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,17 +33,11 @@ def test_an_endpoint_beside_the_source_shares_its_nodes_nic_capture(
     for pod in (beside, elsewhere):  # the Service's selector picks these two
         cluster.pods[("default", pod.name)]["metadata"]["labels"]["podcap-lab/endpoint"] = "yes"
     server = make_kube_api(cluster)
-    stand_ins = [lab.popen(node, ["sleep", "300"]) for node in lab.nodes]
-    pids = ",".join(f"{n.name}={p.pid}" for n, p in zip(lab.nodes, stand_ins, strict=True))
     out = tmp_path / "svc"
-    try:
+    with node_stand_ins(lab) as pids:
         runs = [podcap("diagnose", source.name, "svc/web", "--kubeconfig",
                        str(server.kubeconfig_path), "--node-pid", pids, "-o", str(out / str(n)),
                        timeout=150) for n in range(2)]  # fmt: skip
-    finally:
-        for proc in stand_ins:
-            proc.kill()
-            proc.wait()
     assert cluster.helper_pods() == []
     for n, run in enumerate(runs):
         assert run.returncode == 0, run.stderr
@@ -77,17 +71,11 @@ def test_a_host_in_the_non_masquerade_cidrs_sees_the_pod_address(make_lab, make_
     cluster = cluster_from_lab(lab)
     server = make_kube_api(cluster)
     client, idc = lab.pods[0], lab.idc
-    stand_ins = [lab.popen(node, ["sleep", "300"]) for node in lab.nodes]
-    pids = ",".join(f"{n.name}={p.pid}" for n, p in zip(lab.nodes, stand_ins, strict=True))
     out = tmp_path / "kept"
-    try:
+    with node_stand_ins(lab) as pids:
         run = podcap("diagnose", client.name, f"{idc.ip}:{idc.marker_port}", "--kubeconfig",
                      str(server.kubeconfig_path), "--node-pid", pids, "-o", str(out),
                      timeout=150)  # fmt: skip
-    finally:
-        for proc in stand_ins:
-            proc.kill()
-            proc.wait()
     assert cluster.helper_pods() == []
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"default/web-a0 -> {idc.ip}:{idc.marker_port}: REACHABLE")

@@ -93,11 +93,13 @@ class Analysis:
     def journeys(self):
         """The capture points in path order and each connection along them
         (``podcap.path.journey.line_up``), cached: the path and hops reports read the same."""
-        from podcap.path.datagrams import datagram_exchanges
+        from podcap.path.datagrams import datagram_exchanges, icmp_refusals
         from podcap.path.journey import line_up
 
-        connections = self.tcp_connections + datagram_exchanges(self.all_packets)
-        return line_up(self.files, self.all_packets, self.all_flows, connections, self.sidecars)
+        packets = self.all_packets
+        refusals = icmp_refusals(packets)  # the datagrams' and the TCP connections' alike
+        connections = self.tcp_connections + datagram_exchanges(packets, refusals)
+        return line_up(self.files, packets, self.all_flows, connections, self.sidecars, refusals)
 
     @cached_property
     def kernel_drops(self) -> pd.DataFrame:

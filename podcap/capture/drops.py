@@ -197,9 +197,7 @@ class DropWatch:
         return self._ready.wait(timeout)
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            process = self._process
+        process = self._halt()
         if process is not None:
             process.stop()
             timer = threading.Timer(STOP_GRACE, process.kill)
@@ -207,11 +205,15 @@ class DropWatch:
             timer.start()
 
     def kill(self) -> None:
-        with self._lock:
-            self._stopped = True
-            process = self._process
+        process = self._halt()
         if process is not None:
             process.kill()
+
+    def _halt(self) -> RemoteProcess | None:
+        """Mark the watch stopped (a start after this stops at once); its process, if any."""
+        with self._lock:
+            self._stopped = True
+            return self._process
 
     def run(self) -> DropWatchResult:
         if not self.addresses and self.resolve is not None:

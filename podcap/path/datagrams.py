@@ -78,8 +78,11 @@ class MatchedExchange:
         return self.observations[0]
 
 
-def datagram_exchanges(packets: pd.DataFrame) -> list[MatchedExchange]:
-    """Every UDP conversation and ping of ``packets`` (all files), matched across files."""
+def datagram_exchanges(
+    packets: pd.DataFrame, refusals: dict[tuple, str] | None = None
+) -> list[MatchedExchange]:
+    """Every UDP conversation and ping of ``packets`` (all files), matched across files.
+    ``refusals``: ``icmp_refusals(packets)``, when the caller has them already."""
     if "payload_head" not in packets or "flow_id" not in packets:
         return []
     wanted = packets["ip_proto"].isin([UDP, ICMP, ICMPV6])
@@ -88,7 +91,7 @@ def datagram_exchanges(packets: pd.DataFrame) -> list[MatchedExchange]:
         return []
     table = table.assign(file=table["file"].astype(str), src=as_text(table["src"]),
                          dst=as_text(table["dst"]), key=_payload_hashes(table))  # fmt: skip
-    refusals = icmp_refusals(packets)
+    refusals = icmp_refusals(packets) if refusals is None else refusals
     exchanges = _udp_exchanges(table, refusals) + _pings(table, refusals)
     return _match(exchanges)
 

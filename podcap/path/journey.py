@@ -321,12 +321,20 @@ class LinedUp:
 
 
 def line_up(
-    files: list[str], packets: pd.DataFrame, flows: pd.DataFrame, connections, sidecars
+    files: list[str],
+    packets: pd.DataFrame,
+    flows: pd.DataFrame,
+    connections,
+    sidecars,
+    refusals: dict[tuple, str] | None = None,
 ) -> LinedUp:
-    """The capture points of ``files`` ordered along the path, and the journeys along them."""
+    """The capture points of ``files`` ordered along the path, and the journeys along them.
+    ``refusals``: ``podcap.path.datagrams.icmp_refusals(packets)``, read here when not given."""
     from podcap.path.datagrams import icmp_refusals
     from podcap.path.points import path_order, points_of
 
+    if refusals is None:
+        refusals = icmp_refusals(packets)
     path, how = path_order(points_of(files, packets, sidecars), connections)
-    journeys = follow(path, connections, flows, first_answers(packets), icmp_refusals(packets))
+    journeys = follow(path, connections, flows, first_answers(packets), refusals)
     return LinedUp(tuple(path), tuple(journeys), how)

@@ -579,13 +579,7 @@ class Lab:
             "    sys.stderr.write(type(e).__name__+': '+str(e)+'\\n'); sys.exit(1)\n"
             "sys.stdout.buffer.write(out)\n"
         )
-        return self.run(
-            from_netns,
-            [sys.executable, "-c", code, ip, str(port), str(timeout)],
-            input=text,
-            text=False,
-            timeout=timeout + 10,
-        )
+        return self._python_client(from_netns, code, ip, port, text, timeout)
 
     def send_udp(
         self, from_netns: Any, ip: str, port: int, text: bytes = b"lbtest", timeout: float = 2
@@ -603,6 +597,12 @@ class Lab:
             "    sys.stderr.write(type(e).__name__+': '+str(e)+'\\n'); sys.exit(1)\n"
             "sys.stdout.buffer.write(out)\n"
         )
+        return self._python_client(from_netns, code, ip, port, text, timeout)
+
+    def _python_client(
+        self, from_netns: Any, code: str, ip: str, port: int, text: bytes, timeout: float
+    ) -> subprocess.CompletedProcess:
+        """Run a client ``code`` (argv: ip, port, timeout; ``text`` on stdin) in a namespace."""
         return self.run(
             from_netns,
             [sys.executable, "-c", code, ip, str(port), str(timeout)],
