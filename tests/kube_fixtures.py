@@ -1,15 +1,18 @@
 """The shop cluster the Kubernetes tests start from, served by the in-test API server.
 
 Nodes (one Windows), Pods (one Pending, one with a sidecar, one hostNetwork) and workloads;
-``shop`` gives ``(cluster, kube)``, ``shop_server`` also the server (its kubeconfig).
+``shop`` gives ``(cluster, kube)``, ``shop_server`` also the server (its kubeconfig). Also what
+tests of captures through helpers share: waiting for the helpers' tcpdumps, reading a pcap.
 """
 
 from __future__ import annotations
 
+import dpkt
 import pytest
 
 from podcap import locate
 from testbed import kube_api as K
+from testbed.helpers import wait_for
 
 CID = "containerd://" + "0123456789abcdef" * 4
 
@@ -73,3 +76,17 @@ def shop_server(make_kube_api):
 
 def names(resolution) -> list[str]:
     return sorted(f"{t.namespace}/{t.name}" for t in resolution.targets)
+
+
+def pcap_packets(path) -> list[bytes]:
+    with open(path, "rb") as f:
+        return [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
+
+
+def wait_listening(cluster, n: int) -> None:
+    """Until ``n`` tcpdumps started through exec listen (the server keeps each exec's stderr)."""
+
+    def listening() -> int:
+        return sum(b"listening on" in e.stderr for e in list(cluster.execs))
+
+    assert wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]

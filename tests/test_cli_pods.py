@@ -8,7 +8,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import dpkt
 import kubernetes_validate
 import pytest
 import yaml
@@ -17,7 +16,7 @@ from podcap import locate
 from podcap.reach import pod as helper
 from testbed.helpers import podcap, start_podcap, wait_for
 from tests.diagnose_helpers import drop_watchers_alive
-from tests.kube_fixtures import shop_cluster
+from tests.kube_fixtures import pcap_packets, shop_cluster, wait_listening
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,20 +50,6 @@ def test_cleanup_denied_is_one_error_line(make_kube_api):
 
 
 # --- podcap capture with Pod targets, against the lab --------------------------------------
-
-
-def pcap_packets(path) -> list[bytes]:
-    with open(path, "rb") as f:
-        return [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
-
-
-def wait_listening(cluster, n: int) -> None:
-    """Until ``n`` tcpdumps started through exec listen (the server keeps each exec's stderr)."""
-
-    def listening() -> int:
-        return sum(b"listening on" in e.stderr for e in list(cluster.execs))
-
-    assert wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]
 
 
 def capture_with_node_rules(
@@ -144,13 +129,14 @@ def test_a_node_view_that_fails_is_reported_beside_the_pods_capture(kube_lab, tm
 def test_ctrl_c_or_sigterm_ends_the_capture_cleanly_and_deletes_the_helper(
     kube_lab, tmp_path, signum
 ):
+    """Started from a script with &, podcap inherits SIGINT ignored: its own handlers count."""
     cluster, server, lab = kube_lab
     target, client = lab.pods[0], lab.pods[1]
     out = tmp_path / "out"
     podcap_run = start_podcap(
         "capture", f"pod/{target.name}", "-n", target.namespace,
         "--kubeconfig", str(server.kubeconfig_path), "-f", "tcp port 80", "-o", str(out),
-        text=True,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     try:
         wait_listening(cluster, 1)
@@ -162,7 +148,7 @@ def test_ctrl_c_or_sigterm_ends_the_capture_cleanly_and_deletes_the_helper(
     finally:
         podcap_run.kill()
     assert podcap_run.returncode == 0, stderr
-    assert "ended by interrupted" in stderr
+    assert f"ended by {'interrupted' if signum == signal.SIGINT else 'terminated'}" in stderr
     assert any(
         b"GET /mytest" in p for p in pcap_packets(out / f"{target.namespace}_{target.name}.pcap")
     )

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "podcap"
 ACQUIRE = {"locate", "reach", "capture", "netns"}
 ANALYZE = {"decode", "dfilter", "flows", "analysis", "reports", "snat", "path", "render"}
-FLOOR = {"errors", "sidecar", "pcapfile", "tshark", "version", "dropsfile", "__main__"}
+FLOOR = {"errors", "sidecar", "pcapfile", "tshark", "version", "dropsfile", "signals", "__main__"}
 MAX_LINES = 400
 
 

@@ -40,7 +40,8 @@ def test_helper_create_denied_is_a_clear_error(shop_server):
 
 SESSION_SCRIPT = """
 import sys, time
-from podcap import locate
+from podcap import locate, signals
+signals.install()  # as the CLI does: SIGTERM raises too
 from podcap.reach import pod as helper
 kube = locate.connect(sys.argv[1])
 with helper.helper_transports(kube, helper.HelperSpec(), {"node-a": [], "node-b": []}) as t:
@@ -69,7 +70,7 @@ def test_ctrl_c_and_sigterm_delete_the_helpers(shop_server, signum):
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode != 0 and b"KeyboardInterrupt" in stderr
+    assert proc.returncode != 0 and b"podcap.signals.Interrupted" in stderr
     assert cluster.helper_pods() == []
     assert len(cluster.deleted) == 2
     # Deleting the helper ended the exec'd command too, as a kubelet would.

@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from podcap import signals
 from podcap.capture.session import CaptureResult, CaptureSession
 from podcap.capture.stream import StreamProgress
 from podcap.errors import CaptureError, PodcapError, UsageError
 from podcap.reach.base import Transport
-
-# How the first signal ends the captures (CaptureResult.ended_by). Pod captures have always
-# said "interrupted" for SIGTERM too (their helpers take SIGTERM as Ctrl-C); both are kept.
-NODE_STOP_REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-POD_STOP_REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "interrupted"}
 
 ProgressCallback = Callable[[str | None, StreamProgress], None]
 
@@ -58,12 +53,14 @@ class FleetResult:
     captures: list[Member]
     merged: Path | None = None
     interrupted: bool = False
+    # A second signal killed the captures: each file ends at its last whole packet, but the
+    # nodes' statistics never came. The signal's number, for the exit status (130, 143).
+    killed_by: int | None = None
 
 
 class CapturePlan(Protocol):
     """What :func:`run` needs from a kind of target."""
 
-    stop_reasons: dict[int, str]
     warnings: Sequence[str]
 
     def announcement(self) -> str | None: ...
@@ -88,7 +85,6 @@ class NodeCapture:
     spec: Any  # podcap.capture.CaptureSpec
     output: str | BinaryIO
     drops: bool = False  # --drops: the kernel's drops of the target's packets, beside the pcap
-    stop_reasons = NODE_STOP_REASONS
     warnings = ()  # nothing to warn about: the user named the process
 
     def __post_init__(self) -> None:
@@ -151,28 +147,30 @@ def run(
         if on_progress is not None:
             for member in members:
                 member.session.on_progress = _labelled(on_progress, member.label)
-        interrupted = _run_together(members, plan.stop_reasons)
+        stopper = _run_together(members)
     merged = plan.finish(members)
     _raise_failures(members)
-    return FleetResult(members, merged, interrupted)
+    return FleetResult(members, merged, stopper.signals_seen > 0, stopper.killed_by)
 
 
 def _labelled(on_progress: ProgressCallback, label: str | None):
     return lambda progress: on_progress(label, progress)
 
 
-def _run_together(members: list[Member], stop_reasons: dict[int, str]) -> bool:
-    """Every member in a thread of its own; True when a signal stopped them."""
+def _run_together(members: list[Member]) -> _Stopper:
+    """Every member in a thread of its own, until each ended; the first SIGINT/SIGTERM stops
+    them cleanly (tcpdump flushes), a second kills them."""
+    stopper = _Stopper(members)
     threads = [
         threading.Thread(target=_run_member, args=(m,), daemon=True, name=m.label or "capture")
         for m in members
     ]
-    with _StopOnSignals(members, stop_reasons) as stopper:
+    with signals.taken_over(stopper.on_signal):
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    return stopper.signals_seen > 0
+    return stopper
 
 
 def _run_member(member: Member) -> None:
@@ -217,25 +215,22 @@ def _run_node_view(member: Member) -> None:
         member.error = member.error or exc
 
 
-class _StopOnSignals:
-    """While the captures run: the first SIGINT/SIGTERM stops them cleanly (tcpdump flushes),
-    a second one kills them. Only the main thread can set handlers; elsewhere (a library
-    caller's thread) signals are left as they are."""
+@dataclass
+class _Stopper:
+    """What a signal does to running captures: the first stops them cleanly, a second kills
+    them (each file still ends at a whole packet)."""
 
-    def __init__(self, members: list[Member], reasons: dict[int, str]):
-        self.members = members
-        self.reasons = reasons
-        self.previous: dict[int, Any] = {}
-        self.signals_seen = 0
+    members: list[Member]
+    signals_seen: int = 0
+    killed_by: int | None = None
 
-    def _handle(self, signum, frame) -> None:
-        self.signals_seen += 1
-        if self.signals_seen == 1:
-            action, args = self.stop, (self.reasons[signum],)
+    def on_signal(self, signum: int, nth: int) -> None:
+        self.signals_seen = max(self.signals_seen, nth)
+        if nth == 1:
+            self.stop(signals.REASONS[signum])
         else:
-            action, args = self.kill, ()
-        # stop() may wait on a lock the interrupted code holds: do it off the handler.
-        threading.Thread(target=action, args=args, daemon=True).start()
+            self.killed_by = signum
+            self.kill()
 
     def stop(self, reason: str) -> None:
         for member in self.members:
@@ -247,16 +242,6 @@ class _StopOnSignals:
             for beside in (member.node_view, member.drops):
                 if beside is not None:
                     beside.kill()
-
-    def __enter__(self) -> _StopOnSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.reasons:
-                self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
 
 
 def _raise_failures(members: list[Member]) -> None:

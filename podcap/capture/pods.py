@@ -16,13 +16,7 @@ from typing import BinaryIO
 from podcap import locate
 from podcap.capture.command import CaptureSettings, CaptureSpec, check_interface
 from podcap.capture.drops import DropWatch
-from podcap.capture.fleet import (
-    POD_STOP_REASONS,
-    FleetResult,
-    Member,
-    ProgressCallback,
-    run,
-)
+from podcap.capture.fleet import FleetResult, Member, ProgressCallback, run
 from podcap.capture.node_rules import node_file_part, node_rules, write_node_rules
 from podcap.capture.overlay_filter import pod_traffic_filter
 from podcap.capture.plan import Plan, cluster_facts_for_sidecar, preflight
@@ -121,7 +115,6 @@ class PodCaptures:
     kube: locate.Kube
     plan: Plan
     options: SessionOptions
-    stop_reasons = POD_STOP_REASONS
     # --merge: {(file index, packet number): comment} for the written files, given by the
     # caller (the CLI hands it the drops' comments: podcap.path.kernel_drops.comments_for).
     comment_packets: Callable[[list[str]], dict] | None = None

@@ -10,6 +10,7 @@ naming the exception, with exit status 2; ``--debug`` (anywhere before ``--``) o
 ``PODCAP_DEBUG=1`` shows its traceback instead.
 """
 
+import functools
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from enum import IntEnum
 import typer
 import typer.main
 
+from podcap import signals
 from podcap.errors import PodcapError
 from podcap.version import __version__
 
@@ -100,6 +102,7 @@ def render_reports(reports, fmt: str, output: str | None, **options) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and map every error to one line on stderr."""
+    signals.install()  # whatever the parent did (started with &: SIGINT ignored)
     _register_commands()
     argv, debug = _debug_flag(sys.argv[1:] if argv is None else list(argv))
     try:
@@ -164,10 +167,31 @@ METAVARS = {
 }  # fmt: skip
 
 
+class _Signalled(Exception):  # noqa: N818 - carries the signal past click
+    """A command ended by SIGINT/SIGTERM. click turns a KeyboardInterrupt into Abort (and a
+    blank line on stderr), losing which signal it was: each command's own raises this."""
+
+    def __init__(self, interrupted: signals.Interrupted):
+        super().__init__(interrupted.reason)
+        self.interrupted = interrupted
+
+
+def _signals_carried(callback):
+    @functools.wraps(callback)
+    def call(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except signals.Interrupted as exc:
+            raise _Signalled(exc) from exc
+
+    return call
+
+
 def _command():
     """The click command typer builds from ``app``, its options' metavars spelled as words."""
     command = typer.main.get_command(app)
     for sub in getattr(command, "commands", {}).values():
+        sub.callback = _signals_carried(sub.callback)
         for param in sub.params:
             if getattr(param, "metavar", "") is None and param.name in METAVARS:
                 param.metavar = METAVARS[param.name]
@@ -190,6 +214,9 @@ def _run(argv: list[str], debug: bool = False) -> int:
         # click's own usage errors (unknown flag, missing argument, bad value) come here
         # because standalone mode is off: one line instead of click's usage block.
         return _usage_error(exc)
+    except _Signalled as exc:
+        error(exc.interrupted.reason)
+        return exc.interrupted.exit_status
     except (KeyboardInterrupt, typer.Abort):
         error("interrupted")
         return ExitStatus.INTERRUPTED

@@ -102,3 +102,16 @@ def report(captures, quiet: bool) -> None:
             print(f"podcap: {one.drops_result.describe()}", file=sys.stderr)
     if lost:
         raise ReachError("; ".join(lost))
+
+
+def stopped_at_once(signum: int) -> None:
+    """A second signal ended the captures without their nodes' statistics: the shell's status
+    for the signal (130, 143), after the closing lines."""
+    import typer
+
+    from podcap.cli import error
+    from podcap.signals import REASONS
+
+    error(f"{REASONS[signum]} again: stopped at once; each file ends at its last whole packet, "
+          "without tcpdump's statistics")  # fmt: skip
+    raise typer.Exit(128 + signum)

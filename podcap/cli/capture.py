@@ -360,7 +360,7 @@ def _pod_plan(
 
 def _run(plan, quiet: bool):
     from podcap.capture import fleet
-    from podcap.cli._capture_view import Progress, report
+    from podcap.cli._capture_view import Progress, report, stopped_at_once
 
     def announce() -> None:
         if (text := plan.announcement()) and not quiet:
@@ -374,6 +374,8 @@ def _run(plan, quiet: bool):
     report(outcome.captures, quiet)
     if outcome.merged and not quiet:
         print(f"podcap: merged into {outcome.merged}", file=sys.stderr)
+    if outcome.killed_by is not None:
+        stopped_at_once(outcome.killed_by)
     return outcome
 
 

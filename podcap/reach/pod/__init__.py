@@ -20,7 +20,7 @@ package does about them (see /work/shared/notes/capture-peers.md §4):
 """
 
 from podcap.reach.pod.channels import ExecChannels
-from podcap.reach.pod.helper import HelperPod, cleanup, helper_transports, sigterm_as_interrupt
+from podcap.reach.pod.helper import HelperPod, cleanup, helper_transports
 from podcap.reach.pod.manifest import (
     CAPABILITIES,
     CONTAINER,
@@ -54,5 +54,4 @@ __all__ = [
     "deadline_for",
     "helper_manifest",
     "helper_transports",
-    "sigterm_as_interrupt",
 ]

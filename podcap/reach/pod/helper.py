@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import threading
 import time
-from collections.abc import Iterator
 
 from kubernetes.client.rest import ApiException
 
+from podcap import signals
 from podcap.errors import ReachError
 from podcap.reach.pod.manifest import (
     MANAGED_SELECTOR,
@@ -109,39 +107,22 @@ def _reach_error(exc: ApiException, what: str) -> ReachError:
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so ``finally``
-    clauses that delete helper Pods run on both. Only the main thread can set handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
 def helper_transports(kube, spec: HelperSpec, containers_by_node: dict[str, list[str]]):
     """Create one helper per node, wait until all run, yield ``{node: PodTransport}``, and
-    delete every helper on the way out (success, error, Ctrl-C, SIGTERM)."""
+    delete every helper on the way out (success, error, Ctrl-C, SIGTERM: with
+    :func:`podcap.signals.install` both raise, and a signal while deleting waits its end)."""
     helpers = [
         HelperPod(kube, helper_manifest(spec, node, ids))
         for node, ids in containers_by_node.items()
     ]
-    with sigterm_as_interrupt():
-        try:
-            for helper in helpers:
-                helper.create()
-            for helper in helpers:
-                helper.wait_running()
-            yield {h.node: PodTransport(kube, h) for h in helpers}
-        finally:
+    try:
+        for helper in helpers:
+            helper.create()
+        for helper in helpers:
+            helper.wait_running()
+        yield {h.node: PodTransport(kube, h) for h in helpers}
+    finally:
+        with signals.deferred():
             _delete_all(helpers)
 
 

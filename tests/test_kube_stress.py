@@ -1,0 +1,135 @@
+"""The Kubernetes capture path under stress (issue 22): signals at every phase, outputs that
+cannot be written, cleanup beside a live capture. Through the ``podcap`` executable against the
+in-test API server (and the lab, where a node must really capture)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from podcap.capture.session import STOP_GRACE
+from testbed.helpers import podcap, start_podcap, wait_for
+from tests.kube_fixtures import pcap_packets, shop_cluster, wait_listening
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def ignoring_sigint() -> None:
+    """What a child of a script started with & inherits: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, by /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found += (below := children.get(todo.pop(), []))
+        todo += below
+    return found
+
+
+def named(pids: list[int], name: str) -> list[int]:
+    def comm(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return ""
+
+    return [pid for pid in pids if comm(pid) == name]
+
+
+# --- item 4: every signal, at every phase ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGINT, "interrupted"),
+                                              (signal.SIGTERM, "terminated")])  # fmt: skip
+def test_a_signal_while_the_helper_is_pending_deletes_it_and_leaves_no_file(
+    make_kube_api, tmp_path, signum, said
+):
+    cluster = shop_cluster()
+    cluster.start_delay = 60  # the image is still being pulled
+    server = make_kube_api(cluster)
+    out = tmp_path / "out"
+    run = start_podcap(
+        "capture", "web-0", "-n", "shop", "--kubeconfig", server.kubeconfig_path, "-o", out,
+        text=True, preexec_fn=ignoring_sigint,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: len(cluster.helper_pods()) == 1, 30)
+        time.sleep(0.3)  # waiting for it to run
+        run.send_signal(signum)
+        _, stderr = run.communicate(timeout=20)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signum, stderr
+    assert stderr.splitlines()[-1] == f"podcap: error: {said}"
+    assert cluster.helper_pods() == [] and len(cluster.deleted) == 1
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_second_signal_stops_at_once_and_keeps_every_whole_packet(kube_lab, tmp_path):
+    """The node's relay frozen (tee, between tcpdump and the exec's stdout), the stream cannot
+    end: the first Ctrl-C would wait STOP_GRACE for it; the second ends the capture at once,
+    the file and its sidecar written all the same. (Not tcpdump frozen: timeout(1) sends it
+    SIGCONT with the stop.)"""
+    cluster, server, lab = kube_lab
+    target, client = lab.pods[0], lab.pods[1]
+    out = tmp_path / "out"
+    run = start_podcap(
+        "capture", target.name, "-n", target.namespace, "--kubeconfig", server.kubeconfig_path,
+        "-f", "udp port 5931", "-o", out, text=True, preexec_fn=ignoring_sigint,
+    )  # fmt: skip
+    frozen: list[int] = []
+    try:
+        wait_listening(cluster, 1)
+        for _ in range(3):
+            lab.send_udp(client, target.ip, 5931, b"before-the-stop", timeout=0.5)
+        time.sleep(1)  # tcpdump writes them out (-U) before it is frozen
+        frozen = named(descendants(cluster.execs[0].process.pid), "tee")
+        assert len(frozen) == 1
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=40)
+        took = time.monotonic() - started
+    finally:
+        for pid in frozen:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        run.kill()
+    assert run.returncode == 130, stderr
+    assert took < STOP_GRACE, took
+    assert stderr.splitlines()[-1] == (
+        "podcap: error: interrupted again: stopped at once; each file ends at its last whole "
+        "packet, without tcpdump's statistics"
+    )
+    pcap = out / f"{target.namespace}_{target.name}.pcap"
+    assert sum(b"before-the-stop" in p for p in pcap_packets(pcap)) == 3
+    sidecar = json.loads(Path(f"{pcap}.json").read_text())
+    assert (sidecar["counts"]["ended_by"], sidecar["counts"]["complete"]) == ("interrupted", False)
+    assert cluster.helper_pods() == []
+
+
+def test_dash_a_alone_says_it_goes_with_a_selector():
+    done = podcap("capture", "-A")
+    assert (done.returncode, done.stderr) == (2, "podcap: error: -A goes with -l SELECTOR\n")
