@@ -133,3 +133,40 @@ def test_a_second_signal_stops_at_once_and_keeps_every_whole_packet(kube_lab, tm
 def test_dash_a_alone_says_it_goes_with_a_selector():
     done = podcap("capture", "-A")
     assert (done.returncode, done.stderr) == (2, "podcap: error: -A goes with -l SELECTOR\n")
+
+
+# --- item 6: outputs checked before anything is asked of the API ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "said"),
+    [
+        ("afile/x", "afile is a file, not a directory"),
+        ("afile/x.pcap", "afile is a file, not a directory"),
+        ("/proc/nope/out", "cannot create files in /proc/nope/out (No such file or directory)"),
+        ("/proc/nope.pcap", "cannot create files in /proc (No such file or directory)"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_one_line_before_any_api_call(
+    make_kube_api, tmp_path, output, said
+):
+    cluster = shop_cluster()
+    server = make_kube_api(cluster)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "afile").write_text("a regular file")
+    done = podcap("capture", "web-0", "-n", "shop", "--kubeconfig", server.kubeconfig_path,
+                  "-o", output, cwd=work)  # fmt: skip
+    assert (done.returncode, done.stderr) == (2, f"podcap: error: cannot write {output}: {said}\n")
+    assert cluster.requests == [] and cluster.helper_pods() == []
+    assert sorted(p.name for p in work.iterdir()) == ["afile"]
+
+
+def test_a_new_output_directory_is_made_only_once_the_capture_runs(make_kube_api, tmp_path):
+    """The check makes the directory to try it, and removes it: a capture refused later (no
+    such Pod) leaves nothing behind."""
+    server = make_kube_api(shop_cluster())
+    done = podcap("capture", "web-zz", "-n", "shop", "--kubeconfig", server.kubeconfig_path,
+                  "-o", tmp_path / "new" / "deeper")  # fmt: skip
+    assert done.returncode == 2 and "web-zz not found" in done.stderr
+    assert not (tmp_path / "new").exists()

@@ -17,7 +17,7 @@ a :class:`CapturePlan`, and :func:`run` runs either the same way:
 from __future__ import annotations
 
 import contextlib
-import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -122,11 +122,29 @@ class NodeCapture:
         return None
 
 
-def check_writable(path: str) -> None:
-    """UsageError unless a file can be created at ``path`` (checked before any connection)."""
-    directory = Path(path).absolute().parent
-    if not directory.is_dir() or not os.access(directory, os.W_OK):
-        raise UsageError(f"cannot write {path}: {directory} is not a writable directory")
+def check_writable(path: str | Path, *, directory: bool = False) -> None:
+    """UsageError unless files can be created at ``path`` (a file to write, or with
+    ``directory`` a directory to write files in): tried by creating one, and removing it and
+    any directory made for it, before any connection or API write."""
+    where = Path(path) if directory else Path(path).parent
+    chain = [where, *where.parents]
+    existing = next(d for d in chain if d.exists() or d == chain[-1])
+    if not existing.is_dir():
+        raise UsageError(f"cannot write {path}: {existing} is a file, not a directory")
+    missing = chain[: chain.index(existing)]
+    made: list[Path] = []
+    try:
+        for directory_missing in reversed(missing):
+            directory_missing.mkdir()
+            made.append(directory_missing)
+        tempfile.TemporaryFile(dir=where).close()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {path}: cannot create files in {where} ({exc.strerror or exc})"
+        ) from None
+    finally:
+        for directory_made in reversed(made):
+            directory_made.rmdir()
 
 
 def run(

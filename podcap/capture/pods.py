@@ -16,7 +16,7 @@ from typing import BinaryIO
 from podcap import locate
 from podcap.capture.command import CaptureSettings, CaptureSpec, check_interface
 from podcap.capture.drops import DropWatch
-from podcap.capture.fleet import FleetResult, Member, ProgressCallback, run
+from podcap.capture.fleet import FleetResult, Member, ProgressCallback, check_writable, run
 from podcap.capture.node_rules import node_file_part, node_rules, write_node_rules
 from podcap.capture.overlay_filter import pod_traffic_filter
 from podcap.capture.plan import Plan, cluster_facts_for_sidecar, preflight
@@ -53,6 +53,8 @@ class SessionOptions(CaptureSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interface(self.node_interface)  # --node-interface reaches tcpdump on the node too
+        if self.stream is None:  # where the files go: checked before anything is created
+            check_writable(self.output_file or self.output_dir, directory=not self.output_file)
 
     def node_pid_for(self, node: str) -> str:
         """The PID standing for ``node``: the one given, or its own of "NODE=PID,..." ("1"

@@ -291,7 +291,7 @@ def _refuse_a_count_given_as_container(container: str | None) -> None:
 def _node_plan(settings, output: str | None, where: NodeSide, drops: bool = False):
     """A process on a node reached --via local or ssh: a fleet of one."""
     from podcap.capture.command import CaptureSpec
-    from podcap.capture.fleet import NodeCapture
+    from podcap.capture.fleet import NodeCapture, check_writable
     from podcap.errors import UsageError
 
     if where.container_id is None and where.pid is None:
@@ -304,6 +304,8 @@ def _node_plan(settings, output: str | None, where: NodeSide, drops: bool = Fals
         container_id=where.container_id, pid=where.pid, **settings.capture_settings()
     )
     output = output or "capture.pcap"
+    if output != "-":
+        check_writable(output)  # before ssh connects
     transport = where.open_transport()
     return NodeCapture(transport, spec, sys.stdout.buffer if output == "-" else output, drops)
 
