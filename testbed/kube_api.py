@@ -403,6 +403,7 @@ class Cluster:
     requests: list[tuple[str, str]] = field(default_factory=list)
     execs: list[Exec] = field(default_factory=list)
     deleted: list[tuple[str, str]] = field(default_factory=list)
+    patches: list[tuple[str, str, dict]] = field(default_factory=list)  # (ns, name, patch)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _rv: int = 10000
 
@@ -449,6 +450,18 @@ class Cluster:
             for p in self.pods.values()
             if p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "podcap"
         ]
+
+    def age_helpers(self, seconds: float) -> None:
+        """Make every helper Pod as old as a leftover: created (and last annotated) ``seconds``
+        ago, so ``podcap cleanup`` sees no live capture behind it."""
+        then = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        with self.lock:
+            for pod in self.helper_pods():
+                pod["metadata"]["creationTimestamp"] = then
+                if "podcap.io/heartbeat" in pod["metadata"].get("annotations", {}):
+                    pod["metadata"]["annotations"]["podcap.io/heartbeat"] = then
 
     def writes(self) -> list[tuple[str, str]]:
         return [r for r in self.requests if r[0] in ("POST", "PUT", "PATCH", "DELETE")]
@@ -577,6 +590,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = lambda self: self._route("GET")  # noqa: E731
     do_POST = lambda self: self._route("POST")  # noqa: E731
     do_DELETE = lambda self: self._route("DELETE")  # noqa: E731
+    do_PATCH = lambda self: self._route("PATCH")  # noqa: E731
 
     # -- dispatch
     def _dispatch(self, method: str, parts: list[str], q: dict, multi: dict) -> None:
@@ -596,7 +610,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 namespace, rest = rest[1], rest[2:]
             resource, name, sub = (rest + [None, None, None])[:3]
         full = f"{resource}/{sub}" if sub else resource
-        verb = {"POST": "create", "DELETE": "delete"}.get(method, "get" if name else "list")
+        verb = {"POST": "create", "DELETE": "delete", "PATCH": "patch"}.get(
+            method, "get" if name else "list"
+        )
         if sub == "exec" and not c.allowed("create", full, namespace):
             # 1.30 authorizes the WebSocket GET as "get"; 1.35+ also wants "create".
             verb = "create"
@@ -672,6 +688,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             c.pods[(ns, name)] = pod
         threading.Timer(c.start_delay, self.server.start_pod, args=(ns, name)).start()
         self._send_json(201, pod)
+
+    def _pods_patch(self, ns, name, _q):
+        """A JSON merge patch (RFC 7386) of the Pod's labels and annotations, the only fields
+        podcap patches; another content type is refused as a real server refuses a patch it
+        cannot apply."""
+        if self.headers.get("Content-Type") != "application/merge-patch+json":
+            return self._send_json(415, status_object(
+                415, "UnsupportedMediaType", f"the in-test server applies merge patches only, "
+                f"not {self.headers.get('Content-Type')}"))  # fmt: skip
+        patch = self._body()
+        c = self.server.cluster
+        with c.lock:
+            pod = c.pods.get((ns, name))
+            if pod is None:
+                return self._send_json(404, not_found("pods", name))
+            for key in ("labels", "annotations"):
+                for field_name, value in patch.get("metadata", {}).get(key, {}).items():
+                    fields = pod["metadata"].setdefault(key, {})
+                    if value is None:
+                        fields.pop(field_name, None)
+                    else:
+                        fields[field_name] = value
+            pod["metadata"]["resourceVersion"] = c.next_rv()
+            c.patches.append((ns, name, patch))
+            answer = copy.deepcopy(pod)
+        self._send_json(200, answer)
 
     def _pods_delete(self, ns, name, _q):
         c = self.server.cluster

@@ -28,6 +28,7 @@ def test_cleanup_deletes_leftover_helpers_by_label(make_kube_api):
     spec = helper.HelperSpec()
     for node in ("node-a", "node-b"):
         helper.HelperPod(kube, helper.helper_manifest(spec, node, [])).create()
+    cluster.age_helpers(600)
     done = podcap("cleanup", "--kubeconfig", str(server.kubeconfig_path))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

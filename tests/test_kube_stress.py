@@ -170,3 +170,35 @@ def test_a_new_output_directory_is_made_only_once_the_capture_runs(make_kube_api
                   "-o", tmp_path / "new" / "deeper")  # fmt: skip
     assert done.returncode == 2 and "web-zz not found" in done.stderr
     assert not (tmp_path / "new").exists()
+
+
+# --- item 3: cleanup beside a live capture; a capture whose helper went is an error ---------
+
+
+def test_cleanup_keeps_a_live_captures_helper_and_force_breaks_it_loudly(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    target = lab.pods[0]
+    kubeconfig = ("--kubeconfig", server.kubeconfig_path)
+    run = start_podcap("capture", target.name, "-n", target.namespace, *kubeconfig,
+                       "-f", "udp port 5932", "-o", tmp_path / "out", text=True)  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        [helper_pod] = cluster.helper_pods()
+        name = f"podcap-system/{helper_pod['metadata']['name']}"
+        assert wait_for(lambda: cluster.patches, 10)  # the first beat
+        cluster.age_helpers(600)  # as old as any leftover, but the capture beats on
+        assert wait_for(lambda: "podcap.io/heartbeat" in helper_pod["metadata"]["annotations"]
+                        and cluster.patches[-1][2] != cluster.patches[0][2], 10)  # fmt: skip
+        kept = podcap("cleanup", *kubeconfig)
+        assert kept.returncode == 0, kept.stderr
+        assert kept.stdout.startswith(f"kept pod {name}: a capture is using it (heartbeat ")
+        assert kept.stdout.endswith(" s ago; --force deletes it)\n")
+        assert len(cluster.helper_pods()) == 1 and run.poll() is None
+        forced = podcap("cleanup", "--force", *kubeconfig)
+        assert forced.stdout == f"deleted pod {name}\n"
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 2, stderr
+    assert stderr.splitlines()[-1].startswith(f"podcap: error: {target.namespace}/{target.name}: ")
+    assert "lost" in stderr.splitlines()[-1]

@@ -84,8 +84,9 @@ def test_cleanup_deletes_only_podcap_helpers(shop_server):
     other = helper.helper_manifest(helper.HelperSpec(session="x"), "node-a", [])
     other["metadata"]["labels"] = {"app": "not-podcap"}
     helper.HelperPod(kube, other).create()
-    deleted = helper.cleanup(kube, "podcap-system")
+    cluster.age_helpers(600)
+    deleted = helper.cleanup(kube, "podcap-system").deleted
     assert len(deleted) == 2 and all(d.startswith("podcap-system/podcap-node-") for d in deleted)
     assert cluster.helper_pods() == []
     assert len([p for p in cluster.pods if p[0] == "podcap-system"]) == 1
-    assert helper.cleanup(kube, None) == []
+    assert helper.cleanup(kube, None) == helper.Cleaned()

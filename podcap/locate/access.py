@@ -31,11 +31,13 @@ class Permission:
 
 
 def helper_permissions(helper_namespace: str, targets: list[PodTarget]) -> list[Permission]:
-    """What a helper-Pod capture needs: create/get/delete Pods and pods/exec in the helper
-    namespace, get the target Pods."""
+    """What a helper-Pod capture needs: create/get/patch/delete Pods and pods/exec in the
+    helper namespace (patch: the heartbeat that keeps ``podcap cleanup`` off a live capture's
+    helper), get the target Pods."""
     needed = [
         Permission("create", "pods", helper_namespace),
         Permission("get", "pods", helper_namespace),
+        Permission("patch", "pods", helper_namespace),
         Permission("delete", "pods", helper_namespace),
         # A WebSocket exec is a GET ("get pods/exec" on 1.30); clusters with
         # AuthorizePodWebsocketUpgradeCreatePermission (1.35+) also require "create".

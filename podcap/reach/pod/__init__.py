@@ -20,7 +20,7 @@ package does about them (see /work/shared/notes/capture-peers.md §4):
 """
 
 from podcap.reach.pod.channels import ExecChannels
-from podcap.reach.pod.helper import HelperPod, cleanup, helper_transports
+from podcap.reach.pod.helper import Cleaned, HelperPod, cleanup, helper_transports
 from podcap.reach.pod.manifest import (
     CAPABILITIES,
     CONTAINER,
@@ -45,6 +45,7 @@ __all__ = [
     "MANAGED_BY",
     "MANAGED_SELECTOR",
     "SESSION_LABEL",
+    "Cleaned",
     "ExecChannels",
     "HelperPod",
     "HelperSpec",

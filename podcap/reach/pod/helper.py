@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass, field
 
 from kubernetes.client.rest import ApiException
 
 from podcap import signals
 from podcap.errors import ReachError
+from podcap.reach.pod import liveness
 from podcap.reach.pod.manifest import (
     MANAGED_SELECTOR,
     SESSION_LABEL,
@@ -77,6 +79,15 @@ class HelperPod:
     def where(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    def beat(self) -> None:
+        """Mark the helper in use now (podcap.reach.pod.liveness)."""
+        patch = {"metadata": {"annotations": {liveness.HEARTBEAT: liveness.stamp()}}}
+        try:
+            self.core.patch_namespaced_pod(self.name, self.namespace, patch,
+                                           _content_type="application/merge-patch+json")  # fmt: skip
+        except ApiException as exc:
+            raise _reach_error(exc, f"annotate helper pod {self.where}") from exc
+
     def delete(self) -> None:
         """Delete the helper; a helper already gone is fine."""
         if self.name is None:
@@ -120,7 +131,8 @@ def helper_transports(kube, spec: HelperSpec, containers_by_node: dict[str, list
             helper.create()
         for helper in helpers:
             helper.wait_running()
-        yield {h.node: PodTransport(kube, h) for h in helpers}
+        with liveness.Heartbeat(helpers, HelperPod.beat):  # `podcap cleanup` leaves them be
+            yield {h.node: PodTransport(kube, h) for h in helpers}
     finally:
         with signals.deferred():
             _delete_all(helpers)
@@ -137,9 +149,18 @@ def _delete_all(helpers: list[HelperPod]) -> None:
         raise ReachError("; ".join(failures), hint="run `podcap cleanup` to remove leftovers")
 
 
-def cleanup(kube, namespace: str | None, session: str | None = None) -> list[str]:
-    """Delete leftover helpers by label (all namespaces when ``namespace`` is None); returns
-    ``namespace/name`` of each one deleted."""
+@dataclass
+class Cleaned:
+    """What ``podcap cleanup`` did: helpers deleted, and helpers left to a live capture."""
+
+    deleted: list[str] = field(default_factory=list)  # namespace/name
+    in_use: list[tuple[str, float]] = field(default_factory=list)  # (namespace/name, seconds)
+
+
+def cleanup(kube, namespace: str | None, session: str | None = None,
+            force: bool = False) -> Cleaned:  # fmt: skip
+    """Delete leftover helpers by label (all namespaces when ``namespace`` is None), except
+    those a live capture still uses (its heartbeat is recent) unless ``force``."""
     from kubernetes import client
 
     core = client.CoreV1Api(kube.api())
@@ -151,16 +172,18 @@ def cleanup(kube, namespace: str | None, session: str | None = None) -> list[str
             pods = core.list_namespaced_pod(namespace, label_selector=selector).items
     except ApiException as exc:
         raise _reach_error(exc, f"list helper pods ({selector})") from exc
-    deleted = []
+    cleaned = Cleaned()
     for pod in pods:
+        where = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        if not force and liveness.in_use(pod):
+            cleaned.in_use.append((where, liveness.seconds_since_alive(pod)))
+            continue
         try:
             core.delete_namespaced_pod(
                 pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
             )
         except ApiException as exc:
             if exc.status != 404:
-                raise _reach_error(
-                    exc, f"delete pod {pod.metadata.namespace}/{pod.metadata.name}"
-                ) from exc
-        deleted.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
-    return deleted
+                raise _reach_error(exc, f"delete pod {where}") from exc
+        cleaned.deleted.append(where)
+    return cleaned
