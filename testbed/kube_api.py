@@ -404,6 +404,12 @@ class Cluster:
     execs: list[Exec] = field(default_factory=list)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     patches: list[tuple[str, str, dict]] = field(default_factory=list)  # (ns, name, patch)
+    # Admission: the Pod Security level of a namespace without the enforce label (a real
+    # cluster's AdmissionConfiguration default), and refusals by namespace: (HTTP code, message
+    # with {name}), as a quota or a validating webhook answers.
+    pod_security_default: str = "privileged"
+    admission_refusals: dict[str, tuple[int, str]] = field(default_factory=dict)
+    dry_runs: list[tuple[str, str]] = field(default_factory=list)  # (ns, name) created dry
     lock: threading.RLock = field(default_factory=threading.RLock)
     _rv: int = 10000
 
@@ -464,7 +470,12 @@ class Cluster:
                     pod["metadata"]["annotations"]["podcap.io/heartbeat"] = then
 
     def writes(self) -> list[tuple[str, str]]:
-        return [r for r in self.requests if r[0] in ("POST", "PUT", "PATCH", "DELETE")]
+        """The requests that change something (a server-side dry run changes nothing)."""
+        return [
+            r
+            for r in self.requests
+            if r[0] in ("POST", "PUT", "PATCH", "DELETE") and not r[1].endswith("?dryRun=All")
+        ]
 
 
 def cluster_from_lab(lab, helper_namespace: str = "podcap-system") -> Cluster:
@@ -527,6 +538,54 @@ def forbidden(verb: str, resource: str, namespace: str | None, name: str = "") -
     return status_object(403, "Forbidden", message, name, base)
 
 
+# Pod Security Standards "baseline": the capabilities a container may add (all others refused).
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+
+
+def pod_security_violations(pod: dict, level: str) -> list[str]:
+    """What the PodSecurity admission plugin says a Pod breaks at ``level`` (baseline checks:
+    host namespaces, privileged, added capabilities), in its words; [] at ``privileged``."""
+    if level == "privileged":
+        return []
+    spec, found = pod["spec"], []
+    hosts = [f"{k}=true" for k in ("hostNetwork", "hostPID", "hostIPC") if spec.get(k)]
+    if hosts:
+        found.append(f"host namespaces ({', '.join(hosts)})")
+    for ctr in spec.get("containers", []):
+        security = ctr.get("securityContext") or {}
+        if security.get("privileged"):
+            found.append(f'privileged (container "{ctr["name"]}" must not set '
+                         "securityContext.privileged=true)")  # fmt: skip
+        added = [c for c in (security.get("capabilities") or {}).get("add", [])
+                 if c not in BASELINE_CAPABILITIES]  # fmt: skip
+        if added:
+            listed = ", ".join(f'"{c}"' for c in added)
+            found.append(f'non-default capabilities (container "{ctr["name"]}" must not include '
+                         f"{listed} in securityContext.capabilities.add)")  # fmt: skip
+    return found
+
+
+def admission_refusal(cluster: Cluster, ns: str, pod: dict) -> dict | None:
+    """The Status a real API server answers a Pod create with when admission refuses it:
+    PodSecurity (the namespace's enforce label, else the cluster's default level), then what
+    the test set in ``cluster.admission_refusals`` (a quota, a webhook); None when admitted."""
+    name = pod["metadata"]["name"]
+    if (refusal := cluster.admission_refusals.get(ns)) is not None:
+        code, message = refusal
+        reason = {400: "BadRequest", 403: "Forbidden", 422: "Invalid"}.get(code, "Forbidden")
+        return status_object(code, reason, message.format(name=name), name, "pods")
+    labels = cluster.namespaces.get(ns, {}).get("metadata", {}).get("labels", {})
+    level = labels.get("pod-security.kubernetes.io/enforce", cluster.pod_security_default)
+    if violations := pod_security_violations(pod, level):
+        message = (f'pods "{name}" is forbidden: violates PodSecurity "{level}:latest": '
+                   + ", ".join(violations))  # fmt: skip
+        return status_object(403, "Forbidden", message, name, "pods")
+    return None
+
+
 def not_found(resource: str, name: str) -> dict:
     return status_object(404, "NotFound", f'{resource} "{name}" not found', name, resource)
 
@@ -577,8 +636,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         cluster = self.server.cluster
-        with cluster.lock:
-            cluster.requests.append((method, url.path))
+        with cluster.lock:  # a dry run is marked: it writes nothing (see Cluster.writes)
+            dry = "?dryRun=All" if "dryRun=All" in url.query else ""
+            cluster.requests.append((method, url.path + dry))
         if not self._authorized():
             return
         parts = [p for p in url.path.split("/") if p]
@@ -658,7 +718,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             item.pop("apiVersion", None)
         self._send_json(200, list_object("PodList", items, rv))
 
-    def _pods_create(self, ns, _name, _q):
+    def _pods_create(self, ns, _name, q):
         c = self.server.cluster
         pod = self._body()
         meta = pod.setdefault("metadata", {})
@@ -685,6 +745,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             )
             pod["kind"], pod["apiVersion"] = "Pod", "v1"
             pod["status"] = {"phase": "Pending", "hostIP": host_ip, "qosClass": "Burstable"}
+            if (refusal := admission_refusal(c, ns, pod)) is not None:
+                return self._send_json(refusal["code"], refusal)
+            if q.get("dryRun") == "All":  # admitted, answered, never stored
+                c.dry_runs.append((ns, name))
+                return self._send_json(201, pod)
             c.pods[(ns, name)] = pod
         threading.Timer(c.start_delay, self.server.start_pod, args=(ns, name)).start()
         self._send_json(201, pod)

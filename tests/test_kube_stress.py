@@ -202,3 +202,91 @@ def test_cleanup_keeps_a_live_captures_helper_and_force_breaks_it_loudly(kube_la
     assert run.returncode == 2, stderr
     assert stderr.splitlines()[-1].startswith(f"podcap: error: {target.namespace}/{target.name}: ")
     assert "lost" in stderr.splitlines()[-1]
+
+
+# --- item 1: the API server's own reason, caught by a server-side dry run --------------------
+
+PSA_SAID = (
+    'violates PodSecurity "baseline:latest": host namespaces (hostPID=true), privileged '
+    '(container "capture" must not set securityContext.privileged=true)'
+)
+QUOTA_SAID = (
+    'pods "{name}" is forbidden: exceeded quota: helpers, requested: limits.cpu=1, '
+    "used: limits.cpu=2, limited: limits.cpu=2"
+)
+WEBHOOK_SAID = 'admission webhook "policy.example.com" denied the request: hostPID is not allowed'
+
+
+def refusing(cluster, how: str) -> str:
+    """Make admission refuse helpers ``how``; what the error must then quote."""
+    if how == "podsecurity":  # the cluster-wide default, the namespace unlabelled
+        cluster.pod_security_default = "baseline"
+        return PSA_SAID
+    if how == "quota":
+        cluster.admission_refusals["podcap-system"] = (403, QUOTA_SAID)
+        return "exceeded quota: helpers, requested: limits.cpu=1"
+    cluster.admission_refusals["podcap-system"] = (400, WEBHOOK_SAID)
+    return WEBHOOK_SAID
+
+
+@pytest.mark.parametrize("how", ["podsecurity", "quota", "webhook"])
+def test_admission_refusing_the_helper_is_said_in_its_words_before_anything_exists(
+    make_kube_api, tmp_path, how
+):
+    cluster = shop_cluster()
+    said = refusing(cluster, how)
+    server = make_kube_api(cluster)
+    done = podcap("capture", "web-0", "-n", "shop", "--kubeconfig", server.kubeconfig_path,
+                  "-o", tmp_path / "out")  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("podcap: error: cannot create helper pod in namespace podcap-system: ")
+    assert said in line and "RBAC" not in line
+    if how == "podsecurity":
+        assert line.endswith("(label the namespace pod-security.kubernetes.io/enforce=privileged, "
+                             "or pass --helper-namespace with one that is)")  # fmt: skip
+    assert [r for r in cluster.requests if r[1].endswith("?dryRun=All")] == [
+        ("POST", "/api/v1/namespaces/podcap-system/pods?dryRun=All")
+    ]
+    assert cluster.helper_pods() == []
+    assert [w for w in cluster.writes() if not w[1].endswith("selfsubjectaccessreviews")] == []
+
+
+def test_dry_run_and_check_ask_the_api_server_to_admit_the_helper(make_kube_api):
+    cluster = shop_cluster()
+    said = refusing(cluster, "quota")
+    server = make_kube_api(cluster)
+    kubeconfig = ("--kubeconfig", server.kubeconfig_path)
+    dry = podcap("capture", "web-0", "-n", "shop", "--dry-run", *kubeconfig)
+    assert dry.returncode == 2 and "kind: Pod" in dry.stdout
+    assert said in dry.stderr and len(dry.stderr.splitlines()) == 1
+    checked = podcap("capture", "web-0", "-n", "shop", "--check", *kubeconfig)
+    assert checked.returncode == 2
+    assert any(line.startswith("NO  the API server admits the helpers (server-side dry run): "
+                               "cannot create helper pod") and said in line
+               for line in checked.stdout.splitlines()), checked.stdout  # fmt: skip
+    cluster.admission_refusals.clear()
+    admitted = podcap("capture", "web-0", "-n", "shop", "--dry-run", *kubeconfig)
+    assert admitted.returncode == 0, admitted.stderr
+    assert len(cluster.dry_runs) == 1 and cluster.helper_pods() == []
+    assert [w for w in cluster.writes() if not w[1].endswith("selfsubjectaccessreviews")] == []
+
+
+def test_an_rbac_refusal_at_create_still_reads_as_rbac(make_kube_api, tmp_path):
+    """Access reviews allow it but the create is refused by the authorizer (a review cached
+    before a role changed): the authorizer's words mean RBAC."""
+    from podcap import locate
+    from podcap.errors import ReachError
+    from podcap.reach import pod as helper
+
+    cluster = shop_cluster()
+    server = make_kube_api(cluster)
+    kube = locate.connect(str(server.kubeconfig_path))
+    cluster.denied.add(("create", "pods", "podcap-system"))
+    manifest = helper.helper_manifest(helper.HelperSpec(), "node-a", [])
+    with pytest.raises(ReachError) as refused:
+        helper.HelperPod(kube, manifest).create()
+    assert str(refused.value) == (
+        "RBAC denied: cannot create helper pod in namespace podcap-system "
+        "(deploy/rbac.yaml grants it; or use --via ssh/local)"
+    )

@@ -55,6 +55,7 @@ def test_capture_check_answers_permission_by_permission(shop_server):
     assert lines[0] == "ok  helper namespace podcap-system admits the helper"
     assert "ok  may create pods/exec in namespace podcap-system" in lines
     assert "ok  may get pods in namespace shop" in lines
+    assert lines[-1] == "ok  the API server admits the helpers (server-side dry run)"
 
     cluster.denied.add(("create", "pods/exec", "podcap-system"))
     labels = cluster.namespaces["podcap-system"]["metadata"]["labels"]
@@ -63,14 +64,16 @@ def test_capture_check_answers_permission_by_permission(shop_server):
     assert done.returncode == 2
     assert "NO  may create pods/exec in namespace podcap-system: denied" in done.stdout
     assert "NO  helper namespace podcap-system admits the helper: helper namespace" in done.stdout
+    assert "dry run): cannot create helper pod in namespace podcap-system: pods" in done.stdout
     assert done.stderr == (
-        "podcap: error: 2 pre-flight checks failed (deploy/rbac.yaml holds what a cluster "
+        "podcap: error: 3 pre-flight checks failed (deploy/rbac.yaml holds what a cluster "
         "admin applies)\n"
     )
-    # A check creates nothing: its only POSTs are the questions to the API server.
+    # A check creates nothing: its only POSTs are questions to the API server and dry runs.
     assert {path for _, path in cluster.writes()} == {
         "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
     }
+    assert cluster.helper_pods() == []
 
 
 def _grants(rules: list[dict], verb: str, resource: str, group: str = "") -> bool:

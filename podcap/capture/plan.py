@@ -3,8 +3,8 @@
 - :func:`plan` resolves what the user named (podcap.locate) and builds one helper manifest per
   node (podcap.reach.pod);
 - :func:`dry_run_yaml` prints that plan without any write to the API;
-- :func:`preflight` checks the helper namespace and asks the API server whether the user may do
-  what the plan needs.
+- :func:`preflight` checks the helper namespace, asks the API server whether the user may do
+  what the plan needs, and has it admit each helper in a server-side dry run.
 
 ``podcap capture``, ``netns`` and ``inspect`` start from here; podcap.capture.pods runs the
 captures of a plan.
@@ -71,16 +71,25 @@ def dry_run_yaml(the_plan: Plan) -> str:
 
 def preflight(kube: locate.Kube, the_plan: Plan) -> None:
     """Before creating anything: the helper namespace exists and its PodSecurity level admits
-    the helper, and (SelfSubjectAccessReview) the user has every permission the helpers need;
-    one error lists all that are missing."""
+    the helper, (SelfSubjectAccessReview) the user has every permission the helpers need (one
+    error lists all that are missing), and the API server admits each helper in a server-side
+    dry run (a cluster-wide PodSecurity default, a quota, a webhook say no here)."""
     locate.check_helper_namespace(kube, the_plan.spec.namespace, the_plan.spec.capabilities_only)
     locate.check_access(kube, locate.helper_permissions(the_plan.spec.namespace, the_plan.targets))
+    admitted(kube, the_plan)
+
+
+def admitted(kube: locate.Kube, the_plan: Plan) -> None:
+    """Each helper created with ``dryRun=All``: ReachError with the API server's own reason
+    when admission would refuse it; nothing is stored either way."""
+    for manifest in the_plan.manifests.values():
+        helper.HelperPod(kube, manifest).create(dry_run=True)
 
 
 def check_report(kube: locate.Kube, the_plan: Plan) -> list[tuple[str, str | None]]:
     """What ``preflight`` checks, each answered instead of the first failure raised:
     ``(what, None)`` when it holds, ``(what, why not)`` when it does not."""
-    from podcap.errors import LocateError
+    from podcap.errors import LocateError, PodcapError
 
     namespace = the_plan.spec.namespace
     lines: list[tuple[str, str | None]] = []
@@ -93,6 +102,11 @@ def check_report(kube: locate.Kube, the_plan: Plan) -> list[tuple[str, str | Non
         kube, locate.helper_permissions(namespace, the_plan.targets)
     ):
         lines.append((f"may {permission}", None if allowed else "denied"))
+    try:
+        admitted(kube, the_plan)
+        lines.append(("the API server admits the helpers (server-side dry run)", None))
+    except PodcapError as exc:
+        lines.append(("the API server admits the helpers (server-side dry run)", str(exc)))
     return lines
 
 

@@ -81,7 +81,9 @@ Analyze = Annotated[
 DryRun = Annotated[
     bool,
     typer.Option(
-        "--dry-run", help="Print the helper Pods as YAML and stop (no writes to the API)."
+        "--dry-run",
+        help="Print the helper Pods as YAML, have the API server admit them in a server-side "
+        "dry run (nothing is stored), and stop.",
     ),
 ]
 Check = Annotated[
@@ -202,9 +204,11 @@ def capture(
     for message in plan.warnings:
         warn(message)
     if dry_run:
-        from podcap.capture.plan import dry_run_yaml
+        from podcap.capture.plan import admitted, dry_run_yaml
 
         sys.stdout.write(dry_run_yaml(plan.plan))
+        sys.stdout.flush()
+        admitted(plan.kube, plan.plan)  # the API server's verdict; it stores nothing
         return
     if check:
         _print_check(plan)

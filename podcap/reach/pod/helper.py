@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -39,11 +40,17 @@ class HelperPod:
         self.name: str | None = None
         self.core = client.CoreV1Api(kube.api())
 
-    def create(self) -> str:
+    def create(self, dry_run: bool = False) -> str:
+        """Create the helper; with ``dry_run`` the API server runs everything a create runs
+        (RBAC, PodSecurity, quotas, webhooks) and stores nothing."""
         try:
-            created = self.core.create_namespaced_pod(self.namespace, self.manifest)
+            created = self.core.create_namespaced_pod(
+                self.namespace, self.manifest, **({"dry_run": "All"} if dry_run else {})
+            )
         except ApiException as exc:
             raise _reach_error(exc, f"create helper pod in namespace {self.namespace}") from exc
+        if dry_run:
+            return created.metadata.name
         self.name = created.metadata.name
         return self.name
 
@@ -108,13 +115,30 @@ def _waiting_reason(pod) -> str:
 
 
 def _reach_error(exc: ApiException, what: str) -> ReachError:
-    if exc.status == 403:
-        return ReachError(f"RBAC denied: cannot {what}")
-    detail = exc.reason or ""
+    """The API server's refusal in its own words: RBAC's, PodSecurity's, a quota's, a
+    webhook's all come as 403 (a webhook may say 400), told apart by their message."""
+    message = _server_message(exc)
+    if exc.status == 403 and RBAC_REFUSAL.search(message):
+        return ReachError(f"RBAC denied: cannot {what}",
+                          hint="deploy/rbac.yaml grants it; or use --via ssh/local")  # fmt: skip
+    if "violates PodSecurity" in message:
+        return ReachError(f"cannot {what}: {message}", hint=(
+            f"label the namespace {PSA_ENFORCE}=privileged, or pass --helper-namespace with "
+            "one that is"))  # fmt: skip
+    return ReachError(f"cannot {what}: {exc.status} {message}".strip())
+
+
+# How the RBAC authorizer words a refusal, unlike admission (PodSecurity, quota, webhook).
+RBAC_REFUSAL = re.compile(r'User "[^"]*" cannot \S+ resource')
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+def _server_message(exc: ApiException) -> str:
+    """The Status object's message (what the API server says), else the HTTP reason."""
     if exc.body:
-        with contextlib.suppress(ValueError, TypeError):
-            detail = json.loads(exc.body).get("message", detail)
-    return ReachError(f"cannot {what}: {exc.status} {detail}".strip())
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            return json.loads(exc.body).get("message") or exc.reason or ""
+    return exc.reason or ""
 
 
 @contextlib.contextmanager
