@@ -744,7 +744,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 creationTimestamp=now(),
             )
             pod["kind"], pod["apiVersion"] = "Pod", "v1"
-            pod["status"] = {"phase": "Pending", "hostIP": host_ip, "qosClass": "Burstable"}
+            # Bound to its node already (nodeName): the kubelet reports its containers waiting
+            # while it pulls the image, as a real one does.
+            pod["status"] = {
+                "phase": "Pending", "hostIP": host_ip, "qosClass": "Burstable",
+                "containerStatuses": [
+                    {"name": ctr["name"], "image": ctr["image"], "imageID": "", "ready": False,
+                     "restartCount": 0, "started": False,
+                     "state": {"waiting": {"reason": "ContainerCreating"}}}
+                    for ctr in pod["spec"].get("containers", [])
+                ],
+            }  # fmt: skip
             if (refusal := admission_refusal(c, ns, pod)) is not None:
                 return self._send_json(refusal["code"], refusal)
             if q.get("dryRun") == "All":  # admitted, answered, never stored

@@ -290,3 +290,80 @@ def test_an_rbac_refusal_at_create_still_reads_as_rbac(make_kube_api, tmp_path):
         "RBAC denied: cannot create helper pod in namespace podcap-system "
         "(deploy/rbac.yaml grants it; or use --via ssh/local)"
     )
+
+
+# --- item 5: each phase said, a helper's time to start given, a progress line that fits -----
+
+
+def test_each_phase_is_said_in_order_from_created_to_deleted(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    cluster.start_delay = 1.0
+    target = lab.pods[0]
+    run = start_podcap("capture", target.name, "-n", target.namespace, "--kubeconfig",
+                       server.kubeconfig_path, "-o", tmp_path / "out", text=True)  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        time.sleep(0.5)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stderr
+    helper_name = f"podcap-system/{cluster.deleted[0][1]}"
+    pod = f"{target.namespace}/{target.name}"
+    expected = [
+        f"podcap: helper {helper_name} on {target.node.name}: created",
+        f"podcap: helper {helper_name}: pending (ContainerCreating)",
+        f"podcap: helper {helper_name}: running",
+        f"podcap: capturing {pod} on {target.node.name} (session ",
+        f"podcap: {pod}: listening on eth0",
+        "podcap: interrupted: stopping (again stops at once)",
+        f"podcap: helper {helper_name}: deleted",
+        f"podcap: {pod}: 0 packets",
+    ]
+    lines = stderr.splitlines()
+    assert len(lines) == len(expected), stderr
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), (line, start)
+
+
+def test_a_helper_slower_than_helper_timeout_is_named_and_deleted(make_kube_api, tmp_path):
+    cluster = shop_cluster()
+    cluster.start_delay = 60
+    server = make_kube_api(cluster)
+    started = time.monotonic()
+    done = podcap("capture", "web-0", "-n", "shop", "--kubeconfig", server.kubeconfig_path,
+                  "--helper-timeout", "1.5", "-o", tmp_path / "out", "-q")  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    name = f"podcap-system/{cluster.deleted[0][1]}"
+    assert line == (
+        f"podcap: error: helper pod {name} on node node-a not running after 1.5 s (pending "
+        "(ContainerCreating)) (--helper-timeout gives it longer (a large image on a slow "
+        "registry))"
+    )
+    assert cluster.helper_pods() == []
+
+
+class Counters:
+    """What the progress line reads of a capture's StreamProgress."""
+
+    def __init__(self, packets: int, bytes_written: int, elapsed: float):
+        self.packets, self.bytes_written, self.elapsed = packets, bytes_written, elapsed
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 200])
+def test_the_progress_line_fits_the_terminal_and_names_pods_as_kubectl(width):
+    from podcap.cli._capture_view import progress_line
+
+    latest = {"default/web-a0": Counters(812, 96_400, 5.2),
+              "default/web-b0": Counters(3, 180, 5.1)}  # fmt: skip
+    line = progress_line(latest, width)
+    assert len(line) <= width
+    if width >= 120:
+        assert line == ("podcap: default/web-a0: 812 packets  96.4 kB  default/web-b0: 3 packets"
+                        "  180 B  5.2 s  18.6 kB/s  (Ctrl-C stops)")  # fmt: skip
+    elif width >= 60:
+        assert line.startswith("podcap: 2 pods: 815 packets  96.6 kB  5.2 s  18.6 kB/s")
+    assert "_" not in line

@@ -31,6 +31,7 @@ from podcap.errors import CaptureError, PodcapError, UsageError
 from podcap.reach.base import Transport
 
 ProgressCallback = Callable[[str | None, StreamProgress], None]
+Step = Callable[[str], None]  # one line of what is happening: a helper's phase, a stop
 
 
 @dataclass
@@ -67,7 +68,9 @@ class CapturePlan(Protocol):
 
     def check(self) -> None: ...
 
-    def reach(self) -> contextlib.AbstractContextManager[dict[str, Transport]]: ...
+    def reach(
+        self, on_step: Step | None = None
+    ) -> contextlib.AbstractContextManager[dict[str, Transport]]: ...
 
     def members(self, transports: dict[str, Transport]) -> list[Member]: ...
 
@@ -98,7 +101,7 @@ class NodeCapture:
         """Nothing more to check: the spec was checked when built."""
 
     @contextlib.contextmanager
-    def reach(self) -> Iterator[dict[str, Transport]]:
+    def reach(self, on_step: Step | None = None) -> Iterator[dict[str, Transport]]:
         try:
             yield {self.transport.node: self.transport}
         finally:
@@ -152,20 +155,22 @@ def run(
     *,
     on_start: Callable[[], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    on_step: Step | None = None,
 ) -> FleetResult:
     """Run every capture of ``plan`` at once until each ended (its own limits, or Ctrl-C /
-    SIGTERM); ``on_start`` is called once the plan is checked, ``on_progress(label, progress)``
-    after every batch of packets. Raises the one capture's error (a NodeCapture) or one
-    CaptureError naming each capture that failed."""
+    SIGTERM); ``on_start`` is called once the captures start (helpers running),
+    ``on_progress(label, progress)`` after every batch of packets, ``on_step(text)`` at each
+    phase (a helper created, pending, running, deleted; a capture listening; stopping). Raises
+    the one capture's error (a NodeCapture) or one CaptureError naming each that failed."""
     plan.check()
-    if on_start is not None:
-        on_start()
-    with plan.reach() as transports:
+    with plan.reach(on_step) as transports:
         members = plan.members(transports)
         if on_progress is not None:
             for member in members:
                 member.session.on_progress = _labelled(on_progress, member.label)
-        stopper = _run_together(members)
+        if on_start is not None:
+            on_start()
+        stopper = _run_together(members, on_step)
     merged = plan.finish(members)
     _raise_failures(members)
     return FleetResult(members, merged, stopper.signals_seen > 0, stopper.killed_by)
@@ -175,12 +180,14 @@ def _labelled(on_progress: ProgressCallback, label: str | None):
     return lambda progress: on_progress(label, progress)
 
 
-def _run_together(members: list[Member]) -> _Stopper:
+def _run_together(members: list[Member], on_step: Step | None = None) -> _Stopper:
     """Every member in a thread of its own, until each ended; the first SIGINT/SIGTERM stops
     them cleanly (tcpdump flushes), a second kills them."""
-    stopper = _Stopper(members)
+    stopper = _Stopper(members, on_step)
     threads = [
-        threading.Thread(target=_run_member, args=(m,), daemon=True, name=m.label or "capture")
+        threading.Thread(
+            target=_run_member, args=(m, on_step), daemon=True, name=m.label or "capture"
+        )  # fmt: skip
         for m in members
     ]
     with signals.taken_over(stopper.on_signal):
@@ -191,9 +198,11 @@ def _run_together(members: list[Member]) -> _Stopper:
     return stopper
 
 
-def _run_member(member: Member) -> None:
+def _run_member(member: Member, on_step: Step | None = None) -> None:
     """The capture, and beside it the node's view and its drop watcher (stopped once the
     capture ends)."""
+    if on_step is not None and member.label is not None:
+        threading.Thread(target=_say_listening, args=(member, on_step), daemon=True).start()
     node_view = drops = None
     if member.node_view is not None:
         node_view = threading.Thread(target=_run_node_view, args=(member,), daemon=True)
@@ -212,6 +221,16 @@ def _run_member(member: Member) -> None:
         if drops is not None:
             member.drops.stop()
             drops.join()
+
+
+def _say_listening(member: Member, on_step: Step) -> None:
+    """``NAMESPACE/POD: listening on eth0`` once the node's tcpdump says so."""
+    try:
+        report = member.session.wait_ready()
+    except PodcapError:
+        return  # the capture's own error says why
+    if report.ready:
+        on_step(f"{member.label}: listening on {member.session.spec.interface}")
 
 
 def _run_drops(member: Member) -> None:
@@ -239,12 +258,15 @@ class _Stopper:
     them (each file still ends at a whole packet)."""
 
     members: list[Member]
+    on_step: Step | None = None
     signals_seen: int = 0
     killed_by: int | None = None
 
     def on_signal(self, signum: int, nth: int) -> None:
         self.signals_seen = max(self.signals_seen, nth)
         if nth == 1:
+            if self.on_step is not None:
+                self.on_step(f"{signals.REASONS[signum]}: stopping (again stops at once)")
             self.stop(signals.REASONS[signum])
         else:
             self.killed_by = signum

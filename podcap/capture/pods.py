@@ -136,11 +136,11 @@ class PodCaptures:
         check_one_output(self.plan, self.options)  # before preflight's API calls
         preflight(self.kube, self.plan)
 
-    def reach(self):
+    def reach(self, on_step=None):
         self.options.output_dir.mkdir(parents=True, exist_ok=True)
         self.facts = locate.cluster_facts(self.kube)
         by_node = self.plan.containers_by_node()
-        return helper.helper_transports(self.kube, self.plan.spec, by_node)
+        return helper.helper_transports(self.kube, self.plan.spec, by_node, on_step)
 
     def members(self, transports: dict) -> list[Member]:
         if self.options.node_rules:

@@ -17,10 +17,13 @@ from podcap.cli import warn
 
 
 class Progress:
-    """Packets, bytes, elapsed time and rate on one stderr line, refreshed by rich."""
+    """Packets, bytes, elapsed time and rate on one stderr line, refreshed by rich; and the
+    phases (a helper created, pending, running, deleted; listening; stopping) as lines above
+    it. Without a terminal: the phases only; with -q: nothing."""
 
     def __init__(self, quiet: bool):
         self.live = None
+        self.quiet = quiet
         self.latest: dict[str | None, object] = {}
         self.lock = threading.Lock()
         if quiet or not sys.stderr.isatty():
@@ -38,27 +41,49 @@ class Progress:
         )
         self.live.start()
 
+    def step(self, text: str) -> None:
+        """One phase, on a line of its own (above the progress line on a terminal)."""
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.console.print(f"podcap: {text}", markup=False, highlight=False)
+        else:
+            print(f"podcap: {text}", file=sys.stderr, flush=True)
+
     def update(self, label: str | None, progress) -> None:
         """``progress`` (a StreamProgress) is the latest of the capture ``label``."""
         if self.live is None:
             return
         with self.lock:
             self.latest[label] = progress
-            line = self._line()
+            line = progress_line(self.latest, self.live.console.width)
         self.live.update(self._text(line, no_wrap=True, overflow="ellipsis"))
-
-    def _line(self) -> str:
-        counts = "  ".join(
-            (f"{label}: " if label else "") + f"{p.packets} packets  {human(p.bytes_written)}"
-            for label, p in sorted(self.latest.items(), key=lambda item: item[0] or "")
-        )
-        elapsed = max(max(p.elapsed for p in self.latest.values()), 1e-6)
-        rate = sum(p.bytes_written for p in self.latest.values()) / elapsed
-        return f"podcap: {counts}  {elapsed:.1f} s  {human(rate)}/s  (Ctrl-C stops)"
 
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
+
+
+def progress_line(latest: dict, width: int) -> str:
+    """The progress line for the captures' latest counters (``{label: StreamProgress}``), at
+    most ``width`` columns: each Pod's counts when they fit, else the sum over the Pods; the
+    "(Ctrl-C stops)" reminder only where there is room."""
+    elapsed = max(max(p.elapsed for p in latest.values()), 1e-6)
+    total = sum(p.bytes_written for p in latest.values())
+    timing = f"  {elapsed:.1f} s  {human(total / elapsed)}/s"
+    each = "  ".join(
+        (f"{label}: " if label else "") + f"{p.packets} packets  {human(p.bytes_written)}"
+        for label, p in sorted(latest.items(), key=lambda item: item[0] or "")
+    )
+    summed = (
+        f"{len(latest)} pods: {sum(p.packets for p in latest.values())} packets  {human(total)}"
+    )
+    for counts in (each, summed) if len(latest) > 1 else (each,):
+        for hint in ("  (Ctrl-C stops)", ""):
+            line = f"podcap: {counts}{timing}{hint}"
+            if len(line) <= width:
+                return line
+    return line[: max(width - 1, 0)] + "…"
 
 
 def human(size: float) -> str:
@@ -115,3 +140,23 @@ def stopped_at_once(signum: int) -> None:
     error(f"{REASONS[signum]} again: stopped at once; each file ends at its last whole packet, "
           "without tcpdump's statistics")  # fmt: skip
     raise typer.Exit(128 + signum)
+
+
+def print_check(plan) -> None:
+    """``--check``: one line per pre-flight check, exit 2 with one error line when any fails."""
+    import typer
+
+    from podcap.capture.plan import check_report
+    from podcap.errors import LocateError
+
+    failed = 0
+    for what, why_not in check_report(plan.kube, plan.plan):
+        typer.echo(
+            f"{'ok' if why_not is None else 'NO':<3} {what}" + (f": {why_not}" if why_not else "")
+        )
+        failed += why_not is not None
+    if failed:
+        raise LocateError(
+            f"{failed} pre-flight check{'s' if failed > 1 else ''} failed",
+            hint="deploy/rbac.yaml holds what a cluster admin applies",
+        )

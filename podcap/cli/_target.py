@@ -84,6 +84,7 @@ class HelperFlags:
     image: str | None = None
     image_pull_secret: str | None = None
     capabilities: bool = False
+    start_timeout: float | None = None  # --helper-timeout, in seconds
 
 
 def given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:

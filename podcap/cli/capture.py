@@ -29,6 +29,7 @@ from podcap.cli._target import (
 )
 from podcap.cli.options import (
     DEFAULT_HELPER_NAMESPACE,
+    DEFAULT_HELPER_TIMEOUT,
     DEFAULT_NODE_PID,
     AllNamespaces,
     Capabilities,
@@ -36,6 +37,7 @@ from podcap.cli.options import (
     ContainerId,
     Context,
     HelperNamespace,
+    HelperTimeout,
     Image,
     ImagePullSecret,
     Kubeconfig,
@@ -125,7 +127,7 @@ Merge = Annotated[
 # The parameters that only one kind of target takes (a flag given for the other is refused).
 FOR_PODS = (
     *POD_PARAMETERS, "all_namespaces", "dry_run", "check", "also_node", "node_interface", "node_rules",
-    "merge", "node_pid",
+    "merge", "node_pid", "helper_timeout",
 )  # fmt: skip
 
 
@@ -161,6 +163,7 @@ def capture(
     image: Image = None,
     image_pull_secret: ImagePullSecret = None,
     capabilities: Capabilities = False,
+    helper_timeout: HelperTimeout = DEFAULT_HELPER_TIMEOUT,
     dry_run: DryRun = False,
     check: Check = False,
     also_node: AlsoNode = False,
@@ -195,7 +198,8 @@ def capture(
     if for_pods:
         names = PodNames(list(targets or []), selector, all_namespaces)
         kube = PodSide(namespace, container, kubeconfig, context)
-        helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities)
+        helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities,
+                             parse_duration(helper_timeout))  # fmt: skip
         view = NodeView(also_node, node_interface, node_rules, node_pid, drops)
         plan = _pod_plan(settings, output, names, kube, helper, view, merge)
     else:
@@ -211,7 +215,9 @@ def capture(
         admitted(plan.kube, plan.plan)  # the API server's verdict; it stores nothing
         return
     if check:
-        _print_check(plan)
+        from podcap.cli._capture_view import print_check
+
+        print_check(plan)
         return
     outcome = _run(plan, quiet)
     for path in _written(outcome) if analyze else []:
@@ -260,24 +266,6 @@ def _for_pods(ctx: typer.Context, targets, selector, names_process: bool, via) -
     if pods and given(ctx, ("all_namespaces",)) and selector is None:
         raise UsageError("-A goes with -l SELECTOR")
     return pods
-
-
-def _print_check(plan) -> None:
-    """``--check``: one line per pre-flight check, exit 2 with one error line when any fails."""
-    from podcap.capture.plan import check_report
-    from podcap.errors import LocateError
-
-    failed = 0
-    for what, why_not in check_report(plan.kube, plan.plan):
-        typer.echo(
-            f"{'ok' if why_not is None else 'NO':<3} {what}" + (f": {why_not}" if why_not else "")
-        )
-        failed += why_not is not None
-    if failed:
-        raise LocateError(
-            f"{failed} pre-flight check{'s' if failed > 1 else ''} failed",
-            hint="deploy/rbac.yaml holds what a cluster admin applies",
-        )
 
 
 def _refuse_a_count_given_as_container(container: str | None) -> None:
@@ -347,6 +335,7 @@ def _pod_plan(
         image=helper.image,
         image_pull_secret=helper.image_pull_secret,
         capabilities_only=helper.capabilities,
+        start_timeout=helper.start_timeout,
         drops=view.drops,
     )
     query = locate.TargetQuery(
@@ -369,12 +358,13 @@ def _run(plan, quiet: bool):
     from podcap.cli._capture_view import Progress, report, stopped_at_once
 
     def announce() -> None:
-        if (text := plan.announcement()) and not quiet:
-            print(f"podcap: {text}", file=sys.stderr)
+        if text := plan.announcement():
+            progress.step(text)
 
     progress = Progress(quiet)
     try:
-        outcome = fleet.run(plan, on_start=announce, on_progress=progress.update)
+        outcome = fleet.run(plan, on_start=announce, on_progress=progress.update,
+                            on_step=progress.step)  # fmt: skip
     finally:
         progress.close()
     report(outcome.captures, quiet)

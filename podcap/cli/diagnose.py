@@ -16,10 +16,12 @@ import typer
 from podcap.cli import app
 from podcap.cli.options import (
     DEFAULT_HELPER_NAMESPACE,
+    DEFAULT_HELPER_TIMEOUT,
     DEFAULT_NODE_PID,
     Capabilities,
     Context,
     HelperNamespace,
+    HelperTimeout,
     Image,
     ImagePullSecret,
     Kubeconfig,
@@ -99,6 +101,7 @@ def diagnose(
     image: Image = None,
     image_pull_secret: ImagePullSecret = None,
     capabilities: Capabilities = False,
+    helper_timeout: HelperTimeout = DEFAULT_HELPER_TIMEOUT,
     node_interface: NodeInterface = "eth0",
     node_pid: NodePid = DEFAULT_NODE_PID,
     drops: Drops = True,
@@ -140,6 +143,7 @@ def diagnose(
         image=image,
         image_pull_secret=image_pull_secret,
         capabilities_only=capabilities,
+        start_timeout=parse_duration(helper_timeout),
         drops=drops,
     )
     step(f"locating {source} and {request.destination_name}")

@@ -113,6 +113,15 @@ Image = Annotated[str | None, typer.Option("--image", help="Helper image (tcpdum
 ImagePullSecret = Annotated[
     str | None, typer.Option("--image-pull-secret", help="Secret for pulling --image.")
 ]
+HelperTimeout = Annotated[
+    str,
+    typer.Option(
+        "--helper-timeout",
+        metavar="TIME",
+        help="How long a helper Pod may take to start (pulling its image): 120, 5m.",
+    ),
+]
+DEFAULT_HELPER_TIMEOUT = "120"
 Capabilities = Annotated[
     bool,
     typer.Option(

@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubernetes.client.rest import ApiException
@@ -19,6 +20,7 @@ from podcap import signals
 from podcap.errors import ReachError
 from podcap.reach.pod import liveness
 from podcap.reach.pod.manifest import (
+    DEFAULT_START_TIMEOUT,
     MANAGED_SELECTOR,
     SESSION_LABEL,
     HelperSpec,
@@ -30,7 +32,7 @@ from podcap.reach.pod.transport import PodTransport
 class HelperPod:
     """Creates, waits for and deletes one helper Pod."""
 
-    def __init__(self, kube, manifest: dict):
+    def __init__(self, kube, manifest: dict, on_step: Step | None = None):
         from kubernetes import client
 
         self.kube = kube
@@ -39,6 +41,7 @@ class HelperPod:
         self.node = manifest["spec"]["nodeName"]
         self.name: str | None = None
         self.core = client.CoreV1Api(kube.api())
+        self.on_step = on_step or (lambda text: None)  # each phase, said in a line
 
     def create(self, dry_run: bool = False) -> str:
         """Create the helper; with ``dry_run`` the API server runs everything a create runs
@@ -52,18 +55,24 @@ class HelperPod:
         if dry_run:
             return created.metadata.name
         self.name = created.metadata.name
+        self.on_step(f"helper {self.where} on {self.node}: created")
         return self.name
 
-    def wait_running(self, timeout: float = 120) -> None:
-        end = time.monotonic() + timeout
+    def wait_running(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+        """Until the helper runs; each phase it passes through said once (``pending
+        (ContainerCreating)``: the image is being pulled)."""
+        end, said = time.monotonic() + timeout, ""
         while True:
             pod = self._read()
             phase = pod.status.phase if pod.status else None
+            waiting = _waiting_reason(pod)
+            if (now := _phase_words(phase, waiting)) != said:
+                self.on_step(f"helper {self.where}: {now}")
+                said = now
             if phase == "Running":
                 return
             if phase in ("Failed", "Succeeded"):
                 raise ReachError(f"helper pod {self.where} ended ({phase}) before the capture")
-            waiting = _waiting_reason(pod)
             if waiting in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
                 raise ReachError(
                     f"helper pod {self.where} cannot pull its image ({waiting})",
@@ -72,7 +81,8 @@ class HelperPod:
             if time.monotonic() > end:
                 raise ReachError(
                     f"helper pod {self.where} on node {self.node} not running after "
-                    f"{timeout:.0f} s (phase {phase}{', ' + waiting if waiting else ''})"
+                    f"{timeout:g} s ({now})",
+                    hint="--helper-timeout gives it longer (a large image on a slow registry)",
                 )
             time.sleep(0.2)
 
@@ -104,7 +114,14 @@ class HelperPod:
         except ApiException as exc:
             if exc.status != 404:
                 raise _reach_error(exc, f"delete helper pod {self.where}") from exc
+        self.on_step(f"helper {self.where}: deleted")
         self.name = None
+
+
+def _phase_words(phase: str | None, waiting: str) -> str:
+    """``pending``, ``pending (ContainerCreating)``, ``running``: a phase as a step says it."""
+    words = (phase or "pending").lower()
+    return f"{words} ({waiting})" if waiting else words
 
 
 def _waiting_reason(pod) -> str:
@@ -128,6 +145,8 @@ def _reach_error(exc: ApiException, what: str) -> ReachError:
     return ReachError(f"cannot {what}: {exc.status} {message}".strip())
 
 
+Step = Callable[[str], None]
+
 # How the RBAC authorizer words a refusal, unlike admission (PodSecurity, quota, webhook).
 RBAC_REFUSAL = re.compile(r'User "[^"]*" cannot \S+ resource')
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -142,19 +161,22 @@ def _server_message(exc: ApiException) -> str:
 
 
 @contextlib.contextmanager
-def helper_transports(kube, spec: HelperSpec, containers_by_node: dict[str, list[str]]):
-    """Create one helper per node, wait until all run, yield ``{node: PodTransport}``, and
-    delete every helper on the way out (success, error, Ctrl-C, SIGTERM: with
-    :func:`podcap.signals.install` both raise, and a signal while deleting waits its end)."""
+def helper_transports(
+    kube, spec: HelperSpec, containers_by_node: dict[str, list[str]], on_step: Step | None = None
+):
+    """Create one helper per node, wait until all run (``spec.start_timeout``), yield ``{node:
+    PodTransport}``, and delete every helper on the way out (success, error, Ctrl-C, SIGTERM:
+    with :func:`podcap.signals.install` both raise, and a signal while deleting waits its
+    end). ``on_step`` hears each helper's phases: created, pending, running, deleted."""
     helpers = [
-        HelperPod(kube, helper_manifest(spec, node, ids))
+        HelperPod(kube, helper_manifest(spec, node, ids), on_step)
         for node, ids in containers_by_node.items()
     ]
     try:
         for helper in helpers:
             helper.create()
         for helper in helpers:
-            helper.wait_running()
+            helper.wait_running(spec.start_timeout)
         with liveness.Heartbeat(helpers, HelperPod.beat):  # `podcap cleanup` leaves them be
             yield {h.node: PodTransport(kube, h) for h in helpers}
     finally:

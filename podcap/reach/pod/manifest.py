@@ -23,6 +23,7 @@ CONTAINER = "capture"
 CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
 DROPS_CAPABILITIES = ["BPF", "PERFMON"]  # bpftrace's program and its tracepoint (--drops)
 DEADLINE_MARGIN = 600  # seconds a helper may outlive the planned capture
+DEFAULT_START_TIMEOUT = 120.0  # seconds a helper may take to run (pulling a large image)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class HelperSpec:
     deadline_seconds: int = 3600 + DEADLINE_MARGIN
     drops: bool = False  # --drops: with --capabilities, also BPF and PERFMON (bpftrace)
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    start_timeout: float = DEFAULT_START_TIMEOUT  # --helper-timeout: seconds to reach Running
 
     @classmethod
     def for_duration(
@@ -47,6 +49,7 @@ class HelperSpec:
         image_pull_secret: str | None = None,
         capabilities_only: bool = False,
         drops: bool = False,
+        start_timeout: float | None = None,
     ) -> HelperSpec:
         """The helpers for a capture of ``duration`` seconds (None: until stopped), as the
         command line gives them (``image`` None: :data:`DEFAULT_IMAGE`)."""
@@ -57,6 +60,7 @@ class HelperSpec:
             capabilities_only=capabilities_only,
             deadline_seconds=deadline_for(duration),
             drops=drops,
+            start_timeout=start_timeout or DEFAULT_START_TIMEOUT,
         )
 
 
