@@ -29,6 +29,9 @@ present, and every field of it, null when unknown::
              snaplen         bytes kept per packet (null: tcpdump's default, the whole packet)
              command         the command line, when recorded
     when     started, ended  ISO 8601 UTC
+             listening       when the first bytes came home (tcpdump writes the pcap header
+                             once it listens): where captures taken together began, as seen
+                             from podcap; null in older files
     counts   packets, bytes  what the pcap file holds
              tcpdump         tcpdump's closing statistics and the bytes the node sent: captured,
                              received, dropped (by the kernel), written, status
@@ -77,7 +80,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "description",
     ),
     "how": ("tool", "transport", "filter", "snaplen", "command"),
-    "when": ("started", "ended"),
+    "when": ("started", "listening", "ended"),
     "counts": ("packets", "bytes", "tcpdump", "complete", "ended_by"),
 }
 POINT_KINDS = ("pod", "node", "peer")
@@ -105,6 +108,7 @@ class FinishedCapture(Protocol):
     transport: str
     output: str
     started: datetime
+    listening: datetime | None
     ended: datetime
     ended_by: str
     pid: int | None
@@ -167,7 +171,11 @@ def capture_document(result: FinishedCapture, cluster: Mapping | None = None) ->
             "filter": spec.bpf_filter,
             "snaplen": spec.snaplen,
         },
-        when={"started": result.started.isoformat(), "ended": result.ended.isoformat()},
+        when={
+            "started": result.started.isoformat(),
+            "listening": result.listening.isoformat() if result.listening else None,
+            "ended": result.ended.isoformat(),
+        },
         counts={
             "packets": result.packets,
             "bytes": result.bytes_written,
@@ -280,7 +288,7 @@ def _from_format_1(old: Mapping) -> dict:
             "snaplen": old.get("snaplen"),
             "command": how.get("command"),
         },
-        when={"started": old.get("started"), "ended": old.get("ended")},
+        when={"started": old.get("started"), "listening": None, "ended": old.get("ended")},
         counts={
             "packets": old.get("packets", how.get("packets")),
             "bytes": old.get("bytes"),

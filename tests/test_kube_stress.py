@@ -367,3 +367,69 @@ def test_the_progress_line_fits_the_terminal_and_names_pods_as_kubectl(width):
     elif width >= 60:
         assert line.startswith("podcap: 2 pods: 815 packets  96.6 kB  5.2 s  18.6 kB/s")
     assert "_" not in line
+
+
+# --- item 7: the node side ends itself when podcap dies ------------------------------------
+
+
+def test_the_node_stops_capturing_soon_after_podcap_is_killed(kube_lab, tmp_path):
+    """kill -9: nothing closes the exec (the in-test server, like a kubelet, keeps it), so only
+    the lease ends the node's tcpdump: PODCAP_LEASE_SECONDS=10 here, 60 by default, where it
+    used to run to its 4 h bound."""
+    cluster, server, lab = kube_lab
+    target = lab.pods[0]
+    run = start_podcap(
+        "capture", target.name, "-n", target.namespace, "--kubeconfig", server.kubeconfig_path,
+        "-o", tmp_path / "out", env={**os.environ, "PODCAP_LEASE_SECONDS": "10"},
+    )  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        node_script = cluster.execs[0].process
+        [tcpdump] = wait_for(lambda: named(descendants(node_script.pid), "tcpdump"), 10)
+        time.sleep(12)  # beats keep it going past the lease
+        assert Path(f"/proc/{tcpdump}").exists()
+        run.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        assert wait_for(lambda: not Path(f"/proc/{tcpdump}").exists(), 30)
+        took = time.monotonic() - killed
+    finally:
+        run.kill()
+        run.communicate()
+    assert took < 25, took
+    assert b"no word from podcap for 10 s: stopping" in cluster.execs[0].stderr
+    assert node_script.wait(10) == 0  # and the node script ends as after a stop
+
+
+def test_each_sidecar_says_when_its_window_began(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    out = tmp_path / "out"
+    done = podcap("capture", "-l", "app=web", "-n", lab.pods[0].namespace, "--kubeconfig",
+                  server.kubeconfig_path, "-d", "2", "-o", out)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for pod in lab.pods:
+        when = json.loads((out / f"{pod.namespace}_{pod.name}.pcap.json").read_text())["when"]
+        assert when["started"] < when["listening"] < when["ended"], when
+
+
+def test_captures_that_began_apart_say_so(capsys):
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from podcap.cli._capture_view import report
+
+    def member(label: str, began: float):
+        start = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+        result = SimpleNamespace(
+            node_stats=None, output=f"{label}.pcap", packets=0, bytes_written=24, duration=2.0,
+            ended_by="duration", node="node-a", bytes_received=24,
+            listening=start + timedelta(seconds=began),
+        )  # fmt: skip
+        return SimpleNamespace(result=result, label=label, drops_result=None)
+
+    report([member("default/web-a0", 0.02), member("default/web-b0", 0.5)], quiet=True)
+    assert capsys.readouterr().err == (
+        "podcap: warning: the captures began up to 0.48 s apart (each sidecar's when.listening): "
+        "a packet seen at one point may predate another's window\n"
+    )
+    report([member("default/web-a0", 0.02), member("default/web-b0", 0.05)], quiet=True)
+    assert capsys.readouterr().err == ""

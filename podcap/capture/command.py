@@ -7,6 +7,7 @@ own argv item, so nothing the user typed is ever parsed by a shell.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field, fields
 from functools import cache
@@ -16,6 +17,24 @@ from podcap.errors import CaptureError, ReachError, UsageError
 from podcap.reach.base import DEFAULT_TIME_BOUND
 
 SCRIPT_NAME = "podcap-node"
+# The client beats on the node script's stdin every BEAT_SECONDS; LEASE_SECONDS without a beat
+# and the node stops by itself (the client died, its exec stream may still look open).
+BEAT_SECONDS = 5.0
+LEASE_SECONDS = 60
+LEASE_VARIABLE = "PODCAP_LEASE_SECONDS"  # a longer or shorter lease, for a link that stalls
+
+
+def lease_seconds() -> int:
+    """The node's lease: PODCAP_LEASE_SECONDS when set (at least two beats), else 60."""
+    text = os.environ.get(LEASE_VARIABLE, "")
+    if not text:
+        return LEASE_SECONDS
+    if not text.isdigit() or int(text) < 2 * BEAT_SECONDS:
+        raise UsageError(f"{LEASE_VARIABLE}={text}: give whole seconds, at least "
+                         f"{2 * BEAT_SECONDS:g}")  # fmt: skip
+    return int(text)
+
+
 NODE_PREFIX = "podcap-node: "
 # Exit status of the node script when it refuses or fails before capturing (its "error:" line says why).
 
@@ -146,6 +165,9 @@ class CaptureSpec(CaptureSettings):
     # The node's own view (--also-node): ``pid`` is a process in the node's network namespace,
     # which a Pod capture refuses (a hostNetwork container), and here is the point.
     node_view: bool = False
+    # Seconds the node waits for the client's next beat on stdin before it stops by itself
+    # (the client beats every BEAT_SECONDS while it runs; None: no lease).
+    lease_seconds: int | None = field(default_factory=lease_seconds)
 
     def __post_init__(self) -> None:
         if (self.container_id is None) == (self.pid is None):
@@ -170,6 +192,8 @@ def node_argv(spec: CaptureSpec, mode: str = "capture") -> list[str]:
     """``sh -c SCRIPT podcap-node ARGS``: the node-side command for ``spec`` (``mode`` capture or resolve)."""
     args = ["--container-id", spec.container_id] if spec.container_id else ["--pid", str(spec.pid)]
     args += ["--mode", mode, "--iface", spec.interface, "--bound", str(spec.bound_seconds)]
+    if spec.lease_seconds and mode == "capture":
+        args += ["--lease", str(spec.lease_seconds)]
     if spec.node_view:
         args.append("--node-view")
     if spec.snaplen:

@@ -2,7 +2,8 @@
 # needs only sh, nsenter, timeout, tcpdump, coreutils (or busybox) and /proc on the node.
 #
 # Usage: podcap-node (--container-id ID | --pid PID [--node-view]) [--iface IF] [--snaplen N]
-#                    [--count N] [--bound SECONDS] [--mode capture|resolve] [-- FILTER]
+#                    [--count N] [--bound SECONDS] [--lease SECONDS] [--mode capture|resolve]
+#                    [-- FILTER]
 # --node-view: PID is in the node's own network namespace, and that is what to capture.
 #
 # stdout carries the pcap stream and nothing else. stderr carries lines starting with
@@ -14,12 +15,15 @@
 #   podcap-node: error: <one-line message>          (then exit status 3)
 # The capture stops (tcpdump gets SIGINT, so it flushes its last packet and prints its
 # statistics) when stdin reaches EOF, when a line "stop" arrives on stdin, or when the time bound
-# expires: a lost connection closes stdin, so nothing outlives it.
+# expires: a lost connection closes stdin, so nothing outlives it. With --lease N the client
+# also beats (any other line on stdin) and N seconds without a beat stop it too: an exec whose
+# client died (kill -9) may keep its stdin open on the node, and nothing else would notice.
 
 say() { printf 'podcap-node: %s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 3; }
 
 container_id='' pid='' iface=eth0 snaplen='' count='' bound=14400 mode=capture filter='' node_view=''
+lease=''
 while [ $# -gt 0 ]; do
   case $1 in
     --container-id) container_id=$2; shift 2 ;;
@@ -28,6 +32,7 @@ while [ $# -gt 0 ]; do
     --snaplen) snaplen=$2; shift 2 ;;
     --count) count=$2; shift 2 ;;
     --bound) bound=$2; shift 2 ;;
+    --lease) lease=$2; shift 2 ;;
     --mode) mode=$2; shift 2 ;;
     --node-view) node_view=1; shift ;;
     --) filter=${2-}; break ;;
@@ -40,6 +45,7 @@ uid=$(id -u 2>/dev/null) && [ "$uid" != 0 ] &&
   fail "runs as user $uid on the node, not root: entering a Pod's network namespace needs root (over ssh: --ssh-user root, or --ssh-sudo)"
 
 is_number() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+[ -z "$lease" ] || { is_number "$lease" && [ "$lease" -gt 0 ]; } || fail "invalid lease '$lease'"
 
 # Strip the runtime prefix Kubernetes puts in containerStatuses (containerd://, cri-o://, docker://)
 # and allow only the characters container IDs are made of: the ID goes into grep and CLIs.
@@ -201,8 +207,23 @@ stop_tcpdump() {
 watch_stdin() {
   while IFS= read -r line; do
     [ "$line" = stop ] && break
+    [ -z "$lease" ] || date +%s >"$tmp/beat"
   done
   stop_tcpdump
+}
+
+# --lease N: no beat for N seconds means the client is gone; stop as if it had said so.
+watch_lease() {
+  trap '' PIPE  # its "log:" line to a client long gone must not end it before the stop
+  date +%s >"$tmp/beat"
+  while sleep 2; do
+    last=$(cat "$tmp/beat" 2>/dev/null) now=$(date +%s)
+    [ $((now - ${last:-now})) -le "$lease" ] && continue
+    say "log: no word from podcap for $lease s: stopping"
+    : >"$tmp/lease-expired"
+    stop_tcpdump
+    return
+  done
 }
 
 # The time bound (--duration, or the safety bound) stops it the same way.
@@ -246,6 +267,11 @@ capture() {
   stdin_watcher=$!
   watch_clock &
   clock_watcher=$!
+  lease_watcher=''
+  if [ -n "$lease" ]; then
+    watch_lease &
+    lease_watcher=$!
+  fi
   trap 'kill -INT "$tcpdump_pid" 2>/dev/null' INT TERM HUP
   # Once the connection is gone our stderr is a broken pipe: a status line must not kill this
   # shell before its EXIT trap cleans up (set only now, so the children keep the default).
@@ -257,7 +283,7 @@ capture() {
     wait "$tcpdump_pid"
     status=$?
   done
-  kill "$stdin_watcher" "$clock_watcher" 2>/dev/null
+  kill "$stdin_watcher" "$clock_watcher" $lease_watcher 2>/dev/null
   [ ! -e "$tmp/bound-expired" ] || status=124  # as timeout(1) says it: the bound ended it
   # If tcpdump died before opening its end of the fifos, their readers still wait in open():
   # an open for read and write never blocks and lets them see EOF.

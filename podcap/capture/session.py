@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from podcap.capture.command import (
+    BEAT_SECONDS,
     CaptureSpec,
     NodeReport,
     NodeStats,
@@ -68,6 +69,7 @@ class CaptureResult:
     node_stats: NodeStats | None
     messages: list[str] = field(default_factory=list)  # tcpdump's stderr lines
     sidecar: str | None = None
+    listening: datetime | None = None  # the first bytes home: tcpdump listened just before
 
     @property
     def complete(self) -> bool:
@@ -108,6 +110,8 @@ class CaptureSession:
         self._stop_reason: str | None = None
         self._lock = threading.Lock()
         self._timers: list[threading.Timer] = []
+        self._ending = threading.Event()  # set when run() returns: the beats stop
+        self._listening: datetime | None = None
 
     @property
     def progress(self) -> StreamProgress:
@@ -155,8 +159,20 @@ class CaptureSession:
         self._process = self.transport.start(node_argv(self.spec))
         if self.spec.duration is not None:
             self._start_timer(self.spec.duration + DURATION_SLACK, self._process.kill)
+        if self.spec.lease_seconds:
+            threading.Thread(target=self._beat, daemon=True, name="beat").start()
         if self._stop_reason is not None:  # stop() came before the process existed
             self._process.stop()
+
+    def _beat(self) -> None:
+        """Beat on the node script's stdin until the capture is asked to stop or ends: the
+        node stops by itself when the beats stop (podcap killed), whatever the connection
+        seems to be."""
+        while not self._ending.wait(BEAT_SECONDS):
+            with self._lock:
+                if self._stop_reason is not None:
+                    return
+                self._process.beat()
 
     def run(self) -> CaptureResult:
         """Capture until a stop condition; returns the result (ended_by says which).
@@ -173,6 +189,7 @@ class CaptureSession:
             self._process.kill()
             raise
         finally:
+            self._ending.set()
             for timer in self._timers:
                 timer.cancel()
             self._sink.close()
@@ -188,6 +205,7 @@ class CaptureSession:
     def _copy_stream(self) -> None:
         next_chunk = read_chunks(self._process.stdout)
         while chunk := next_chunk():
+            self._listening = self._listening or datetime.now(UTC)
             try:
                 reached = self._copier.feed(chunk)
             except BrokenPipeError:  # -o - and the reader (wireshark, head) went away
@@ -216,6 +234,7 @@ class CaptureSession:
             linktype=progress.linktype,
             node_stats=report.stats,
             messages=report.tcpdump_lines + report.other_lines,
+            listening=self._listening,
         )
 
     def _ended_by(self, report: NodeReport) -> str:

@@ -94,6 +94,18 @@ def human(size: float) -> str:
     return f"{size:.1f} GB"
 
 
+SPREAD_WORTH_SAYING = 0.1  # seconds between the first and the last capture to begin
+
+
+def window_spread(captures) -> float | None:
+    """Seconds between the first and the last of the captures to begin (their first bytes
+    home); None for fewer than two."""
+    begun = [m.result.listening for m in captures if m.result and m.result.listening]
+    if len(begun) < 2:
+        return None
+    return (max(begun) - min(begun)).total_seconds()
+
+
 def report(captures, quiet: bool) -> None:
     """The closing line of each capture (fleet Members); a warning when the node sent more
     than arrived. ReachError, after every line, when a connection was lost mid-capture: the
@@ -125,6 +137,9 @@ def report(captures, quiet: bool) -> None:
             )
         if one.drops_result is not None and not quiet:
             print(f"podcap: {one.drops_result.describe()}", file=sys.stderr)
+    if (apart := window_spread(captures)) is not None and apart >= SPREAD_WORTH_SAYING:
+        warn(f"the captures began up to {apart:.2f} s apart (each sidecar's when.listening): "
+             "a packet seen at one point may predate another's window")  # fmt: skip
     if lost:
         raise ReachError("; ".join(lost))
 

@@ -49,6 +49,10 @@ class RemoteProcess(Protocol):
     def stop(self) -> None:
         """Ask the command to finish cleanly (the capture script SIGINTs tcpdump)."""
 
+    def beat(self) -> None:
+        """Say on its stdin that the client is alive (a line the capture script counts as a
+        beat); a command already ended or stopped is left alone."""
+
     def kill(self) -> None:
         """End the command and anything it started on the node, now."""
 

@@ -55,6 +55,13 @@ class PopenProcess:
         except OSError:
             pass  # the pipe is already broken: the command has ended
 
+    def beat(self) -> None:
+        try:
+            self._popen.stdin.write(b"beat\n")
+            self._popen.stdin.flush()
+        except (OSError, ValueError):
+            pass  # stdin closed (stopped) or the pipe broken (ended): no one to tell
+
     def kill(self) -> None:
         try:
             os.killpg(self._popen.pid, signal.SIGKILL)

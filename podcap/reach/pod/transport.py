@@ -108,6 +108,11 @@ class PodProcess:
                 return
         threading.Thread(target=self._signal_later, args=("INT", STOP_GRACE), daemon=True).start()
 
+    def beat(self) -> None:
+        if self._pump.is_alive():
+            with contextlib.suppress(OSError, WebSocketException):
+                self.ws.write_stdin(b"beat\n")
+
     def _signal_later(self, sig: str, delay: float) -> None:
         self._pump.join(delay)
         if self._pump.is_alive():
