@@ -12,7 +12,7 @@ import pytest
 
 from podcap import locate
 from testbed import kube_api as K
-from testbed.helpers import wait_for
+from testbed.helpers import start_podcap, wait_for
 
 CID = "containerd://" + "0123456789abcdef" * 4
 
@@ -90,3 +90,27 @@ def wait_listening(cluster, n: int) -> None:
         return sum(b"listening on" in e.stderr for e in list(cluster.execs))
 
     assert wait_for(lambda: listening() >= n, 30), [bytes(e.stderr) for e in cluster.execs]
+
+
+def capture_with_node_rules(
+    kube_lab, target, out, *flags, tcpdumps: int, url: str, client, during=None
+):
+    """``podcap capture TARGET --node-rules ... -d 5`` while ``client`` fetches ``url`` once
+    every tcpdump listens (then calls ``during``, if given); returns podcap's stderr."""
+    cluster, server, lab = kube_lab
+    stand_in = lab.popen(target.node, ["sleep", "120"])  # the lab node's "PID 1"
+    podcap_run = start_podcap(
+        "capture", target.name, "-n", target.namespace, "--kubeconfig", str(server.kubeconfig_path),
+        "-f", "tcp port 80", "-d", "5", "-o", str(out), "--node-rules",
+        "--node-pid", str(stand_in.pid), *flags, text=True,
+    )  # fmt: skip
+    try:
+        wait_listening(cluster, tcpdumps)
+        assert lab.curl(client, url).returncode == 0
+        if during is not None:
+            during()
+        _, stderr = podcap_run.communicate(timeout=40)
+    finally:
+        podcap_run.kill()
+    assert podcap_run.returncode == 0, stderr
+    return stderr

@@ -16,7 +16,7 @@ from podcap import locate
 from podcap.reach import pod as helper
 from testbed.helpers import podcap, start_podcap, wait_for
 from tests.diagnose_helpers import drop_watchers_alive
-from tests.kube_fixtures import pcap_packets, shop_cluster, wait_listening
+from tests.kube_fixtures import capture_with_node_rules, pcap_packets, shop_cluster, wait_listening
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,30 +51,6 @@ def test_cleanup_denied_is_one_error_line(make_kube_api):
 
 
 # --- podcap capture with Pod targets, against the lab --------------------------------------
-
-
-def capture_with_node_rules(
-    kube_lab, target, out, *flags, tcpdumps: int, url: str, client, during=None
-):
-    """``podcap capture TARGET --node-rules ... -d 5`` while ``client`` fetches ``url`` once
-    every tcpdump listens (then calls ``during``, if given); returns podcap's stderr."""
-    cluster, server, lab = kube_lab
-    stand_in = lab.popen(target.node, ["sleep", "120"])  # the lab node's "PID 1"
-    podcap_run = start_podcap(
-        "capture", target.name, "-n", target.namespace, "--kubeconfig", str(server.kubeconfig_path),
-        "-f", "tcp port 80", "-d", "5", "-o", str(out), "--node-rules",
-        "--node-pid", str(stand_in.pid), *flags, text=True,
-    )  # fmt: skip
-    try:
-        wait_listening(cluster, tcpdumps)
-        assert lab.curl(client, url).returncode == 0
-        if during is not None:
-            during()
-        _, stderr = podcap_run.communicate(timeout=40)
-    finally:
-        podcap_run.kill()
-    assert podcap_run.returncode == 0, stderr
-    return stderr
 
 
 def test_capture_by_name_with_node_view_rules_and_facts(kube_lab, tmp_path):

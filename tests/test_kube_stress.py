@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
+import dpkt
 import pytest
 
 from podcap.capture.session import STOP_GRACE
 from testbed.helpers import podcap, start_podcap, wait_for
-from tests.kube_fixtures import pcap_packets, shop_cluster, wait_listening
+from tests.kube_fixtures import capture_with_node_rules, pcap_packets, shop_cluster, wait_listening
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -433,3 +435,28 @@ def test_captures_that_began_apart_say_so(capsys):
     )
     report([member("default/web-a0", 0.02), member("default/web-b0", 0.05)], quiet=True)
     assert capsys.readouterr().err == ""
+
+
+# --- item 2: the node's view keeps a masqueraded connection, and has a closing line ---------
+
+
+@pytest.mark.parametrize("node_filter", [None, "idc"])
+def test_the_node_view_keeps_the_masqueraded_connection_and_says_how_it_ended(
+    kube_lab, tmp_path, node_filter
+):
+    """The guide's IDC case: the node masquerades the Pod's connection, so on the NIC it
+    carries the node's address, not the Pod's. By default the node view keeps -f's packets to
+    and from the node's address; --node-filter says what to keep instead."""
+    cluster, _, lab = kube_lab
+    pod = lab.pods[0]
+    out = tmp_path / "out"
+    flags = ["--also-node"] + (["--node-filter", f"host {lab.idc.ip}"] if node_filter else [])
+    stderr = capture_with_node_rules(kube_lab, pod, out, *flags, tcpdumps=2, client=pod,
+                                     url=f"http://{lab.idc.ip}/to-idc")  # fmt: skip
+    node_pcap = out / f"{pod.namespace}_{pod.name}.node.pcap"
+    masqueraded = [p for p in pcap_packets(node_pcap) if b"GET /to-idc" in p]
+    assert len(masqueraded) == 1
+    ip = dpkt.ethernet.Ethernet(masqueraded[0]).data
+    assert (socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst)) == (pod.node.ip, lab.idc.ip)
+    assert f"podcap: {pod.node.name} eth0 (--also-node): " in stderr
+    assert f"to {node_pcap} (ended by duration)" in stderr

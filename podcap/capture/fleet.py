@@ -43,6 +43,7 @@ class Member:
     target: Any = None  # the podcap.locate.PodTarget of a Pod's capture
     path: Path | None = None  # the pcap file (None: to a stream)
     node_view: CaptureSession | None = None  # --also-node: stopped when this capture ends
+    node_view_result: CaptureResult | None = None
     drops: Any = None  # --drops: a podcap.capture.drops.DropWatch, likewise
     drops_result: Any = None  # its DropWatchResult
     result: CaptureResult | None = None
@@ -215,8 +216,8 @@ def _run_member(member: Member, on_step: Step | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - reported by run() in the caller's thread
         member.error = exc
     finally:
-        if node_view is not None:
-            member.node_view.stop()
+        if node_view is not None:  # it ends as the Pod's capture did (duration, interrupted)
+            member.node_view.stop(member.result.ended_by if member.result else "stopped")
             node_view.join()
         if drops is not None:
             member.drops.stop()
@@ -245,7 +246,7 @@ def _run_drops(member: Member) -> None:
 
 def _run_node_view(member: Member) -> None:
     try:
-        member.node_view.run()
+        member.node_view_result = member.node_view.run()
     except PodcapError as exc:
         member.error = member.error or CaptureError(f"the node's view (--also-node): {exc}")
     except Exception as exc:  # noqa: BLE001 - a bug: raised by run() in the caller's thread

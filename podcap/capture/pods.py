@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from podcap import locate
-from podcap.capture.command import CaptureSettings, CaptureSpec, check_interface
+from podcap.capture.command import (
+    CaptureSettings,
+    CaptureSpec,
+    check_filter_safety,
+    check_interface,
+)
 from podcap.capture.drops import DropWatch
 from podcap.capture.fleet import FleetResult, Member, ProgressCallback, check_writable, run
 from podcap.capture.node_rules import node_file_part, node_rules, write_node_rules
@@ -53,6 +58,7 @@ class SessionOptions(CaptureSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interface(self.node_interface)  # --node-interface reaches tcpdump on the node too
+        check_filter_safety(self.node_view_extra)  # --node-filter, likewise
         if self.stream is None:  # where the files go: checked before anything is created
             check_writable(self.output_file or self.output_dir, directory=not self.output_file)
 
@@ -166,7 +172,7 @@ class PodCaptures:
                 view_ips = [ip for t in same_node for ip in t.pod_ips]
                 node_spec = node_nic_spec(
                     view_ips, options.node_interface, spec.bound_seconds,
-                    options.node_pid_for(node), options.node_view_extra,
+                    options.node_pid_for(node), self._node_extra(target),
                 )  # fmt: skip
                 node_view = CaptureSession(
                     transport, node_spec, str(node_path), cluster=dict(cluster)
@@ -184,6 +190,19 @@ class PodCaptures:
         label = f"{target.namespace}/{target.name}"
         return Member(session, label=label, target=target, path=path, node_view=node_view,
                       drops=drops)  # fmt: skip
+
+    def _node_extra(self, target: locate.PodTarget) -> str:
+        """What the node's view keeps besides the Pods' own addresses: ``--node-filter`` when
+        given; else, with a capture filter, that filter's packets to and from the node's own
+        address, which is what a masqueraded connection of the Pod carries on the NIC (the
+        guide's IDC case). Without either, only the Pods' addresses."""
+        options = self.options
+        if options.node_view_extra:
+            return options.node_view_extra
+        node_ip = target.node.internal_ip or target.host_ip
+        if options.bpf_filter.strip() and node_ip:
+            return f"host {node_ip} and ({options.bpf_filter})"
+        return ""
 
     def finish(self, members: list[Member]) -> Path | None:
         """``--merge``: every Pod's file into one pcapng, one interface per Pod."""

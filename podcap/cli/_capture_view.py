@@ -94,6 +94,16 @@ def human(size: float) -> str:
     return f"{size:.1f} GB"
 
 
+def closing_line(named: str, result) -> str:
+    """``podcap: [WHO: ]N packets, SIZE in S s to FILE (ended by WHY); tcpdump: ...``."""
+    stats = result.node_stats
+    where = "stdout" if result.output == "-" else result.output
+    kernel = f"{stats.dropped} dropped by kernel" if stats else "kernel drops unknown"
+    return (f"podcap: {named}{result.packets} packets, {human(result.bytes_written)} in "
+            f"{result.duration:.1f} s to {where} (ended by {result.ended_by}); "
+            f"tcpdump: {stats.captured if stats else '?'} captured, {kernel}")  # fmt: skip
+
+
 SPREAD_WORTH_SAYING = 0.1  # seconds between the first and the last capture to begin
 
 
@@ -118,13 +128,10 @@ def report(captures, quiet: bool) -> None:
         stats = result.node_stats
         where = "stdout" if result.output == "-" else result.output
         if not quiet:
-            kernel = f"{stats.dropped} dropped by kernel" if stats else "kernel drops unknown"
-            print(
-                f"podcap: {named}{result.packets} packets, {human(result.bytes_written)} in "
-                f"{result.duration:.1f} s to {where} (ended by {result.ended_by}); "
-                f"tcpdump: {stats.captured if stats else '?'} captured, {kernel}",
-                file=sys.stderr,
-            )
+            print(closing_line(named, result), file=sys.stderr)
+            if (view := getattr(one, "node_view_result", None)) is not None:
+                print(closing_line(f"{view.node} {view.spec.interface} (--also-node): ", view),
+                      file=sys.stderr)  # fmt: skip
         if result.ended_by == "connection-lost":
             lost.append(
                 f"{named}the connection to {result.node} was lost; {where} holds the "
@@ -175,3 +182,13 @@ def print_check(plan) -> None:
             f"{failed} pre-flight check{'s' if failed > 1 else ''} failed",
             hint="deploy/rbac.yaml holds what a cluster admin applies",
         )
+
+
+def print_summaries(outcome) -> None:
+    """``--analyze``: podcap analyze's summary of each pcap file with packets in it."""
+    from podcap.analysis.run import analyze as run_analysis
+    from podcap.cli import render_reports
+
+    for one in outcome.captures:
+        if one.result.packets and one.result.output != "-":
+            render_reports(run_analysis([one.result.output], reports=["summary"]), "table", None)

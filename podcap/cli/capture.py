@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from podcap.cli import app, render_reports, warn
+from podcap.cli import app, warn
 from podcap.cli._target import (
     POD_PARAMETERS,
     SSH_PARAMETERS,
@@ -100,6 +100,15 @@ AlsoNode = Annotated[
     bool,
     typer.Option("--also-node", help="Also capture the node's NIC, filtered to the Pod's IPs."),
 ]
+NodeFilter = Annotated[
+    str,
+    typer.Option(
+        "--node-filter",
+        metavar="BPF",
+        help="What --also-node keeps besides the Pods' addresses, e.g. 'host 192.168.1.10' for "
+        "a peer the node masquerades to (default: -f's packets to/from the node's address).",
+    ),
+]
 NodeInterface = Annotated[
     str, typer.Option("--node-interface", help="The node NIC for --also-node.")
 ]
@@ -127,7 +136,7 @@ Merge = Annotated[
 # The parameters that only one kind of target takes (a flag given for the other is refused).
 FOR_PODS = (
     *POD_PARAMETERS, "all_namespaces", "dry_run", "check", "also_node", "node_interface", "node_rules",
-    "merge", "node_pid", "helper_timeout",
+    "merge", "node_pid", "helper_timeout", "node_filter",
 )  # fmt: skip
 
 
@@ -168,6 +177,7 @@ def capture(
     check: Check = False,
     also_node: AlsoNode = False,
     node_interface: NodeInterface = "eth0",
+    node_filter: NodeFilter = "",
     node_rules: NodeRules = False,
     drops: Drops = False,
     merge: Merge = False,
@@ -200,7 +210,9 @@ def capture(
         kube = PodSide(namespace, container, kubeconfig, context)
         helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities,
                              parse_duration(helper_timeout))  # fmt: skip
-        view = NodeView(also_node, node_interface, node_rules, node_pid, drops)
+        if node_filter and not also_node:
+            raise UsageError("--node-filter goes with --also-node")
+        view = NodeView(also_node, node_interface, node_rules, node_pid, drops, node_filter)
         plan = _pod_plan(settings, output, names, kube, helper, view, merge)
     else:
         ssh = SshLogin(ssh_user, ssh_port, ssh_key, tuple(ssh_option or ()), ssh_sudo)
@@ -220,8 +232,10 @@ def capture(
         print_check(plan)
         return
     outcome = _run(plan, quiet)
-    for path in _written(outcome) if analyze else []:
-        _print_summary(path)
+    if analyze:
+        from podcap.cli._capture_view import print_summaries
+
+        print_summaries(outcome)
 
 
 @dataclass(frozen=True)
@@ -243,6 +257,7 @@ class NodeView:
     rules: bool
     pid: str
     drops: bool = False
+    extra: str = ""  # --node-filter
 
 
 def _for_pods(ctx: typer.Context, targets, selector, names_process: bool, via) -> bool:
@@ -326,6 +341,7 @@ def _pod_plan(
         node_rules=view.rules,
         node_pid=view.pid,
         drops=view.drops,
+        node_view_extra=view.extra,
         **settings.capture_settings(),
     )
     client = locate.connect(kube.kubeconfig, kube.context)
@@ -373,18 +389,3 @@ def _run(plan, quiet: bool):
     if outcome.killed_by is not None:
         stopped_at_once(outcome.killed_by)
     return outcome
-
-
-def _written(outcome) -> list[str]:
-    """The pcap files with packets in them (for --analyze)."""
-    return [
-        one.result.output
-        for one in outcome.captures
-        if one.result.packets and one.result.output != "-"
-    ]
-
-
-def _print_summary(path: str) -> None:
-    from podcap.analysis.run import analyze as run_analysis
-
-    render_reports(run_analysis([path], reports=["summary"]), "table", None)
