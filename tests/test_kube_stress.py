@@ -187,6 +187,11 @@ def test_cleanup_keeps_a_live_captures_helper_and_force_breaks_it_loudly(kube_la
         wait_listening(cluster, 1)
         [helper_pod] = cluster.helper_pods()
         name = f"podcap-system/{helper_pod['metadata']['name']}"
+        # item 8: what an admin who finds it wants to know
+        annotations = helper_pod["metadata"]["annotations"]
+        assert annotations["podcap.io/targets"] == f"{target.namespace}/{target.name}"
+        assert annotations["podcap.io/requested-by"].endswith(f"@{socket.gethostname()}")
+        assert annotations["podcap.io/expires"] > helper_pod["metadata"]["creationTimestamp"]
         assert wait_for(lambda: cluster.patches, 10)  # the first beat
         cluster.age_helpers(600)  # as old as any leftover, but the capture beats on
         assert wait_for(lambda: "podcap.io/heartbeat" in helper_pod["metadata"]["annotations"]

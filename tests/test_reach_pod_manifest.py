@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
+from datetime import UTC, datetime, timedelta
+
 import kubernetes_validate
 import pytest
 
 from podcap import locate
 from podcap.capture import plan as kubecapture
 from podcap.reach import pod as helper
+
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def test_the_helper_names_who_asked_for_it():
+    assert helper.HelperSpec().requested_by == f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @pytest.mark.parametrize(
@@ -24,7 +35,9 @@ from podcap.reach import pod as helper
     ],
 )
 def test_helper_manifest_is_valid_for_1_30_and_says_what_the_issue_asks(spec):
-    manifest = helper.helper_manifest(spec, "ip-10-0-1-7.ec2.internal", ["containerd://abc"])
+    manifest = helper.helper_manifest(
+        spec, "ip-10-0-1-7.ec2.internal", ["containerd://abc"], ["shop/web-0"], now=NOW
+    )
     assert kubernetes_validate.validate(manifest, "1.30", strict=True) == "1.30"
     pod_spec = manifest["spec"]
     (container,) = pod_spec["containers"]
@@ -38,7 +51,13 @@ def test_helper_manifest_is_valid_for_1_30_and_says_what_the_issue_asks(spec):
         "app.kubernetes.io/managed-by": "podcap",
         "podcap.io/session": spec.session,
     }
-    assert manifest["metadata"]["annotations"]["podcap.io/container-ids"] == "containerd://abc"
+    annotations = manifest["metadata"]["annotations"]
+    assert annotations["podcap.io/container-ids"] == "containerd://abc"
+    assert annotations["podcap.io/targets"] == "shop/web-0"
+    assert annotations["podcap.io/requested-by"] == spec.requested_by
+    assert annotations["podcap.io/expires"] == (
+        (NOW + timedelta(seconds=spec.deadline_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
     assert manifest["metadata"]["namespace"] == spec.namespace
     if spec.capabilities_only:
         assert container["securityContext"]["capabilities"]["add"] == helper.CAPABILITIES

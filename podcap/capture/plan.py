@@ -35,11 +35,22 @@ class Plan:
         """``{node: [container ID, ...]}``: what each node's helper enters."""
         return containers_by_node(self.targets)
 
+    def targets_by_node(self) -> dict[str, list[str]]:
+        """``{node: ["NAMESPACE/POD", ...]}``: what each node's helper captures."""
+        return targets_by_node(self.targets)
+
 
 def containers_by_node(targets: list[locate.PodTarget]) -> dict[str, list[str]]:
     by_node: dict[str, list[str]] = defaultdict(list)
     for target in targets:
         by_node[target.node.name].append(target.container_id)
+    return dict(by_node)
+
+
+def targets_by_node(targets: list[locate.PodTarget]) -> dict[str, list[str]]:
+    by_node: dict[str, list[str]] = defaultdict(list)
+    for target in targets:
+        by_node[target.node.name].append(f"{target.namespace}/{target.name}")
     return dict(by_node)
 
 
@@ -51,9 +62,10 @@ def plan(kube: locate.Kube, query: locate.TargetQuery, spec: helper.HelperSpec) 
 
 def plan_for(targets: list[locate.PodTarget], warnings: list[str], spec) -> Plan:
     """The plan of ``targets`` already resolved: one helper per node they are on."""
-    by_node = containers_by_node(targets)
+    by_node, names = containers_by_node(targets), targets_by_node(targets)
     manifests = {
-        node: helper.helper_manifest(spec, node, ids) for node, ids in sorted(by_node.items())
+        node: helper.helper_manifest(spec, node, ids, names[node])
+        for node, ids in sorted(by_node.items())
     }
     return Plan(list(targets), list(warnings), spec, manifests)
 

@@ -145,8 +145,8 @@ class PodCaptures:
     def reach(self, on_step=None):
         self.options.output_dir.mkdir(parents=True, exist_ok=True)
         self.facts = locate.cluster_facts(self.kube)
-        by_node = self.plan.containers_by_node()
-        return helper.helper_transports(self.kube, self.plan.spec, by_node, on_step)
+        by_node, names = self.plan.containers_by_node(), self.plan.targets_by_node()
+        return helper.helper_transports(self.kube, self.plan.spec, by_node, on_step, names)
 
     def members(self, transports: dict) -> list[Member]:
         if self.options.node_rules:

@@ -162,14 +162,20 @@ def _server_message(exc: ApiException) -> str:
 
 @contextlib.contextmanager
 def helper_transports(
-    kube, spec: HelperSpec, containers_by_node: dict[str, list[str]], on_step: Step | None = None
+    kube,
+    spec: HelperSpec,
+    containers_by_node: dict[str, list[str]],
+    on_step: Step | None = None,
+    targets_by_node: dict[str, list[str]] | None = None,
 ):
     """Create one helper per node, wait until all run (``spec.start_timeout``), yield ``{node:
     PodTransport}``, and delete every helper on the way out (success, error, Ctrl-C, SIGTERM:
     with :func:`podcap.signals.install` both raise, and a signal while deleting waits its
-    end). ``on_step`` hears each helper's phases: created, pending, running, deleted."""
+    end). ``on_step`` hears each helper's phases: created, pending, running, deleted;
+    ``targets_by_node`` names the Pods each helper captures, in its annotations."""
+    names = targets_by_node or {}
     helpers = [
-        HelperPod(kube, helper_manifest(spec, node, ids), on_step)
+        HelperPod(kube, helper_manifest(spec, node, ids, names.get(node, [])), on_step)
         for node, ids in containers_by_node.items()
     ]
     try:

@@ -8,9 +8,13 @@ both end it on their own if podcap dies without deleting it. Pure: no API call h
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
+import socket
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from podcap.reach.base import DEFAULT_TIME_BOUND
 
@@ -38,6 +42,7 @@ class HelperSpec:
     drops: bool = False  # --drops: with --capabilities, also BPF and PERFMON (bpftrace)
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     start_timeout: float = DEFAULT_START_TIMEOUT  # --helper-timeout: seconds to reach Running
+    requested_by: str = field(default_factory=lambda: local_user())  # user@host, annotated
 
     @classmethod
     def for_duration(
@@ -70,8 +75,25 @@ def deadline_for(duration: float | None) -> int:
     return int(duration or DEFAULT_TIME_BOUND) + DEADLINE_MARGIN
 
 
-def helper_manifest(spec: HelperSpec, node: str, container_ids: list[str]) -> dict:
-    """The helper Pod for ``node``, carrying the IDs of the containers it will enter."""
+def local_user() -> str:
+    """``user@host`` of whoever runs podcap, for the helper's annotation."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's arbitrary user)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def helper_manifest(
+    spec: HelperSpec,
+    node: str,
+    container_ids: list[str],
+    targets: list[str] = (),
+    now: datetime | None = None,
+) -> dict:
+    """The helper Pod for ``node``, carrying the IDs of the containers it will enter and, for
+    an admin who finds it, what it captures (``targets``: NAMESPACE/POD), who asked and when
+    it ends by itself at the latest."""
     capabilities = [*CAPABILITIES, *(DROPS_CAPABILITIES if spec.drops else [])]
     security = (
         {"privileged": False, "capabilities": {"add": capabilities, "drop": ["ALL"]}}
@@ -111,10 +133,21 @@ def helper_manifest(spec: HelperSpec, node: str, container_ids: list[str]) -> di
             "generateName": f"podcap-{_dns_label(node)}-",
             "namespace": spec.namespace,
             "labels": {MANAGED_BY: "podcap", SESSION_LABEL: spec.session},
-            "annotations": {"podcap.io/container-ids": ",".join(container_ids)},
+            "annotations": {
+                "podcap.io/container-ids": ",".join(container_ids),
+                "podcap.io/targets": ",".join(targets),
+                "podcap.io/requested-by": spec.requested_by,
+                "podcap.io/expires": _expiry(spec, now),
+            },
         },
         "spec": pod_spec,
     }
+
+
+def _expiry(spec: HelperSpec, now: datetime | None) -> str:
+    """When the helper's deadline ends it, counted from ``now`` (its creation, near enough)."""
+    ends = (now or datetime.now(UTC)) + timedelta(seconds=spec.deadline_seconds)
+    return ends.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _dns_label(text: str) -> str:
