@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 import socket
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,15 @@ from podcap.reach import pod as helper
 
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def test_the_default_image_is_pinned_by_digest():
+    """A tag can be moved under a running fleet; a digest cannot (and a mirror keeps it)."""
+    name, _, digest = helper.DEFAULT_IMAGE.partition("@")
+    assert name == "docker.io/nicolaka/netshoot:v0.13"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    container = helper.helper_manifest(helper.HelperSpec(), "node-a", [])["spec"]["containers"][0]
+    assert container["image"] == helper.DEFAULT_IMAGE
 
 
 def test_the_helper_names_who_asked_for_it():

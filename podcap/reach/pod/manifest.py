@@ -18,7 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 from podcap.reach.base import DEFAULT_TIME_BOUND
 
-DEFAULT_IMAGE = "docker.io/nicolaka/netshoot:v0.13"
+# Pinned by digest (the v0.13 multi-arch index): a tag can be moved, a digest cannot, and an
+# air-gapped mirror keeps it (docs/kubernetes.md says how: skopeo copy --all, then --image).
+DEFAULT_IMAGE = (
+    "docker.io/nicolaka/netshoot:v0.13"
+    "@sha256:a20c2531bf35436ed3766cd6cfe89d352b050ccc4d7005ce6400adf97503da1b"
+)
 DEFAULT_HELPER_NAMESPACE = "podcap-system"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 SESSION_LABEL = "podcap.io/session"
