@@ -15,6 +15,7 @@ dry run sent no write.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime as dt
 import fcntl
@@ -410,6 +411,9 @@ class Cluster:
     pod_security_default: str = "privileged"
     admission_refusals: dict[str, tuple[int, str]] = field(default_factory=dict)
     dry_runs: list[tuple[str, str]] = field(default_factory=list)  # (ns, name) created dry
+    # The lab's network namespace of each Pod: an ephemeral container's processes run there.
+    pod_netns: dict[tuple[str, str], str] = field(default_factory=dict)
+    ephemeral: list[subprocess.Popen] = field(default_factory=list)  # their main processes
     lock: threading.RLock = field(default_factory=threading.RLock)
     _rv: int = 10000
 
@@ -487,6 +491,7 @@ def cluster_from_lab(lab, helper_namespace: str = "podcap-system") -> Cluster:
     for node in lab.nodes:
         cluster.add_node(node.name, node.ip, node.pod_cidr)
     for pod in lab.pods:
+        cluster.pod_netns[(pod.namespace, pod.name)] = pod.netns
         labels = {"app": "web", "podcap-lab/node": pod.node.name}
         cluster.add_pod(
             pod_object(
@@ -680,6 +685,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send_json(403, forbidden(verb, full, namespace, name or ""))
         if sub == "exec":
             return self._exec(namespace, name, multi)
+        if sub == "ephemeralcontainers" and verb == "patch":
+            return self._add_ephemeral(namespace, name)
         handler = getattr(self, f"_{resource}_{verb}", None)
         if handler is None:
             return self._send_json(
@@ -790,6 +797,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
             answer = copy.deepcopy(pod)
         self._send_json(200, answer)
 
+    def _add_ephemeral(self, ns, name):
+        """PATCH pods/NAME/ephemeralcontainers (a strategic merge patch, as kubectl debug
+        sends): the new ephemeral containers join the spec, wait ContainerCreating, then run
+        their command in the Pod's network namespace (the lab's) until it ends."""
+        if self.headers.get("Content-Type") != "application/strategic-merge-patch+json":
+            return self._send_json(415, status_object(415, "UnsupportedMediaType",
+                                                      "expected a strategic merge patch"))  # fmt: skip
+        c = self.server.cluster
+        added = self._body().get("spec", {}).get("ephemeralContainers", [])
+        with c.lock:
+            pod = c.pods.get((ns, name))
+            if pod is None:
+                return self._send_json(404, not_found("pods", name))
+            # Pod Security admission judges ephemeral containers as it judges the others.
+            labels = c.namespaces.get(ns, {}).get("metadata", {}).get("labels", {})
+            level = labels.get("pod-security.kubernetes.io/enforce", c.pod_security_default)
+            judged = {"spec": {**pod["spec"], "containers": added}}
+            if violations := pod_security_violations(judged, level):
+                message = (f'pods "{name}" is forbidden: violates PodSecurity "{level}:latest": '
+                           + ", ".join(violations))  # fmt: skip
+                return self._send_json(403, status_object(403, "Forbidden", message, name, "pods"))
+            have = {e["name"] for e in pod["spec"].setdefault("ephemeralContainers", [])}
+            statuses = pod["status"].setdefault("ephemeralContainerStatuses", [])
+            for container in (e for e in added if e["name"] not in have):
+                pod["spec"]["ephemeralContainers"].append(container)
+                statuses.append({"name": container["name"], "image": container["image"],
+                                 "imageID": "", "ready": False, "restartCount": 0,
+                                 "state": {"waiting": {"reason": "ContainerCreating"}}})  # fmt: skip
+                threading.Timer(c.start_delay, self.server.start_ephemeral,
+                                args=(ns, name, container)).start()  # fmt: skip
+            pod["metadata"]["resourceVersion"] = c.next_rv()
+            answer = copy.deepcopy(pod)
+        self._send_json(200, answer)
+
     def _pods_delete(self, ns, name, _q):
         c = self.server.cluster
         with c.lock:
@@ -869,6 +910,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         command = multi.get("command", [])
+        ephemeral = {e["name"] for e in pod["spec"].get("ephemeralContainers", [])}
+        if (multi.get("container") or [""])[0] in ephemeral:  # in the Pod's network namespace
+            command = ["ip", "netns", "exec", c.pod_netns[(ns, name)], *command]
         stdin, tty = ("true" in multi.get(key, []) for key in ("stdin", "tty"))
         ExecSession(self, ns, name, command, protocol, stdin, tty).run()
         self.close_connection = True
@@ -1132,6 +1176,42 @@ class APIServer(http.server.ThreadingHTTPServer):
             timer.daemon = True
             timer.start()
 
+    def start_ephemeral(self, ns: str, name: str, container: dict) -> None:
+        """The kubelet's part for an ephemeral container: its command runs in the Pod's network
+        namespace; the status says running, then terminated when it ends."""
+        c = self.cluster
+        with c.lock:
+            netns = c.pod_netns.get((ns, name))
+            if (ns, name) not in c.pods or netns is None:
+                return
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", netns, *container["command"], *container.get("args", [])],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+            c.ephemeral.append(process)
+            self._set_ephemeral_state(
+                ns, name, container["name"], {"running": {"startedAt": now()}}
+            )
+        threading.Thread(target=self._ephemeral_ended, args=(ns, name, container["name"], process),
+                         daemon=True).start()  # fmt: skip
+
+    def _ephemeral_ended(self, ns: str, name: str, container: str, process) -> None:
+        code = process.wait()
+        with self.cluster.lock:
+            self._set_ephemeral_state(ns, name, container, {"terminated": {
+                "exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                "startedAt": now(), "finishedAt": now()}})  # fmt: skip
+
+    def _set_ephemeral_state(self, ns: str, name: str, container: str, state: dict) -> None:
+        pod = self.cluster.pods.get((ns, name))
+        for status in pod["status"].get("ephemeralContainerStatuses", []) if pod else []:
+            if status["name"] == container:
+                status["state"] = state
+                status["ready"] = "running" in state
+        if pod:
+            pod["metadata"]["resourceVersion"] = self.cluster.next_rv()
+
     def expire_pod(self, ns: str, name: str) -> None:
         with self.cluster.lock:
             pod = self.cluster.pods.get((ns, name))
@@ -1177,6 +1257,10 @@ class APIServer(http.server.ThreadingHTTPServer):
             pods = {e.pod for e in self.cluster.execs}
         for pod in pods:
             self.kill_execs(pod)
+        for process in self.cluster.ephemeral:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         for session in self.cluster.execs:
             try:
                 session.process.wait(timeout=5)

@@ -465,3 +465,61 @@ def test_the_node_view_keeps_the_masqueraded_connection_and_says_how_it_ended(
     assert (socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst)) == (pod.node.ip, lab.idc.ip)
     assert f"podcap: {pod.node.name} eth0 (--also-node): " in stderr
     assert f"to {node_pcap} (ended by duration)" in stderr
+
+
+# --- item 8: an ephemeral container where no privileged helper is admitted ------------------
+
+
+def test_ephemeral_captures_where_pod_security_refuses_the_helper(kube_lab, tmp_path):
+    """Pod Security baseline everywhere: the hostPID, privileged helper is refused; an
+    ephemeral container in the Pod (nothing privileged) is admitted and captures the Pod."""
+    cluster, server, lab = kube_lab
+    cluster.pod_security_default = "baseline"
+    target, client = lab.pods[0], lab.pods[1]
+    kubeconfig = ("--kubeconfig", server.kubeconfig_path)
+    refused = podcap("capture", target.name, *kubeconfig, "-o", tmp_path / "no")
+    assert refused.returncode == 2 and 'violates PodSecurity "baseline:latest"' in refused.stderr
+    run = start_podcap("capture", target.name, "-n", target.namespace, *kubeconfig,
+                       "--ephemeral", "-f", "tcp port 80", "-d", "4", "-o", tmp_path / "out",
+                       text=True)  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        assert lab.curl(client, f"http://{target.ip}/ephemeral").returncode == 0
+        _, stderr = run.communicate(timeout=40)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stderr
+    pcap = tmp_path / "out" / f"{target.namespace}_{target.name}.pcap"
+    assert any(b"GET /ephemeral" in p for p in pcap_packets(pcap))
+    assert cluster.helper_pods() == [] and cluster.deleted == []
+    pod = cluster.pods[(target.namespace, target.name)]
+    [added] = pod["spec"]["ephemeralContainers"]
+    assert added["targetContainerName"] == "web" and "securityContext" not in added
+    [status] = pod["status"]["ephemeralContainerStatuses"]
+    assert wait_for(lambda: "terminated" in status["state"], 10), status  # ended, as it can be
+    # tcpdump ran in the Pod's namespace itself: no nsenter anywhere in the node script's argv.
+    capture_exec = next(e for e in cluster.execs if "podcap-node" in e.command)
+    assert capture_exec.command[:3] == ["ip", "netns", "exec"] and "--here" in capture_exec.command
+    where = f"{target.namespace}/{target.name} (container {added['name']})"
+    assert f"podcap: ephemeral container {where}: added" in stderr
+    assert f"podcap: ephemeral container {where}: ended" in stderr
+    sidecar = json.loads(Path(f"{pcap}.json").read_text())
+    assert sidecar["point"]["pod"] == target.name and sidecar["counts"]["complete"] is True
+
+
+def test_ephemeral_refuses_the_node_side_flags_and_dry_runs_its_patch(kube_lab, tmp_path):
+    cluster, server, lab = kube_lab
+    kubeconfig = ("--kubeconfig", server.kubeconfig_path)
+    node_side = podcap("capture", lab.pods[0].name, *kubeconfig, "--ephemeral", "--also-node",
+                       "--drops")  # fmt: skip
+    assert (node_side.returncode, node_side.stderr) == (2, (
+        "podcap: error: --also-node, --drops: the node's side needs a helper Pod on the node; "
+        "--ephemeral captures from inside the Pod only\n"))  # fmt: skip
+    dry = podcap("capture", lab.pods[0].name, *kubeconfig, "--ephemeral", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    import yaml
+
+    [patch] = yaml.safe_load_all(dry.stdout)
+    [container] = patch["spec"]["ephemeralContainers"]
+    assert container["targetContainerName"] == "web"
+    assert cluster.writes() == []

@@ -14,7 +14,6 @@ from podcap import locate
 from podcap.capture import plan as kubecapture
 from podcap.reach import pod as helper
 
-
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 

@@ -168,9 +168,15 @@ class CaptureSpec(CaptureSettings):
     # Seconds the node waits for the client's next beat on stdin before it stops by itself
     # (the client beats every BEAT_SECONDS while it runs; None: no lease).
     lease_seconds: int | None = field(default_factory=lease_seconds)
+    # In the node script's own network namespace, no nsenter: run from an ephemeral container
+    # in the target Pod (capture --ephemeral), which is the Pod's namespace already.
+    here: bool = False
 
     def __post_init__(self) -> None:
-        if (self.container_id is None) == (self.pid is None):
+        if self.here:
+            if self.container_id is not None or self.pid is not None:
+                raise UsageError("a capture here names no container id or pid")
+        elif (self.container_id is None) == (self.pid is None):
             raise UsageError("give exactly one of a container id and a pid")
         if self.node_view and self.pid is None:
             raise UsageError("the node's view is captured from a pid in its network namespace")
@@ -190,7 +196,12 @@ class CaptureSpec(CaptureSettings):
 
 def node_argv(spec: CaptureSpec, mode: str = "capture") -> list[str]:
     """``sh -c SCRIPT podcap-node ARGS``: the node-side command for ``spec`` (``mode`` capture or resolve)."""
-    args = ["--container-id", spec.container_id] if spec.container_id else ["--pid", str(spec.pid)]
+    if spec.here:
+        args = ["--here"]
+    elif spec.container_id:
+        args = ["--container-id", spec.container_id]
+    else:
+        args = ["--pid", str(spec.pid)]
     args += ["--mode", mode, "--iface", spec.interface, "--bound", str(spec.bound_seconds)]
     if spec.lease_seconds and mode == "capture":
         args += ["--lease", str(spec.lease_seconds)]

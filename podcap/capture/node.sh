@@ -1,10 +1,12 @@
 # podcap node-side capture script (POSIX sh). Sent over the transport as `sh -c SCRIPT podcap-node ARGS`;
 # needs only sh, nsenter, timeout, tcpdump, coreutils (or busybox) and /proc on the node.
 #
-# Usage: podcap-node (--container-id ID | --pid PID [--node-view]) [--iface IF] [--snaplen N]
+# Usage: podcap-node (--container-id ID | --pid PID [--node-view] | --here) [--iface IF] [--snaplen N]
 #                    [--count N] [--bound SECONDS] [--lease SECONDS] [--mode capture|resolve]
 #                    [-- FILTER]
 # --node-view: PID is in the node's own network namespace, and that is what to capture.
+# --here: capture in this script's own network namespace, without nsenter (an ephemeral container
+#         in the target Pod: the Pod's namespace already, and no CAP_SYS_ADMIN to enter one).
 #
 # stdout carries the pcap stream and nothing else. stderr carries lines starting with
 # "podcap-node: " that the client parses:
@@ -23,7 +25,7 @@ say() { printf 'podcap-node: %s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 3; }
 
 container_id='' pid='' iface=eth0 snaplen='' count='' bound=14400 mode=capture filter='' node_view=''
-lease=''
+lease='' here=''
 while [ $# -gt 0 ]; do
   case $1 in
     --container-id) container_id=$2; shift 2 ;;
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
     --lease) lease=$2; shift 2 ;;
     --mode) mode=$2; shift 2 ;;
     --node-view) node_view=1; shift ;;
+    --here) here=1; shift ;;
     --) filter=${2-}; break ;;
     *) fail "unknown argument $1" ;;
   esac
@@ -84,9 +87,14 @@ pid_from_docker() {
 }
 
 resolve_pid() {
+  if [ -n "$here" ]; then
+    pid=$$ enter=''
+    return
+  fi
   if [ -n "$pid" ]; then
     is_number "$pid" && [ "$pid" -gt 0 ] || fail "invalid pid '$pid'"
     [ -d "/proc/$pid" ] || fail "no process with pid $pid on this node"
+    enter="nsenter -n -t $pid --"
     return
   fi
   [ -n "$container_id" ] || fail "give --container-id or --pid"
@@ -95,6 +103,7 @@ resolve_pid() {
   [ -n "$pid" ] || pid=$(pid_from_crictl "$id")
   [ -n "$pid" ] || pid=$(pid_from_docker "$id")
   [ -n "$pid" ] || fail "no process on this node belongs to container $id (looked in /proc/*/cgroup, crictl and docker)"
+  enter="nsenter -n -t $pid --"
 }
 
 # The node's netns is the one of /proc/1, the node's init (the helper Pod runs with hostPID and
@@ -104,14 +113,14 @@ check_netns() {
   target_ns=$(readlink "/proc/$pid/ns/net" 2>/dev/null) || fail "cannot read /proc/$pid/ns/net (not root, or the process ended)"
   node_ns=$(readlink /proc/1/ns/net 2>/dev/null) || node_ns=$(readlink "/proc/$$/ns/net" 2>/dev/null) ||
     fail "cannot read the node's network namespace from /proc/1/ns/net (not root?)"
-  if [ "$target_ns" = "$node_ns" ] && [ -z "$node_view" ]; then
+  if [ "$target_ns" = "$node_ns" ] && [ -z "$node_view" ] && [ -z "$here" ]; then
     fail "pid $pid shares the node's network namespace ($node_ns): this container shares the node's network, capture on the node instead"
   fi
   say "target pid=$pid netns=$target_ns"
 }
 
 need_tools() {
-  for tool in nsenter timeout tcpdump mkfifo mktemp tee wc; do
+  for tool in ${enter:+nsenter} timeout tcpdump mkfifo mktemp tee wc; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool not found on the node"
   done
 }
@@ -128,7 +137,8 @@ exec_with_tcpdump_args() {
 
 # tcpdump -d compiles the filter for the interface's link type without capturing anything.
 check_filter() {
-  if ! out=$(exec_with_tcpdump_args nsenter -n -t "$pid" -- tcpdump -d 2>&1 >/dev/null); then
+  # shellcheck disable=SC2086 # $enter is "nsenter -n -t PID --" (a number), or empty
+  if ! out=$(exec_with_tcpdump_args $enter tcpdump -d 2>&1 >/dev/null); then
     msg=$(printf '%s' "$out" | tr '\n' ' ' | sed 's/[[:space:]]*$//')
     fail "tcpdump refused the capture on $iface: $msg"
   fi
@@ -261,7 +271,7 @@ capture() {
   relay_tcpdump_stderr <"$tmp/err" &
   # timeout forwards our SIGINT to tcpdump, and ends a tcpdump that outlives the bound anyway.
   exec_with_tcpdump_args timeout -s INT -k 5 "$((bound + 10))" \
-    nsenter -n -t "$pid" -- tcpdump -U -w - >"$tmp/pcap" 2>"$tmp/err" &
+    $enter tcpdump -U -w - >"$tmp/pcap" 2>"$tmp/err" &
   tcpdump_pid=$!
   watch_stdin <&3 &
   stdin_watcher=$!

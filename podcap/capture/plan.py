@@ -81,6 +81,19 @@ def dry_run_yaml(the_plan: Plan) -> str:
     return "---\n".join(documents)
 
 
+def ephemeral_yaml(the_plan: Plan) -> str:
+    """``--ephemeral --dry-run``: the patch of each Pod's ephemeralcontainers, as YAML."""
+    from podcap.reach.pod.ephemeral import ephemeral_container
+
+    documents = []
+    for target in the_plan.targets:
+        patch = {"spec": {"ephemeralContainers": [
+            ephemeral_container(the_plan.spec, target.container)]}}  # fmt: skip
+        body = yaml.safe_dump(patch, sort_keys=False)
+        documents.append(f"# pods/ephemeralcontainers of {target.namespace}/{target.name}\n{body}")
+    return "---\n".join(documents)
+
+
 def preflight(kube: locate.Kube, the_plan: Plan) -> None:
     """Before creating anything: the helper namespace exists and its PodSecurity level admits
     the helper, (SelfSubjectAccessReview) the user has every permission the helpers need (one
@@ -98,11 +111,17 @@ def admitted(kube: locate.Kube, the_plan: Plan) -> None:
         helper.HelperPod(kube, manifest).create(dry_run=True)
 
 
-def check_report(kube: locate.Kube, the_plan: Plan) -> list[tuple[str, str | None]]:
+def check_report(
+    kube: locate.Kube, the_plan: Plan, ephemeral: bool = False
+) -> list[tuple[str, str | None]]:
     """What ``preflight`` checks, each answered instead of the first failure raised:
-    ``(what, None)`` when it holds, ``(what, why not)`` when it does not."""
+    ``(what, None)`` when it holds, ``(what, why not)`` when it does not. ``ephemeral``: the
+    permissions of ``--ephemeral`` instead (no helper, so no helper namespace to check)."""
     from podcap.errors import LocateError, PodcapError
 
+    if ephemeral:
+        answers = locate.access_report(kube, locate.ephemeral_permissions(the_plan.targets))
+        return [(f"may {p}", None if allowed else "denied") for p, allowed in answers]
     namespace = the_plan.spec.namespace
     lines: list[tuple[str, str | None]] = []
     try:

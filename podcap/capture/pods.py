@@ -54,13 +54,26 @@ class SessionOptions(CaptureSettings):
     node_view_extra: str = ""
     # --drops: the kernel's drops of the Pods' packets, one watcher per node (capture.drops).
     drops: bool = False
+    # --ephemeral: from an ephemeral container in each Pod, not a helper Pod on its node.
+    ephemeral: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interface(self.node_interface)  # --node-interface reaches tcpdump on the node too
         check_filter_safety(self.node_view_extra)  # --node-filter, likewise
+        if self.ephemeral:
+            self._check_ephemeral()
         if self.stream is None:  # where the files go: checked before anything is created
             check_writable(self.output_file or self.output_dir, directory=not self.output_file)
+
+    def _check_ephemeral(self) -> None:
+        """An ephemeral container sees the Pod, not its node: the node's own views need a
+        helper on the node."""
+        node_side = [flag for flag, given in (("--also-node", self.also_node),
+                     ("--node-rules", self.node_rules), ("--drops", self.drops)) if given]  # fmt: skip
+        if node_side:
+            raise UsageError(f"{', '.join(node_side)}: the node's side needs a helper Pod on the "
+                             "node; --ephemeral captures from inside the Pod only")  # fmt: skip
 
     def node_pid_for(self, node: str) -> str:
         """The PID standing for ``node``: the one given, or its own of "NODE=PID,..." ("1"
@@ -140,18 +153,29 @@ class PodCaptures:
 
     def check(self) -> None:
         check_one_output(self.plan, self.options)  # before preflight's API calls
-        preflight(self.kube, self.plan)
+        if self.options.ephemeral:
+            locate.check_access(self.kube, locate.ephemeral_permissions(self.plan.targets))
+        else:
+            preflight(self.kube, self.plan)
 
     def reach(self, on_step=None):
         self.options.output_dir.mkdir(parents=True, exist_ok=True)
         self.facts = locate.cluster_facts(self.kube)
+        if self.options.ephemeral:
+            from podcap.reach.pod.ephemeral import ephemeral_transports
+
+            return ephemeral_transports(self.kube, self.plan.spec, self.plan.targets, on_step)
         by_node, names = self.plan.containers_by_node(), self.plan.targets_by_node()
         return helper.helper_transports(self.kube, self.plan.spec, by_node, on_step, names)
 
     def members(self, transports: dict) -> list[Member]:
         if self.options.node_rules:
             self.rules = _save_node_rules(transports, self.options)
-        return [self._member(t, transports[t.node.name]) for t in self.plan.targets]
+        return [self._member(t, transports[self._reached_by(t)]) for t in self.plan.targets]
+
+    def _reached_by(self, target: locate.PodTarget) -> str:
+        """The key of ``target``'s transport: its node's helper, or its own ephemeral one."""
+        return f"{target.namespace}/{target.name}" if self.options.ephemeral else target.node.name
 
     def _same_node(self, target: locate.PodTarget) -> list[locate.PodTarget]:
         """The planned Pods on ``target``'s node: the first of them captures the node's NIC
@@ -161,7 +185,10 @@ class PodCaptures:
     def _member(self, target: locate.PodTarget, transport) -> Member:
         options, node = self.options, target.node.name
         path = options.output_file or options.output_dir / f"{target.key}.pcap"
-        spec = CaptureSpec(container_id=target.container_id, **options.capture_settings())
+        if options.ephemeral:  # already in the Pod's network namespace
+            spec = CaptureSpec(here=True, **options.capture_settings())
+        else:
+            spec = CaptureSpec(container_id=target.container_id, **options.capture_settings())
         cluster = cluster_facts_for_sidecar(target, self.facts)
         cluster["helper_pod"] = transport.helper.where
         cluster["node_rules"] = self.rules.get(target.node.name)

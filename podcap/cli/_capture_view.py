@@ -172,7 +172,7 @@ def print_check(plan) -> None:
     from podcap.errors import LocateError
 
     failed = 0
-    for what, why_not in check_report(plan.kube, plan.plan):
+    for what, why_not in check_report(plan.kube, plan.plan, plan.options.ephemeral):
         typer.echo(
             f"{'ok' if why_not is None else 'NO':<3} {what}" + (f": {why_not}" if why_not else "")
         )

@@ -85,6 +85,7 @@ class HelperFlags:
     image_pull_secret: str | None = None
     capabilities: bool = False
     start_timeout: float | None = None  # --helper-timeout, in seconds
+    ephemeral: bool = False  # --ephemeral: an ephemeral container in each Pod instead
 
 
 def given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:

@@ -36,6 +36,7 @@ from podcap.cli.options import (
     Container,
     ContainerId,
     Context,
+    Ephemeral,
     HelperNamespace,
     HelperTimeout,
     Image,
@@ -136,7 +137,7 @@ Merge = Annotated[
 # The parameters that only one kind of target takes (a flag given for the other is refused).
 FOR_PODS = (
     *POD_PARAMETERS, "all_namespaces", "dry_run", "check", "also_node", "node_interface", "node_rules",
-    "merge", "node_pid", "helper_timeout", "node_filter",
+    "merge", "node_pid", "helper_timeout", "node_filter", "ephemeral",
 )  # fmt: skip
 
 
@@ -173,6 +174,7 @@ def capture(
     image_pull_secret: ImagePullSecret = None,
     capabilities: Capabilities = False,
     helper_timeout: HelperTimeout = DEFAULT_HELPER_TIMEOUT,
+    ephemeral: Ephemeral = False,
     dry_run: DryRun = False,
     check: Check = False,
     also_node: AlsoNode = False,
@@ -209,7 +211,7 @@ def capture(
         names = PodNames(list(targets or []), selector, all_namespaces)
         kube = PodSide(namespace, container, kubeconfig, context)
         helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities,
-                             parse_duration(helper_timeout))  # fmt: skip
+                             parse_duration(helper_timeout), ephemeral)  # fmt: skip
         if node_filter and not also_node:
             raise UsageError("--node-filter goes with --also-node")
         view = NodeView(also_node, node_interface, node_rules, node_pid, drops, node_filter)
@@ -220,8 +222,11 @@ def capture(
     for message in plan.warnings:
         warn(message)
     if dry_run:
-        from podcap.capture.plan import admitted, dry_run_yaml
+        from podcap.capture.plan import admitted, dry_run_yaml, ephemeral_yaml
 
+        if ephemeral:
+            sys.stdout.write(ephemeral_yaml(plan.plan))
+            return
         sys.stdout.write(dry_run_yaml(plan.plan))
         sys.stdout.flush()
         admitted(plan.kube, plan.plan)  # the API server's verdict; it stores nothing
@@ -342,6 +347,7 @@ def _pod_plan(
         node_pid=view.pid,
         drops=view.drops,
         node_view_extra=view.extra,
+        ephemeral=helper.ephemeral,
         **settings.capture_settings(),
     )
     client = locate.connect(kube.kubeconfig, kube.context)

@@ -113,6 +113,14 @@ Image = Annotated[str | None, typer.Option("--image", help="Helper image (tcpdum
 ImagePullSecret = Annotated[
     str | None, typer.Option("--image-pull-secret", help="Secret for pulling --image.")
 ]
+Ephemeral = Annotated[
+    bool,
+    typer.Option(
+        "--ephemeral",
+        help="Capture from an ephemeral container added to each Pod (as kubectl debug), not a "
+        "privileged helper Pod on its node: for namespaces under Pod Security baseline.",
+    ),
+]
 HelperTimeout = Annotated[
     str,
     typer.Option(

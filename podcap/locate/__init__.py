@@ -22,6 +22,7 @@ from podcap.locate.access import (
     access_report,
     check_access,
     check_helper_namespace,
+    ephemeral_permissions,
     helper_permissions,
 )
 from podcap.locate.facts import cluster_facts, ip_masq_agent, service_cidr
@@ -57,6 +58,7 @@ __all__ = [
     "check_helper_namespace",
     "cluster_facts",
     "connect",
+    "ephemeral_permissions",
     "helper_permissions",
     "ip_masq_agent",
     "node_facts",

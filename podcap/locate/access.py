@@ -49,6 +49,20 @@ def helper_permissions(helper_namespace: str, targets: list[PodTarget]) -> list[
     return needed
 
 
+def ephemeral_permissions(targets: list[PodTarget]) -> list[Permission]:
+    """What ``--ephemeral`` needs in each target's namespace: add an ephemeral container to
+    the Pod (patch pods/ephemeralcontainers), read it, exec into it."""
+    needed = []
+    for namespace in sorted({t.namespace for t in targets}):
+        needed += [
+            Permission("patch", "pods", namespace, subresource="ephemeralcontainers"),
+            Permission("get", "pods", namespace),
+            Permission("get", "pods", namespace, subresource="exec"),
+            Permission("create", "pods", namespace, subresource="exec"),
+        ]
+    return needed
+
+
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 
 

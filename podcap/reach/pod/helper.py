@@ -51,7 +51,7 @@ class HelperPod:
                 self.namespace, self.manifest, **({"dry_run": "All"} if dry_run else {})
             )
         except ApiException as exc:
-            raise _reach_error(exc, f"create helper pod in namespace {self.namespace}") from exc
+            raise refusal_error(exc, f"create helper pod in namespace {self.namespace}") from exc
         if dry_run:
             return created.metadata.name
         self.name = created.metadata.name
@@ -66,7 +66,7 @@ class HelperPod:
             pod = self._read()
             phase = pod.status.phase if pod.status else None
             waiting = _waiting_reason(pod)
-            if (now := _phase_words(phase, waiting)) != said:
+            if (now := phase_words(phase, waiting)) != said:
                 self.on_step(f"helper {self.where}: {now}")
                 said = now
             if phase == "Running":
@@ -90,7 +90,7 @@ class HelperPod:
         try:
             return self.core.read_namespaced_pod(self.name, self.namespace)
         except ApiException as exc:
-            raise _reach_error(exc, f"read helper pod {self.where}") from exc
+            raise refusal_error(exc, f"read helper pod {self.where}") from exc
 
     @property
     def where(self) -> str:
@@ -103,7 +103,7 @@ class HelperPod:
             self.core.patch_namespaced_pod(self.name, self.namespace, patch,
                                            _content_type="application/merge-patch+json")  # fmt: skip
         except ApiException as exc:
-            raise _reach_error(exc, f"annotate helper pod {self.where}") from exc
+            raise refusal_error(exc, f"annotate helper pod {self.where}") from exc
 
     def delete(self) -> None:
         """Delete the helper; a helper already gone is fine."""
@@ -113,12 +113,12 @@ class HelperPod:
             self.core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0)
         except ApiException as exc:
             if exc.status != 404:
-                raise _reach_error(exc, f"delete helper pod {self.where}") from exc
+                raise refusal_error(exc, f"delete helper pod {self.where}") from exc
         self.on_step(f"helper {self.where}: deleted")
         self.name = None
 
 
-def _phase_words(phase: str | None, waiting: str) -> str:
+def phase_words(phase: str | None, waiting: str) -> str:
     """``pending``, ``pending (ContainerCreating)``, ``running``: a phase as a step says it."""
     words = (phase or "pending").lower()
     return f"{words} ({waiting})" if waiting else words
@@ -131,7 +131,7 @@ def _waiting_reason(pod) -> str:
     return ""
 
 
-def _reach_error(exc: ApiException, what: str) -> ReachError:
+def refusal_error(exc: ApiException, what: str) -> ReachError:
     """The API server's refusal in its own words: RBAC's, PodSecurity's, a quota's, a
     webhook's all come as 403 (a webhook may say 400), told apart by their message."""
     message = _server_message(exc)
@@ -223,7 +223,7 @@ def cleanup(kube, namespace: str | None, session: str | None = None,
         else:
             pods = core.list_namespaced_pod(namespace, label_selector=selector).items
     except ApiException as exc:
-        raise _reach_error(exc, f"list helper pods ({selector})") from exc
+        raise refusal_error(exc, f"list helper pods ({selector})") from exc
     cleaned = Cleaned()
     for pod in pods:
         where = f"{pod.metadata.namespace}/{pod.metadata.name}"
@@ -236,6 +236,6 @@ def cleanup(kube, namespace: str | None, session: str | None = None,
             )
         except ApiException as exc:
             if exc.status != 404:
-                raise _reach_error(exc, f"delete pod {where}") from exc
+                raise refusal_error(exc, f"delete pod {where}") from exc
         cleaned.deleted.append(where)
     return cleaned

@@ -175,7 +175,8 @@ class PodTransport:
             f"{configuration.host}/api/v1/namespaces/{self.helper.namespace}"
             f"/pods/{self.helper.name}/exec"
         )
-        query = [("command", command), ("container", CONTAINER), ("stdin", "true")]
+        container = getattr(self.helper, "container", CONTAINER)  # an ephemeral one's own
+        query = [("command", command), ("container", container), ("stdin", "true")]
         query += [("stdout", "true"), ("stderr", "true"), ("tty", "true" if tty else "false")]
         headers = {}
         token = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
