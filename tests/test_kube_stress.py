@@ -523,3 +523,57 @@ def test_ephemeral_refuses_the_node_side_flags_and_dry_runs_its_patch(kube_lab, 
     [container] = patch["spec"]["ephemeralContainers"]
     assert container["targetContainerName"] == "web"
     assert cluster.writes() == []
+
+
+# --- seen beside the issue: credentials left on disk by a kill -9 ---------------------------
+
+
+def test_a_killed_capture_leaves_no_credentials_in_tmpdir(kube_lab, tmp_path):
+    """The kubeconfig carries its CA as data; the client would write it to $TMPDIR and remove
+    it only at a normal exit. kill -9 must leave $TMPDIR as it found it."""
+    cluster, server, lab = kube_lab
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    run = start_podcap("capture", lab.pods[0].name, "--kubeconfig", server.kubeconfig_path,
+                       "-o", tmp_path / "out", env={**os.environ, "TMPDIR": str(tmpdir)})  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        run.send_signal(signal.SIGKILL)
+        run.communicate(timeout=10)
+    finally:
+        run.kill()
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_certificate_data_is_held_in_memory_not_in_tmpdir(tmp_path, monkeypatch):
+    """A client certificate and key given as data are never left as files: each lives in a
+    memfd for as long as podcap runs (a kill -9 takes it along)."""
+    import base64
+    import tempfile
+
+    import yaml
+
+    from podcap import locate
+
+    data = {name: f"-----BEGIN {name}-----\n{name.lower()}\n-----END {name}-----\n"
+            for name in ("CERTIFICATE AUTHORITY", "CERTIFICATE", "PRIVATE KEY")}  # fmt: skip
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1",
+                      "certificate-authority-data": encoded["CERTIFICATE AUTHORITY"]}}],
+        "users": [{"name": "u", "user": {"client-certificate-data": encoded["CERTIFICATE"],
+                                         "client-key-data": encoded["PRIVATE KEY"]}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+    }))  # fmt: skip
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    configuration = locate.connect(str(kubeconfig)).configuration
+    held = {"CERTIFICATE AUTHORITY": configuration.ssl_ca_cert,
+            "CERTIFICATE": configuration.cert_file, "PRIVATE KEY": configuration.key_file}  # fmt: skip
+    for name, path in held.items():
+        assert path.startswith("/proc/self/fd/"), (name, path)
+        assert Path(path).read_text() == data[name]
+    assert list(tmpdir.iterdir()) == []

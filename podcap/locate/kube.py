@@ -98,6 +98,46 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
     )
 
 
+def _credentials_in_memory(configuration) -> None:
+    """The client writes a kubeconfig's certificate data (CA, client certificate and key) to
+    files in $TMPDIR and removes them only at a normal exit: a kill -9 left them, a private key
+    among them. Each such file moves into a memfd, whose /proc/self/fd path lives exactly as
+    long as this process, and the file is removed at once (and dropped from the client's cache
+    of files it wrote, which would hand its path out again). Files the kubeconfig names itself
+    are left alone. A token's refresh hook sets the loader's paths again before each request:
+    it is wrapped to put the memfds back."""
+    from kubernetes.config import kube_config
+
+    written = getattr(kube_config, "_temp_files", {})
+    moved: dict[str, str] = {}
+    for attribute in ("ssl_ca_cert", "cert_file", "key_file"):
+        path = getattr(configuration, attribute, None)
+        if not path or path not in written.values():
+            continue
+        fd = os.memfd_create(f"podcap-{attribute}")  # close-on-exec: no child inherits it
+        os.write(fd, Path(path).read_bytes())
+        moved[attribute] = f"/proc/self/fd/{fd}"
+        Path(path).unlink(missing_ok=True)
+        for key in [k for k, v in written.items() if v == path]:
+            del written[key]
+    _keep_in_memory(configuration, moved)
+
+
+def _keep_in_memory(configuration, moved: dict[str, str]) -> None:
+    for attribute, memfd in moved.items():
+        setattr(configuration, attribute, memfd)
+    refresh = getattr(configuration, "refresh_api_key_hook", None)
+    if moved and refresh is not None:
+
+        def refreshed(config) -> None:
+            refresh(config)  # which installs the loader's own hook again: ours goes back too
+            for attribute, memfd in moved.items():
+                setattr(config, attribute, memfd)
+            config.refresh_api_key_hook = refreshed
+
+        configuration.refresh_api_key_hook = refreshed
+
+
 def _from_kubeconfig(path: str, context: str | None, configuration) -> Kube:
     files = [Path(name) for name in path.split(os.pathsep) if name]
     if not any(file.is_file() for file in files):
@@ -108,6 +148,7 @@ def _from_kubeconfig(path: str, context: str | None, configuration) -> Kube:
             config_file=path, context=context, client_configuration=configuration
         )
         contexts, active = config.list_kube_config_contexts(config_file=path)
+        _credentials_in_memory(configuration)
     except (ConfigException, OSError, yaml.YAMLError) as exc:
         raise LocateError(f"cannot load kubeconfig {path}: {exc}") from exc
     if context:
