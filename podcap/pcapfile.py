@@ -81,18 +81,26 @@ def section_byte_order(raw: bytes, at: int) -> str | None:
 # --- link types: the LINKTYPE_* value of a pcap header or a pcapng interface ------------------
 NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
 EN10MB = 1  # Ethernet
+SLIP = 8  # serial line IP, behind a 16-byte pseudo-header
+PPP = 9  # point-to-point, with or without address/control and a compressed protocol
 RAW_BSD = 12  # DLT_RAW as some BSD writers store it
 RAW_BSD_OPENBSD = 14
 RAW = 101  # raw IPv4/IPv6, version nibble decides (Calico tunl0, WireGuard, tun)
 LOOP = 108  # OpenBSD loopback: address family in network byte order
+C_HDLC = 104  # Cisco HDLC: address, control, Ethernet type
 LINUX_SLL = 113  # Linux cooked v1, `tcpdump -i any` with older libpcap
 IPV4 = 228
 IPV6 = 229
+NFLOG = 239  # `tcpdump -i nflog:N`: what iptables -j NFLOG hands over, as TLVs
 LINUX_SLL2 = 276  # Linux cooked v2, `tcpdump -i any` with libpcap >= 1.10
 
 LINKTYPE_NAMES = {
     NULL: "NULL",
     EN10MB: "EN10MB",
+    SLIP: "SLIP",
+    PPP: "PPP",
+    C_HDLC: "C_HDLC",
+    NFLOG: "NFLOG",
     RAW_BSD: "RAW",
     RAW_BSD_OPENBSD: "RAW",
     RAW: "RAW",

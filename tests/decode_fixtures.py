@@ -103,6 +103,35 @@ def sll2(ip_packet: bytes, protocol=ETH_IPV4, ifindex=3) -> bytes:
     return struct.pack("!HHIHBB8s", protocol, 0, ifindex, 1, 0, 6, MAC_A + b"\0\0") + ip_packet
 
 
+def ppp(ip_packet: bytes, v6: bool = False, compressed: bool = False) -> bytes:
+    """A PPP frame: address/control and a 2-byte protocol, or (ACFC + PFC) 1 byte only."""
+    if compressed:
+        return bytes([0x57 if v6 else 0x21]) + ip_packet
+    return b"\xff\x03" + struct.pack("!H", 0x0057 if v6 else 0x0021) + ip_packet
+
+
+def cisco_hdlc(ip_packet: bytes, v6: bool = False) -> bytes:
+    return b"\x0f\x00" + struct.pack("!H", ETH_IPV6 if v6 else ETH_IPV4) + ip_packet
+
+
+def slip(ip_packet: bytes, sent: bool = False) -> bytes:
+    """libpcap's SLIP pseudo-header: the direction, then 15 bytes of compressed-header info."""
+    return bytes([1 if sent else 0]) + bytes(15) + ip_packet
+
+
+def nflog(ip_packet: bytes, v6: bool = False, prefix: bytes = b"podcap-drop") -> bytes:
+    """What `tcpdump -i nflog` writes: the NFLOG header, then TLVs in the host's (here
+    little-endian) byte order: the packet header, the rule's prefix, then the payload."""
+
+    def tlv(kind: int, value: bytes) -> bytes:
+        body = struct.pack("<HH", 4 + len(value), kind) + value
+        return body + bytes(-len(body) % 4)
+
+    header = struct.pack("!BBH", 10 if v6 else 2, 0, 5)
+    packet_header = struct.pack("!HBB", ETH_IPV6 if v6 else ETH_IPV4, 3, 0)  # hook LOCAL_OUT
+    return header + tlv(1, packet_header) + tlv(10, prefix + b"\0") + tlv(9, ip_packet)
+
+
 def bsd_null(ip_packet: bytes, family=2) -> bytes:
     return struct.pack("<I", family) + ip_packet
 

@@ -3,6 +3,7 @@
 import functools
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +278,25 @@ def test_a_capture_filter_as_display_filter_gets_its_translation(bpf, display):
     assert f"as a display filter: -Y '{display}'" in done.stderr
     # ... and the filter suggested is one podcap takes, selecting packets.
     assert podcap_analyze(SAMPLES / "01-http-mytest.pcap", "-Y", display).returncode == 0
+
+
+def test_a_capture_on_a_link_type_podcap_does_not_decode_is_analyzed(tmp_path):
+    """ARCNET: well formed, unknown to the decoder. Not refused: counted, timed, said."""
+    from tests.decode_fixtures import write_pcap
+
+    path = write_pcap(tmp_path / "arcnet.pcap", 129, [bytes(range(40)), bytes(range(60))])
+    done = podcap("analyze", path, "-F", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"podcap: warning: {path}: 2 packets on link type LINKTYPE_129 are "
+                           "counted but not decoded (--engine tshark decodes what Wireshark "
+                           "knows)\n")  # fmt: skip
+    header, row = done.stdout.splitlines()
+    summary = dict(zip(header.split(","), row.split(","), strict=True))
+    assert (summary["packets"], summary["undecoded_packets"]) == ("2", "2")
+    assert summary["link_types"] == "LINKTYPE_129"
+    shown = podcap("analyze", path, env={**os.environ, "COLUMNS": "100"})
+    assert "undecoded_packets" in shown.stdout and shown.returncode == 0
+    plain = podcap(
+        "analyze", "sample_pcaps/01-http-mytest.pcap", env={**os.environ, "COLUMNS": "100"}
+    )
+    assert "undecoded_packets" not in plain.stdout  # 0: a terminal does not show it

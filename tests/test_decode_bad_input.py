@@ -44,6 +44,10 @@ def assert_one_line_error(path: Path, *words: str) -> None:
         assert word in message
 
 
+UNDECODED = ("{count} packets on link type {name} are counted but not decoded (--engine tshark "
+             "decodes what Wireshark knows)")  # fmt: skip
+
+
 def test_missing_path(tmp_path):
     assert_one_line_error(tmp_path / "nope.pcap", "no such file")
 
@@ -76,10 +80,14 @@ def test_header_cut_short(tmp_path):
     assert_one_line_error(path, "pcap file header cut short")
 
 
-def test_unknown_link_type(tmp_path):
+def test_an_unknown_link_type_is_counted_not_refused(tmp_path):
+    """A well-formed capture is always analyzed: packets on a link type the decoder does not
+    know are counted and timed, and a warning says how many were not decoded."""
     path = tmp_path / "usb.pcap"
-    path.write_bytes(pcap_bytes([b"\x00" * 40], linktype=147))
-    assert_one_line_error(path, "link type 147", "not supported")
+    path.write_bytes(pcap_bytes([b"\x00" * 40, b"\x01" * 40], linktype=147))
+    cap = read_capture(path)
+    assert cap.packets.ip_version.tolist() == [0, 0] and cap.linktypes == ["LINKTYPE_147"]
+    assert cap.warnings == [UNDECODED.format(count=2, name="LINKTYPE_147")]
 
 
 def test_header_only_capture_is_an_empty_table(tmp_path):
@@ -251,13 +259,15 @@ def test_pcapng_with_an_unsupported_interface_keeps_the_others(tmp_path):
     path.write_bytes(blocks + pcapng_epb(0, 1, b"\x00" * 30) + pcapng_epb(1, 2, FRAME))
     cap = read_capture(path)
     assert cap.packets.ip_version.tolist() == [0, 4]  # counted, not decoded; decoded
-    assert cap.warnings == ["packets on link type LINKTYPE_147 are counted but not decoded"]
+    assert cap.warnings == [UNDECODED.format(count=1, name="LINKTYPE_147")]
 
 
-def test_pcapng_with_only_unsupported_interfaces_is_an_error(tmp_path):
+def test_pcapng_with_only_unsupported_interfaces_is_counted(tmp_path):
     path = tmp_path / "usb.pcapng"
     path.write_bytes(pcapng_shb() + pcapng_idb(189) + pcapng_epb(0, 1, b"\x00" * 30))
-    assert_one_line_error(path, "link type LINKTYPE_189 is not supported")
+    cap = read_capture(path)
+    assert len(cap.packets) == 1 and cap.packets.ip_version[0] == 0
+    assert cap.warnings == [UNDECODED.format(count=1, name="LINKTYPE_189")]
 
 
 def test_simple_packet_block_too_short_is_skipped(tmp_path):

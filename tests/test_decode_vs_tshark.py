@@ -8,6 +8,7 @@ numbers, payload length, TCP timestamp, HTTP fields and the outer (node) address
 
 import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from testbed.helpers import tshark_fields
 from tests.decode_fixtures import (
     ETH_IPV6,
     bsd_null,
+    cisco_hdlc,
     ethernet,
     geneve,
     gre,
@@ -26,6 +28,9 @@ from tests.decode_fixtures import (
     ipv6,
     ipv6_extension,
     ipv6_fragment,
+    nflog,
+    ppp,
+    slip,
     sll,
     sll2,
     tcp,
@@ -190,8 +195,22 @@ def test_vxlan_8472_is_decoded_where_tshark_needs_a_decode_as(tmp_path):
         (101, lambda ip, v6: ip),
         (0, lambda ip, v6: bsd_null(ip, 24 if v6 else 2)),
         (108, lambda ip, v6: struct.pack("!I", 24 if v6 else 2) + ip),
+        (9, lambda ip, v6: ppp(ip, v6)),
+        (9, lambda ip, v6: ppp(ip, v6, compressed=True)),
+        (104, lambda ip, v6: cisco_hdlc(ip, v6)),
+        (239, lambda ip, v6: nflog(ip, v6)),
     ],
-    ids=["LINUX_SLL", "LINUX_SLL2", "RAW", "NULL", "LOOP"],
+    ids=[
+        "LINUX_SLL",
+        "LINUX_SLL2",
+        "RAW",
+        "NULL",
+        "LOOP",
+        "PPP",
+        "PPP_ACFC_PFC",
+        "C_HDLC",
+        "NFLOG",
+    ],
 )
 def test_link_types_agree_with_tshark(tmp_path, linktype, wrap):
     packets = [
@@ -202,6 +221,23 @@ def test_link_types_agree_with_tshark(tmp_path, linktype, wrap):
     path = write_pcap(tmp_path / f"lt{linktype}.pcap", linktype, packets)
     assert_agrees(path)
     assert read_capture(path).packets.ip_version.tolist() == [4, 6, 4]
+
+
+@pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is the oracle for SLIP")
+def test_slip_agrees_with_tcpdump_where_tshark_shows_data(tmp_path):
+    """tshark has no dissector for libpcap's SLIP pseudo-header (16 bytes: direction, then
+    compressed-header info) and shows the frame as data; tcpdump, libpcap's own reader,
+    decodes the IP datagram behind it, and so does podcap."""
+    packets = [slip(ipv4(A, B, 6, tcp(40000, 80, 0x18, b"x"))),
+               slip(ipv6(V6A, V6B, 17, udp(1000, 53, b"q")), sent=True)]  # fmt: skip
+    path = write_pcap(tmp_path / "slip.pcap", 8, packets)
+    assert tshark_fields(path, "ip.src", "ipv6.src") == [["", ""], ["", ""]]
+    shown = subprocess.run(["tcpdump", "-nr", str(path)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()  # fmt: skip
+    assert f"IP {A}.40000 > {B}.80:" in shown[0] and f"IP6 {V6A}.1000 > {V6B}.53:" in shown[1]
+    table = read_capture(path).packets
+    assert table[["src", "dst", "sport", "dport"]].values.tolist() == [
+        [A, B, 40000, 80], [V6A, V6B, 1000, 53]]  # fmt: skip
 
 
 @pytest.mark.parametrize(("linktype", "version"), [(228, 4), (229, 6)])

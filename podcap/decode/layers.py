@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from podcap import pcapfile
+from podcap.decode import links
 from podcap.decode.bytesview import ByteView, be16, be32
 from podcap.decode.columns import Columns
 from podcap.decode.schema import GRE, ICMP, ICMPV6, IPIP, IPV6_IN_IP, TCP, UDP
@@ -36,6 +37,8 @@ BSD_AF_INET = 2
 BSD_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 # Every link type podcap.pcapfile names is decoded (Decoder.link); others are counted only.
 DECODED_LINKTYPES = frozenset(pcapfile.LINKTYPE_NAMES)
+RARE_LINKS = {pcapfile.PPP: links.ppp, pcapfile.C_HDLC: links.cisco_hdlc,
+              pcapfile.SLIP: links.slip, pcapfile.NFLOG: links.nflog}  # fmt: skip
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +86,9 @@ class Decoder:
                 self.ip(idx, off, np.full(len(idx), ETH_IPV6), self.wire_end[idx], 0)
             elif lt in (pcapfile.NULL, pcapfile.LOOP):
                 self.ip(idx, off + 4, self._bsd_family(off, lt), self.wire_end[idx], 0)
+            elif lt in RARE_LINKS:
+                ip_off, ethertype = RARE_LINKS[lt](self.view, off, self.end[idx])
+                self.ip(idx, ip_off, ethertype, self.wire_end[idx], 0)
             # Other link types keep ip_version 0: counted, timed, never decoded.
 
     def _ethertype_from_version(self, off: np.ndarray) -> np.ndarray:

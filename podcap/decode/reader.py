@@ -20,7 +20,8 @@ from podcap.decode.bytesview import ByteView
 from podcap.decode.columns import Columns
 from podcap.decode.framing import Frames, PcapFramer, Walk, detect
 from podcap.decode.http import HttpParser
-from podcap.decode.layers import DECODED_LINKTYPES, Decoder
+from podcap.decode.layers import Decoder
+from podcap.decode.links import undecoded_warnings
 from podcap.decode.needles import payload_matches
 from podcap.decode.preview import PREVIEW_DTYPE, payload_heads
 from podcap.decode.schema import PACKET_COLUMNS, TCP
@@ -348,22 +349,19 @@ class Reading:
         return chunk
 
     def _capture(self, file_format: str, linktype_list: list[int]) -> Capture:
+        """The Capture of everything read; a link type the decoder does not know is counted
+        and said (never refused: a well-formed capture is always analyzed)."""
         if self.sink is not None:
             present = sorted(self.sink.linktypes)
         else:
             present = sorted({int(v) for c in self.chunks for v in np.unique(c["linktype"])})
-        if self.packets and not any(lt in DECODED_LINKTYPES for lt in present):
-            names = ", ".join(linktype_name(lt) for lt in present)
-            raise DecodeError(f"{self.path}: link type {names} is not supported")
-        unsupported = [lt for lt in present if lt not in DECODED_LINKTYPES]
-        if unsupported:
-            names = ", ".join(linktype_name(lt) for lt in unsupported)
-            self.warnings.append(f"packets on link type {names} are counted but not decoded")
         # In interface order; a file without packets still names its interfaces' link types.
         shown = [lt for lt in linktype_list if lt in present] or linktype_list
+        packets = packet_table(self.chunks, self.strings)
+        self.warnings += undecoded_warnings(packets["linktype"].to_numpy(), present)
         capture = Capture(
             path=self.path,
-            packets=packet_table(self.chunks, self.strings),
+            packets=packets,
             linktypes=list(dict.fromkeys(linktype_name(lt) for lt in shown)),
             warnings=self.warnings,
             contains={n: concat_parts(parts, bool) for n, parts in self.matches.items()},

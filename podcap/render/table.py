@@ -95,10 +95,12 @@ def choose_layout(
                 hint=f"its columns: {', '.join(table.columns)}",
             )
         return Layout(list(columns), 0, len(table) == 1 or _width_of(table, columns) > width)
-    shown = [c for c in table.columns if not _all_empty(table[c])]
+    record = REPORTS.get(name)
+    quiet = record.shown_when_nonzero if record else ()
+    shown = [c for c in table.columns
+             if not _all_empty(table[c]) and not (c in quiet and (table[c] == 0).all())]  # fmt: skip
     if wide:
         return Layout(shown, 0, len(table) == 1)
-    record = REPORTS.get(name)
     keys = [c for c in (record.key_columns if record else shown) if c in shown]
     more = [c for c in (record.more_columns if record else ()) if c in shown and c not in keys]
     if record is not None and not record.more_columns:  # extras unranked: in table order

@@ -58,6 +58,9 @@ class Report:
     # always shown and never cut, then the others in the order they are added while they fit.
     key_columns: tuple[str, ...] = ()
     more_columns: tuple[str, ...] = ()
+    # Counts of the unusual, shown in a terminal only where some row has one (csv, json and
+    # parquet always hold them).
+    shown_when_nonzero: tuple[str, ...] = ()
     # A terminal shows this view of the report unless every row is asked for (--all-rows):
     # "module:function" taking the report's DataFrame, giving a shorter one.
     folded: str | None = None
@@ -118,6 +121,7 @@ REPORTS: dict[str, Report] = {
                 "duration",
                 "link_types",
             ),  # fmt: skip  # fmt: skip
+            shown_when_nonzero=("undecoded_packets",),
         ),
         Report(
             "packets",

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from podcap.decode.times import as_datetime
+from podcap.pcapfile import LINKTYPE_NAMES
 from podcap.reports.missing import with_na
 
 # The TCP counts, each named for what it counts, and counted as the flows report does, from
@@ -22,7 +23,7 @@ TCP_COUNTS = [*CONNECTION_STATES, "retransmitted_packets", "connections_with_ret
 
 COUNT_COLUMNS = [
     "packets", "matched", "first_ts", "last_ts", "flows", "http_requests", "interface_copies",
-    *TCP_COUNTS,
+    *TCP_COUNTS, "undecoded_packets",
 ]  # fmt: skip
 
 
@@ -96,6 +97,9 @@ def _counts(analysis, path: str, http: pd.DataFrame) -> dict:
     for column, flow_column in PACKET_SUMS.items():
         counts[column] = int(tcp[flow_column].sum())
     counts["connections_with_retransmissions"] = int((tcp["retransmissions"] > 0).sum())
+    # On a link type the decoder does not know: counted and timed, nothing more.
+    known = list(LINKTYPE_NAMES)
+    counts["undecoded_packets"] = int((~everything["linktype"].isin(known)).sum())
     return counts
 
 

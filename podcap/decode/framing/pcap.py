@@ -7,7 +7,6 @@ import numpy as np
 from podcap.decode.bytesview import ByteView
 from podcap.decode.framing.frames import Frames, Walk
 from podcap.decode.framing.lockstep import first_plausible_record, lockstep_offsets
-from podcap.decode.layers import DECODED_LINKTYPES
 from podcap.errors import DecodeError
 from podcap.pcapfile import (
     LINKTYPE_MASK,
@@ -15,7 +14,6 @@ from podcap.pcapfile import (
     PCAP_CAPLEN_AT,
     PCAP_HEADER_LEN,
     PCAP_RECORD_HEADER_LEN,
-    linktype_name,
     parse_pcap_header,
 )
 
@@ -35,10 +33,9 @@ class PcapFramer:
         self.endian = header.byte_order
         self.units_per_second = header.fractions_per_second
         self.tick = 1 / header.fractions_per_second  # 1e-6 or 1e-9, exactly those floats
+        # A link type the decoder does not know is no error: its packets are counted, timed
+        # and said to be undecoded (podcap.decode.reader), as an unknown pcapng interface's are.
         self.linktype = header.linktype & LINKTYPE_MASK
-        if self.linktype not in DECODED_LINKTYPES:
-            name = linktype_name(self.linktype)
-            raise DecodeError(f"{path}: link type {self.linktype} ({name}) is not supported")
         self.linktype_list = [self.linktype]
         self.header_len = PCAP_HEADER_LEN
 
