@@ -192,3 +192,36 @@ def pcapng_epb(iface: int, ticks: int, data: bytes, wire=None, endian="<") -> by
 
 def pcapng_spb(data: bytes, endian="<") -> bytes:
     return pcapng_block(3, struct.pack(endian + "I", len(data)) + data, endian)
+
+
+def mpls(payload: bytes, labels: tuple[int, ...] = (16, 1024)) -> bytes:
+    """An MPLS label stack (the last entry has the bottom-of-stack bit), then the payload."""
+    stack = b"".join(
+        struct.pack("!I", label << 12 | (1 << 8 if i == len(labels) - 1 else 0) | 64)
+        for i, label in enumerate(labels)
+    )
+    return stack + payload
+
+
+def pppoe_session(ip_packet: bytes, v6: bool = False, session: int = 0x1234) -> bytes:
+    """A PPPoE session frame's payload: the 6-byte header, the PPP protocol, the IP packet."""
+    body = struct.pack("!H", 0x0057 if v6 else 0x0021) + ip_packet
+    return struct.pack("!BBHH", 0x11, 0, session, len(body)) + body
+
+
+def vntag(ip_packet: bytes, ethertype: int = ETH_IPV4) -> bytes:
+    """What follows EtherType 0x8926: the 4-byte VN-tag, then the real EtherType."""
+    return struct.pack("!IH", 0x80010002, ethertype) + ip_packet
+
+
+def llc_snap_frame(ip_packet: bytes, ethertype: int = ETH_IPV4) -> bytes:
+    """An 802.3 frame (a length where the EtherType would be) carrying LLC/SNAP."""
+    llc = b"\xaa\xaa\x03\x00\x00\x00" + struct.pack("!H", ethertype) + ip_packet
+    return MAC_A + MAC_B + struct.pack("!H", len(llc)) + llc
+
+
+def gtpu(ip_packet: bytes, teid: int = 7, sequence: int | None = None) -> bytes:
+    """A GTPv1-U T-PDU: 8 bytes (version 1, PT 1, type 255, length, TEID), 4 more with S."""
+    extra = b"" if sequence is None else struct.pack("!HBB", sequence, 0, 0)
+    flags = 0x30 | (0x02 if sequence is not None else 0)
+    return struct.pack("!BBHI", flags, 0xFF, len(extra) + len(ip_packet), teid) + extra + ip_packet

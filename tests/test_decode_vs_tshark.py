@@ -22,20 +22,25 @@ from tests.decode_fixtures import (
     ethernet,
     geneve,
     gre,
+    gtpu,
     http_request,
     icmp,
     ipv4,
     ipv6,
     ipv6_extension,
     ipv6_fragment,
+    llc_snap_frame,
+    mpls,
     nflog,
     ppp,
+    pppoe_session,
     slip,
     sll,
     sll2,
     tcp,
     tcp_syn_options,
     udp,
+    vntag,
     vxlan,
     write_pcap,
 )
@@ -221,6 +226,35 @@ def test_link_types_agree_with_tshark(tmp_path, linktype, wrap):
     path = write_pcap(tmp_path / f"lt{linktype}.pcap", linktype, packets)
     assert_agrees(path)
     assert read_capture(path).packets.ip_version.tolist() == [4, 6, 4]
+
+
+def tunnel_cases() -> list[bytes]:
+    """Framing between Ethernet and IP (MPLS alone, under VLAN, over IPv6; PPPoE, also under
+    QinQ; VN-tag; 802.3 + LLC/SNAP), then tunnels in UDP (GTP-U plain and with a sequence
+    number; GRE in UDP), each around the same inner segment."""
+    inner = ipv4(A, B, 6, tcp(40000, 80, 0x18, http_request("/tunnelled"), tsval=5))
+    v6_inner = ipv6(V6A, V6B, 17, udp(1000, 53, b"q"))
+    return [
+        ethernet(mpls(inner), 0x8847),
+        ethernet(mpls(v6_inner, labels=(99,)), 0x8847),
+        ethernet(mpls(inner, labels=(16, 17, 18)), 0x8847, vlans=(100,)),
+        ethernet(pppoe_session(inner), 0x8864),
+        ethernet(pppoe_session(v6_inner, v6=True), 0x8864, vlans=(100, 200)),
+        ethernet(vntag(inner), 0x8926),
+        llc_snap_frame(inner),
+        ethernet(ipv4(NODE1, NODE2, 17, udp(50000, 2152, gtpu(inner)))),
+        ethernet(ipv4(NODE1, NODE2, 17, udp(50001, 2152, gtpu(v6_inner, sequence=5)))),
+        ethernet(ipv4(NODE1, NODE2, 17, udp(50002, 4754, gre(inner)))),
+    ]
+
+
+def test_framing_and_udp_tunnels_agree_with_tshark(tmp_path):
+    path = write_pcap(tmp_path / "tunnels.pcap", 1, tunnel_cases())
+    assert_agrees(path)
+    packets = read_capture(path).packets
+    assert packets.encap.tolist() == [""] * 7 + ["gtp", "gtp", "gre"]
+    assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4]
+    assert (packets.http_uri[[0, 3, 7, 9]] == "/tunnelled").all()
 
 
 @pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is the oracle for SLIP")

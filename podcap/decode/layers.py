@@ -16,15 +16,13 @@ import sys
 import numpy as np
 
 from podcap import pcapfile
-from podcap.decode import links
+from podcap.decode import links, tunnels
 from podcap.decode.bytesview import ByteView, be16, be32
 from podcap.decode.columns import Columns
 from podcap.decode.schema import GRE, ICMP, ICMPV6, IPIP, IPV6_IN_IP, TCP, UDP
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 ETH_TRANSPARENT_BRIDGING = 0x6558  # Ethernet inside GRE / Geneve
-VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)  # 802.1Q, 802.1ad and the old QinQ values
-MAX_VLAN_TAGS = 3
 IPV6_EXTENSIONS = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
 IPV6_FRAGMENT, IPV6_AH, IPV6_NO_NEXT = 44, 51, 59
 MAX_IPV6_EXTENSIONS = 8
@@ -32,7 +30,6 @@ VXLAN_PORTS = (4789, 8472)  # IANA port, and the Linux kernel default used by fl
 GENEVE_PORT = 6081
 MAX_OVERLAY_DEPTH = 4
 ECHO_TYPES = (0, 8, 128, 129)  # ICMP echo reply and request, ICMPv6's
-ENCAP_NAMES = ("vxlan", "geneve", "ipip", "gre")
 BSD_AF_INET = 2
 BSD_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 # Every link type podcap.pcapfile names is decoded (Decoder.link); others are counted only.
@@ -106,14 +103,8 @@ class Decoder:
 
     def ethernet(self, idx: np.ndarray, off: np.ndarray, wire_end: np.ndarray, depth: int) -> None:
         view, end = self.view, self.end[idx]
-        ethertype = view.u16(off + 12)
-        l3 = off + 14
-        for _ in range(MAX_VLAN_TAGS):
-            tagged = np.isin(ethertype, VLAN_TYPES) & (l3 + 4 <= end)
-            if not tagged.any():
-                break
-            ethertype = np.where(tagged, view.u16(l3 + 2), ethertype)
-            l3 = np.where(tagged, l3 + 4, l3)
+        # VLAN tags, MPLS, PPPoE, VN-tag, LLC/SNAP: framing on the way to IP.
+        ethertype, l3 = tunnels.l2_shims(view, view.u16(off + 12), off + 14, end)
         ethertype = np.where(off + 14 <= end, ethertype, 0)
         self.ip(idx, l3, ethertype, wire_end, depth)
 
@@ -306,6 +297,7 @@ class Decoder:
         if vxlan.any():
             self._enter_overlay(idx[vxlan], "vxlan")
             self.ethernet(idx[vxlan], payload[vxlan] + 8, ip_end[vxlan], depth + 1)
+        self._udp_tunnels(idx, payload, ip_end, full, sport, dport, depth)
         geneve = full & ((dport == GENEVE_PORT) | (sport == GENEVE_PORT)) & (room >= 8)
         geneve &= (view.u8(payload) >> 6) == 0  # version 0
         if geneve.any():
@@ -318,6 +310,17 @@ class Decoder:
                 depth,
                 "geneve",
             )
+
+    def _udp_tunnels(self, idx, payload, ip_end, full, sport, dport, depth) -> None:
+        """GTP-U (overlay ``gtp``) and GRE in UDP (``gre``): podcap.decode.tunnels."""
+        on = lambda port: full & ((dport == port) | (sport == port))  # noqa: E731
+        gtp = on(tunnels.GTPU_PORT) & (payload + 8 <= self.end[idx])
+        if gtp.any():
+            inner, ethertype = tunnels.gtpu(self.view, payload[gtp], self.end[idx[gtp]])
+            self._inner_by_ethertype(idx[gtp], inner, ethertype, ip_end[gtp], depth, "gtp")
+        gre = on(tunnels.GRE_IN_UDP_PORT) & (payload + 4 <= self.end[idx])
+        if gre.any():
+            self.gre(idx[gre], payload[gre], ip_end[gre], depth)
 
     def icmp(self, idx, l4, ip_end, depth) -> None:
         end = self.end[idx]
