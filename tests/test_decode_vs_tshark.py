@@ -245,6 +245,9 @@ def tunnel_cases() -> list[bytes]:
         ethernet(ipv4(NODE1, NODE2, 17, udp(50000, 2152, gtpu(inner)))),
         ethernet(ipv4(NODE1, NODE2, 17, udp(50001, 2152, gtpu(v6_inner, sequence=5)))),
         ethernet(ipv4(NODE1, NODE2, 17, udp(50002, 4754, gre(inner)))),
+        # WCCP redirects in GRE: v2 with its 4-byte redirect header, v1 without.
+        ethernet(ipv4(NODE1, NODE2, 47, gre(b"\x00\x00\x00\x01" + inner, protocol=0x883E))),
+        ethernet(ipv4(NODE1, NODE2, 47, gre(inner, protocol=0x883E))),
     ]
 
 
@@ -252,9 +255,9 @@ def test_framing_and_udp_tunnels_agree_with_tshark(tmp_path):
     path = write_pcap(tmp_path / "tunnels.pcap", 1, tunnel_cases())
     assert_agrees(path)
     packets = read_capture(path).packets
-    assert packets.encap.tolist() == [""] * 7 + ["gtp", "gtp", "gre"]
-    assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4]
-    assert (packets.http_uri[[0, 3, 7, 9]] == "/tunnelled").all()
+    assert packets.encap.tolist() == [""] * 7 + ["gtp", "gtp", "gre", "gre", "gre"]
+    assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4, 4, 4]
+    assert (packets.http_uri[[0, 3, 7, 9, 10, 11]] == "/tunnelled").all()
 
 
 @pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is the oracle for SLIP")

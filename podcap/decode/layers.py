@@ -340,9 +340,8 @@ class Decoder:
         header = 4 + 4 * (((flags & 0xC000) != 0).astype(np.int64))
         header += 4 * ((flags & 0x2000) != 0) + 4 * ((flags & 0x1000) != 0)
         ok = (version == 0) & (l4 + header <= end)
-        self._inner_by_ethertype(
-            idx[ok], (l4 + header)[ok], view.u16(l4 + 2)[ok], ip_end[ok], depth, "gre"
-        )
+        inner, protocol = tunnels.wccp_redirect(view, l4 + header, view.u16(l4 + 2))
+        self._inner_by_ethertype(idx[ok], inner[ok], protocol[ok], ip_end[ok], depth, "gre")
 
     def _inner_by_ethertype(self, idx, off, ethertype, ip_end, depth, name) -> None:
         known = np.isin(ethertype, (ETH_TRANSPARENT_BRIDGING, ETH_IPV4, ETH_IPV6))

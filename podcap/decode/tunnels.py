@@ -27,6 +27,7 @@ MAX_ETHERNET_LENGTH = 1500  # a value up to this is an 802.3 length, not an Ethe
 MAX_SHIMS, MAX_MPLS_LABELS = 6, 8
 GTPU_PORT, GRE_IN_UDP_PORT = 2152, 4754
 GTP_TPDU = 0xFF
+WCCP = 0x883E  # in GRE
 MAX_GTP_EXTENSIONS = 4
 
 
@@ -79,6 +80,19 @@ def _mpls(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, 
     version = view.u8(at) >> 4
     ethertype = np.where(version == 4, ETH_IPV4, np.where(version == 6, ETH_IPV6, 0))
     return np.where(bottom & (at < end), ethertype, 0), at
+
+
+def wccp_redirect(
+    view: ByteView, inner: np.ndarray, protocol: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """GRE protocol 0x883E, a WCCP redirect (a cache engine's traffic): an IPv4 packet, behind
+    the 4-byte WCCPv2 redirect header unless one starts right away (WCCPv1), as Wireshark
+    tells them apart. Other protocols pass as they are."""
+    wccp = protocol == WCCP
+    if not wccp.any():
+        return inner, protocol
+    header = wccp & ((view.u8(inner) >> 4) != 4)
+    return np.where(header, inner + 4, inner), np.where(wccp, ETH_IPV4, protocol)
 
 
 def gtpu(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
