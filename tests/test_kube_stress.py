@@ -564,7 +564,8 @@ def test_certificate_data_is_held_in_memory_not_in_tmpdir(tmp_path, monkeypatch)
         "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1",
                       "certificate-authority-data": encoded["CERTIFICATE AUTHORITY"]}}],
         "users": [{"name": "u", "user": {"client-certificate-data": encoded["CERTIFICATE"],
-                                         "client-key-data": encoded["PRIVATE KEY"]}}],
+                                         "client-key-data": encoded["PRIVATE KEY"],
+                                         "token": "t0ken"}}],
         "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
     }))  # fmt: skip
     tmpdir = tmp_path / "tmp"
@@ -577,3 +578,20 @@ def test_certificate_data_is_held_in_memory_not_in_tmpdir(tmp_path, monkeypatch)
         assert path.startswith("/proc/self/fd/"), (name, path)
         assert Path(path).read_text() == data[name]
     assert list(tmpdir.iterdir()) == []
+    # Every request runs the token's refresh hook first; on the configuration all threads
+    # share, the paths must never turn back into the removed files, not even for an instant
+    # (another thread's request would read one): every value they are given is recorded.
+    given: list[str] = []
+
+    class Watched(type(configuration)):
+        def __setattr__(self, name, value):
+            if self is configuration and name in ("ssl_ca_cert", "cert_file", "key_file"):
+                given.append(value)
+            super().__setattr__(name, value)
+
+    configuration.__class__ = Watched
+    assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer t0ken"
+    assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer t0ken"
+    assert all(value.startswith("/proc/self/fd/") for value in given), given
+    assert (configuration.ssl_ca_cert, configuration.cert_file, configuration.key_file) == tuple(
+        held.values())  # fmt: skip

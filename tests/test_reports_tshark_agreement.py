@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from podcap.analysis.run import analyze
+from testbed.helpers import wait_for
 from tests.analyze_fixtures import tshark_fields
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +38,13 @@ try:
 except ConnectionRefusedError:
     pass
 """
+
+
+def _written(path, bpf: str) -> int:
+    """Packets matching ``bpf`` already in the file tcpdump is still writing."""
+    shown = subprocess.run(["tcpdump", "-nr", str(path), bpf], capture_output=True, text=True,
+                           timeout=30, check=False)  # fmt: skip
+    return len(shown.stdout.splitlines())
 
 
 def netns_run(ns, *argv, **kwargs):
@@ -88,7 +96,9 @@ def loopback_capture(tmp_path_factory):
         for uri in ("/mytest", "/other?x=1", "/mytest"):
             netns_run(ns, "curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:8080{uri}")
         netns_run(ns, sys.executable, "-c", CLIENT)
-        time.sleep(0.3)
+        # Until the refused connection's SYN and RST are in the file: a fixed pause lost them
+        # on a loaded machine (SIGINT ends tcpdump without reading what is still queued).
+        assert wait_for(lambda: _written(path, "tcp port 81") >= 2, 15), "port 81 never written"
         tcpdump.send_signal(signal.SIGINT)
         tcpdump.wait(timeout=10)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ def _credentials_in_memory(configuration) -> None:
     long as this process, and the file is removed at once (and dropped from the client's cache
     of files it wrote, which would hand its path out again). Files the kubeconfig names itself
     are left alone. A token's refresh hook sets the loader's paths again before each request:
-    it is wrapped to put the memfds back."""
+    see :func:`_keep_in_memory`."""
     from kubernetes.config import kube_config
 
     written = getattr(kube_config, "_temp_files", {})
@@ -124,18 +125,16 @@ def _credentials_in_memory(configuration) -> None:
 
 
 def _keep_in_memory(configuration, moved: dict[str, str]) -> None:
+    """The memfd paths in ``configuration``, for good. The loader's refresh hook (a token's)
+    rewrites the certificate paths and itself on the configuration it is given, and every
+    thread's requests read that one configuration: it runs on a shallow copy instead, which
+    shares the ``api_key`` dict it refreshes, so the token still updates in place and the
+    paths are never, even for an instant, the removed files."""
     for attribute, memfd in moved.items():
         setattr(configuration, attribute, memfd)
     refresh = getattr(configuration, "refresh_api_key_hook", None)
     if moved and refresh is not None:
-
-        def refreshed(config) -> None:
-            refresh(config)  # which installs the loader's own hook again: ours goes back too
-            for attribute, memfd in moved.items():
-                setattr(config, attribute, memfd)
-            config.refresh_api_key_hook = refreshed
-
-        configuration.refresh_api_key_hook = refreshed
+        configuration.refresh_api_key_hook = lambda config: refresh(copy.copy(config))
 
 
 def _from_kubeconfig(path: str, context: str | None, configuration) -> Kube:
