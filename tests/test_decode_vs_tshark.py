@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from podcap.analysis.run import analyze
 from podcap.decode import read_capture
 from testbed.helpers import tshark_fields
 from tests.decode_fixtures import (
@@ -258,6 +259,39 @@ def test_framing_and_udp_tunnels_agree_with_tshark(tmp_path):
     assert packets.encap.tolist() == [""] * 7 + ["gtp", "gtp", "gre", "gre", "gre"]
     assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4, 4, 4]
     assert (packets.http_uri[[0, 3, 7, 9, 10, 11]] == "/tunnelled").all()
+
+
+def _tcp_with_header_length(sport: int, words: int, payload: bytes = b"") -> bytes:
+    header = bytearray(tcp(sport, 80, 0x18, payload))
+    header[12] = words << 4
+    return bytes(header)
+
+
+def malformed_cases() -> list[bytes]:
+    """Headers cut or inconsistent, each as the field captures from the wild hold them."""
+    syn = tcp(1006, 80, 0x02)
+    bad_ihl = bytearray(ipv4(A, B, 6, tcp(1003, 80, 0x02)))
+    bad_ihl[0] = 0x44  # IHL 4: 16 bytes, under the minimum
+    return [
+        ethernet(ipv4(A, B, 6, _tcp_with_header_length(1001, 4, b"abcd"))),  # TCP length 16
+        ethernet(ipv4(A, B, 6, _tcp_with_header_length(1002, 15, b"ab"))),  # 60, past the end
+        ethernet(bytes(bad_ihl)),
+        ethernet(ipv4(A, B, 6, tcp(1004, 80, 0x02), total_length=18)),  # shorter than its header
+        ethernet(ipv4(A, B, 6, tcp(1005, 80, 0x02), total_length=30)),  # ends inside TCP's
+        ethernet(ipv4(A, B, 6, syn)),
+        ethernet(ipv4(A, B, 6, tcp(1007, 80, 0x02)))[: 14 + 20 + 10],  # the frame itself cut
+        ethernet(ipv4(A, B, 6, tcp(1008, 80, 0x02), total_length=200)),  # longer than the frame
+    ]
+
+
+def test_malformed_headers_agree_with_tshark_streams_included(tmp_path):
+    path = write_pcap(tmp_path / "malformed.pcap", 1, malformed_cases())
+    assert_agrees(path)
+    streams = {row[0] for row in tshark_fields(path, "tcp.stream") if row[0]}
+    flows = analyze([str(path)], reports=["flows"])["flows"]
+    assert len(streams) == len(flows[flows["proto"] == "tcp"]) == 4
+    packets = analyze([str(path)], reports=["packets"])["packets"]
+    assert packets["flow_id"].tolist() == [0, 1, -1, -1, -1, 2, -1, 3]
 
 
 @pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is the oracle for SLIP")

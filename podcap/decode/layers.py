@@ -123,9 +123,12 @@ class Decoder:
         ok = off + 20 <= self.end[idx]
         header = self.view.rows(off, 20)  # one gather for the whole fixed header
         ihl = (header[:, 0] & 0x0F).astype(np.int64) * 4
-        ok &= ihl >= 20
+        total = be16(header, 2)
+        # A total length shorter than the header is no IP packet (tshark: "Bogus IP length").
+        ok &= (ihl >= 20) & ((total == 0) | (total >= ihl))
         if not ok.all():
             idx, off, wire_end, ihl, header = idx[ok], off[ok], wire_end[ok], ihl[ok], header[ok]
+            total = total[ok]
         cols.ip_version[idx] = 4
         cols.ip_id[idx] = be16(header, 4)
         cols.ttl[idx] = header[:, 8]
@@ -133,9 +136,9 @@ class Decoder:
         cols.ip_proto[idx] = proto
         cols.src[idx] = self._ipv4_codes(header[:, 12:16])
         cols.dst[idx] = self._ipv4_codes(header[:, 16:20])
-        total = be16(header, 2)
-        # Total length 0 is what TSO/GSO/BIG TCP super-packets carry: the frame length rules.
-        ip_end = np.where(total == 0, wire_end, off + total)
+        # Total length 0 is what TSO/GSO/BIG TCP super-packets carry: the frame length rules;
+        # a total beyond the frame as it was on the wire is cut to it, as tshark does.
+        ip_end = np.where(total == 0, wire_end, np.minimum(off + total, wire_end))
         first_fragment = (be16(header, 6) & 0x1FFF) == 0
         if not first_fragment.all():
             idx, off, ihl, proto, ip_end = (
@@ -153,7 +156,7 @@ class Decoder:
         cols.dst[idx] = self._ipv6_codes(view.rows(off + 24, 16))
         length = view.u16(off + 4)
         # Payload length 0 is a jumbogram (BIG TCP): the frame length rules.
-        ip_end = np.where(length == 0, wire_end, off + 40 + length)
+        ip_end = np.where(length == 0, wire_end, np.minimum(off + 40 + length, wire_end))
         proto, l4, decodable = self._skip_ipv6_extensions(idx, off + 40, view.u8(off + 6))
         cols.ip_proto[idx] = proto
         self.transport(idx[decodable], l4[decodable], proto[decodable], ip_end[decodable], depth)
@@ -237,7 +240,9 @@ class Decoder:
         has_ports = l4 + 4 <= end
         cols.sport[idx] = np.where(has_ports, be16(header, 0), -1)
         cols.dport[idx] = np.where(has_ports, be16(header, 2), -1)
-        full = l4 + 20 <= end
+        # The fixed header must lie inside the IP packet and the captured bytes alike, or tshark
+        # reads the ports only (no flags, no sequence numbers, no stream).
+        full = l4 + 20 <= np.minimum(end, ip_end)
         if not full.all():
             idx, l4, ip_end, header, end = (
                 idx[full],
@@ -249,10 +254,14 @@ class Decoder:
         cols.tcp_seq[idx] = be32(header, 4)
         cols.tcp_ack[idx] = be32(header, 8)
         offset_and_flags = be16(header, 12)
-        cols.tcp_flags[idx] = offset_and_flags & 0x0FFF
-        cols.tcp_win[idx] = be16(header, 14)
         size = (offset_and_flags >> 12) * 4
-        self._set_payload(idx, l4 + np.maximum(size, 20), ip_end)
+        # A header length under 20 is bogus: tshark stops after the sequence number and the
+        # length, and counts the payload from that length.
+        sound = size >= 20
+        cols.tcp_flags[idx] = np.where(sound, offset_and_flags & 0x0FFF, 0)
+        cols.tcp_win[idx] = np.where(sound, be16(header, 14), cols.tcp_win[idx])
+        cols.tcp_ack[idx] = np.where(sound, cols.tcp_ack[idx], -1)
+        self._set_payload(idx, l4 + size, ip_end)
         opts_end = np.minimum(l4 + size, end)
         # Fast path: NOP, NOP, timestamps at option offset 0 (Linux data segments).
         usual = (be32(header, 20) == 0x0101080A) & (l4 + 32 <= opts_end)

@@ -16,7 +16,8 @@ def assign_flows(packets: pd.DataFrame) -> pd.DataFrame:
     """Return ``packets`` with ``flow_id``, ``c2s``, ``retransmission`` and ``dup_of_frame``.
 
     ``flow_id`` numbers flows from 0 in order of their first packet (across files when the
-    table has a ``file`` column); packets outside any flow (no IP header) get -1.
+    table has a ``file`` column); packets outside any flow (no IP header, or a TCP header cut
+    short: :func:`without_headerless_tcp`) get -1.
     """
     packets = packets.copy(deep=False)  # copy-on-write: the caller's table keeps its columns
     if packets.empty:
@@ -25,11 +26,25 @@ def assign_flows(packets: pd.DataFrame) -> pd.DataFrame:
             packets[name] = np.zeros(0, dtype)
         return packets
     passes = backend.ACTIVE
-    packets["flow_id"], packets["c2s"] = passes.flow_ids(packets)
+    flow_ids, packets["c2s"] = passes.flow_ids(packets)
+    packets["flow_id"] = without_headerless_tcp(packets, flow_ids)
     packets["dup_of_frame"] = interface_copies(packets)
     original = packets["dup_of_frame"].to_numpy() < 0
     packets["retransmission"] = passes.retransmissions(packets, original)
     return packets
+
+
+def without_headerless_tcp(packets: pd.DataFrame, flow_ids: np.ndarray) -> np.ndarray:
+    """``flow_ids`` where a TCP packet whose fixed header was cut (by the capture, or by its
+    own IP length) belongs to no flow, as tshark gives it no tcp.stream; the rest renumbered
+    from 0 in the same order."""
+    headerless = (packets["ip_proto"].to_numpy() == 6) & (packets["tcp_seq"].to_numpy() < 0)
+    if not headerless.any():
+        return flow_ids
+    flow_ids = np.where(headerless, -1, flow_ids)
+    kept = flow_ids >= 0
+    flow_ids[kept] = np.unique(flow_ids[kept], return_inverse=True)[1]
+    return flow_ids
 
 
 def interface_copies(p: pd.DataFrame) -> np.ndarray:
