@@ -284,6 +284,29 @@ def malformed_cases() -> list[bytes]:
     ]
 
 
+HTTP_FORMS = [
+    b"CONNECT mail.example:25 HTTP/1.1\r\nHost: mail.example:25\r\n\r\n",  # authority-form
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",  # asterisk-form
+    b"GET /\r\n",  # HTTP/0.9: no version (with reassembly tshark waits for more, forever)
+    b"GET HTTP/1.1\r\nHost: x\r\n\r\n",  # no URI: Wireshark shows the version as the URI
+    b"GET /a HTTP/1.0\r\n\r\n",
+    b"GET /x HTTP/1.1\nHost: lf\n\n",  # bare line feeds
+]
+
+
+def test_request_forms_and_every_method_agree_with_tshark(tmp_path):
+    from podcap.decode.http import METHODS
+
+    requests = HTTP_FORMS + [m + b" /dav/x HTTP/1.1\r\nHost: dav\r\n\r\n" for m in METHODS]
+    frames = [ethernet(ipv4(A, B, 6, tcp(2000 + i, 80, 0x18, r))) for i, r in enumerate(requests)]
+    # A request carried by a SYN (TCP Fast Open): Wireshark reads it as any other.
+    frames.append(ethernet(ipv4(A, B, 6, tcp(3000, 80, 0x02, http_request("/in-syn")))))
+    path = write_pcap(tmp_path / "http.pcap", 1, frames)
+    assert_agrees(path)
+    methods = read_capture(path).packets.http_method.tolist()
+    assert methods[len(HTTP_FORMS) : -1] == [m.decode() for m in METHODS]
+
+
 def test_malformed_headers_agree_with_tshark_streams_included(tmp_path):
     path = write_pcap(tmp_path / "malformed.pcap", 1, malformed_cases())
     assert_agrees(path)

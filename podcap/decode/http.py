@@ -13,12 +13,25 @@ import numpy as np
 from podcap.decode.bytesview import ByteView
 from podcap.decode.strings import Interner
 
-METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
+# The methods Wireshark takes for HTTP (each checked against tshark): RFC 9110's, PATCH,
+# WebDAV's and DeltaV's, GENA's (UPnP events) and SSDP's M-SEARCH.
+METHODS = (
+    b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH",
+    b"REPORT", b"CHECKOUT", b"CHECKIN", b"UNCHECKOUT", b"MERGE", b"MKACTIVITY", b"LABEL",
+    b"UPDATE", b"MKWORKSPACE", b"VERSION-CONTROL", b"BASELINE-CONTROL", b"POLL", b"BMOVE",
+    b"BCOPY", b"NOTIFY", b"SUBSCRIBE", b"UNSUBSCRIBE", b"M-SEARCH",
+)  # fmt: skip
 # First four bytes of each request method followed by a space ("GET ", "POST", ...).
 REQUEST_PREFIXES = np.array(
     [int.from_bytes((m + b" ")[:4], "big") for m in METHODS], dtype=np.int64
 )
-REQUEST_LINE = re.compile(rb"([A-Z]{3,7}) ([^ \r\n]+) HTTP/1\.[0-9]\r?\n")
+# METHOD SP URI SP HTTP/1.x, as Wireshark reads one segment alone (podcap, like tshark without
+# TCP reassembly, does not wait for more): "GET HTTP/1.1" has the version for its URI, and an
+# HTTP/0.9 "GET /" has no version at all.
+REQUEST_LINE = re.compile(
+    rb"([A-Z-]{3,16}) (?:([^ \r\n]+) HTTP/1\.[0-9]|(HTTP/1\.[0-9])|([^ \r\n]+))\r?\n"
+)
 HOST_HEADER = re.compile(rb"\nhost:[ \t]*([^\r\n]*)", re.IGNORECASE)
 CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,10})[ \t]*\r?\n", re.IGNORECASE)
 CHUNKED = re.compile(rb"\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
@@ -91,11 +104,8 @@ class HttpParser:
         found = HOST_HEADER.search(head, 0, header_end if header_end >= 0 else len(head))
         host = found.group(1).strip().decode("latin-1") if found else ""
         code = self.strings.code
-        return (
-            code(request.group(1).decode("ascii")),
-            code(request.group(2).decode("latin-1")),
-            code(host),
-        )
+        uri = next(part for part in request.groups()[1:] if part is not None)
+        return code(request.group(1).decode("ascii")), code(uri.decode("latin-1")), code(host)
 
 
 def message_length(head: bytes, status: int = -1) -> int:
