@@ -88,6 +88,7 @@ RAW_BSD_OPENBSD = 14
 RAW = 101  # raw IPv4/IPv6, version nibble decides (Calico tunl0, WireGuard, tun)
 LOOP = 108  # OpenBSD loopback: address family in network byte order
 C_HDLC = 104  # Cisco HDLC: address, control, Ethernet type
+ARCNET_LINUX = 129  # ARCNET as Linux captures it: addresses, a 2-byte offset, protocol ID
 LINUX_SLL = 113  # Linux cooked v1, `tcpdump -i any` with older libpcap
 IPV4 = 228
 IPV6 = 229
@@ -100,6 +101,7 @@ LINKTYPE_NAMES = {
     SLIP: "SLIP",
     PPP: "PPP",
     C_HDLC: "C_HDLC",
+    ARCNET_LINUX: "ARCNET_LINUX",
     NFLOG: "NFLOG",
     RAW_BSD: "RAW",
     RAW_BSD_OPENBSD: "RAW",

@@ -132,6 +132,14 @@ def nflog(ip_packet: bytes, v6: bool = False, prefix: bytes = b"podcap-drop") ->
     return header + tlv(1, packet_header) + tlv(10, prefix + b"\0") + tlv(9, ip_packet)
 
 
+def arcnet(ip_packet: bytes, v6: bool = False, rfc1051: bool = False) -> bytes:
+    """Linux's ARCNET header (source, destination, offset, protocol ID), then RFC 1201's split
+    flag and sequence number, or (RFC 1051) nothing more."""
+    if rfc1051:
+        return bytes([1, 2, 0, 0, 0xF0]) + ip_packet
+    return bytes([1, 2, 0, 0, 0xC4 if v6 else 0xD4, 0, 0, 1]) + ip_packet
+
+
 def bsd_null(ip_packet: bytes, family=2) -> bytes:
     return struct.pack("<I", family) + ip_packet
 

@@ -281,19 +281,19 @@ def test_a_capture_filter_as_display_filter_gets_its_translation(bpf, display):
 
 
 def test_a_capture_on_a_link_type_podcap_does_not_decode_is_analyzed(tmp_path):
-    """ARCNET: well formed, unknown to the decoder. Not refused: counted, timed, said."""
+    """USER0 (147): well formed, unknown to the decoder. Not refused: counted, timed, said."""
     from tests.decode_fixtures import write_pcap
 
-    path = write_pcap(tmp_path / "arcnet.pcap", 129, [bytes(range(40)), bytes(range(60))])
+    path = write_pcap(tmp_path / "user0.pcap", 147, [bytes(range(40)), bytes(range(60))])
     done = podcap("analyze", path, "-F", "csv")
     assert done.returncode == 0, done.stderr
-    assert done.stderr == (f"podcap: warning: {path}: 2 packets on link type LINKTYPE_129 are "
+    assert done.stderr == (f"podcap: warning: {path}: 2 packets on link type LINKTYPE_147 are "
                            "counted but not decoded (--engine tshark decodes what Wireshark "
                            "knows)\n")  # fmt: skip
     header, row = done.stdout.splitlines()
     summary = dict(zip(header.split(","), row.split(","), strict=True))
     assert (summary["packets"], summary["undecoded_packets"]) == ("2", "2")
-    assert summary["link_types"] == "LINKTYPE_129"
+    assert summary["link_types"] == "LINKTYPE_147"
     shown = podcap("analyze", path, env={**os.environ, "COLUMNS": "100"})
     assert "undecoded_packets" in shown.stdout and shown.returncode == 0
     plain = podcap(

@@ -18,6 +18,7 @@ from podcap.decode import read_capture
 from testbed.helpers import tshark_fields
 from tests.decode_fixtures import (
     ETH_IPV6,
+    arcnet,
     bsd_null,
     cisco_hdlc,
     ethernet,
@@ -205,6 +206,8 @@ def test_vxlan_8472_is_decoded_where_tshark_needs_a_decode_as(tmp_path):
         (9, lambda ip, v6: ppp(ip, v6, compressed=True)),
         (104, lambda ip, v6: cisco_hdlc(ip, v6)),
         (239, lambda ip, v6: nflog(ip, v6)),
+        (129, lambda ip, v6: arcnet(ip, v6)),
+        (129, lambda ip, v6: arcnet(ip, v6, rfc1051=not v6)),
     ],
     ids=[
         "LINUX_SLL",
@@ -216,6 +219,8 @@ def test_vxlan_8472_is_decoded_where_tshark_needs_a_decode_as(tmp_path):
         "PPP_ACFC_PFC",
         "C_HDLC",
         "NFLOG",
+        "ARCNET_RFC1201",
+        "ARCNET_RFC1051",
     ],
 )
 def test_link_types_agree_with_tshark(tmp_path, linktype, wrap):

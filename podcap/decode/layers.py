@@ -35,7 +35,8 @@ BSD_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 # Every link type podcap.pcapfile names is decoded (Decoder.link); others are counted only.
 DECODED_LINKTYPES = frozenset(pcapfile.LINKTYPE_NAMES)
 RARE_LINKS = {pcapfile.PPP: links.ppp, pcapfile.C_HDLC: links.cisco_hdlc,
-              pcapfile.SLIP: links.slip, pcapfile.NFLOG: links.nflog}  # fmt: skip
+              pcapfile.SLIP: links.slip, pcapfile.NFLOG: links.nflog,
+              pcapfile.ARCNET_LINUX: links.arcnet}  # fmt: skip
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

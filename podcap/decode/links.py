@@ -3,7 +3,7 @@
 Ethernet, Linux cooked (v1, v2), raw IP and BSD loopback are decoded in
 :class:`podcap.decode.layers.Decoder` itself; these come from other places an operator
 captures: ``tcpdump -i nflog`` on a node (``iptables -j NFLOG``, LINKTYPE_NFLOG), PPP and
-Cisco HDLC serial links and SLIP. Each function takes the offsets where the link header
+Cisco HDLC serial links, SLIP and ARCNET. Each function takes the offsets where the link header
 starts and the captured ends, and returns ``(ip_offset, ethertype)`` arrays (ethertype 0:
 nothing this decoder follows, the packet stays counted and undecoded). Vectorised like the
 rest: an NFLOG packet's TLVs are walked for all packets at once, a bounded number of steps.
@@ -28,6 +28,8 @@ SLIP_HEADER = 16
 # the next TLV starts at a 4-byte boundary.
 NFLOG_HEADER, NFULA_PAYLOAD, NFLOG_MAX_TLVS = 4, 9, 32
 AF_INET, AF_INET6 = 2, 10
+# ARCNET protocol IDs: RFC 1201's IP and IPv6 (RFC 2497), RFC 1051's older IP.
+ARCNET_IP_1201, ARCNET_IPV6, ARCNET_IP_1051 = 0xD4, 0xC4, 0xF0
 
 
 def ppp(view: ByteView, off: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +74,19 @@ def nflog(view: ByteView, off: np.ndarray, end: np.ndarray) -> tuple[np.ndarray,
     family = view.u8(off)
     ethertype = np.where(family == AF_INET, ETH_IPV4, np.where(family == AF_INET6, ETH_IPV6, 0))
     return np.where(found, payload, off), np.where(found & (payload < end), ethertype, 0)
+
+
+def arcnet(view: ByteView, off: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ARCNET as Linux captures it (LINKTYPE_ARCNET_LINUX, 129): source, destination, a 2-byte
+    offset, the protocol ID. RFC 1201's IP and IPv6 then carry a split flag and a sequence
+    number (4 more after an exception packet's 0xFF flag); RFC 1051's IP follows at once."""
+    protocol = view.u8(off + 4)
+    exception = view.u8(off + 5) == 0xFF
+    rfc1201 = off + np.where(exception, 12, 8)
+    ip_off = np.where(protocol == ARCNET_IP_1051, off + 5, rfc1201)
+    ethertype = np.where(np.isin(protocol, (ARCNET_IP_1201, ARCNET_IP_1051)), ETH_IPV4,
+                         np.where(protocol == ARCNET_IPV6, ETH_IPV6, 0))  # fmt: skip
+    return ip_off, np.where(ip_off < end, ethertype, 0)
 
 
 def _nflog_big_endian(view: ByteView, off: np.ndarray, end: np.ndarray) -> np.ndarray:
