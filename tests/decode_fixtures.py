@@ -228,6 +228,13 @@ def llc_snap_frame(ip_packet: bytes, ethertype: int = ETH_IPV4) -> bytes:
     return MAC_A + MAC_B + struct.pack("!H", len(llc)) + llc
 
 
+def ayiya(ip_packet: bytes, v6: bool = True, identity_power: int = 4, signature_words: int = 5):
+    """An AYIYA header (identity 2**power bytes, signature in 4-byte words), then the packet."""
+    head = bytes([identity_power << 4 | 1, signature_words << 4 | 2, 1 << 4 | 1, 41 if v6 else 4])
+    identity, signature = bytes(2**identity_power), bytes(signature_words * 4)
+    return head + struct.pack("!I", 1700000000) + identity + signature + ip_packet
+
+
 def gtpu(ip_packet: bytes, teid: int = 7, sequence: int | None = None) -> bytes:
     """A GTPv1-U T-PDU: 8 bytes (version 1, PT 1, type 255, length, TEID), 4 more with S."""
     extra = b"" if sequence is None else struct.pack("!HBB", sequence, 0, 0)

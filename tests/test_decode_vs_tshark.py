@@ -19,6 +19,7 @@ from testbed.helpers import tshark_fields
 from tests.decode_fixtures import (
     ETH_IPV6,
     arcnet,
+    ayiya,
     bsd_null,
     cisco_hdlc,
     ethernet,
@@ -254,6 +255,8 @@ def tunnel_cases() -> list[bytes]:
         # WCCP redirects in GRE: v2 with its 4-byte redirect header, v1 without.
         ethernet(ipv4(NODE1, NODE2, 47, gre(b"\x00\x00\x00\x01" + inner, protocol=0x883E))),
         ethernet(ipv4(NODE1, NODE2, 47, gre(inner, protocol=0x883E))),
+        ethernet(ipv4(NODE1, NODE2, 17, udp(5072, 5072, ayiya(v6_inner)))),
+        ethernet(ipv4(NODE1, NODE2, 17, udp(5072, 5072, ayiya(inner, v6=False, identity_power=3)))),
     ]
 
 
@@ -261,8 +264,9 @@ def test_framing_and_udp_tunnels_agree_with_tshark(tmp_path):
     path = write_pcap(tmp_path / "tunnels.pcap", 1, tunnel_cases())
     assert_agrees(path)
     packets = read_capture(path).packets
-    assert packets.encap.tolist() == [""] * 7 + ["gtp", "gtp", "gre", "gre", "gre"]
-    assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4, 4, 4]
+    assert packets.encap.tolist() == [""] * 7 + ["gtp", "gtp", "gre", "gre", "gre", "ayiya",
+                                                 "ayiya"]  # fmt: skip
+    assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4, 4, 4, 6, 4]
     assert (packets.http_uri[[0, 3, 7, 9, 10, 11]] == "/tunnelled").all()
 
 

@@ -322,12 +322,17 @@ class Decoder:
             )
 
     def _udp_tunnels(self, idx, payload, ip_end, full, sport, dport, depth) -> None:
-        """GTP-U (overlay ``gtp``) and GRE in UDP (``gre``): podcap.decode.tunnels."""
+        """GTP-U (overlay ``gtp``), AYIYA (``ayiya``) and GRE in UDP (``gre``):
+        podcap.decode.tunnels."""
         on = lambda port: full & ((dport == port) | (sport == port))  # noqa: E731
         gtp = on(tunnels.GTPU_PORT) & (payload + 8 <= self.end[idx])
         if gtp.any():
             inner, ethertype = tunnels.gtpu(self.view, payload[gtp], self.end[idx[gtp]])
             self._inner_by_ethertype(idx[gtp], inner, ethertype, ip_end[gtp], depth, "gtp")
+        ayiya = on(tunnels.AYIYA_PORT) & (payload + 8 <= self.end[idx])
+        if ayiya.any():
+            inner, ethertype = tunnels.ayiya(self.view, payload[ayiya], self.end[idx[ayiya]])
+            self._inner_by_ethertype(idx[ayiya], inner, ethertype, ip_end[ayiya], depth, "ayiya")
         gre = on(tunnels.GRE_IN_UDP_PORT) & (payload + 4 <= self.end[idx])
         if gre.any():
             self.gre(idx[gre], payload[gre], ip_end[gre], depth)

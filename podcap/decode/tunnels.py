@@ -5,8 +5,8 @@ a PPPoE session header (with its PPP protocol), a VN-tag, or (an 802.3 frame, a 
 the EtherType would be) LLC/SNAP: :func:`l2_shims` steps over any mix of them and says what is
 inside. These are framing, not overlays: no outer IP header, so ``encap`` stays empty.
 
-Carried in UDP: GTP-U (2152; the user plane of a mobile core, which runs on Kubernetes too)
-and GRE in UDP (4754, RFC 8086). :func:`gtpu` finds a T-PDU's inner IP packet; the decoder
+Carried in UDP: GTP-U (2152; the user plane of a mobile core, which runs on Kubernetes too),
+GRE in UDP (4754, RFC 8086) and AYIYA (5072). :func:`gtpu` finds a T-PDU's inner IP packet; the decoder
 follows it as an overlay named ``gtp``, the outer (node) addresses kept.
 """
 
@@ -25,7 +25,7 @@ PPP_TO_ETHERTYPE = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}
 LLC_SNAP = 0xAAAA03  # DSAP, SSAP, control (UI)
 MAX_ETHERNET_LENGTH = 1500  # a value up to this is an 802.3 length, not an EtherType
 MAX_SHIMS, MAX_MPLS_LABELS = 6, 8
-GTPU_PORT, GRE_IN_UDP_PORT = 2152, 4754
+GTPU_PORT, GRE_IN_UDP_PORT, AYIYA_PORT = 2152, 4754, 5072
 GTP_TPDU = 0xFF
 WCCP = 0x883E  # in GRE
 MAX_GTP_EXTENSIONS = 4
@@ -93,6 +93,18 @@ def wccp_redirect(
         return inner, protocol
     header = wccp & ((view.u8(inner) >> 4) != 4)
     return np.where(header, inner + 4, inner), np.where(wccp, ETH_IPV4, protocol)
+
+
+def ayiya(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AYIYA (Anything In Anything, 5072; SixXS's IPv6 tunnels through NAT): 8 bytes (the
+    identity's length as a power of two, the signature's in 4-byte words, the next header,
+    an epoch time), the identity, the signature, then the packet. ``(inner, ethertype)``."""
+    identity = 1 << (view.u8(at) >> 4).astype(np.int64)
+    signature = (view.u8(at + 1) >> 4).astype(np.int64) * 4
+    inner = at + 8 + identity + signature
+    next_header = view.u8(at + 3)
+    ethertype = np.where(next_header == 41, ETH_IPV6, np.where(next_header == 4, ETH_IPV4, 0))
+    return inner, np.where(inner < end, ethertype, 0)
 
 
 def gtpu(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
