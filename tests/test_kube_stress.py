@@ -207,8 +207,11 @@ def test_cleanup_keeps_a_live_captures_helper_and_force_breaks_it_loudly(kube_la
     finally:
         run.kill()
     assert run.returncode == 2, stderr
-    assert stderr.splitlines()[-1].startswith(f"podcap: error: {target.namespace}/{target.name}: ")
-    assert "lost" in stderr.splitlines()[-1]
+    assert stderr.splitlines()[-1].startswith(
+        f"podcap: error: {target.namespace}/{target.name}: the connection to {target.node.name} "
+        f"was lost (its helper pod {name} was deleted meanwhile: podcap cleanup --force?); "
+    )
+    assert f"podcap: helper {name}: already gone" in stderr
 
 
 # --- item 1: the API server's own reason, caught by a server-side dry run --------------------

@@ -94,6 +94,15 @@ def human(size: float) -> str:
     return f"{size:.1f} GB"
 
 
+def _why_lost(member) -> str:
+    """Why a capture's connection went, where podcap knows: its helper deleted by another."""
+    helper = getattr(getattr(member.session, "transport", None), "helper", None)
+    gone = getattr(helper, "vanished", None)
+    return (
+        f" (its helper pod {gone} was deleted meanwhile: podcap cleanup --force?)" if gone else ""
+    )
+
+
 def closing_line(named: str, result) -> str:
     """``podcap: [WHO: ]N packets, SIZE in S s to FILE (ended by WHY); tcpdump: ...``."""
     stats = result.node_stats
@@ -134,8 +143,8 @@ def report(captures, quiet: bool) -> None:
                       file=sys.stderr)  # fmt: skip
         if result.ended_by == "connection-lost":
             lost.append(
-                f"{named}the connection to {result.node} was lost; {where} holds the "
-                f"{result.packets} whole packets that arrived"
+                f"{named}the connection to {result.node} was lost{_why_lost(one)}; {where} "
+                f"holds the {result.packets} whole packets that arrived"
             )
         elif stats and stats.written != result.bytes_received:
             warn(

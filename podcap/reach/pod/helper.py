@@ -42,6 +42,7 @@ class HelperPod:
         self.name: str | None = None
         self.core = client.CoreV1Api(kube.api())
         self.on_step = on_step or (lambda text: None)  # each phase, said in a line
+        self.vanished: str | None = None  # where it was, when someone else deleted it first
 
     def create(self, dry_run: bool = False) -> str:
         """Create the helper; with ``dry_run`` the API server runs everything a create runs
@@ -114,7 +115,8 @@ class HelperPod:
         except ApiException as exc:
             if exc.status != 404:
                 raise refusal_error(exc, f"delete helper pod {self.where}") from exc
-        self.on_step(f"helper {self.where}: deleted")
+            self.vanished = self.where  # gone before us: a forced cleanup, an admin, a drain
+        self.on_step(f"helper {self.where}: {'already gone' if self.vanished else 'deleted'}")
         self.name = None
 
 
