@@ -114,3 +114,18 @@ def capture_with_node_rules(
         podcap_run.kill()
     assert podcap_run.returncode == 0, stderr
     return stderr
+
+
+def capture_while_fetching(kube_lab, target, client, uri: str, *flags, text: bool = True):
+    """``podcap capture TARGET FLAGS`` through its helper while ``client`` fetches ``uri`` from
+    it once tcpdump listens; ``(exit status, stdout, stderr)`` once podcap ends by itself."""
+    cluster, server, lab = kube_lab
+    run = start_podcap("capture", target.name, "-n", target.namespace, "--kubeconfig",
+                       str(server.kubeconfig_path), *flags, text=text)  # fmt: skip
+    try:
+        wait_listening(cluster, 1)
+        assert lab.curl(client, f"http://{target.ip}{uri}").returncode == 0
+        stdout, stderr = run.communicate(timeout=40)
+    finally:
+        run.kill()
+    return run.returncode, stdout, stderr

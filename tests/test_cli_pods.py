@@ -16,7 +16,13 @@ from podcap import locate
 from podcap.reach import pod as helper
 from testbed.helpers import podcap, start_podcap, wait_for
 from tests.diagnose_helpers import drop_watchers_alive
-from tests.kube_fixtures import capture_with_node_rules, pcap_packets, shop_cluster, wait_listening
+from tests.kube_fixtures import (
+    capture_while_fetching,
+    capture_with_node_rules,
+    pcap_packets,
+    shop_cluster,
+    wait_listening,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -178,17 +184,11 @@ def test_one_pod_to_stdout_and_to_a_named_file(kube_lab, tmp_path):
     cluster, server, lab = kube_lab
     target, client = lab.pods[0], lab.pods[1]
     kubeconfig = ("--kubeconfig", str(server.kubeconfig_path))
-    piped = start_podcap(
-        "capture", target.name, "-n", target.namespace, *kubeconfig,
-        "-f", "tcp port 80", "-d", "4", "-o", "-", "-q",
+    status, stdout, stderr = capture_while_fetching(
+        kube_lab, target, client, "/mytest", "-f", "tcp port 80", "-d", "4", "-o", "-", "-q",
+        text=False,
     )  # fmt: skip
-    try:
-        wait_listening(cluster, 1)
-        assert lab.curl(client, f"http://{target.ip}/mytest").returncode == 0
-        stdout, stderr = piped.communicate(timeout=40)
-    finally:
-        piped.kill()
-    assert piped.returncode == 0, stderr
+    assert status == 0, stderr
     (tmp_path / "piped.pcap").write_bytes(stdout)
     assert any(b"GET /mytest" in p for p in pcap_packets(tmp_path / "piped.pcap"))
     many = podcap("capture", "-l", "app=web", "-n", target.namespace, *kubeconfig, "-o", "x.pcap")

@@ -16,7 +16,13 @@ import pytest
 
 from podcap.capture.session import STOP_GRACE
 from testbed.helpers import podcap, start_podcap, wait_for
-from tests.kube_fixtures import capture_with_node_rules, pcap_packets, shop_cluster, wait_listening
+from tests.kube_fixtures import (
+    capture_while_fetching,
+    capture_with_node_rules,
+    pcap_packets,
+    shop_cluster,
+    wait_listening,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -482,16 +488,10 @@ def test_ephemeral_captures_where_pod_security_refuses_the_helper(kube_lab, tmp_
     kubeconfig = ("--kubeconfig", server.kubeconfig_path)
     refused = podcap("capture", target.name, *kubeconfig, "-o", tmp_path / "no")
     assert refused.returncode == 2 and 'violates PodSecurity "baseline:latest"' in refused.stderr
-    run = start_podcap("capture", target.name, "-n", target.namespace, *kubeconfig,
-                       "--ephemeral", "-f", "tcp port 80", "-d", "4", "-o", tmp_path / "out",
-                       text=True)  # fmt: skip
-    try:
-        wait_listening(cluster, 1)
-        assert lab.curl(client, f"http://{target.ip}/ephemeral").returncode == 0
-        _, stderr = run.communicate(timeout=40)
-    finally:
-        run.kill()
-    assert run.returncode == 0, stderr
+    status, _, stderr = capture_while_fetching(kube_lab, target, client, "/ephemeral",
+                                               "--ephemeral", "-f", "tcp port 80", "-d", "4",
+                                               "-o", tmp_path / "out")  # fmt: skip
+    assert status == 0, stderr
     pcap = tmp_path / "out" / f"{target.namespace}_{target.name}.pcap"
     assert any(b"GET /ephemeral" in p for p in pcap_packets(pcap))
     assert cluster.helper_pods() == [] and cluster.deleted == []
