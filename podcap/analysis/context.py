@@ -65,7 +65,15 @@ class Analysis:
         """Every HTTP request of every file with its response (``reports.http``), cached."""
         from podcap.reports.http import http_requests
 
-        return http_requests(self.all_packets, self.all_flows)
+        return http_requests(self.all_packets, self.all_flows, self.http_messages)
+
+    @cached_property
+    def http_messages(self) -> pd.DataFrame:
+        """Every HTTP message of every file, where Wireshark's reassembly finds it
+        (``podcap.flows.messages``), cached."""
+        from podcap.flows.messages import message_table
+
+        return message_table(self.all_packets)
 
     @cached_property
     def file_counts(self) -> pd.DataFrame:

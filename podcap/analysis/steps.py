@@ -40,9 +40,9 @@ class Request:
 
     @property
     def needs_http_lengths(self) -> bool:
-        """Whether the decoder measures each HTTP message: a filter on HTTP fields marks the
-        segment completing it (``podcap.flows.messages``), as Wireshark does."""
-        return "http." in (self.filter_text or "").lower()
+        """Whether the decoder measures each HTTP message: wherever HTTP is read, the message
+        table (``podcap.flows.messages``) hops from message to message by those lengths."""
+        return self.needs_http
 
     @property
     def needs_preview(self) -> bool:

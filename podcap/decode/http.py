@@ -7,6 +7,7 @@ parsed once and then looked up.
 """
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,12 +34,16 @@ REQUEST_LINE = re.compile(
     rb"([A-Z-]{3,16}) (?:([^ \r\n]+) HTTP/1\.[0-9]|(HTTP/1\.[0-9])|([^ \r\n]+))\r?\n"
 )
 HOST_HEADER = re.compile(rb"\nhost:[ \t]*([^\r\n]*)", re.IGNORECASE)
-CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,10})[ \t]*\r?\n", re.IGNORECASE)
+# Leading zeros and any number of digits are a length; a sign or anything else is none.
+CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]+)[ \t]*(?=\r?\n)", re.IGNORECASE)
+CHUNK_HEADER = re.compile(rb"([0-9a-fA-F]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 CHUNKED = re.compile(rb"\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
 NO_BODY_STATUS = (204, 304)  # and 1xx: a response that never has a body
 HEAD_LIMIT = 4096  # bytes of a payload searched for the request line and Host
 CACHE_LIMIT = 65536  # distinct request heads remembered (bounded memory)
 STATUS_LINE_BYTES = 13  # "HTTP/1.1 200 "
+LENGTH_CAP = 2**31 - 1  # http_length's largest: a longer message is read again when needed
+CHUNKED_BODY, TO_CLOSE = -1, -2  # body lengths that are not numbers (``body_length``)
 
 
 class HttpParser:
@@ -97,15 +102,85 @@ class HttpParser:
             method[i], uri[i], host[i] = codes
 
     def _parse_request(self, head: bytes) -> tuple[int, int, int]:
-        request = REQUEST_LINE.match(head)
-        if not request or request.group(1) not in METHODS:
+        line = request_line(head)
+        if line is None:
             return 0, 0, 0
-        header_end = head.find(b"\r\n\r\n")
-        found = HOST_HEADER.search(head, 0, header_end if header_end >= 0 else len(head))
-        host = found.group(1).strip().decode("latin-1") if found else ""
         code = self.strings.code
-        uri = next(part for part in request.groups()[1:] if part is not None)
-        return code(request.group(1).decode("ascii")), code(uri.decode("latin-1")), code(host)
+        return code(line[0]), code(line[1]), code(host_of(head))
+
+
+def request_line(head: bytes) -> tuple[str, str] | None:
+    """(method, target) of the request line ``head`` starts with; None if it starts none."""
+    request = REQUEST_LINE.match(head)
+    if not request or request.group(1) not in METHODS:
+        return None
+    uri = next(part for part in request.groups()[1:] if part is not None)
+    return request.group(1).decode("ascii"), uri.decode("latin-1")
+
+
+def host_of(head: bytes) -> str:
+    """The Host header's value among the head's headers ("" without one)."""
+    header_end = head.find(b"\r\n\r\n")
+    found = HOST_HEADER.search(head, 0, header_end if header_end >= 0 else len(head))
+    return found.group(1).strip().decode("latin-1") if found else ""
+
+
+def status_of(head: bytes) -> int:
+    """The status code of the ``HTTP/1.x NNN`` line ``head`` starts with; -1 if none (the
+    per-message twin of ``HttpParser._status``)."""
+    if len(head) < 12 or head[:7] != b"HTTP/1." or head[8:9] != b" ":
+        return -1
+    if not (head[7:8].isdigit() and head[9:12].isdigit()):
+        return -1
+    if len(head) > 12 and head[12] not in b" \r\n":
+        return -1
+    return int(head[9:12])
+
+
+@dataclass(frozen=True)
+class Head:
+    """An HTTP/1.x message head as read from bytes (no I/O here: ``read_head``)."""
+
+    method: str  # "" for a response
+    uri: str
+    host: str
+    status: int  # -1 for a request
+    length: int  # bytes of the head, blank line included; -1 when it is not whole
+    body: int  # ``body_length``'s answer: bytes, CHUNKED_BODY or TO_CLOSE
+
+
+def read_head(data: bytes) -> Head | None:
+    """The HTTP/1.x message head ``data`` starts with; None when it starts no message."""
+    status = status_of(data)
+    method = uri = ""
+    if status < 0:
+        line = request_line(data)
+        if line is None:
+            return None
+        method, uri = line
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return Head(method, uri, host_of(data), status, -1, 0)
+    body = body_length(data, head_end, status)
+    return Head(method, uri, host_of(data), status, head_end + 4, body)
+
+
+def chunk_at(data: bytes) -> tuple[int, int] | None:
+    """A chunked body's chunk header at the start of ``data``: (bytes of the header line,
+    bytes of the chunk's data); None when ``data`` starts no chunk header."""
+    found = CHUNK_HEADER.match(data)
+    if found is None:
+        return None
+    return found.end(), int(found.group(1), 16)
+
+
+def trailer_length(data: bytes) -> int:
+    """Bytes of the trailer section closing a chunked body (after the last chunk's header):
+    an empty line, or header lines and an empty line; -1 when it is not whole in ``data``."""
+    if data.startswith(b"\r\n"):
+        return 2
+    end = data.find(b"\r\n\r\n")
+    return end + 4 if end >= 0 else -1
 
 
 def message_length(head: bytes, status: int = -1) -> int:
@@ -115,12 +190,20 @@ def message_length(head: bytes, status: int = -1) -> int:
     head_end = head.find(b"\r\n\r\n")
     if head_end < 0:
         return -1
-    head_length = head_end + 4
+    body = body_length(head, head_end, status)
+    return min(head_end + 4 + body, LENGTH_CAP) if body >= 0 else -1
+
+
+def body_length(head: bytes, head_end: int, status: int) -> int:
+    """The body's bytes as the head at ``head[:head_end]`` frames them (RFC 9112 6.3, as
+    Wireshark reads it): none for 1xx, 204 and 304, chunked before Content-Length, the last
+    Content-Length when there are several (one too large for 64 bits is none); else a
+    request has none and a response runs to the close. CHUNKED or TO_CLOSE where it is not a number."""
     if 100 <= status < 200 or status in NO_BODY_STATUS:
-        return head_length
+        return 0
     if CHUNKED.search(head, 0, head_end):
-        return -1
-    found = CONTENT_LENGTH.search(head, 0, head_length)
-    if found:
-        return min(head_length + int(found.group(1)), 2**31 - 1)
-    return head_length if status < 0 else -1  # a request without a body ends with its head
+        return CHUNKED_BODY
+    lengths = CONTENT_LENGTH.findall(head, 0, head_end + 4)
+    if lengths and int(lengths[-1]) < 2**63:  # past a signed 64-bit number Wireshark has none
+        return int(lengths[-1])
+    return 0 if status < 0 else TO_CLOSE

@@ -169,7 +169,7 @@ class Reading:
         to the end of the file, or to the cut where ``self.helper`` took over."""
         while True:
             walk = framer.walk(buf, start, base)
-            self._decode_chunk(buf, walk.frames)
+            self._decode_chunk(buf, walk.frames, base)
             self.warnings.extend(walk.warnings)
             if walk.problem:
                 self._stop_at_problem(walk)
@@ -298,7 +298,7 @@ class Reading:
         end = np.where(has_l4 & (cols.payload_end < 0), packet_end, cols.payload_end)
         return {needle: payload_matches(buf, needle, start, end) for needle in self.needles}
 
-    def _decode_chunk(self, buf: bytearray, frames: Frames) -> None:
+    def _decode_chunk(self, buf: bytearray, frames: Frames, base: int) -> None:
         n = len(frames)
         if n == 0:
             return
@@ -308,7 +308,7 @@ class Reading:
         Decoder(view, cols, end, frames.data_off + frames.wirelen).link(
             frames.data_off, frames.linktype
         )
-        chunk = self._chunk_columns(frames, cols)
+        chunk = self._chunk_columns(frames, cols, base)
         if self.parse_http:
             self.http.fill(view, cols.ip_proto == TCP, cols.payload_start, cols.payload_end, chunk)
         meta = {name: getattr(cols, name) for name in self.link_meta}
@@ -325,7 +325,7 @@ class Reading:
                 self.matches[needle].append(found)
         self.packets += n
 
-    def _chunk_columns(self, frames: Frames, cols: Columns) -> dict[str, np.ndarray]:
+    def _chunk_columns(self, frames: Frames, cols: Columns, base: int) -> dict[str, np.ndarray]:
         n = len(frames)
         chunk = {
             "frame": np.arange(self.packets + 1, self.packets + n + 1, dtype=np.int64),
@@ -337,6 +337,7 @@ class Reading:
             "payload_off": np.where(
                 cols.payload_start >= 0, cols.payload_start - frames.data_off, -1
             ),
+            "file_off": frames.data_off + base,
             "http_method": np.zeros(n, np.int32),
             "http_uri": np.zeros(n, np.int32),
             "http_host": np.zeros(n, np.int32),

@@ -56,6 +56,12 @@ PACKET_COLUMNS: dict[str, tuple[str, object, str]] = {
         "L4 payload bytes on the wire, from the IP length (tcp.len / udp.length-8)",
     ),
     "payload_off": ("int32", -1, "offset of the L4 payload inside the captured packet bytes"),
+    "file_off": (
+        "int64",
+        -1,
+        "offset of the packet's captured bytes in the file (gzip: in its decompressed bytes); "
+        "with payload_off, where a payload can be read again (-1: tshark engine)",
+    ),
     "encap": ("str", "", "overlay the packet came in: '', 'vxlan', 'geneve', 'ipip', 'gre'"),
     "outer_src": ("str", "", "outer (node) source address of an encapsulated packet"),
     "outer_dst": ("str", "", "outer (node) destination address of an encapsulated packet"),

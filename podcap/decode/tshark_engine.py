@@ -157,6 +157,7 @@ def packet_row(packet) -> dict:
         "icmp_id": _int(transport, ECHO_ID[kind], -1) if kind in ECHO_ID else -1,
         "payload_len": _payload_len(inner, transport, kind),
         "payload_off": -1,  # tshark does not say where the payload sits in the frame
+        "file_off": -1,
         "encap": next((e for e in ENCAPS if e in names), "ipip" if len(ips) > 1 else ""),
         "http_method": _first_text(https, "http.request.method"),
         "http_uri": _first_text(https, "http.request.uri"),

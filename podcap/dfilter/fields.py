@@ -8,6 +8,7 @@ arrays over the packets.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,28 +83,48 @@ def _flag(bit: int) -> Field:
 
 def _http(column: str, missing: object) -> Field:
     def get(p: pd.DataFrame) -> list[Occurrence]:
-        present = (p[column] != missing).to_numpy()
-        if "retransmission" in p:
-            # Wireshark does not hand a retransmitted segment to the HTTP dissector.
-            present = present & ~p["retransmission"].to_numpy()
-        return [on_completing_segments(p, p[column].to_numpy(), present)]
+        if "flow_id" not in p:  # no connections followed: as the decoder saw each segment
+            present = (p[column] != missing).to_numpy()
+            if "retransmission" in p:
+                present &= ~p["retransmission"].to_numpy()
+            return [(p[column].to_numpy(), present)]
+        return on_completing_segments(len(p), http_messages(p), HTTP_FIELDS[column], missing)
 
     return Field("str" if missing == "" else "int", get)
 
 
-def on_completing_segments(p: pd.DataFrame, values: np.ndarray, present: np.ndarray):
-    """An HTTP field moved from the segment starting its message to the one completing it,
-    where Wireshark's reassembly shows it (``podcap.flows.messages``)."""
-    if "flow_id" not in p or "http_length" not in p or not (p["http_length"] > 0).any():
-        return values, present
-    from podcap.flows.messages import completing_rows
+# The packet table's HTTP columns and the message table's (``podcap.flows.messages``).
+HTTP_FIELDS = {"http_method": "method", "http_uri": "uri", "http_host": "host",
+               "http_status": "status"}  # fmt: skip
+_LAST_WALK: list = [None, None]  # (a weak reference to packets, their message table)
 
-    target = completing_rows(p)
-    moved_values, moved_present = values.copy(), np.zeros(len(p), bool)
-    starts = np.flatnonzero(present & (target >= 0))
-    moved_values[target[starts]] = values[starts]
-    moved_present[target[starts]] = True
-    return moved_values, moved_present
+
+def http_messages(p: pd.DataFrame) -> pd.DataFrame:
+    """The message table of ``p``: the HTTP fields of one filter read the same walk."""
+    from podcap.flows.messages import message_table
+
+    seen, table = _LAST_WALK
+    if seen is None or seen() is not p:
+        table = message_table(p)
+        _LAST_WALK[:] = [weakref.ref(p), table]
+    return table
+
+
+def on_completing_segments(n: int, messages: pd.DataFrame, name: str, missing) -> list[Occurrence]:
+    """A message field on the segment completing its message, where Wireshark's reassembly
+    shows it: one occurrence per message completed there (pipelined requests end together)."""
+    shown = messages[(messages[name] != missing) & (messages["end_row"] >= 0)]
+    rows = shown["end_row"].to_numpy()
+    nth = shown.groupby("end_row").cumcount().to_numpy()
+    values = shown[name].to_numpy()
+    occurrences = []
+    for k in range(int(nth.max()) + 1 if len(nth) else 1):
+        at = nth == k
+        column = np.full(n, missing, dtype=object if missing == "" else np.int64)
+        present = np.zeros(n, bool)
+        column[rows[at]], present[rows[at]] = values[at], True
+        occurrences.append((column, present))
+    return occurrences
 
 
 def _column(column: str, proto: int | None = None) -> Field:
