@@ -57,6 +57,7 @@ class HttpParser:
         self.strings = strings
         self.lengths = lengths
         self.cache: dict[bytes, tuple[int, int, int]] = {}
+        self.length_cache: dict[bytes, int] = {}
 
     def fill(self, view: ByteView, is_tcp, start, end, chunk: dict[str, np.ndarray]) -> None:
         has_payload = is_tcp & (start >= 0) & (end - start >= 4)
@@ -70,9 +71,20 @@ class HttpParser:
             self._lengths(view.buf, np.union1d(starts, requests), start, end, chunk)
 
     def _lengths(self, buf, rows, start, end, chunk) -> None:
-        status, length = chunk["http_status"], chunk["http_length"]
+        # The head alone says the length: identical heads (a load test's) are measured once.
+        status, length, cache = chunk["http_status"], chunk["http_length"], self.length_cache
         for i, s, e in zip(rows.tolist(), start[rows].tolist(), end[rows].tolist(), strict=True):
-            length[i] = message_length(bytes(buf[s : min(e, s + HEAD_LIMIT)]), int(status[i]))
+            head_end = buf.find(b"\r\n\r\n", s, min(e, s + HEAD_LIMIT))
+            if head_end < 0:
+                continue  # stays -1: the head is not whole in this segment
+            head = bytes(buf[s : head_end + 4])
+            found = cache.get(head)
+            if found is None:
+                found = message_length(head, int(status[i]))
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                cache[head] = found
+            length[i] = found
 
     def _status(self, view: ByteView, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         line = view.rows(start, STATUS_LINE_BYTES).astype(np.int64)
