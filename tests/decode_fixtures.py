@@ -95,6 +95,18 @@ def gre(inner: bytes, protocol=ETH_IPV4, key=None) -> bytes:
     )
 
 
+def wlan_data(ip_packet: bytes, ethertype=ETH_IPV4, qos=False, four_addresses=False) -> bytes:
+    """An 802.11 data frame (no FCS) carrying ``ip_packet`` behind LLC/SNAP, as Aruba's access
+    points tunnel their clients' frames to the controller in GRE."""
+    control = bytes([0x88 if qos else 0x08, 0x03 if four_addresses else 0x01])  # to the DS
+    stations = bytes.fromhex("020000000001020000000002020000000003")
+    header = control + b"\x00\x00" + stations + b"\x10\x00"
+    header += (bytes.fromhex("020000000004") if four_addresses else b"") + (
+        b"\x00\x00" if qos else b""
+    )
+    return header + b"\xaa\xaa\x03\x00\x00\x00" + struct.pack("!H", ethertype) + ip_packet
+
+
 def sll(ip_packet: bytes, protocol=ETH_IPV4) -> bytes:
     return struct.pack("!HHH8sH", 0, 1, 6, MAC_A + b"\0\0", protocol) + ip_packet
 

@@ -45,6 +45,7 @@ from tests.decode_fixtures import (
     udp,
     vntag,
     vxlan,
+    wlan_data,
     write_pcap,
 )
 
@@ -237,10 +238,11 @@ def test_link_types_agree_with_tshark(tmp_path, linktype, wrap):
 
 def tunnel_cases() -> list[bytes]:
     """Framing between Ethernet and IP (MPLS alone, under VLAN, over IPv6; PPPoE, also under
-    QinQ; VN-tag; 802.3 + LLC/SNAP), then tunnels in UDP (GTP-U plain and with a sequence
-    number; GRE in UDP), each around the same inner segment."""
+    QinQ; VN-tag; 802.3 + LLC/SNAP), then tunnels (GTP-U plain and with a sequence number; GRE
+    in UDP; WCCP and Aruba's 802.11 in GRE; AYIYA), each around the same inner segment."""
     inner = ipv4(A, B, 6, tcp(40000, 80, 0x18, http_request("/tunnelled"), tsval=5))
     v6_inner = ipv6(V6A, V6B, 17, udp(1000, 53, b"q"))
+    other = ipv4(A, B, 6, tcp(40001, 80, 0x18, http_request("/wlan"), tsval=5))
     return [
         ethernet(mpls(inner), 0x8847),
         ethernet(mpls(v6_inner, labels=(99,)), 0x8847),
@@ -257,6 +259,17 @@ def tunnel_cases() -> list[bytes]:
         ethernet(ipv4(NODE1, NODE2, 47, gre(inner, protocol=0x883E))),
         ethernet(ipv4(NODE1, NODE2, 17, udp(5072, 5072, ayiya(v6_inner)))),
         ethernet(ipv4(NODE1, NODE2, 17, udp(5072, 5072, ayiya(inner, v6=False, identity_power=3)))),
+        # Aruba's GRE: 802.11 data frames, plain, QoS with four addresses, over IPv6.
+        ethernet(ipv4(NODE1, NODE2, 47, gre(wlan_data(inner), protocol=0x8210))),
+        ethernet(
+            ipv4(
+                NODE1,
+                NODE2,
+                47,
+                gre(wlan_data(other, qos=True, four_addresses=True), protocol=0x8370),
+            )
+        ),  # fmt: skip
+        ethernet(ipv4(NODE1, NODE2, 47, gre(wlan_data(v6_inner, 0x86DD, qos=True), 0x8200))),
     ]
 
 
@@ -265,9 +278,10 @@ def test_framing_and_udp_tunnels_agree_with_tshark(tmp_path):
     assert_agrees(path)
     packets = read_capture(path).packets
     assert packets.encap.tolist() == [""] * 7 + ["gtp", "gtp", "gre", "gre", "gre", "ayiya",
-                                                 "ayiya"]  # fmt: skip
-    assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4, 4, 4, 6, 4]
-    assert (packets.http_uri[[0, 3, 7, 9, 10, 11]] == "/tunnelled").all()
+                                                 "ayiya", "gre", "gre", "gre"]  # fmt: skip
+    assert packets.ip_version.tolist() == [4, 6, 4, 4, 6, 4, 4, 4, 6, 4, 4, 4, 6, 4, 4, 4, 6]
+    assert (packets.http_uri[[0, 3, 7, 9, 10, 11, 14]] == "/tunnelled").all()
+    assert packets.http_uri[15] == "/wlan"
 
 
 def _tcp_with_header_length(sport: int, words: int, payload: bytes = b"") -> bytes:

@@ -356,6 +356,7 @@ class Decoder:
         header += 4 * ((flags & 0x2000) != 0) + 4 * ((flags & 0x1000) != 0)
         ok = (version == 0) & (l4 + header <= end)
         inner, protocol = tunnels.wccp_redirect(view, l4 + header, view.u16(l4 + 2))
+        inner, protocol = tunnels.aruba_wlan(view, inner, protocol, end)
         self._inner_by_ethertype(idx[ok], inner[ok], protocol[ok], ip_end[ok], depth, "gre")
 
     def _inner_by_ethertype(self, idx, off, ethertype, ip_end, depth, name) -> None:

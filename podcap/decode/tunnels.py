@@ -28,6 +28,10 @@ MAX_SHIMS, MAX_MPLS_LABELS = 6, 8
 GTPU_PORT, GRE_IN_UDP_PORT, AYIYA_PORT = 2152, 4754, 5072
 GTP_TPDU = 0xFF
 WCCP = 0x883E  # in GRE
+# Aruba access points tunnel clients' 802.11 frames to their controller in GRE, with these
+# protocol types (Wireshark 4.0's list; its newer 0x9000 it does not take).
+ARUBA_GRE = np.arange(0x8200, 0x8380, 0x10)
+LLC_SNAP = 0xAAAA03  # DSAP, SSAP, control; then a zero OUI and the ethertype
 MAX_GTP_EXTENSIONS = 4
 
 
@@ -93,6 +97,26 @@ def wccp_redirect(
         return inner, protocol
     header = wccp & ((view.u8(inner) >> 4) != 4)
     return np.where(header, inner + 4, inner), np.where(wccp, ETH_IPV4, protocol)
+
+
+def aruba_wlan(
+    view: ByteView, inner: np.ndarray, protocol: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aruba's GRE (``ARUBA_GRE``): an 802.11 frame without FCS. A data frame that is not
+    encrypted carries LLC/SNAP, whose ethertype names the packet after it; its header is 24
+    bytes, 30 with a fourth address (to and from the DS), 2 more for QoS, 4 more for an HT
+    control field (QoS with the order bit). Other protocols pass as they are."""
+    aruba = np.isin(protocol, ARUBA_GRE)
+    if not aruba.any():
+        return inner, protocol
+    kind, flags = view.u8(inner).astype(np.int64), view.u8(inner + 1).astype(np.int64)
+    qos = (kind & 0x80) != 0
+    header = 24 + 6 * ((flags & 0x03) == 0x03) + 2 * qos + 4 * (qos & ((flags & 0x80) != 0))
+    snap = inner + header
+    data = ((kind & 0x0C) == 0x08) & ((flags & 0x40) == 0) & (snap + 8 <= end)
+    data &= ((view.u32(snap) >> 8) == LLC_SNAP) & ((view.u32(snap + 2) & 0xFFFFFF) == 0)
+    ethertype = np.where(data, view.u16(snap + 6), 0)
+    return np.where(aruba, snap + 8, inner), np.where(aruba, ethertype, protocol)
 
 
 def ayiya(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
