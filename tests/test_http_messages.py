@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from podcap.analysis.run import analyze
-from tests.analyze_fixtures import ACK, FIN, PSH, Capture, tshark_fields
+from tests.analyze_fixtures import ACK, FIN, PSH, SYN, Capture, tshark_fields
 
 
 def get(uri: str) -> bytes:
@@ -60,6 +60,11 @@ CASES = {
         ("s", b"HTTP/1.1 200 OK\r\n\r\nbody"),
         ("s", ok(b"", b"201 Created")),  # part of the first one's body: no response here
     ],
+    "in_the_handshake": [
+        ("syn", post("/syn", b"Content-Length: 10\r\n", b"01234")),
+        ("syn-ack", ok(b"hi")),
+        ("c", b"56789" + get("/next")),
+    ],
     "response_to_the_fin": [
         ("c", get("/tc")),
         ("s", b"HTTP/1.1 200 OK\r\n\r\nbody"),
@@ -71,10 +76,16 @@ CASES = {
 
 def write_case(path, segments):
     cap = Capture()
-    s = cap.session("10.0.0.1", "10.0.0.2", 40010, 80).handshake()
+    s = cap.session("10.0.0.1", "10.0.0.2", 40010, 80)
+    if segments[0][0] != "syn":
+        s.handshake()
     for side, data in segments:
         if side == "fin":
             s.s(FIN | ACK)
+        elif side == "syn":  # data in the handshake (TCP Fast Open): after the SYN's number
+            s.c(SYN, data)
+        elif side == "syn-ack":
+            s.s(SYN | ACK, data).c(ACK)
         else:
             (s.c if side == "c" else s.s)(PSH | ACK, data)
     s.s(ACK)

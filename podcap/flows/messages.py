@@ -19,7 +19,7 @@ import pandas as pd
 
 from podcap.decode.http import LENGTH_CAP
 from podcap.decode.reread import reopen
-from podcap.decode.schema import FIN
+from podcap.decode.schema import FIN, SYN
 from podcap.flows.http_walk import SEQ_SPACE, Side, walk
 
 MESSAGE_COLUMNS = {
@@ -76,6 +76,8 @@ def _segments(packets: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, n
     new_side = np.r_[True, np.diff(side[rows]) != 0] if len(rows) else np.zeros(0, bool)
     seg["side_index"] = np.cumsum(new_side) - 1
     first = np.flatnonzero(new_side)[seg["side_index"]]
+    # Data on a SYN (TCP Fast Open) starts after the SYN's own sequence number.
+    seg["tcp_seq"] = seg["tcp_seq"] + ((packets["tcp_flags"].to_numpy()[rows] & SYN) != 0)
     seg["rel"] = (seg["tcp_seq"].astype(np.int64) - seg["tcp_seq"][first]) % SEQ_SPACE
     return seg, texts
 
