@@ -60,6 +60,16 @@ CASES = {
         ("s", b"HTTP/1.1 200 OK\r\n\r\nbody"),
         ("s", ok(b"", b"201 Created")),  # part of the first one's body: no response here
     ],
+    "long_head": [
+        (
+            "c",
+            get("/big")
+            + b"GET /cookie HTTP/1.1\r\nHost: h\r\nCookie: "
+            + b"c" * 6000
+            + b"\r\n\r\n"
+            + get("/after-cookie"),
+        )
+    ],  # fmt: skip
     "in_the_handshake": [
         ("syn", post("/syn", b"Content-Length: 10\r\n", b"01234")),
         ("syn-ack", ok(b"hi")),

@@ -28,6 +28,7 @@ from podcap.decode.http import (
 )
 
 SEQ_SPACE = 1 << 32
+LONGEST_HEAD = 1 << 16  # Wireshark's HTTP reassembly also stops somewhere; this is ours
 CHUNK_LINE = 1024  # bytes read for a chunk header line (its extensions included)
 
 
@@ -152,7 +153,7 @@ def _message_at(side: Side, source, k: int, pos: int) -> _Found | None:
         decoded = side.decoded(k)
         if 0 <= decoded.length < LENGTH_CAP:
             return _Found(decoded, decoded.length, True)
-    data = side.read(pos, HEAD_LIMIT, source)
+    data = _head_bytes(side, source, pos)
     head = read_head(data) if data else None
     if head is None:
         return _Found(side.decoded(k), -1, False) if at_start and not data else None
@@ -164,6 +165,17 @@ def _message_at(side: Side, source, k: int, pos: int) -> _Found | None:
         return _Found(head, -1, True, to_close=True)
     body = _chunked_length(side, source, pos + head.length)
     return _Found(head, head.length + body if body >= 0 else -1, True)
+
+
+def _head_bytes(side: Side, source, pos: int) -> bytes:
+    """The bytes from ``pos`` that hold a head: HEAD_LIMIT, more while they are all there and
+    hold no blank line yet (long cookies), up to LONGEST_HEAD."""
+    size = HEAD_LIMIT
+    data = side.read(pos, size, source)
+    while len(data) == size and size < LONGEST_HEAD and b"\r\n\r\n" not in data:
+        size *= 4
+        data = side.read(pos, size, source)
+    return data
 
 
 def _chunked_length(side: Side, source, pos: int) -> int:
