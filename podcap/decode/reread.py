@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import mmap
 import os
 import shutil
 import stat
@@ -18,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from podcap.decode.bytesview import ByteView
 from podcap.decode.source import GZIP_MAGIC
 
 
@@ -29,13 +31,24 @@ class Rereader:
         self.gzipped = gzipped
         self._fd: int | None = None
         self._copy: Path | None = None
+        self._mapped: mmap.mmap | None = None
 
     def read(self, offset: int, size: int) -> bytes:
         if self._fd is None:
             self._fd = os.open(self._decompressed() if self.gzipped else self.path, os.O_RDONLY)
         return os.pread(self._fd, size, offset)
 
+    def view(self) -> ByteView:
+        """The whole (decompressed) file as a ByteView over a read-only mapping: fields of
+        many packets gathered at once, the pages read as they are touched."""
+        if self._mapped is None:
+            with open(self._decompressed() if self.gzipped else self.path, "rb") as file:
+                self._mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        return ByteView(self._mapped)
+
     def _decompressed(self) -> Path:
+        if self._copy is not None:
+            return self._copy
         handle, name = tempfile.mkstemp(prefix="podcap-reread-", suffix=".pcap")
         self._copy = Path(name)
         with os.fdopen(handle, "wb") as out, gzip.open(self.path, "rb") as source:
@@ -44,6 +57,10 @@ class Rereader:
         return self._copy
 
     def close(self) -> None:
+        if self._mapped is not None:
+            with contextlib.suppress(BufferError):  # a view still held keeps it mapped
+                self._mapped.close()
+            self._mapped = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -174,6 +174,28 @@ REPORTS: dict[str, Report] = {
             more_columns=("latency_ms", "host", "ts", "client_port", "flow_id", "file"),
         ),
         Report(
+            "dns",
+            "one row per DNS lookup as the application asked it (search-domain queries "
+            "folded): verdict (timeout, conntrack race, nxdomain, servfail, truncated, ndots "
+            "expansion) and the fix",
+            "podcap.reports.dns:dns_report",
+            http_fields=False,
+            section=Section("DNS lookups", "No DNS lookups.", place=35),
+            key_columns=("client_ip", "name", "verdict", "rcode", "answer"),
+            more_columns=(
+                "wasted_queries",
+                "unanswered",
+                "latency_ms",
+                "queries",
+                "types",
+                "servers",
+                "final_name",
+                "ts",
+                "explanation",
+                "file",
+            ),  # fmt: skip
+        ),
+        Report(
             "tcp",
             "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero window)",
             "podcap.reports.tcp:tcp_report",

@@ -1,0 +1,159 @@
+"""DNS messages read with numpy, many at once: header, question, the first answers.
+
+``read_dns(view, start, end)`` takes the offsets of DNS messages in a byte buffer (UDP
+payloads; a TCP payload's message after its 2-byte length) and returns one column per field,
+with no Python step per message: names are walked label by label for all messages together,
+and only distinct names are spelled out in Python (a resolver asks the same few names over
+and over). A message that runs past its end, or whose labels are not labels, is
+``malformed`` and keeps what was read before the fault.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import numpy as np
+
+from podcap.decode.bytesview import ByteView
+
+HEADER = 12
+MAX_LABELS = 128  # a name of 255 bytes has at most 127 labels
+MAX_ANSWERS = 8  # answers looked at for the first address (CNAME chains come first)
+MAX_NAME = 255
+A, AAAA, CNAME = 1, 28, 5
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
+         33: "SRV", 65: "HTTPS", 255: "ANY"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DnsColumns:
+    """One value per message given to ``read_dns``."""
+
+    ident: np.ndarray  # transaction id (dns.id)
+    response: np.ndarray  # bool: QR set (dns.flags.response)
+    truncated: np.ndarray  # bool: TC set (dns.flags.truncated)
+    rcode: np.ndarray  # dns.flags.rcode
+    questions: np.ndarray  # dns.count.queries
+    answers: np.ndarray  # dns.count.answers
+    name: np.ndarray  # object: the question's name, dotted ("" without a question)
+    qtype: np.ndarray  # dns.qry.type; -1 without a question
+    address: np.ndarray  # object: the first A/AAAA answer's address ("" if none)
+    malformed: np.ndarray  # bool
+
+
+def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
+    """The fields of the DNS messages at ``start`` (each ending before ``end``)."""
+    start, end = start.astype(np.int64), end.astype(np.int64)
+    header = view.rows(start, HEADER).astype(np.int64)
+    flags = (header[:, 2] << 8) | header[:, 3]
+    questions = (header[:, 4] << 8) | header[:, 5]
+    answers = (header[:, 6] << 8) | header[:, 7]
+    malformed = start + HEADER > end
+    asked = (questions > 0) & ~malformed
+    name_end, bad = _skip_names(view, np.where(asked, start + HEADER, end), end)
+    malformed |= asked & (bad | (name_end + 4 > end))
+    asked &= ~malformed
+    qtype = np.where(asked, view.u16(name_end), -1)
+    names = _names(view, start + HEADER, name_end, asked)
+    answer_at = np.where(asked, name_end + 4, start + HEADER)
+    address, broken = _first_address(view, answer_at, end, np.where(flags >> 15 == 1, answers, 0))
+    return DnsColumns(
+        ident=(header[:, 0] << 8) | header[:, 1],
+        response=(flags >> 15) == 1,
+        truncated=(flags & 0x0200) != 0,
+        rcode=flags & 0x000F,
+        questions=questions,
+        answers=answers,
+        name=names,
+        qtype=qtype,
+        address=address,
+        malformed=malformed | broken,
+    )
+
+
+def _skip_names(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The offset after the name at each ``at`` (labels, ending with a zero length or a
+    compression pointer), and whether the name is broken (runs past ``end``, bad label)."""
+    pos, bad = at.copy(), np.zeros(len(at), bool)
+    active = np.flatnonzero(at < end)
+    bad[at >= end] = True
+    for _ in range(MAX_LABELS):
+        if not len(active):
+            break
+        length = view.u8(pos[active]).astype(np.int64)
+        pointer = (length & 0xC0) == 0xC0
+        done = (length == 0) | pointer
+        pos[active] += np.where(pointer, 2, length + 1)
+        wrong = ((length & 0xC0) != 0) & ~pointer
+        wrong |= pos[active] > end[active]
+        bad[active[wrong]] = True
+        active = active[~done & ~wrong]
+    bad[active] = True  # still going after MAX_LABELS labels
+    return pos, bad
+
+
+def _names(view: ByteView, at: np.ndarray, stop: np.ndarray, asked: np.ndarray) -> np.ndarray:
+    """The dotted question names: distinct wire names found with one hash per message,
+    each spelled once."""
+    names = np.full(len(at), "", dtype=object)
+    rows = np.flatnonzero(asked & (stop - at <= MAX_NAME))
+    if not len(rows):
+        return names
+    length = stop[rows] - at[rows]
+    width = int(-(-length.max() // 8) * 8)
+    wire = view.rows(at[rows], width)
+    wire[np.arange(width) >= length[:, None]] = 0
+    words = wire.view(np.uint64)
+    mixers = np.random.default_rng(5353).integers(1, 2**63, words.shape[1], dtype=np.uint64) | 1
+    key = (words * mixers).sum(axis=1, dtype=np.uint64) ^ length.astype(np.uint64)
+    distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    spelled = np.array([_dotted(bytes(wire[i, : length[i]])) for i in first], dtype=object)
+    names[rows] = spelled[inverse.ravel()]
+    return names
+
+
+def _dotted(wire: bytes) -> str:
+    """A name in wire format (labels; a final pointer stands for the rest) as text."""
+    labels, pos = [], 0
+    while pos < len(wire) and 0 < wire[pos] < 0xC0:
+        labels.append(wire[pos + 1 : pos + 1 + wire[pos]].decode("latin-1"))
+        pos += 1 + wire[pos]
+    return ".".join(labels) if labels else "<Root>"
+
+
+def _first_address(view, at, end, answers) -> tuple[np.ndarray, np.ndarray]:
+    """The first A or AAAA record's address among each message's first MAX_ANSWERS answers
+    (after ``at``); and whether an answer ran past the end."""
+    address = np.full(len(at), "", dtype=object)
+    broken = np.zeros(len(at), bool)
+    pos = at.copy()
+    active = np.flatnonzero(answers > 0)
+    for nth in range(MAX_ANSWERS):
+        if not len(active):
+            break
+        after_name, bad = _skip_names(view, pos[active], end[active])
+        kind = view.u16(after_name)
+        size = view.u16(after_name + 8).astype(np.int64)
+        data = after_name + 10
+        bad |= data + size > end[active]
+        broken[active[bad]] = True
+        found = ~bad & (((kind == A) & (size == 4)) | ((kind == AAAA) & (size == 16)))
+        _spell(view, data[found], size[found], active[found], address)
+        pos[active] = data + size
+        active = active[~bad & ~found & (answers[active] > nth + 1)]
+    return address, broken
+
+
+def _spell(view: ByteView, at: np.ndarray, size: np.ndarray, rows: np.ndarray, out) -> None:
+    """Addresses of ``size`` bytes at ``at`` into ``out[rows]``, each distinct one spelled once."""
+    raw = view.rows(at, 16)
+    for width, family in ((4, socket.AF_INET), (16, socket.AF_INET6)):
+        pick = size == width
+        if not pick.any():
+            continue
+        values = np.ascontiguousarray(raw[pick, :width]).view(f"V{width}").ravel()
+        distinct, inverse = np.unique(values, return_inverse=True)
+        texts = np.array([socket.inet_ntop(family, bytes(v)) for v in distinct], dtype=object)
+        out[rows[pick]] = texts[inverse.ravel()]

@@ -1,0 +1,128 @@
+"""DNS exchanges: one row per query with the response that answered it, as tshark pairs them.
+
+The DNS messages are the UDP payloads to or from port 53 (mDNS's 5353 is not DNS to ask
+about); their bytes are read again from the capture file at once (``podcap.decode.reread``,
+a mapping of the file) and their fields with numpy (``podcap.decode.dns``). A response
+answers the latest query before it with the same transaction id between the same two
+sockets; its ``latency_ms`` is tshark's ``dns.time``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from podcap.decode.dns import read_dns
+from podcap.decode.reread import reopen
+from podcap.decode.schema import UDP
+
+DNS_PORT = 53
+EXCHANGE_COLUMNS = [
+    "file", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port", "id",
+    "name", "qtype", "response_frame", "rcode", "latency_ms", "answers", "address",
+    "truncated",
+]  # fmt: skip
+
+
+def dns_messages(packets: pd.DataFrame) -> pd.DataFrame:
+    """One row per DNS message of ``packets``: its row, addresses and ports, and the
+    fields ``podcap.decode.dns.read_dns`` gives. Packets whose bytes cannot be read again
+    (read from a pipe; the tshark engine) have none."""
+    chosen = _dns_rows(packets)
+    parts = []
+    files = packets["file"] if "file" in packets else pd.Series("", index=packets.index)
+    for path in pd.unique(files.iloc[chosen]):
+        rows = chosen[(files.iloc[chosen] == path).to_numpy()]
+        with reopen(path or None) as source:
+            if source is not None:
+                parts.append(_read(packets, rows, source.view()))
+    if not parts:
+        return _read(packets, chosen[:0], None)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _dns_rows(packets: pd.DataFrame) -> np.ndarray:
+    on_port = (packets["sport"] == DNS_PORT) | (packets["dport"] == DNS_PORT)
+    keep = on_port & (packets["ip_proto"] == UDP) & (packets["payload_len"] >= 12)
+    keep &= packets["file_off"] >= 0
+    if "dup_of_frame" in packets:  # another interface's copy (tcpdump -i any) of one packet
+        keep &= packets["dup_of_frame"] < 0
+    return np.flatnonzero(keep.to_numpy())
+
+
+def _read(packets: pd.DataFrame, rows: np.ndarray, view) -> pd.DataFrame:
+    at = packets["file_off"].to_numpy()[rows] + packets["payload_off"].to_numpy()[rows]
+    captured = packets["caplen"].to_numpy()[rows] - packets["payload_off"].to_numpy()[rows]
+    end = at + np.minimum(captured, packets["payload_len"].to_numpy()[rows])
+    table = packets.iloc[rows][["frame", "ts", "src", "dst", "sport", "dport"]]
+    table = table.reset_index(drop=True).assign(row=rows)
+    if "file" in packets:
+        table["file"] = packets["file"].to_numpy()[rows]
+    if view is None:
+        return table.iloc[:0]
+    fields = read_dns(view, at, end)
+    return table.assign(**{name: getattr(fields, name) for name in fields.__dataclass_fields__})
+
+
+def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
+    """One row per DNS query, with its response's frame, rcode (-1: none came), latency,
+    answer count and first address."""
+    messages = dns_messages(packets)
+    messages = messages[~messages["malformed"]] if "malformed" in messages else messages
+    if not len(messages):
+        return pd.DataFrame(columns=EXCHANGE_COLUMNS)
+    queries = messages[~messages["response"]].rename(
+        columns={
+            "src": "client_ip",
+            "sport": "client_port",
+            "dst": "server_ip",
+            "dport": "server_port",
+            "ident": "id",
+        }  # fmt: skip
+    )
+    answers = messages[messages["response"]].rename(
+        columns={
+            "dst": "client_ip",
+            "dport": "client_port",
+            "src": "server_ip",
+            "sport": "server_port",
+            "ident": "id",
+        }  # fmt: skip
+    )
+    paired = _pair(queries, answers)
+    return paired[EXCHANGE_COLUMNS].reset_index(drop=True)
+
+
+def _pair(queries: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
+    """Each response with the latest query before it on the same sockets and id; a query
+    answered twice keeps the first response."""
+    key = ["file", "client_ip", "client_port", "server_ip", "server_port", "id"]
+    for table in (queries, answers):
+        if "file" not in table:
+            table["file"] = ""
+        for name in ("client_ip", "server_ip", "file"):
+            table[name] = table[name].astype(str)
+    answers = answers.rename(columns={"frame": "response_frame", "ts": "response_ts"})
+    answers = answers.assign(query_ts=answers["response_ts"])
+    matched = pd.merge_asof(
+        answers.sort_values("query_ts"),
+        queries[[*key, "ts", "frame"]].sort_values("ts"),
+        left_on="query_ts",
+        right_on="ts",
+        by=key,
+        direction="backward",
+    )
+    matched = matched.dropna(subset=["frame"]).drop_duplicates("frame", keep="first")
+    found = matched.set_index("frame")[
+        ["response_frame", "response_ts", "rcode", "answers", "address", "truncated"]
+    ]
+    found = found.rename(columns=lambda c: c if c.startswith("response") else f"{c}_response")
+    out = queries.join(found, on="frame")
+    answered = out["response_frame"].notna()
+    out["response_frame"] = out["response_frame"].astype("Int64")
+    out["rcode"] = out["rcode_response"].where(answered, -1).astype(np.int64)
+    out["answers"] = out["answers_response"].where(answered, 0).astype(np.int64)
+    out["address"] = out["address_response"].where(answered, "")
+    out["truncated"] = out["truncated_response"].where(answered, False).astype(bool)
+    out["latency_ms"] = ((out["response_ts"] - out["ts"]) * 1000.0).round(3)
+    return out.sort_values("frame", kind="stable")

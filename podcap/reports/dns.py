@@ -1,0 +1,202 @@
+"""The ``dns`` report: one row per lookup as the application asked it, with a verdict.
+
+A resolver turns one name into many queries: with ``options ndots:5`` (every Pod's
+resolv.conf) ``api.shop`` is first tried in each search domain (``api.shop.default.svc.
+cluster.local``, ``api.shop.svc.cluster.local``, ...), A and AAAA side by side, each answered
+NXDOMAIN, before the name itself. The queries (``podcap.flows.dns``) of one client are folded
+back into that lookup: the next name belongs to it when it shares the first label and the
+query before failed (NXDOMAIN, no data, or no answer). The verdict names what went wrong,
+with the fix:
+
+- ``timeout``: a query was never answered; when the A and AAAA queries left one socket
+  together and only one answer came, it is conntrack's race on UDP (kubernetes#56903).
+- ``servfail`` / ``nxdomain``: how the last name ended.
+- ``truncated``: the answer did not fit (TC bit); the client must ask again over TCP.
+- ``ndots_expansion``: the answer came, after that many useless search-domain queries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from podcap.decode.dns import RCODES, TYPES
+from podcap.decode.times import as_datetime
+
+LOOKUP_COLUMNS = [
+    "file", "ts", "client_ip", "name", "types", "verdict", "queries", "wasted_queries",
+    "unanswered", "rcode", "answer", "final_name", "servers", "latency_ms", "explanation",
+]  # fmt: skip
+FAILED = (-1, 3)  # no answer, NXDOMAIN: the resolver goes on to the next search domain
+RACE_WINDOW = 0.01  # s: A and AAAA sent this close from one socket are a parallel pair
+RETRY_AFTER = 4.0  # s: glibc's first retry comes after its 5 s timeout
+
+EXPLANATIONS = {
+    "conntrack_race": (
+        "the A and AAAA queries left {client} on one socket together and one answer never "
+        "came ({unanswered} unanswered): conntrack's race on UDP (kubernetes#56903); set "
+        "dnsConfig.options single-request-reopen (glibc) or run NodeLocal DNSCache"
+    ),
+    "timeout": (
+        "{unanswered} queries from {client} to {servers} got no answer: check the DNS server "
+        "Pods (CoreDNS) and that UDP 53 reaches them (NetworkPolicy, node firewall)"
+    ),
+    "servfail": (
+        "the server answered SERVFAIL for {final_name}: it could not resolve it (CoreDNS "
+        "without its upstream, or a broken zone); read the CoreDNS logs"
+    ),
+    "nxdomain": (
+        "{name} exists in no search domain nor as given: check the Service's name and "
+        "namespace (NAME.NAMESPACE.svc.cluster.local)"
+    ),
+    "truncated": (
+        "the answer for {final_name} did not fit in UDP (TC bit): the client must ask again "
+        "over TCP, which fails where TCP 53 to {servers} is blocked"
+    ),
+    "ndots_expansion": (
+        "{wasted} queries for search-domain names came back NXDOMAIN before {final_name} was "
+        "answered: ask for '{name}.' (a trailing dot), or lower ndots in the Pod's "
+        "dnsConfig.options"
+    ),
+    "ok": "answered",
+}
+
+
+def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
+    """Lookups (rows of LOOKUP_COLUMNS) from DNS exchanges (``podcap.flows.dns``): grouped
+    with numpy and pandas, no Python step per query."""
+    if not len(exchanges):
+        return pd.DataFrame(columns=LOOKUP_COLUMNS)
+    q = exchanges.sort_values(["file", "client_ip", "ts"], kind="stable", ignore_index=True)
+    q["name"] = q["name"].astype(str)
+    q["lookup"] = _lookup_numbers(q)
+    groups = q.groupby("lookup", sort=True)
+    final_name = groups["name"].transform("last")
+    final = (q["name"] == final_name).to_numpy()
+    rcode = q["rcode"].to_numpy()
+    table = pd.DataFrame(
+        {
+            "file": groups["file"].first(),
+            "ts": groups["ts"].min(),
+            "client_ip": groups["client_ip"].first().astype(str),
+            "final_name": groups["name"].last(),
+            "queries": groups.size(),
+            "wasted_queries": _per_lookup(q, ~final & (rcode == 3)),
+            "unanswered": _per_lookup(q, rcode < 0),
+            "truncated": _per_lookup(q, q["truncated"].to_numpy()) > 0,
+        }
+    )
+    answered = pd.Series(np.where(final & (rcode >= 0), rcode, 99), index=q.index)
+    table["rcode_number"] = answered.groupby(q["lookup"]).min().replace(99, -1)
+    address = q["address"].where(final & (q["address"] != ""))
+    table["answer"] = address.groupby(q["lookup"]).first().fillna("")
+    ends = q["ts"] + q["latency_ms"].fillna(0) / 1000.0
+    table["latency_ms"] = ((ends.groupby(q["lookup"]).max() - table["ts"]) * 1000.0).round(3)
+    table["servers"] = _joined(q, "server_ip")
+    type_names = {qtype: TYPES.get(qtype, str(qtype)) for qtype in q["qtype"].unique()}
+    table["types"] = _joined(q.assign(type_name=q["qtype"].map(type_names)), "type_name", True)
+    table["name"] = _base_names(q, table)
+    table["verdict"] = _verdicts(q, table)
+    table["rcode"] = table["rcode_number"].map(_rcode_name)
+    table["explanation"] = [
+        EXPLANATIONS[v].format(client=c, servers=s, final_name=f, name=n, wasted=w, unanswered=u)
+        for v, c, s, f, n, w, u in zip(
+            *(table[column].tolist() for column in ("verdict", "client_ip", "servers",
+              "final_name", "name", "wasted_queries", "unanswered")), strict=True,
+        )
+    ]  # fmt: skip
+    return table[LOOKUP_COLUMNS].sort_values("ts", ignore_index=True)
+
+
+def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
+    """One number per lookup: a query starts a new one unless it comes from the client of
+    the query before, shares its first label, and either asks the same name or follows a
+    failure (NXDOMAIN, no answer, or NOERROR without data: the resolver goes on through the
+    search list for all three)."""
+    names = pd.Categorical(queries["name"])
+    labels = pd.Series(names.categories).str.split(".", n=1).str[0]
+    first_label = pd.factorize(labels)[0][names.codes]
+    client = pd.factorize(queries["file"].astype(str) + " ")[0] * (1 << 32)
+    client += pd.factorize(queries["client_ip"].astype(str))[0]
+    name, rcode = names.codes, queries["rcode"].to_numpy()
+    same = (client[1:] == client[:-1]) & (first_label[1:] == first_label[:-1])
+    repeated = name[1:] == name[:-1]
+    failed = np.isin(rcode, FAILED) | ((rcode == 0) & (queries["answers"].to_numpy() == 0))
+    continues = np.r_[False, same & (repeated | failed[:-1])]
+    return np.cumsum(~continues)
+
+
+def _per_lookup(q: pd.DataFrame, flags: np.ndarray) -> pd.Series:
+    return pd.Series(flags.astype(np.int64), index=q.index).groupby(q["lookup"]).sum()
+
+
+def _joined(q: pd.DataFrame, column: str, sort: bool = False) -> pd.Series:
+    """Per lookup, the distinct values of ``column`` joined with commas (one, mostly)."""
+    distinct = q[["lookup", column]].astype({column: str}).drop_duplicates()
+    distinct = distinct.sort_values(["lookup", column] if sort else ["lookup"], kind="stable")
+    lookups = distinct["lookup"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, lookups[1:] != lookups[:-1]])
+    pieces = np.asarray(("," + distinct[column]).to_numpy(), dtype=object)
+    joined = np.add.reduceat(pieces, starts) if len(pieces) else pieces
+    return pd.Series([text[1:] for text in joined], index=lookups[starts])
+
+
+def _rcode_name(rcode: int) -> str:
+    return RCODES.get(rcode, "no answer" if rcode < 0 else str(rcode))
+
+
+def _base_names(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    """The name each lookup was asked as: its final name or, for a lookup that went through
+    several names (a search list), the labels its first and last names start with."""
+    first = q.groupby("lookup")["name"].first()
+    base = table["final_name"].copy()
+    several = first != base
+    base[several] = [_base_name([a, b]) for a, b in zip(first[several], base[several], strict=True)]
+    return base
+
+
+def _verdicts(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    rcode = table["rcode_number"]
+    verdict = np.select(
+        [table["unanswered"] > 0, rcode == 2, rcode == 3, table["truncated"],
+         table["wasted_queries"] > 0],
+        ["timeout", "servfail", "nxdomain", "truncated", "ndots_expansion"],
+        default="ok",
+    )  # fmt: skip
+    verdict = pd.Series(verdict, index=table.index)
+    verdict[verdict.index.isin(_raced_lookups(q)) & (verdict == "timeout")] = "conntrack_race"
+    return verdict
+
+
+def _raced_lookups(q: pd.DataFrame) -> np.ndarray:
+    """Lookups with an unanswered query sent together with an answered one of another type,
+    same name, same socket: the A/AAAA pair of which conntrack dropped one."""
+    key = ["lookup", "name", "client_port"]
+    lost = q.loc[q["rcode"] < 0, [*key, "qtype", "ts"]]
+    if not len(lost):
+        return np.zeros(0, np.int64)
+    got = q.loc[q["rcode"] >= 0, [*key, "qtype", "ts"]]
+    pairs = lost.merge(got, on=key, suffixes=("", "_answered"))
+    pairs = pairs[(pairs["qtype"] != pairs["qtype_answered"])]
+    pairs = pairs[(pairs["ts"] - pairs["ts_answered"]).abs() <= RACE_WINDOW]
+    return pairs["lookup"].unique()
+
+
+def _base_name(names: list[str]) -> str:
+    """The name the application asked for: the labels all the tried names start with."""
+    if len(names) == 1:
+        return names[0]
+    split = [n.split(".") for n in names]
+    common = []
+    for labels in zip(*split, strict=False):
+        if len(set(labels)) > 1:
+            break
+        common.append(labels[0])
+    return ".".join(common) or names[-1]
+
+
+def dns_report(analysis) -> pd.DataFrame:
+    from podcap.flows.dns import dns_exchanges
+
+    lookups = dns_lookups(dns_exchanges(analysis.all_packets))
+    return analysis.without_file_column(as_datetime(lookups, "ts")).reset_index(drop=True)
