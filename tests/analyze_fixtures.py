@@ -227,3 +227,24 @@ tshark_fields = functools.partial(helpers.tshark_fields, extra=ORACLE_DECODE_AS)
 @pytest.fixture(scope="session")
 def mixed_pcap(tmp_path_factory) -> Path:
     return build_mixed(tmp_path_factory.mktemp("analyze") / "mixed.pcap")
+
+
+def dns_answers_both_ways(path) -> tuple[dict, dict]:
+    """Per response frame, (question name, rcode, latency in ms): podcap's DNS exchanges
+    (``podcap.flows.dns``) and tshark's dns.qry.name, dns.flags.rcode and dns.time."""
+    from podcap.analysis.run import analyze
+    from podcap.flows.dns import dns_exchanges
+
+    expected = {
+        int(frame): (name, int(rcode), round(float(time) * 1000, 3))
+        for frame, name, rcode, time in tshark_fields(
+            path, "frame.number", "dns.qry.name", "dns.flags.rcode", "dns.time",
+            display_filter="dns.flags.response == 1 && dns.time",
+        )
+    }  # fmt: skip
+    exchanges = dns_exchanges(analyze([path], reports=["summary"]).analysis.all_packets)
+    found = {
+        int(row.response_frame): (row.name, row.rcode, row.latency_ms)
+        for row in exchanges.dropna(subset=["response_frame"]).itertuples()
+    }
+    return found, expected

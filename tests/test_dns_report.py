@@ -10,7 +10,7 @@ import pytest
 
 from podcap.analysis.run import analyze
 from podcap.flows.dns import dns_exchanges
-from tests.analyze_fixtures import Capture, tshark_fields, udp_frame
+from tests.analyze_fixtures import Capture, dns_answers_both_ways, tshark_fields, udp_frame
 
 POD, COREDNS = "10.244.1.5", "10.96.0.10"
 SEARCH = ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
@@ -105,17 +105,7 @@ def exchanges_of(path):
 
 
 def test_each_query_is_paired_with_its_response_as_tshark_pairs_them(dns_pcap):
-    expected = {
-        int(frame): (name, int(rcode), round(float(time) * 1000, 3))
-        for frame, name, rcode, time in tshark_fields(
-            dns_pcap, "frame.number", "dns.qry.name", "dns.flags.rcode", "dns.time",
-            display_filter="dns.flags.response == 1 && dns.time",
-        )
-    }  # fmt: skip
-    found = {
-        int(row.response_frame): (row.name, row.rcode, row.latency_ms)
-        for row in exchanges_of(dns_pcap).dropna(subset=["response_frame"]).itertuples()
-    }
+    found, expected = dns_answers_both_ways(dns_pcap)
     assert found == expected
     assert len(found) == 20  # 8 + 2 + 8 + 1 + 1: every response but none to the lost query
 

@@ -17,9 +17,12 @@ from podcap.decode.reread import reopen
 from podcap.decode.schema import UDP
 
 DNS_PORT = 53
+RETRY_WINDOW = (
+    5.0  # s: the same query again sooner is a retransmission (tshark's dns.retransmission_timer)
+)
 EXCHANGE_COLUMNS = [
     "file", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port", "id",
-    "name", "qtype", "response_frame", "rcode", "latency_ms", "answers", "address",
+    "name", "qtype", "tries", "response_frame", "rcode", "latency_ms", "answers", "address",
     "truncated",
 ]  # fmt: skip
 
@@ -65,8 +68,9 @@ def _read(packets: pd.DataFrame, rows: np.ndarray, view) -> pd.DataFrame:
 
 
 def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
-    """One row per DNS query, with its response's frame, rcode (-1: none came), latency,
-    answer count and first address."""
+    """One row per DNS query (its retransmissions counted in ``tries``), with its response's
+    frame, rcode (-1: none came), latency from the first sending, answer count and first
+    address."""
     messages = dns_messages(packets)
     messages = messages[~messages["malformed"]] if "malformed" in messages else messages
     if not len(messages):
@@ -94,8 +98,10 @@ def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pair(queries: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
-    """Each response with the latest query before it on the same sockets and id; a query
-    answered twice keeps the first response."""
+    """One row per query as first sent, its retransmissions counted in ``tries``
+    (``_first_sendings``); each response answers the latest query before it on the same
+    sockets with the same id, that is its first sending's (tshark's dns.time runs from
+    there); a query answered twice keeps the first response."""
     key = ["file", "client_ip", "client_port", "server_ip", "server_port", "id"]
     for table in (queries, answers):
         if "file" not in table:
@@ -103,21 +109,22 @@ def _pair(queries: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
         for name in ("client_ip", "server_ip", "file"):
             table[name] = table[name].astype(str)
     answers = answers.rename(columns={"frame": "response_frame", "ts": "response_ts"})
+    queries = _first_sendings(queries, answers, key)
     answers = answers.assign(query_ts=answers["response_ts"])
     matched = pd.merge_asof(
         answers.sort_values("query_ts"),
-        queries[[*key, "ts", "frame"]].sort_values("ts"),
+        queries[[*key, "ts", "original"]].sort_values("ts"),
         left_on="query_ts",
         right_on="ts",
         by=key,
         direction="backward",
     )
-    matched = matched.dropna(subset=["frame"]).drop_duplicates("frame", keep="first")
-    found = matched.set_index("frame")[
+    matched = matched.dropna(subset=["original"]).drop_duplicates("original", keep="first")
+    found = matched.set_index("original")[
         ["response_frame", "response_ts", "rcode", "answers", "address", "truncated"]
     ]
     found = found.rename(columns=lambda c: c if c.startswith("response") else f"{c}_response")
-    out = queries.join(found, on="frame")
+    out = queries[queries["frame"] == queries["original"]].join(found, on="frame")
     answered = out["response_frame"].notna()
     out["response_frame"] = out["response_frame"].astype("Int64")
     out["rcode"] = out["rcode_response"].where(answered, -1).astype(np.int64)
@@ -126,3 +133,30 @@ def _pair(queries: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
     out["truncated"] = out["truncated_response"].where(answered, False).astype(bool)
     out["latency_ms"] = ((out["response_ts"] - out["ts"]) * 1000.0).round(3)
     return out.sort_values("frame", kind="stable")
+
+
+def _first_sendings(queries: pd.DataFrame, answers: pd.DataFrame, key: list[str]):
+    """``queries`` with ``original`` (the frame that first sent each one) and, on the first
+    sendings, ``tries`` (how many times it was sent). A query is sent again, as tshark
+    reckons, when the same one (sockets, id, name, type) went out less than RETRY_WINDOW
+    before and no response with its id came in between."""
+    same = [*key, "name", "qtype"]
+    queries = queries.sort_values("ts", kind="stable", ignore_index=True)
+    previous = queries.groupby(same, sort=False)["ts"].shift()
+    answered = pd.merge_asof(
+        queries[[*key, "ts"]].reset_index(),
+        answers[[*key, "response_ts"]].sort_values("response_ts"),
+        left_on="ts",
+        right_on="response_ts",
+        by=key,
+        direction="backward",
+    ).set_index("index")["response_ts"]
+    resent = (queries["ts"] - previous < RETRY_WINDOW) & ~(answered >= previous)
+    order = queries.sort_values([*same, "ts"], kind="stable").index.to_numpy()
+    run = np.empty(len(queries), np.int64)
+    run[order] = np.cumsum(~resent.to_numpy()[order])
+    firsts = np.zeros(run.max(initial=0) + 1, np.int64)
+    firsts[run[~resent.to_numpy()]] = queries["frame"].to_numpy()[~resent.to_numpy()]
+    queries["original"] = firsts[run]
+    queries["tries"] = np.bincount(run)[run]
+    return queries

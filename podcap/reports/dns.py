@@ -80,9 +80,9 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
             "ts": groups["ts"].min(),
             "client_ip": groups["client_ip"].first().astype(str),
             "final_name": groups["name"].last(),
-            "queries": groups.size(),
+            "queries": groups["tries"].sum(),
             "wasted_queries": _per_lookup(q, ~final & (rcode == 3)),
-            "unanswered": _per_lookup(q, rcode < 0),
+            "unanswered": _per_lookup(q, _unanswered_sendings(q)),
             "truncated": _per_lookup(q, q["truncated"].to_numpy()) > 0,
         }
     )
@@ -124,6 +124,12 @@ def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
     failed = np.isin(rcode, FAILED) | ((rcode == 0) & (queries["answers"].to_numpy() == 0))
     continues = np.r_[False, same & (repeated | failed[:-1])]
     return np.cumsum(~continues)
+
+
+def _unanswered_sendings(q: pd.DataFrame) -> np.ndarray:
+    """Per query, the sendings no response came to: all but the last of its tries, and
+    that one too when none came."""
+    return q["tries"].to_numpy() - 1 + (q["rcode"].to_numpy() < 0)
 
 
 def _per_lookup(q: pd.DataFrame, flags: np.ndarray) -> pd.Series:
@@ -169,13 +175,14 @@ def _verdicts(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
 
 
 def _raced_lookups(q: pd.DataFrame) -> np.ndarray:
-    """Lookups with an unanswered query sent together with an answered one of another type,
-    same name, same socket: the A/AAAA pair of which conntrack dropped one."""
+    """Lookups with a query that went unanswered (or needed a retry) while the one of the
+    other type, same name, sent with it from the same socket was answered at once: the
+    A/AAAA pair of which conntrack dropped one."""
     key = ["lookup", "name", "client_port"]
-    lost = q.loc[q["rcode"] < 0, [*key, "qtype", "ts"]]
+    lost = q.loc[_unanswered_sendings(q) > 0, [*key, "qtype", "ts"]]
     if not len(lost):
         return np.zeros(0, np.int64)
-    got = q.loc[q["rcode"] >= 0, [*key, "qtype", "ts"]]
+    got = q.loc[(q["tries"] == 1) & (q["rcode"] >= 0), [*key, "qtype", "ts"]]
     pairs = lost.merge(got, on=key, suffixes=("", "_answered"))
     pairs = pairs[(pairs["qtype"] != pairs["qtype_answered"])]
     pairs = pairs[(pairs["ts"] - pairs["ts_answered"]).abs() <= RACE_WINDOW]
