@@ -75,6 +75,9 @@ def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
     messages = messages[~messages["malformed"]] if "malformed" in messages else messages
     if not len(messages):
         return pd.DataFrame(columns=EXCHANGE_COLUMNS)
+    messages = messages.assign(
+        key=_exchange_keys(messages), name_code=pd.factorize(messages["name"])[0]
+    )
     queries = messages[~messages["response"]].rename(
         columns={
             "src": "client_ip",
@@ -97,17 +100,42 @@ def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
     return paired[EXCHANGE_COLUMNS].reset_index(drop=True)
 
 
+def _exchange_keys(messages: pd.DataFrame) -> np.ndarray:
+    """One number per (file, client socket, server socket, transaction id): a query and its
+    responses share it (a response's addresses and ports are the query's, swapped)."""
+    response = messages["response"].to_numpy()
+    src, dst = _address_codes(messages["src"], messages["dst"])
+    sport, dport = messages["sport"].to_numpy(), messages["dport"].to_numpy()
+    parts = {
+        "file": pd.factorize(messages["file"])[0] if "file" in messages else 0,
+        "client": np.where(response, dst, src),
+        "client_port": np.where(response, dport, sport),
+        "server": np.where(response, src, dst),
+        "server_port": np.where(response, sport, dport),
+        "id": messages["ident"].to_numpy(),
+    }
+    return pd.DataFrame(parts).groupby(list(parts), sort=False).ngroup().to_numpy()
+
+
+def _address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of two address columns in one numbering (their categories may differ)."""
+    src, dst = src.astype("category"), dst.astype("category")
+    union = src.cat.categories.union(dst.cat.categories)
+    return (
+        union.get_indexer(src.cat.categories)[src.cat.codes.to_numpy()],
+        union.get_indexer(dst.cat.categories)[dst.cat.codes.to_numpy()],
+    )
+
+
 def _pair(queries: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
     """One row per query as first sent, its retransmissions counted in ``tries``
     (``_first_sendings``); each response answers the latest query before it on the same
     sockets with the same id, that is its first sending's (tshark's dns.time runs from
     there); a query answered twice keeps the first response."""
-    key = ["file", "client_ip", "client_port", "server_ip", "server_port", "id"]
+    key = ["key"]
     for table in (queries, answers):
         if "file" not in table:
             table["file"] = ""
-        for name in ("client_ip", "server_ip", "file"):
-            table[name] = table[name].astype(str)
     answers = answers.rename(columns={"frame": "response_frame", "ts": "response_ts"})
     queries = _first_sendings(queries, answers, key)
     answers = answers.assign(query_ts=answers["response_ts"])
@@ -140,7 +168,7 @@ def _first_sendings(queries: pd.DataFrame, answers: pd.DataFrame, key: list[str]
     sendings, ``tries`` (how many times it was sent). A query is sent again, as tshark
     reckons, when the same one (sockets, id, name, type) went out less than RETRY_WINDOW
     before and no response with its id came in between."""
-    same = [*key, "name", "qtype"]
+    same = [*key, "name_code", "qtype"]
     queries = queries.sort_values("ts", kind="stable", ignore_index=True)
     previous = queries.groupby(same, sort=False)["ts"].shift()
     answered = pd.merge_asof(
