@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from podcap.sidecar import sidecar_document, write_sidecar
@@ -127,6 +128,7 @@ def empty_truth() -> dict:
         "dropped": None,  # {what, by, syns_unanswered: true}
         "refused": None,  # {server_ip, port}
         "encapsulation": None,  # {type, udp_port, vni, outer_src, outer_dst}
+        "dns_lookups": [],  # {name, verdict, queries, names_tried, nxdomain, lost}
     }
 
 
@@ -527,6 +529,50 @@ def snat_multipoint(run: Run, lab: Lab) -> None:
             snat=snat,
         ),
     )
+
+
+# A CoreDNS of the lab's own (testbed/lab/dns_server.py) in Pod b; the names Pod a resolves.
+DNS_ZONE = {
+    "addresses": {"api.shop": "93.184.216.34", "db.prod.svc.cluster.local": "10.96.3.3"},
+    "lose_once": {"db.prod.svc.cluster.local": 28},  # the AAAA of the parallel pair, once
+}
+DNS_LOOKUPS = {"api.shop": "ndots_expansion", "db.prod": "conntrack_race", "nothere": "nxdomain"}
+
+
+@scenario("11", lab="routed")
+def dns_lookups(run: Run, lab: Lab) -> None:
+    from testbed.lab.dns_server import logged, resolv_conf, resolve, serving
+
+    a, b = lab.pods
+    log = os.path.join(run.staging, "dns.log")
+    point = in_pod("11-dns-lookups.pcap", a, "udp port 53")
+    with serving(lab, b, DNS_ZONE, Path(log)), resolv_conf(a, b.ip):
+        with capturing(run, lab, point) as take:
+            for name in DNS_LOOKUPS:
+                resolve(lab, a, name)
+    entries = logged(Path(log))
+    os.unlink(log)
+    lookups = [dns_truth(name, verdict, entries) for name, verdict in DNS_LOOKUPS.items()]
+    take.write(
+        f"Pod {a.name} resolves api.shop, db.prod and nothere with a kubelet's resolv.conf "
+        f"(search list, ndots:5) against a DNS server in Pod {b.name}, which loses the first "
+        "AAAA answer for db.prod; captured in the client Pod",
+        conversation(a, b, dns_lookups=lookups),
+        guide_filter="dns",
+    )
+
+
+def dns_truth(name: str, verdict: str, entries: list[dict]) -> dict:
+    """What the server logged of the lookup of ``name`` (its search-domain tries included)."""
+    mine = [e for e in entries if e["name"] == name or e["name"].startswith(name + ".")]
+    return {
+        "name": name,
+        "verdict": verdict,
+        "queries": len(mine),
+        "names_tried": list(dict.fromkeys(e["name"] for e in mine)),
+        "nxdomain": sum(e["done"] == "NXDOMAIN" for e in mine),
+        "lost": sum(e["done"] == "lost" for e in mine),
+    }
 
 
 # ---------------------------------------------------------------------------- driver

@@ -6,19 +6,11 @@ responder logged, and the exchanges against tshark's DNS fields."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from podcap.analysis.run import analyze
 from tests.analyze_fixtures import dns_answers_both_ways
 
-DNS_SERVER = Path(__file__).resolve().parents[1] / "testbed" / "lab" / "dns_server.py"
-SEARCH = "default.svc.cluster.local svc.cluster.local cluster.local"
 ZONE = {
     "addresses": {"api.shop": "93.184.216.34", "db.prod.svc.cluster.local": "10.96.3.3"},
     "servfail": ["broken.example.com"],
@@ -33,41 +25,23 @@ VERDICTS = {"api.shop": "ndots_expansion", "db.prod": "conntrack_race", "nothere
             "dead.svc.cluster.local": "timeout"}  # fmt: skip
 
 
-# The application: getaddrinfo without AI_ADDRCONFIG (getent's flag, which leaves out AAAA
-# where the Pod has no IPv6 address), so glibc sends A and AAAA together from one socket.
-RESOLVE = "import socket,sys; print(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 80)}))"
-
-
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory):
     from testbed.lab import Lab  # noqa: PLC0415
+    from testbed.lab.dns_server import logged, resolv_conf, resolve, serving  # noqa: PLC0415
     from testbed.lab.fixtures import lab_unavailable  # noqa: PLC0415
 
     reason = lab_unavailable()
     if reason:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("dns-lab")
-    zone, log, pcap = out / "zone.json", out / "dns.log", out / "client.pcap"
-    zone.write_text(json.dumps(ZONE))
+    log, pcap = out / "dns.log", out / "client.pcap"
     with Lab(nodes=2, pods_per_node=1, overlay="routed") as lab:
         client, coredns = lab.pods
-        server = lab.popen(coredns, [sys.executable, str(DNS_SERVER), "--zone", str(zone),
-                                     "--log", str(log)], stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert server.stdout.readline().strip() == "ready"
-        # ip netns exec mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf.
-        etc = Path("/etc/netns") / client.netns
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "resolv.conf").write_text(
-            f"search {SEARCH}\nnameserver {coredns.ip}\noptions ndots:5 timeout:1 attempts:2\n"
-        )
-        try:
+        with serving(lab, coredns, ZONE, log), resolv_conf(client, coredns.ip):
             with lab.capture(client, str(pcap), "udp port 53"):
-                answers = {name: lab.run(client, [sys.executable, "-c", RESOLVE, name])
-                           for name in ASKED}  # fmt: skip
-        finally:
-            shutil.rmtree(etc, ignore_errors=True)
-    logged = [json.loads(line) for line in log.read_text().splitlines()]
-    return {"pcap": pcap, "logged": logged, "answers": answers, "client": client.ip}
+                answers = {name: resolve(lab, client, name) for name in ASKED}
+    return {"pcap": pcap, "logged": logged(log), "answers": answers, "client": client.ip}
 
 
 @pytest.fixture(scope="module")

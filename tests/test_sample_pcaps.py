@@ -15,6 +15,7 @@ import shutil
 
 import pytest
 
+from podcap.analysis.run import analyze
 from podcap.sidecar import SIDECAR_FORMAT, read_sidecar
 from testbed.lab import tshark
 
@@ -113,6 +114,7 @@ def test_http_requests(sample):
 def test_source_address_seen(sample):
     path, _, truth, decode = sample
     client_side = "http.request || (tcp.flags.syn == 1 && tcp.flags.ack == 0)"
+    client_side += " || dns.flags.response == 0"
     rows = tshark.fields(path, ["ip.src"], client_side, decode)
     assert rows
     assert {inner(r["ip.src"]) for r in rows} == {truth["src_ip_seen"]}
@@ -153,9 +155,28 @@ def test_drops_and_refusals(sample):
         assert rows == [
             {"ip.src": truth["refused"]["server_ip"], "tcp.srcport": str(truth["refused"]["port"])}
         ]
-    else:
+    elif not truth.get("dns_lookups"):  # the DNS sample has no TCP
         assert tshark.count(path, synack, decode) >= 1
         assert tshark.count(path, rst, decode) == 0
+
+
+def test_dns_lookups(sample):
+    """The queries tshark sees are those the DNS server logged, and the dns report folds them
+    into the lookups the client made, with the verdicts the server's zone caused."""
+    path, _, truth, _ = sample
+    lookups = truth.get("dns_lookups") or []
+    queries = tshark.fields(path, ["dns.qry.name"], "dns.flags.response == 0")
+    assert len(queries) == sum(lookup["queries"] for lookup in lookups)
+    tried = [name for lookup in lookups for name in lookup["names_tried"]]
+    assert list(dict.fromkeys(q["dns.qry.name"] for q in queries)) == tried
+    nxdomain = tshark.count(path, "dns.flags.rcode == 3")
+    assert nxdomain == sum(lookup["nxdomain"] for lookup in lookups)
+    if lookups:
+        report = analyze([path], reports=["dns"])["dns"].set_index("name")
+        for lookup in lookups:
+            row = report.loc[lookup["name"]]
+            assert row["verdict"] == lookup["verdict"]
+            assert (row["queries"], row["unanswered"]) == (lookup["queries"], lookup["lost"])
 
 
 def test_encapsulation(sample):

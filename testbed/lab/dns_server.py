@@ -17,14 +17,19 @@ the ground truth a test compares the dns report with. Prints ``ready`` once it l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import dpkt
 
-RCODE_NAMES = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN"}
+SEARCH = "default.svc.cluster.local svc.cluster.local cluster.local"
 
 
 def answer(query: dpkt.dns.DNS, zone: dict, lost: set) -> tuple[bytes | None, str]:
@@ -89,3 +94,48 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@contextlib.contextmanager
+def serving(lab, pod, zone: dict, log: Path) -> Iterator[None]:
+    """This responder in ``pod``'s namespace for the block (the lab stops it at close too)."""
+    zone_file = log.with_suffix(".zone.json")
+    zone_file.write_text(json.dumps(zone))
+    argv = [sys.executable, __file__, "--zone", str(zone_file), "--log", str(log)]
+    server = lab.popen(pod, argv, stdout=subprocess.PIPE, text=True)
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the DNS responder in {pod.name} did not start")
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def resolv_conf(pod, nameserver: str, search: str = SEARCH) -> Iterator[None]:
+    """A kubelet's resolv.conf for ``pod`` (``ip netns exec`` mounts /etc/netns/NS/resolv.conf
+    over /etc/resolv.conf): the search list, ndots:5, a 1 s timeout to keep tests short."""
+    etc = Path("/etc/netns") / pod.netns
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "resolv.conf").write_text(
+        f"search {search}\nnameserver {nameserver}\noptions ndots:5 timeout:1 attempts:2\n"
+    )
+    try:
+        yield
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+
+
+# The application: getaddrinfo without AI_ADDRCONFIG (getent's flag, which leaves out AAAA
+# where the Pod has no IPv6 address), so glibc sends A and AAAA together from one socket.
+RESOLVE = "import socket,sys; print(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 80)}))"
+
+
+def resolve(lab, pod, name: str):
+    """Resolve ``name`` in ``pod`` as an application does; the CompletedProcess."""
+    return lab.run(pod, [sys.executable, "-c", RESOLVE, name])
+
+
+def logged(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
