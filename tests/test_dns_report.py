@@ -157,5 +157,5 @@ def test_the_command_line_shows_the_lookups(dns_pcap):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     header, *rows = run.stdout.splitlines()
-    assert header.startswith("ts,client_ip,name,types,verdict")
+    assert header.startswith("ts,client_ip,client_pod,name,types,verdict")
     assert len(rows) == 5

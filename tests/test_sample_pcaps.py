@@ -163,7 +163,7 @@ def test_drops_and_refusals(sample):
 def test_dns_lookups(sample):
     """The queries tshark sees are those the DNS server logged, and the dns report folds them
     into the lookups the client made, with the verdicts the server's zone caused."""
-    path, _, truth, _ = sample
+    path, doc, truth, _ = sample
     lookups = truth.get("dns_lookups") or []
     queries = tshark.fields(path, ["dns.qry.name"], "dns.flags.response == 0")
     assert len(queries) == sum(lookup["queries"] for lookup in lookups)
@@ -177,6 +177,7 @@ def test_dns_lookups(sample):
             row = report.loc[lookup["name"]]
             assert row["verdict"] == lookup["verdict"]
             assert (row["queries"], row["unanswered"]) == (lookup["queries"], lookup["lost"])
+            assert row["client_pod"] == f"{doc['point']['namespace']}/{doc['point']['pod']}"
 
 
 def test_encapsulation(sample):

@@ -206,4 +206,19 @@ def dns_report(analysis) -> pd.DataFrame:
     from podcap.flows.dns import dns_exchanges
 
     lookups = dns_lookups(dns_exchanges(analysis.all_packets))
+    lookups.insert(3, "client_pod", _client_pods(analysis, lookups))
     return analysis.without_file_column(as_datetime(lookups, "ts")).reset_index(drop=True)
+
+
+def _client_pods(analysis, lookups: pd.DataFrame) -> list[str]:
+    """The Pod that asked (``NAMESPACE/NAME``) where the lookup was captured in a Pod whose
+    address is the client's (its sidecar says which Pod, ``podcap.path.points``)."""
+    from podcap.path.points import points_of
+
+    if not len(lookups):
+        return []
+    points = points_of(analysis.files, analysis.all_packets, analysis.sidecars)
+    pods = {(p.file, p.address): p.name.removeprefix("pod ") for p in points if p.kind == "pod"}
+    return [
+        pods.get((f, c), "") for f, c in zip(lookups["file"], lookups["client_ip"], strict=True)
+    ]

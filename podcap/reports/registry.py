@@ -183,6 +183,7 @@ REPORTS: dict[str, Report] = {
             section=Section("DNS lookups", "No DNS lookups.", place=35),
             key_columns=("client_ip", "name", "verdict", "rcode", "answer"),
             more_columns=(
+                "client_pod",
                 "wasted_queries",
                 "unanswered",
                 "latency_ms",
