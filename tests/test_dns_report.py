@@ -2,6 +2,7 @@
 on captures written here query by query, checked against tshark's DNS fields."""
 
 import socket
+import struct
 import subprocess
 import sys
 
@@ -10,7 +11,14 @@ import pytest
 
 from podcap.analysis.run import analyze
 from podcap.flows.dns import dns_exchanges
-from tests.analyze_fixtures import Capture, dns_answers_both_ways, tshark_fields, udp_frame
+from tests.analyze_fixtures import (
+    ACK,
+    PSH,
+    Capture,
+    dns_answers_both_ways,
+    tshark_fields,
+    udp_frame,
+)
 
 POD, COREDNS = "10.244.1.5", "10.96.0.10"
 SEARCH = ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
@@ -84,6 +92,15 @@ def dns_pcap(tmp_path_factory):
     missing.ask("nothere", {1: (3, None), 28: (3, None)})
     Resolver(cap, port=40003).ask("broken.example.com", {1: (2, None)}, gap=1.0)
     Resolver(cap, port=40004).ask("big.example.com", {1: (0, None, "tc")}, gap=1.0)
+    # Truncated over UDP, then asked again over TCP (each message after its 2-byte length).
+    Resolver(cap, port=40006).ask("large.example.com", {1: (0, None, "tc")}, gap=1.0)
+    tcp = cap.session(POD, COREDNS, 40007, 53).handshake()
+    for side, message in (
+        (tcp.c, query(300, "large.example.com")),
+        (tcp.s, answer(300, "large.example.com", address="192.0.2.80")),
+    ):
+        side(PSH | ACK, struct.pack("!H", len(message)) + message)  # fmt: skip
+    tcp.close()
     # Not DNS to ask about: mDNS, and a payload on port 53 that is no DNS message at all.
     cap.add(udp_frame(POD, "224.0.0.251", 5353, 5353, query(1, "printer.local")), 1.0)
     cap.add(
@@ -107,12 +124,13 @@ def exchanges_of(path):
 def test_each_query_is_paired_with_its_response_as_tshark_pairs_them(dns_pcap):
     found, expected = dns_answers_both_ways(dns_pcap)
     assert found == expected
-    assert len(found) == 20  # 8 + 2 + 8 + 1 + 1: every response but none to the lost query
+    assert len(found) == 22  # 8 + 2 + 8 + 1 + 1 + 2 (UDP, TCP): all but the lost query's
+    assert {row.transport for row in exchanges_of(dns_pcap).itertuples()} == {"udp", "tcp"}
 
 
 def test_the_names_asked_are_tsharks(dns_pcap):
     asked = tshark_fields(dns_pcap, "frame.number", "dns.qry.name",
-                          display_filter="dns.flags.response == 0 && udp.port == 53")  # fmt: skip
+                          display_filter="dns.flags.response == 0 && !(udp.port == 5353)")  # fmt: skip
     exchanges = exchanges_of(dns_pcap)
     assert [(int(f), n) for f, n in asked if n] == list(
         zip(exchanges.frame, exchanges.name, strict=True)
@@ -145,8 +163,13 @@ def test_failures_are_named(lookups, name, verdict, rcode):
     assert (row["verdict"], row["rcode"]) == (verdict, rcode)
 
 
+def test_a_truncated_answer_asked_again_over_tcp_is_answered(lookups):
+    row = lookups[lookups["name"] == "large.example.com"].iloc[0]
+    assert (row["verdict"], row["queries"], row["answer"]) == ("ok", 2, "192.0.2.80")
+
+
 def test_mdns_and_messages_that_are_not_dns_are_left_out(lookups):
-    assert len(lookups) == 5
+    assert len(lookups) == 6
     assert not lookups["name"].str.contains("printer").any()
 
 
@@ -158,4 +181,4 @@ def test_the_command_line_shows_the_lookups(dns_pcap):
     assert run.returncode == 0, run.stderr
     header, *rows = run.stdout.splitlines()
     assert header.startswith("ts,client_ip,client_pod,name,types,verdict")
-    assert len(rows) == 5
+    assert len(rows) == 6

@@ -58,7 +58,7 @@ def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
     qtype = np.where(asked, view.u16(name_end), -1)
     names = _names(view, start + HEADER, name_end, asked)
     answer_at = np.where(asked, name_end + 4, start + HEADER)
-    address, broken = _first_address(view, answer_at, end, np.where(flags >> 15 == 1, answers, 0))
+    address, _ = _first_address(view, answer_at, end, np.where(flags >> 15 == 1, answers, 0))
     return DnsColumns(
         ident=(header[:, 0] << 8) | header[:, 1],
         response=(flags >> 15) == 1,
@@ -69,7 +69,7 @@ def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
         name=names,
         qtype=qtype,
         address=address,
-        malformed=malformed | broken,
+        malformed=malformed,  # an answer cut short (a long one over TCP) keeps the rest
     )
 
 

@@ -1,7 +1,7 @@
 """DNS exchanges: one row per query with the response that answered it, as tshark pairs them.
 
-The DNS messages are the UDP payloads to or from port 53 (mDNS's 5353 is not DNS to ask
-about); their bytes are read again from the capture file at once (``podcap.decode.reread``,
+The DNS messages are the UDP payloads to or from port 53 and the TCP segments that start
+one there (a truncated answer is asked again over TCP; mDNS's 5353 is not DNS to ask about); their bytes are read again from the capture file at once (``podcap.decode.reread``,
 a mapping of the file) and their fields with numpy (``podcap.decode.dns``). A response
 answers the latest query before it with the same transaction id between the same two
 sockets; its ``latency_ms`` is tshark's ``dns.time``.
@@ -14,7 +14,7 @@ import pandas as pd
 
 from podcap.decode.dns import read_dns
 from podcap.decode.reread import reopen
-from podcap.decode.schema import UDP
+from podcap.decode.schema import TCP, UDP
 
 DNS_PORT = 53
 RETRY_WINDOW = (
@@ -22,8 +22,8 @@ RETRY_WINDOW = (
 )
 EXCHANGE_COLUMNS = [
     "file", "frame", "ts", "client_ip", "client_port", "server_ip", "server_port", "id",
-    "name", "qtype", "tries", "response_frame", "rcode", "latency_ms", "answers", "address",
-    "truncated",
+    "name", "qtype", "transport", "tries", "response_frame", "rcode", "latency_ms", "answers",
+    "address", "truncated",
 ]  # fmt: skip
 
 
@@ -45,9 +45,14 @@ def dns_messages(packets: pd.DataFrame) -> pd.DataFrame:
 
 
 def _dns_rows(packets: pd.DataFrame) -> np.ndarray:
+    """UDP datagrams and TCP segments to or from port 53 long enough for a DNS header (over
+    TCP, after its 2-byte length); TCP's retransmitted segments left out."""
     on_port = (packets["sport"] == DNS_PORT) | (packets["dport"] == DNS_PORT)
-    keep = on_port & (packets["ip_proto"] == UDP) & (packets["payload_len"] >= 12)
-    keep &= packets["file_off"] >= 0
+    udp = (packets["ip_proto"] == UDP) & (packets["payload_len"] >= 12)
+    tcp = (packets["ip_proto"] == TCP) & (packets["payload_len"] >= 14)
+    if "retransmission" in packets:
+        tcp &= ~packets["retransmission"]
+    keep = on_port & (udp | tcp) & (packets["file_off"] >= 0)
     if "dup_of_frame" in packets:  # another interface's copy (tcpdump -i any) of one packet
         keep &= packets["dup_of_frame"] < 0
     return np.flatnonzero(keep.to_numpy())
@@ -57,12 +62,17 @@ def _read(packets: pd.DataFrame, rows: np.ndarray, view) -> pd.DataFrame:
     at = packets["file_off"].to_numpy()[rows] + packets["payload_off"].to_numpy()[rows]
     captured = packets["caplen"].to_numpy()[rows] - packets["payload_off"].to_numpy()[rows]
     end = at + np.minimum(captured, packets["payload_len"].to_numpy()[rows])
+    tcp = packets["ip_proto"].to_numpy()[rows] == TCP
     table = packets.iloc[rows][["frame", "ts", "src", "dst", "sport", "dport"]]
-    table = table.reset_index(drop=True).assign(row=rows)
+    table = table.reset_index(drop=True).assign(row=rows, transport=np.where(tcp, "tcp", "udp"))
     if "file" in packets:
         table["file"] = packets["file"].to_numpy()[rows]
     if view is None:
         return table.iloc[:0]
+    if tcp.any():  # a message over TCP follows its length (the first in the segment: ours)
+        length = view.u16(at[tcp])
+        at[tcp] += 2
+        end[tcp] = np.minimum(end[tcp], at[tcp] + length)
     fields = read_dns(view, at, end)
     return table.assign(**{name: getattr(fields, name) for name in fields.__dataclass_fields__})
 

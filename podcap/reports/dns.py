@@ -83,7 +83,7 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
             "queries": groups["tries"].sum(),
             "wasted_queries": _per_lookup(q, ~final & (rcode == 3)),
             "unanswered": _per_lookup(q, _unanswered_sendings(q)),
-            "truncated": _per_lookup(q, q["truncated"].to_numpy()) > 0,
+            "truncated": _per_lookup(q, _truncated_unanswered(q, final)) > 0,
         }
     )
     answered = pd.Series(np.where(final & (rcode >= 0), rcode, 99), index=q.index)
@@ -124,6 +124,13 @@ def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
     failed = np.isin(rcode, FAILED) | ((rcode == 0) & (queries["answers"].to_numpy() == 0))
     continues = np.r_[False, same & (repeated | failed[:-1])]
     return np.cumsum(~continues)
+
+
+def _truncated_unanswered(q: pd.DataFrame, final: np.ndarray) -> np.ndarray:
+    """Per query: its answer was truncated, and the final name got no answer over TCP."""
+    over_tcp = final & (q["transport"] == "tcp").to_numpy() & (q["rcode"] >= 0).to_numpy()
+    answered_over_tcp = _per_lookup(q, over_tcp).reindex(q["lookup"]).to_numpy() > 0
+    return q["truncated"].to_numpy() & ~answered_over_tcp
 
 
 def _unanswered_sendings(q: pd.DataFrame) -> np.ndarray:
