@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,19 +38,21 @@ class DnsColumns:
     rcode: np.ndarray  # dns.flags.rcode
     questions: np.ndarray  # dns.count.queries
     answers: np.ndarray  # dns.count.answers
-    name: np.ndarray  # object: the question's name, dotted ("" without a question)
+    name: Any  # pandas Categorical: the question's name, dotted ("" without a question)
     qtype: np.ndarray  # dns.qry.type; -1 without a question
-    address: np.ndarray  # object: the first A/AAAA answer's address ("" if none)
+    address: Any  # pandas Categorical: the first A/AAAA answer's address ("" if none)
     malformed: np.ndarray  # bool
 
 
 def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
     """The fields of the DNS messages at ``start`` (each ending before ``end``)."""
     start, end = start.astype(np.int64), end.astype(np.int64)
-    header = view.rows(start, HEADER).astype(np.int64)
-    flags = (header[:, 2] << 8) | header[:, 3]
-    questions = (header[:, 4] << 8) | header[:, 5]
-    answers = (header[:, 6] << 8) | header[:, 7]
+    header = view.rows(start, HEADER)
+
+    def field(at: int) -> np.ndarray:  # the big-endian 16-bit header field at byte ``at``
+        return (header[:, at].astype(np.int64) << 8) | header[:, at + 1]
+
+    flags, questions, answers = field(2), field(4), field(6)
     malformed = start + HEADER > end
     asked = (questions > 0) & ~malformed
     name_end, bad = _skip_names(view, np.where(asked, start + HEADER, end), end)
@@ -60,7 +63,7 @@ def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
     answer_at = np.where(asked, name_end + 4, start + HEADER)
     address, _ = _first_address(view, answer_at, end, np.where(flags >> 15 == 1, answers, 0))
     return DnsColumns(
-        ident=(header[:, 0] << 8) | header[:, 1],
+        ident=field(0),
         response=(flags >> 15) == 1,
         truncated=(flags & 0x0200) != 0,
         rcode=flags & 0x000F,
@@ -94,13 +97,15 @@ def _skip_names(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.nda
     return pos, bad
 
 
-def _names(view: ByteView, at: np.ndarray, stop: np.ndarray, asked: np.ndarray) -> np.ndarray:
-    """The dotted question names: distinct wire names found with one hash per message,
-    each spelled once."""
-    names = np.full(len(at), "", dtype=object)
+def _names(view: ByteView, at: np.ndarray, stop: np.ndarray, asked: np.ndarray):
+    """The dotted question names, as a pandas Categorical: distinct wire names found with
+    one hash per message, each spelled once (no Python string per message)."""
+    import pandas as pd
+
+    codes = np.zeros(len(at), np.int64)
     rows = np.flatnonzero(asked & (stop - at <= MAX_NAME))
     if not len(rows):
-        return names
+        return pd.Categorical.from_codes(codes, [""])
     length = stop[rows] - at[rows]
     width = int(-(-length.max() // 8) * 8)
     wire = view.rows(at[rows], width)
@@ -109,9 +114,10 @@ def _names(view: ByteView, at: np.ndarray, stop: np.ndarray, asked: np.ndarray) 
     mixers = np.random.default_rng(5353).integers(1, 2**63, words.shape[1], dtype=np.uint64) | 1
     key = (words * mixers).sum(axis=1, dtype=np.uint64) ^ length.astype(np.uint64)
     distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    spelled = np.array([_dotted(bytes(wire[i, : length[i]])) for i in first], dtype=object)
-    names[rows] = spelled[inverse.ravel()]
-    return names
+    spelled = [_dotted(bytes(wire[i, : length[i]])) for i in first]
+    categories, spelled_codes = np.unique(["", *spelled], return_inverse=True)
+    codes[rows] = spelled_codes[1:][inverse.ravel()]
+    return pd.Categorical.from_codes(codes, categories.astype(object))
 
 
 def _dotted(wire: bytes) -> str:
@@ -126,6 +132,8 @@ def _dotted(wire: bytes) -> str:
 def _first_address(view, at, end, answers) -> tuple[np.ndarray, np.ndarray]:
     """The first A or AAAA record's address among each message's first MAX_ANSWERS answers
     (after ``at``); and whether an answer ran past the end."""
+    import pandas as pd
+
     address = np.full(len(at), "", dtype=object)
     broken = np.zeros(len(at), bool)
     pos = at.copy()
@@ -143,7 +151,7 @@ def _first_address(view, at, end, answers) -> tuple[np.ndarray, np.ndarray]:
         _spell(view, data[found], size[found], active[found], address)
         pos[active] = data + size
         active = active[~bad & ~found & (answers[active] > nth + 1)]
-    return address, broken
+    return pd.Categorical(address), broken
 
 
 def _spell(view: ByteView, at: np.ndarray, size: np.ndarray, rows: np.ndarray, out) -> None:

@@ -64,7 +64,8 @@ def _read(packets: pd.DataFrame, rows: np.ndarray, view) -> pd.DataFrame:
     end = at + np.minimum(captured, packets["payload_len"].to_numpy()[rows])
     tcp = packets["ip_proto"].to_numpy()[rows] == TCP
     table = packets.iloc[rows][["frame", "ts", "src", "dst", "sport", "dport"]]
-    table = table.reset_index(drop=True).assign(row=rows, transport=np.where(tcp, "tcp", "udp"))
+    transport = pd.Categorical.from_codes(tcp.astype(np.int8), ["udp", "tcp"])
+    table = table.reset_index(drop=True).assign(row=rows, transport=transport)
     if "file" in packets:
         table["file"] = packets["file"].to_numpy()[rows]
     if view is None:

@@ -68,7 +68,7 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
     if not len(exchanges):
         return pd.DataFrame(columns=LOOKUP_COLUMNS)
     q = exchanges.sort_values(["file", "client_ip", "ts"], kind="stable", ignore_index=True)
-    q["name"] = q["name"].astype(str)
+    q["name"] = q["name"].astype("category")  # a few names asked over and over
     q["lookup"] = _lookup_numbers(q)
     groups = q.groupby("lookup", sort=True)
     final_name = groups["name"].transform("last")
@@ -79,7 +79,7 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
             "file": groups["file"].first(),
             "ts": groups["ts"].min(),
             "client_ip": groups["client_ip"].first().astype(str),
-            "final_name": groups["name"].last(),
+            "final_name": groups["name"].last().astype(object),
             "queries": groups["tries"].sum(),
             "wasted_queries": _per_lookup(q, ~final & (rcode == 3)),
             "unanswered": _per_lookup(q, _unanswered_sendings(q)),
@@ -98,13 +98,7 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
     table["name"] = _base_names(q, table)
     table["verdict"] = _verdicts(q, table)
     table["rcode"] = table["rcode_number"].map(_rcode_name)
-    table["explanation"] = [
-        EXPLANATIONS[v].format(client=c, servers=s, final_name=f, name=n, wasted=w, unanswered=u)
-        for v, c, s, f, n, w, u in zip(
-            *(table[column].tolist() for column in ("verdict", "client_ip", "servers",
-              "final_name", "name", "wasted_queries", "unanswered")), strict=True,
-        )
-    ]  # fmt: skip
+    table["explanation"] = _explanations(table)
     return table[LOOKUP_COLUMNS].sort_values("ts", ignore_index=True)
 
 
@@ -116,14 +110,28 @@ def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
     names = pd.Categorical(queries["name"])
     labels = pd.Series(names.categories).str.split(".", n=1).str[0]
     first_label = pd.factorize(labels)[0][names.codes]
-    client = pd.factorize(queries["file"].astype(str) + " ")[0] * (1 << 32)
-    client += pd.factorize(queries["client_ip"].astype(str))[0]
+    client = pd.factorize(queries["file"])[0] * (1 << 32)
+    client += pd.factorize(queries["client_ip"])[0]
     name, rcode = names.codes, queries["rcode"].to_numpy()
     same = (client[1:] == client[:-1]) & (first_label[1:] == first_label[:-1])
     repeated = name[1:] == name[:-1]
     failed = np.isin(rcode, FAILED) | ((rcode == 0) & (queries["answers"].to_numpy() == 0))
     continues = np.r_[False, same & (repeated | failed[:-1])]
     return np.cumsum(~continues)
+
+
+def _explanations(table: pd.DataFrame) -> np.ndarray:
+    """Each lookup's verdict in words, with the fix; "answered" for those that were."""
+    words = np.full(len(table), EXPLANATIONS["ok"], dtype=object)
+    wrong = np.flatnonzero((table["verdict"] != "ok").to_numpy())
+    columns = ("verdict", "client_ip", "servers", "final_name", "name", "wasted_queries",
+               "unanswered")  # fmt: skip
+    rows = zip(*(table[c].to_numpy()[wrong].tolist() for c in columns), strict=True)
+    words[wrong] = [
+        EXPLANATIONS[v].format(client=c, servers=s, final_name=f, name=n, wasted=w, unanswered=u)
+        for v, c, s, f, n, w, u in rows
+    ]
+    return words
 
 
 def _truncated_unanswered(q: pd.DataFrame, final: np.ndarray) -> np.ndarray:
@@ -161,7 +169,7 @@ def _rcode_name(rcode: int) -> str:
 def _base_names(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
     """The name each lookup was asked as: its final name or, for a lookup that went through
     several names (a search list), the labels its first and last names start with."""
-    first = q.groupby("lookup")["name"].first()
+    first = q.groupby("lookup")["name"].first().astype(object)
     base = table["final_name"].copy()
     several = first != base
     base[several] = [_base_name([a, b]) for a, b in zip(first[several], base[several], strict=True)]
@@ -222,9 +230,17 @@ def _client_pods(analysis, lookups: pd.DataFrame) -> list[str]:
     address is the client's (its sidecar says which Pod, ``podcap.path.points``)."""
     from podcap.path.points import points_of
 
-    if not len(lookups):
-        return []
-    points = points_of(analysis.files, analysis.all_packets, analysis.sidecars)
+    in_pods = [
+        f
+        for f in analysis.files
+        if ((analysis.sidecars.get(f) or {}).get("point") or {}).get("kind") == "pod"
+    ]
+    if not len(lookups) or not in_pods:
+        return [""] * len(lookups)
+    packets = analysis.all_packets
+    if len(in_pods) < len(analysis.files):
+        packets = packets[packets["file"].isin(in_pods)]
+    points = points_of(in_pods, packets, analysis.sidecars)
     pods = {(p.file, p.address): p.name.removeprefix("pod ") for p in points if p.kind == "pod"}
     return [
         pods.get((f, c), "") for f, c in zip(lookups["file"], lookups["client_ip"], strict=True)
