@@ -101,6 +101,12 @@ def dns_pcap(tmp_path_factory):
     ):
         side(PSH | ACK, struct.pack("!H", len(message)) + message)  # fmt: skip
     tcp.close()
+    # A resolver on another port (a NodeLocal DNSCache listening on 5300, say), answered.
+    cap.add(udp_frame(POD, COREDNS, 40008, 5300, query(400, "cache.example.com")), 1.0)
+    reply = answer(400, "cache.example.com", address="192.0.2.53")
+    cap.add(udp_frame(COREDNS, POD, 5300, 40008, reply), 0.001)
+    # Not DNS: a datagram elsewhere that happens to start like a query but is not answered.
+    cap.add(udp_frame(POD, COREDNS, 40009, 9999, query(401, "nothing.example.com")), 0.1)
     # Not DNS to ask about: mDNS, and a payload on port 53 that is no DNS message at all.
     cap.add(udp_frame(POD, "224.0.0.251", 5353, 5353, query(1, "printer.local")), 1.0)
     cap.add(
@@ -124,13 +130,15 @@ def exchanges_of(path):
 def test_each_query_is_paired_with_its_response_as_tshark_pairs_them(dns_pcap):
     found, expected = dns_answers_both_ways(dns_pcap)
     assert found == expected
-    assert len(found) == 22  # 8 + 2 + 8 + 1 + 1 + 2 (UDP, TCP): all but the lost query's
+    assert len(found) == 23  # 8 + 2 + 8 + 1 + 1 + 2 (UDP, TCP) + 1 (port 5300): all answers
     assert {row.transport for row in exchanges_of(dns_pcap).itertuples()} == {"udp", "tcp"}
 
 
 def test_the_names_asked_are_tsharks(dns_pcap):
+    # Off port 53, tshark's heuristic takes any datagram that parses as a query (port 9999
+    # here); podcap wants it answered too, so that what merely parses is no DNS timeout.
     asked = tshark_fields(dns_pcap, "frame.number", "dns.qry.name",
-                          display_filter="dns.flags.response == 0 && !(udp.port == 5353)")  # fmt: skip
+                          display_filter="dns.flags.response == 0 && !(udp.port == 5353) && !(udp.port == 9999)")  # fmt: skip
     exchanges = exchanges_of(dns_pcap)
     assert [(int(f), n) for f, n in asked if n] == list(
         zip(exchanges.frame, exchanges.name, strict=True)
@@ -168,8 +176,19 @@ def test_a_truncated_answer_asked_again_over_tcp_is_answered(lookups):
     assert (row["verdict"], row["queries"], row["answer"]) == ("ok", 2, "192.0.2.80")
 
 
+def test_dns_on_another_port_is_found_when_answered_as_tshark_decodes_it(dns_pcap, lookups):
+    row = lookups[lookups["name"] == "cache.example.com"].iloc[0]
+    assert (row["verdict"], row["answer"]) == ("ok", "192.0.2.53")
+    decoded = tshark_fields(dns_pcap, "frame.number", "dns.qry.name", "dns.time",
+                            display_filter="udp.port == 5300", extra=("-d", "udp.port==5300,dns"))  # fmt: skip
+    exchange = exchanges_of(dns_pcap).set_index("name").loc["cache.example.com"]
+    assert decoded[1][0] == str(exchange["response_frame"])
+    assert round(float(decoded[1][2]) * 1000, 3) == exchange["latency_ms"]
+    assert not lookups["name"].str.contains("nothing").any()
+
+
 def test_mdns_and_messages_that_are_not_dns_are_left_out(lookups):
-    assert len(lookups) == 6
+    assert len(lookups) == 7
     assert not lookups["name"].str.contains("printer").any()
 
 
@@ -181,4 +200,4 @@ def test_the_command_line_shows_the_lookups(dns_pcap):
     assert run.returncode == 0, run.stderr
     header, *rows = run.stdout.splitlines()
     assert header.startswith("ts,client_ip,client_pod,name,types,verdict")
-    assert len(rows) == 6
+    assert len(rows) == 7

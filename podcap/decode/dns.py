@@ -23,6 +23,8 @@ MAX_LABELS = 128  # a name of 255 bytes has at most 127 labels
 MAX_ANSWERS = 8  # answers looked at for the first address (CNAME chains come first)
 MAX_NAME = 255
 A, AAAA, CNAME = 1, 28, 5
+IN = 1  # the Internet class
+MAX_PLAUSIBLE_ANSWERS = 64
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
          33: "SRV", 65: "HTTPS", 255: "ANY"}  # fmt: skip
@@ -42,6 +44,9 @@ class DnsColumns:
     qtype: np.ndarray  # dns.qry.type; -1 without a question
     address: Any  # pandas Categorical: the first A/AAAA answer's address ("" if none)
     malformed: np.ndarray  # bool
+    # bool: reads as a standard query or answer (one question, class IN, opcode QUERY): what
+    # tells DNS on another port than 53 from other UDP payloads
+    plausible: np.ndarray
 
 
 def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
@@ -59,6 +64,7 @@ def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
     malformed |= asked & (bad | (name_end + 4 > end))
     asked &= ~malformed
     qtype = np.where(asked, view.u16(name_end), -1)
+    qclass = np.where(asked, view.u16(name_end + 2), -1)
     names = _names(view, start + HEADER, name_end, asked)
     answer_at = np.where(asked, name_end + 4, start + HEADER)
     address, _ = _first_address(view, answer_at, end, np.where(flags >> 15 == 1, answers, 0))
@@ -73,6 +79,11 @@ def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
         qtype=qtype,
         address=address,
         malformed=malformed,  # an answer cut short (a long one over TCP) keeps the rest
+        plausible=asked
+        & (questions == 1)
+        & (((flags >> 11) & 0xF) == 0)
+        & (qclass == IN)
+        & (answers <= MAX_PLAUSIBLE_ANSWERS),
     )
 
 

@@ -1,8 +1,10 @@
 """DNS exchanges: one row per query with the response that answered it, as tshark pairs them.
 
 The DNS messages are the UDP payloads to or from port 53 and the TCP segments that start
-one there (a truncated answer is asked again over TCP; mDNS's 5353 is not DNS to ask about); their bytes are read again from the capture file at once (``podcap.decode.reread``,
-a mapping of the file) and their fields with numpy (``podcap.decode.dns``). A response
+one there (a truncated answer is asked again over TCP), and on any other UDP port (but
+mDNS's 5353) a standard query that was answered by a standard response. Their bytes are
+read again from the capture file at once (``podcap.decode.reread``, a mapping of the file)
+and their fields with numpy (``podcap.decode.dns``). A response
 answers the latest query before it with the same transaction id between the same two
 sockets; its ``latency_ms`` is tshark's ``dns.time``.
 """
@@ -16,7 +18,7 @@ from podcap.decode.dns import read_dns
 from podcap.decode.reread import reopen
 from podcap.decode.schema import TCP, UDP
 
-DNS_PORT = 53
+DNS_PORT, MDNS_PORT = 53, 5353
 RETRY_WINDOW = (
     5.0  # s: the same query again sooner is a retransmission (tshark's dns.retransmission_timer)
 )
@@ -48,11 +50,12 @@ def _dns_rows(packets: pd.DataFrame) -> np.ndarray:
     """UDP datagrams and TCP segments to or from port 53 long enough for a DNS header (over
     TCP, after its 2-byte length); TCP's retransmitted segments left out."""
     on_port = (packets["sport"] == DNS_PORT) | (packets["dport"] == DNS_PORT)
+    mdns = (packets["sport"] == MDNS_PORT) | (packets["dport"] == MDNS_PORT)
     udp = (packets["ip_proto"] == UDP) & (packets["payload_len"] >= 12)
-    tcp = (packets["ip_proto"] == TCP) & (packets["payload_len"] >= 14)
+    tcp = (packets["ip_proto"] == TCP) & (packets["payload_len"] >= 14) & on_port
     if "retransmission" in packets:
         tcp &= ~packets["retransmission"]
-    keep = on_port & (udp | tcp) & (packets["file_off"] >= 0)
+    keep = (udp & ~mdns | tcp) & (packets["file_off"] >= 0)
     if "dup_of_frame" in packets:  # another interface's copy (tcpdump -i any) of one packet
         keep &= packets["dup_of_frame"] < 0
     return np.flatnonzero(keep.to_numpy())
@@ -83,7 +86,9 @@ def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
     frame, rcode (-1: none came), latency from the first sending, answer count and first
     address."""
     messages = dns_messages(packets)
-    messages = messages[~messages["malformed"]] if "malformed" in messages else messages
+    if len(messages):
+        on_port = (messages["sport"] == DNS_PORT) | (messages["dport"] == DNS_PORT)
+        messages = messages[~messages["malformed"] & (on_port | messages["plausible"])]
     if not len(messages):
         return pd.DataFrame(columns=EXCHANGE_COLUMNS)
     messages = messages.assign(
@@ -108,6 +113,9 @@ def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
         }  # fmt: skip
     )
     paired = _pair(queries, answers)
+    # Elsewhere than port 53, what reads as DNS is DNS when it was answered as DNS.
+    elsewhere = (paired["server_port"] != DNS_PORT) & (paired["client_port"] != DNS_PORT)
+    paired = paired[~elsewhere | paired["response_frame"].notna()]
     return paired[EXCHANGE_COLUMNS].reset_index(drop=True)
 
 
