@@ -101,6 +101,10 @@ def dns_pcap(tmp_path_factory):
     ):
         side(PSH | ACK, struct.pack("!H", len(message)) + message)  # fmt: skip
     tcp.close()
+    # One name resolved twice, two seconds apart: two lookups, however alike.
+    again = Resolver(cap, port=40010)
+    for gap in (1.0, 2.0):
+        again.ask("web.default.svc.cluster.local", {1: (0, "10.96.5.5"), 28: (0, None)}, gap=gap)
     # A resolver on another port (a NodeLocal DNSCache listening on 5300, say), answered.
     cap.add(udp_frame(POD, COREDNS, 40008, 5300, query(400, "cache.example.com")), 1.0)
     reply = answer(400, "cache.example.com", address="192.0.2.53")
@@ -130,7 +134,7 @@ def exchanges_of(path):
 def test_each_query_is_paired_with_its_response_as_tshark_pairs_them(dns_pcap):
     found, expected = dns_answers_both_ways(dns_pcap)
     assert found == expected
-    assert len(found) == 23  # 8 + 2 + 8 + 1 + 1 + 2 (UDP, TCP) + 1 (port 5300): all answers
+    assert len(found) == 27  # 8 + 2 + 8 + 1 + 1 + 2 (UDP, TCP) + 4 + 1 (port 5300): all answers
     assert {row.transport for row in exchanges_of(dns_pcap).itertuples()} == {"udp", "tcp"}
 
 
@@ -187,8 +191,14 @@ def test_dns_on_another_port_is_found_when_answered_as_tshark_decodes_it(dns_pca
     assert not lookups["name"].str.contains("nothing").any()
 
 
+def test_a_name_asked_again_after_an_answer_is_another_lookup(lookups):
+    rows = lookups[lookups["name"] == "web.default.svc.cluster.local"]
+    assert rows["verdict"].tolist() == ["ok", "ok"]
+    assert rows["queries"].tolist() == [2, 2]
+
+
 def test_mdns_and_messages_that_are_not_dns_are_left_out(lookups):
-    assert len(lookups) == 7
+    assert len(lookups) == 9
     assert not lookups["name"].str.contains("printer").any()
 
 
@@ -200,4 +210,4 @@ def test_the_command_line_shows_the_lookups(dns_pcap):
     assert run.returncode == 0, run.stderr
     header, *rows = run.stdout.splitlines()
     assert header.startswith("ts,client_ip,client_pod,name,types,verdict")
-    assert len(rows) == 7
+    assert len(rows) == 9

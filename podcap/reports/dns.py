@@ -27,8 +27,9 @@ LOOKUP_COLUMNS = [
     "file", "ts", "client_ip", "name", "types", "verdict", "queries", "wasted_queries",
     "unanswered", "rcode", "answer", "final_name", "servers", "latency_ms", "explanation",
 ]  # fmt: skip
-FAILED = (-1, 3)  # no answer, NXDOMAIN: the resolver goes on to the next search domain
 RACE_WINDOW = 0.01  # s: A and AAAA sent this close from one socket are a parallel pair
+PAIR_WINDOW = 1.0  # s: queries of one name this close are one try (A and AAAA, ...)
+LOOKUP_WINDOW = 15.0  # s: a resolver's next query of one lookup comes sooner (retries too)
 RETRY_AFTER = 4.0  # s: glibc's first retry comes after its 5 s timeout
 
 EXPLANATIONS = {
@@ -103,21 +104,34 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
 
 
 def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
-    """One number per lookup: a query starts a new one unless it comes from the client of
-    the query before, shares its first label, and either asks the same name or follows a
-    failure (NXDOMAIN, no answer, or NOERROR without data: the resolver goes on through the
-    search list for all three)."""
+    """One number per lookup (``queries`` in time order per client). A query continues the
+    lookup of the one before it from the same client, less than LOOKUP_WINDOW later and
+    sharing its first label, when it asks the same name for another type together with it
+    (the A/AAAA pair, within PAIR_WINDOW) or again after trouble (a failure, a lost sending,
+    a truncated answer), or asks the next name after
+    every query of the previous name failed (NXDOMAIN, SERVFAIL, no answer, or no data: the
+    resolver goes on through the search list)."""
     names = pd.Categorical(queries["name"])
     labels = pd.Series(names.categories).str.split(".", n=1).str[0]
     first_label = pd.factorize(labels)[0][names.codes]
     client = pd.factorize(queries["file"])[0] * (1 << 32)
     client += pd.factorize(queries["client_ip"])[0]
-    name, rcode = names.codes, queries["rcode"].to_numpy()
-    same = (client[1:] == client[:-1]) & (first_label[1:] == first_label[:-1])
-    repeated = name[1:] == name[:-1]
-    failed = np.isin(rcode, FAILED) | ((rcode == 0) & (queries["answers"].to_numpy() == 0))
-    continues = np.r_[False, same & (repeated | failed[:-1])]
-    return np.cumsum(~continues)
+    name, rcode, ts = names.codes, queries["rcode"].to_numpy(), queries["ts"].to_numpy()
+    gap = np.diff(ts)
+    near = (client[1:] == client[:-1]) & (first_label[1:] == first_label[:-1])
+    near &= gap <= LOOKUP_WINDOW
+    got_data = (rcode == 0) & (queries["answers"].to_numpy() > 0)
+    same_name = name[1:] == name[:-1]
+    # The runs of one name in a row; a run "worked" when one of its queries got data.
+    run = np.cumsum(np.r_[True, ~(same_name & near)])
+    worked = np.zeros(run[-1] + 1, bool)
+    np.logical_or.at(worked, run, got_data)
+    qtype = queries["qtype"].to_numpy()
+    paired = (gap <= PAIR_WINDOW) & (qtype[1:] != qtype[:-1])
+    trouble = (rcode != 0) | (queries["tries"].to_numpy() > 1) | queries["truncated"].to_numpy()
+    again = same_name & (paired | trouble[:-1])
+    next_name = ~same_name & ~worked[run[:-1]]
+    return np.cumsum(~np.r_[False, near & (again | next_name)])
 
 
 def _explanations(table: pd.DataFrame) -> np.ndarray:
