@@ -85,9 +85,10 @@ class Analysis:
     @cached_property
     def problems(self) -> pd.DataFrame:
         """TCP problems of the selected flows (``reports.tcp``), cached."""
+        from podcap.flows.mtu import mtu_black_holes
         from podcap.reports.tcp import tcp_problems
 
-        return tcp_problems(self.flows)
+        return tcp_problems(self.flows, mtu_black_holes(self.all_packets))
 
     @cached_property
     def tcp_connections(self) -> list:

@@ -198,7 +198,8 @@ REPORTS: dict[str, Report] = {
         ),
         Report(
             "tcp",
-            "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero window)",
+            "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero "
+            "window, MTU black hole)",
             "podcap.reports.tcp:tcp_report",
             per_bucket=BucketJoin.rows,
             row_order=("flow_id", "problem"),

@@ -38,6 +38,13 @@ HINTS = {
         "segments were sent again: packets are lost on the way (check node-to-node reachability "
         "and that the security groups allow the Pod CIDR) or the peer answers late"
     ),
+    "mtu_blackhole": (
+        "segments of {smallest_lost} bytes from the {sender} were sent {count} times and "
+        "never acknowledged, while every one acknowledged was at most {largest_passed} "
+        "bytes: a path MTU black hole (an overlay's overhead: VXLAN 50 bytes, Geneve 50+, "
+        "IP-in-IP 20; the ICMP 'fragmentation needed' dropped on the way); set the CNI's MTU "
+        "below the path's, or let ICMP type 3 code 4 (ICMPv6 type 2) through"
+    ),
     "zero_window": (
         "the receiver's buffer is full: the application at {receiver} is not reading fast "
         "enough; this is not a network drop"
@@ -45,8 +52,9 @@ HINTS = {
 }
 
 
-def tcp_problems(flows: pd.DataFrame) -> pd.DataFrame:
-    """Problem rows for a flow table (``podcap.flows.flow_table``)."""
+def tcp_problems(flows: pd.DataFrame, black_holes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Problem rows for a flow table (``podcap.flows.flow_table``); ``black_holes``: the
+    MTU black holes among its flows (``podcap.flows.mtu``), when looked for."""
     tcp = flows[flows["proto"] == "tcp"]
     found = [
         _rows(tcp[tcp["state"] == "S0"], "unanswered_syn", tcp["packets_c2s"]),
@@ -60,6 +68,7 @@ def tcp_problems(flows: pd.DataFrame) -> pd.DataFrame:
             tcp["retransmissions"],
         ),
         _rows(tcp[tcp["zero_windows"] > 0], "zero_window", tcp["zero_windows"]),
+        _black_hole_rows(tcp, black_holes),
     ]
     table = pd.concat([f for f in found if not f.empty] or [_rows(tcp.iloc[:0], "", 0)])
     columns = (["file"] if "file" in flows else []) + PROBLEM_COLUMNS
@@ -79,6 +88,22 @@ def _rows(flows: pd.DataFrame, problem: str, count) -> pd.DataFrame:
         for r in rows.itertuples()
     ]
     return rows
+
+
+def _black_hole_rows(tcp: pd.DataFrame, black_holes: pd.DataFrame | None) -> pd.DataFrame:
+    if black_holes is None or black_holes.empty:
+        return tcp.iloc[:0]
+    rows = tcp.merge(black_holes, on="flow_id")
+    rows["problem"], rows["count"] = "mtu_blackhole", rows["sendings"]
+    rows["hint"] = [
+        HINTS["mtu_blackhole"].format(
+            smallest_lost=r.smallest_lost, largest_passed=r.largest_passed, count=r.sendings,
+            sender=f"{'client' if r.sender_c2s else 'server'} "
+            f"{r.client_ip if r.sender_c2s else r.server_ip}",
+        )
+        for r in rows.itertuples()
+    ]  # fmt: skip
+    return rows.drop(columns=list(black_holes.columns.drop("flow_id")))
 
 
 def _zero_window_receiver(flow) -> str:
