@@ -4,7 +4,8 @@ Run as a program inside a network namespace (``ip netns exec NS python3 servers.
 the Pod's main process, so its PID is the one whose /proc/PID/ns/net is the Pod's namespace and
 whose /proc/PID/cgroup names the Pod's kubelet-style cgroup.
 
-- HTTP on ``--http-port``: 200 for any path, body ``ok <name> <path>``.
+- HTTP on ``--http-port``: 200 for any path, body ``ok <name> <path>`` (repeated to N bytes
+  with ``?size=N``).
 - Marker on ``--marker-port``: a TCP server that reads what the client sends (such as the
   ``lbtest`` marker), answers ``ack <n>`` with the byte count and closes. The same port in UDP
   answers each datagram with ``ack <n> <the datagram>``.
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 _log_lock = threading.Lock()
 
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def _answer(self, with_body: bool) -> None:
             body = f"ok {args.name} {self.path}\n".encode()
+            size = parse_qs(urlsplit(self.path).query).get("size")
+            if size and size[0].isdigit():  # ?size=N: a body of N bytes (large responses)
+                body = (body * (int(size[0]) // len(body) + 1))[: int(size[0])]
             _record(
                 args.log,
                 {
