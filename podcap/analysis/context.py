@@ -85,10 +85,14 @@ class Analysis:
     @cached_property
     def problems(self) -> pd.DataFrame:
         """TCP problems of the selected flows (``reports.tcp``), cached."""
-        from podcap.flows.mtu import mtu_black_holes
+        from podcap.flows.icmp import icmp_errors
+        from podcap.flows.mtu import mtu_black_holes, with_icmp
         from podcap.reports.tcp import tcp_problems
 
-        return tcp_problems(self.flows, mtu_black_holes(self.all_packets))
+        black_holes = mtu_black_holes(self.all_packets)
+        if len(black_holes):  # what the ICMP said about them, read only when there are some
+            black_holes = with_icmp(black_holes, icmp_errors(self.all_packets, self.all_flows))
+        return tcp_problems(self.flows, black_holes)
 
     @cached_property
     def tcp_connections(self) -> list:

@@ -87,3 +87,17 @@ def _verdicts(segments: pd.DataFrame) -> pd.DataFrame:
             "sendings": table["sendings"].to_numpy(),
         }
     )
+
+
+def with_icmp(black_holes: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
+    """``black_holes`` with what the ICMP errors (``podcap.flows.icmp``) said about each:
+    ``mtu_errors`` (fragmentation needed / packet too big quoting it) and the smallest
+    ``next_hop_mtu`` they gave (-1 without one)."""
+    said = errors[(errors["next_hop_mtu"] >= 0) & errors["flow_id"].notna()]
+    by_flow = said.groupby(said["flow_id"].astype(np.int64))["next_hop_mtu"]
+    counts, smallest = by_flow.size(), by_flow.min()
+    flows = black_holes["flow_id"]
+    return black_holes.assign(
+        mtu_errors=counts.reindex(flows).fillna(0).astype(np.int64).to_numpy(),
+        next_hop_mtu=smallest.reindex(flows).fillna(-1).astype(np.int64).to_numpy(),
+    )

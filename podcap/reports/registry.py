@@ -197,6 +197,25 @@ REPORTS: dict[str, Report] = {
             ),  # fmt: skip
         ),
         Report(
+            "icmp",
+            "one row per ICMP/ICMPv6 error (unreachable, fragmentation needed / packet too big "
+            "with the next hop's MTU, time exceeded), tied to the connection it quotes",
+            "podcap.reports.icmp:icmp_report",
+            http_fields=False,
+            key_columns=("sender", "error", "code", "next_hop_mtu", "flow_id", "explanation"),
+            more_columns=(
+                "to",
+                "quoted_proto",
+                "quoted_src",
+                "quoted_sport",
+                "quoted_dst",
+                "quoted_dport",
+                "ts",
+                "frame",
+                "file",
+            ),  # fmt: skip
+        ),
+        Report(
             "tcp",
             "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero "
             "window, MTU black hole)",

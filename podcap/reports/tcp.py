@@ -100,10 +100,21 @@ def _black_hole_rows(tcp: pd.DataFrame, black_holes: pd.DataFrame | None) -> pd.
             smallest_lost=r.smallest_lost, largest_passed=r.largest_passed, count=r.sendings,
             sender=f"{'client' if r.sender_c2s else 'server'} "
             f"{r.client_ip if r.sender_c2s else r.server_ip}",
-        )
+        ) + _icmp_said(r)
         for r in rows.itertuples()
     ]  # fmt: skip
     return rows.drop(columns=list(black_holes.columns.drop("flow_id")))
+
+
+def _icmp_said(row) -> str:
+    """What the ICMP errors seen here said about a black hole, when they were looked for."""
+    errors = getattr(row, "mtu_errors", None)
+    if errors is None:
+        return ""
+    if not errors:
+        return "; no ICMP 'fragmentation needed' or 'packet too big' reached this capture point"
+    return (f"; {errors} ICMP 'fragmentation needed' (next hop MTU {row.next_hop_mtu}) reached "
+            "this point, yet the sender kept its size: they are lost after it, or ignored")  # fmt: skip
 
 
 def _zero_window_receiver(flow) -> str:
