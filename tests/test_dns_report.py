@@ -211,3 +211,17 @@ def test_the_command_line_shows_the_lookups(dns_pcap):
     header, *rows = run.stdout.splitlines()
     assert header.startswith("ts,client_ip,client_pod,name,types,verdict")
     assert len(rows) == 9
+
+
+def test_each_server_with_its_latency_percentiles_as_tshark_times_them(dns_pcap):
+    import numpy as np
+
+    servers = analyze([dns_pcap], reports=["dns_servers"])["dns_servers"]
+    row = servers[(servers["server_ip"] == COREDNS) & (servers["server_port"] == 53)].iloc[0]
+    times = [float(t) * 1000 for (t,) in tshark_fields(
+        dns_pcap, "dns.time", display_filter="dns.time && udp.port == 53 || dns.time && tcp.port == 53")]  # fmt: skip
+    assert row["answered"] == len(times)
+    for column, share in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99)):
+        assert row[column] == pytest.approx(np.quantile(times, share), abs=0.001)
+    assert row["unanswered"] == 1  # the AAAA the race lost
+    assert row["nxdomain"] == 14  # api.shop's search domains (6) and nothere's every name (8)

@@ -259,3 +259,45 @@ def _client_pods(analysis, lookups: pd.DataFrame) -> list[str]:
     return [
         pods.get((f, c), "") for f, c in zip(lookups["file"], lookups["client_ip"], strict=True)
     ]
+
+
+SERVER_COLUMNS = [
+    "file", "server_ip", "server_port", "queries", "answered", "unanswered", "nxdomain",
+    "servfail", "p50_ms", "p90_ms", "p99_ms", "max_ms", "clients",
+]  # fmt: skip
+
+
+def dns_servers(exchanges: pd.DataFrame) -> pd.DataFrame:
+    """One row per DNS server: how many queries it got, how it answered, and how fast
+    (latency percentiles of the answered ones): an overloaded CoreDNS shows here."""
+    if not len(exchanges):
+        return pd.DataFrame(columns=SERVER_COLUMNS)
+    rcode = exchanges["rcode"].to_numpy()
+    q = exchanges.assign(
+        file=exchanges["file"].astype(str),
+        server_ip=exchanges["server_ip"].astype(str),
+        answered=rcode >= 0,
+        unanswered=_unanswered_sendings(exchanges),
+        nxdomain=rcode == 3,
+        servfail=rcode == 2,
+    )
+    keys = ["file", "server_ip", "server_port"]
+    by = q.groupby(keys, sort=True)
+    latency = q[q["answered"]].groupby(keys)["latency_ms"]
+    table = by[["tries", "answered", "unanswered", "nxdomain", "servfail"]].sum()
+    table = table.rename(columns={"tries": "queries"}).assign(
+        p50_ms=latency.quantile(0.5),
+        p90_ms=latency.quantile(0.9),
+        p99_ms=latency.quantile(0.99),
+        max_ms=latency.max(),
+        clients=by["client_ip"].nunique(),
+    )
+    table = table.reset_index()
+    return table[SERVER_COLUMNS].round({"p50_ms": 3, "p90_ms": 3, "p99_ms": 3, "max_ms": 3})
+
+
+def dns_servers_report(analysis) -> pd.DataFrame:
+    from podcap.flows.dns import dns_exchanges
+
+    table = dns_servers(dns_exchanges(analysis.all_packets))
+    return analysis.without_file_column(table).reset_index(drop=True)

@@ -197,6 +197,24 @@ REPORTS: dict[str, Report] = {
             ),  # fmt: skip
         ),
         Report(
+            "dns_servers",
+            "one row per DNS server: queries, answered, unanswered, NXDOMAIN, SERVFAIL, "
+            "latency percentiles, clients",
+            "podcap.reports.dns:dns_servers_report",
+            http_fields=False,
+            key_columns=("server_ip", "queries", "unanswered", "p50_ms", "p99_ms"),
+            more_columns=(
+                "answered",
+                "nxdomain",
+                "servfail",
+                "p90_ms",
+                "max_ms",
+                "clients",
+                "server_port",
+                "file",
+            ),  # fmt: skip
+        ),
+        Report(
             "icmp",
             "one row per ICMP/ICMPv6 error (unreachable, fragmentation needed / packet too big "
             "with the next hop's MTU, time exceeded), tied to the connection it quotes",
