@@ -224,4 +224,5 @@ def test_each_server_with_its_latency_percentiles_as_tshark_times_them(dns_pcap)
     for column, share in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99)):
         assert row[column] == pytest.approx(np.quantile(times, share), abs=0.001)
     assert row["unanswered"] == 1  # the AAAA the race lost
+    assert row["malformed"] == 1  # the payload on port 53 that is no DNS message
     assert row["nxdomain"] == 14  # api.shop's search domains (6) and nothere's every name (8)

@@ -81,11 +81,12 @@ def _read(packets: pd.DataFrame, rows: np.ndarray, view) -> pd.DataFrame:
     return table.assign(**{name: getattr(fields, name) for name in fields.__dataclass_fields__})
 
 
-def dns_exchanges(packets: pd.DataFrame) -> pd.DataFrame:
+def dns_exchanges(packets: pd.DataFrame, messages: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per DNS query (its retransmissions counted in ``tries``), with its response's
     frame, rcode (-1: none came), latency from the first sending, answer count and first
-    address."""
-    messages = dns_messages(packets)
+    address. ``messages``: ``dns_messages(packets)``, when the caller has them already."""
+    if messages is None:
+        messages = dns_messages(packets)
     if len(messages):
         on_port = (messages["sport"] == DNS_PORT) | (messages["dport"] == DNS_PORT)
         messages = messages[~messages["malformed"] & (on_port | messages["plausible"])]
@@ -207,3 +208,22 @@ def _first_sendings(queries: pd.DataFrame, answers: pd.DataFrame, key: list[str]
     queries["original"] = firsts[run]
     queries["tries"] = np.bincount(run)[run]
     return queries
+
+
+def malformed_on_port(messages: pd.DataFrame) -> pd.DataFrame:
+    """Per server (its address and port 53), how many messages to or from it did not parse
+    as DNS: ``file``, ``server_ip``, ``server_port``, ``malformed``."""
+    bad = messages[messages["malformed"]] if len(messages) else messages
+    if not len(bad):
+        return pd.DataFrame(columns=["file", "server_ip", "server_port", "malformed"])
+    to_server = (bad["dport"] == DNS_PORT).to_numpy()
+    table = pd.DataFrame(
+        {
+            "file": bad["file"].astype(str).to_numpy() if "file" in bad else "",
+            "server_ip": np.where(to_server, bad["dst"].astype(str), bad["src"].astype(str)),
+            "server_port": DNS_PORT,
+        }
+    )
+    return (
+        table.groupby(["file", "server_ip", "server_port"]).size().rename("malformed").reset_index()
+    )

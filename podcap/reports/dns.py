@@ -262,9 +262,20 @@ def _client_pods(analysis, lookups: pd.DataFrame) -> list[str]:
 
 
 SERVER_COLUMNS = [
-    "file", "server_ip", "server_port", "queries", "answered", "unanswered", "nxdomain",
-    "servfail", "p50_ms", "p90_ms", "p99_ms", "max_ms", "clients",
-]  # fmt: skip
+    "file",
+    "server_ip",
+    "server_port",
+    "queries",
+    "answered",
+    "unanswered",
+    "nxdomain",
+    "servfail",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+    "clients",
+]  # fmt: skip  (and ``malformed``: messages to or from it that did not parse)
 
 
 def dns_servers(exchanges: pd.DataFrame) -> pd.DataFrame:
@@ -297,7 +308,13 @@ def dns_servers(exchanges: pd.DataFrame) -> pd.DataFrame:
 
 
 def dns_servers_report(analysis) -> pd.DataFrame:
-    from podcap.flows.dns import dns_exchanges
+    from podcap.flows.dns import dns_exchanges, dns_messages, malformed_on_port
 
-    table = dns_servers(dns_exchanges(analysis.all_packets))
+    messages = dns_messages(analysis.all_packets)
+    table = dns_servers(dns_exchanges(analysis.all_packets, messages))
+    bad = malformed_on_port(messages)
+    keys = ["file", "server_ip", "server_port"]
+    table = table.merge(bad, on=keys, how="outer") if len(bad) else table.assign(malformed=0)
+    counts = ["queries", "answered", "unanswered", "nxdomain", "servfail", "clients", "malformed"]
+    table[counts] = table[counts].fillna(0).astype("int64")
     return analysis.without_file_column(table).reset_index(drop=True)
