@@ -4,7 +4,8 @@
 length as Wireshark writes them, then the first payload bytes (``podcap.decode.preview``)
 quoted, printable ASCII as it is and every other byte escaped, so that ``tcp contains
 "lbtest"`` shows the marker without opening Wireshark. An HTTP request or status line is
-shown as the line itself, as Wireshark's HTTP rows are; ICMP types are named.
+shown as the line itself, as Wireshark's HTTP rows are; a DNS message as Wireshark words it
+(``Standard query 0x1a2b A name``); ICMP types are named.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from podcap.decode.dns import TYPES
 from podcap.decode.preview import PREVIEW_BYTES
 from podcap.decode.schema import ICMP, ICMPV6, TCP, UDP
 
@@ -27,6 +29,10 @@ ICMP_TYPES = {
              133: "Router Solicitation", 134: "Router Advertisement",
              135: "Neighbor Solicitation", 136: "Neighbor Advertisement"},
 }  # fmt: skip
+DNS_PORT = 53
+# How Wireshark's Info names a response's rcode (nothing for NOERROR).
+DNS_OUTCOMES = {1: "Format error ", 2: "Server failure ", 3: "No such name ", 4: "Not implemented ",
+                5: "Refused "}  # fmt: skip
 HTTP_LINE = re.compile(rb"(?:[A-Z]{3,7} \S+ HTTP/\d\.\d|HTTP/\d\.\d \d{3}[^\r\n]*)(?=\r?\n)")
 ESCAPES = {ord("\r"): "\\r", ord("\n"): "\\n", ord("\t"): "\\t", ord('"'): '\\"', ord("\\"): "\\\\"}
 # Every byte as it is shown inside the quotes.
@@ -52,10 +58,33 @@ def _info(proto, sport, dport, flags, payload_len, icmp_type, head) -> str:
         return _with_payload(f"{sport} → {dport} [{flag_names(flags)}] Len={payload_len}", head,
                              payload_len)  # fmt: skip
     if proto == UDP:
-        return _with_payload(f"{sport} → {dport} Len={payload_len}", head, payload_len)
+        dns = dns_info(head) if DNS_PORT in (sport, dport) else None
+        return dns or _with_payload(f"{sport} → {dport} Len={payload_len}", head, payload_len)
     if proto in ICMP_TYPES:
         return ICMP_TYPES[proto].get(icmp_type, f"type {icmp_type}" if icmp_type >= 0 else "")
     return ""
+
+
+def dns_info(head: bytes) -> str | None:
+    """Wireshark's Info of a DNS message from its first bytes: ``Standard query 0x1a2b A
+    name``, ``Standard query response 0x1a2b No such name A name``; None when the question
+    is not whole in them (the caller shows the bytes)."""
+    if len(head) < 17:
+        return None
+    flags = int.from_bytes(head[2:4])
+    labels, at = [], 12
+    while at < len(head) and 0 < head[at] < 0x40:
+        labels.append(head[at + 1 : at + 1 + head[at]].decode("latin-1"))
+        at += 1 + head[at]
+    if at + 3 > len(head) or head[at] != 0 or (flags >> 11) & 0xF:
+        return None
+    qtype = int.from_bytes(head[at + 1 : at + 3])
+    question = f"{TYPES.get(qtype, f'Unknown ({qtype})')} {'.'.join(labels) or '<Root>'}"
+    ident = f"0x{int.from_bytes(head[0:2]):04x}"
+    if not flags >> 15:
+        return f"Standard query {ident} {question}"
+    outcome = DNS_OUTCOMES.get(flags & 0xF, "")
+    return f"Standard query response {ident} {outcome}{question}"
 
 
 def flag_names(flags: int) -> str:
