@@ -76,6 +76,29 @@ class Analysis:
         return message_table(self.all_packets)
 
     @cached_property
+    def dns_messages(self) -> pd.DataFrame:
+        """Every DNS message of every file (``podcap.flows.dns``), read once, cached."""
+        from podcap.flows.dns import dns_messages
+
+        return dns_messages(self.all_packets)
+
+    @cached_property
+    def dns_exchanges(self) -> pd.DataFrame:
+        """Every DNS query with its response (``podcap.flows.dns``), cached: the dns and
+        dns_servers reports read the same."""
+        from podcap.flows.dns import dns_exchanges
+
+        return dns_exchanges(self.all_packets, self.dns_messages)
+
+    @cached_property
+    def icmp_errors(self) -> pd.DataFrame:
+        """Every ICMP error with the flow it quotes (``podcap.flows.icmp``), cached: the icmp
+        report and the MTU black holes of the tcp report read the same."""
+        from podcap.flows.icmp import icmp_errors
+
+        return icmp_errors(self.all_packets, self.all_flows)
+
+    @cached_property
     def file_counts(self) -> pd.DataFrame:
         """The summary's numbers per file (``reports.summary.file_counts``), cached."""
         from podcap.reports.summary import file_counts
@@ -85,13 +108,12 @@ class Analysis:
     @cached_property
     def problems(self) -> pd.DataFrame:
         """TCP problems of the selected flows (``reports.tcp``), cached."""
-        from podcap.flows.icmp import icmp_errors
         from podcap.flows.mtu import mtu_black_holes, with_icmp
         from podcap.reports.tcp import tcp_problems
 
         black_holes = mtu_black_holes(self.all_packets)
         if len(black_holes):  # what the ICMP said about them, read only when there are some
-            black_holes = with_icmp(black_holes, icmp_errors(self.all_packets, self.all_flows))
+            black_holes = with_icmp(black_holes, self.icmp_errors)
         return tcp_problems(self.flows, black_holes)
 
     @cached_property

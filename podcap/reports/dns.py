@@ -232,9 +232,7 @@ def _base_name(names: list[str]) -> str:
 
 
 def dns_report(analysis) -> pd.DataFrame:
-    from podcap.flows.dns import dns_exchanges
-
-    lookups = dns_lookups(dns_exchanges(analysis.all_packets))
+    lookups = dns_lookups(analysis.dns_exchanges)
     lookups.insert(3, "client_pod", _client_pods(analysis, lookups))
     return analysis.without_file_column(as_datetime(lookups, "ts")).reset_index(drop=True)
 
@@ -308,11 +306,10 @@ def dns_servers(exchanges: pd.DataFrame) -> pd.DataFrame:
 
 
 def dns_servers_report(analysis) -> pd.DataFrame:
-    from podcap.flows.dns import dns_exchanges, dns_messages, malformed_on_port
+    from podcap.flows.dns import malformed_on_port
 
-    messages = dns_messages(analysis.all_packets)
-    table = dns_servers(dns_exchanges(analysis.all_packets, messages))
-    bad = malformed_on_port(messages)
+    table = dns_servers(analysis.dns_exchanges)
+    bad = malformed_on_port(analysis.dns_messages)
     keys = ["file", "server_ip", "server_port"]
     table = table.merge(bad, on=keys, how="outer") if len(bad) else table.assign(malformed=0)
     counts = ["queries", "answered", "unanswered", "nxdomain", "servfail", "clients", "malformed"]

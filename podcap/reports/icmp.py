@@ -7,9 +7,8 @@ from __future__ import annotations
 import pandas as pd
 
 from podcap.decode.times import as_datetime
-from podcap.flows.icmp import icmp_errors
 
 
 def icmp_report(analysis) -> pd.DataFrame:
-    table = icmp_errors(analysis.all_packets, analysis.all_flows)
+    table = analysis.icmp_errors
     return analysis.without_file_column(as_datetime(table, "ts")).reset_index(drop=True)
