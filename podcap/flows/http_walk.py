@@ -26,8 +26,8 @@ from podcap.decode.http import (
     read_head,
     trailer_length,
 )
+from podcap.flows.groups import SEQ_SPACE
 
-SEQ_SPACE = 1 << 32
 LONGEST_HEAD = 1 << 16  # Wireshark's HTTP reassembly also stops somewhere; this is ours
 CHUNK_LINE = 1024  # bytes read for a chunk header line (its extensions included)
 

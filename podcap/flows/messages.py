@@ -20,7 +20,8 @@ import pandas as pd
 from podcap.decode.http import LENGTH_CAP
 from podcap.decode.reread import reopen
 from podcap.decode.schema import FIN, SYN
-from podcap.flows.http_walk import SEQ_SPACE, Side, walk
+from podcap.flows.groups import SEQ_SPACE
+from podcap.flows.http_walk import Side, walk
 
 MESSAGE_COLUMNS = {
     "file": "str", "flow_id": "int64", "c2s": "bool", "row": "int64", "end_row": "int64",

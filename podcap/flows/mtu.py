@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from podcap.decode.schema import ACK, TCP
+from podcap.flows.groups import SEQ_SPACE
 
-SEQ_SPACE = 1 << 32
 MIN_SENDINGS = 2  # the first sending and at least one retransmission
 BLACK_HOLE_COLUMNS = ["flow_id", "sender_c2s", "largest_passed", "smallest_lost", "sendings"]
 
