@@ -108,13 +108,15 @@ class Analysis:
     @cached_property
     def problems(self) -> pd.DataFrame:
         """TCP problems of the selected flows (``reports.tcp``), cached."""
+        from podcap.flows.invalid_resets import resets_after_invalid
         from podcap.flows.mtu import mtu_black_holes, with_icmp
         from podcap.reports.tcp import tcp_problems
 
         black_holes = mtu_black_holes(self.all_packets)
         if len(black_holes):  # what the ICMP said about them, read only when there are some
             black_holes = with_icmp(black_holes, self.icmp_errors)
-        return tcp_problems(self.flows, black_holes)
+        resets = resets_after_invalid(self.all_packets, self.all_flows)
+        return tcp_problems(self.flows, black_holes, resets)
 
     @cached_property
     def tcp_connections(self) -> list:

@@ -234,6 +234,25 @@ REPORTS: dict[str, Report] = {
             ),  # fmt: skip
         ),
         Report(
+            "conntrack",
+            "connections conntrack and NAT broke: SNAT port collisions between Pods (needs "
+            "the Pod's and its node's captures), SYNs lost at conntrack insert, resets after "
+            "a packet marked INVALID; with both Pods named and the fix",
+            "podcap.reports.conntrack:conntrack_report",
+            http_fields=False,
+            section=Section("Conntrack and NAT", "No conntrack or NAT failures found.", place=12),
+            key_columns=(
+                "verdict",
+                "client_ip",
+                "client_port",
+                "server_ip",
+                "server_port",
+                "other",
+                "explanation",
+            ),
+            more_columns=("shared_end", "syns_lost", "delay_ms", "where", "fix", "ts"),
+        ),
+        Report(
             "tcp",
             "one row per TCP problem (unanswered SYN, refused, reset, retransmission, zero "
             "window, MTU black hole)",

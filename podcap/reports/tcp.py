@@ -45,6 +45,13 @@ HINTS = {
         "IP-in-IP 20; the ICMP 'fragmentation needed' dropped on the way); set the CNI's MTU "
         "below the path's, or let ICMP type 3 code 4 (ICMPv6 type 2) through"
     ),
+    "reset_after_invalid": (
+        "a packet from {stray_from}, the real server behind {peer}, reached {local} with its "
+        "address not rewritten back and was answered with a reset that killed the connection: "
+        "conntrack marked it INVALID (out of window) and NAT skipped it; drop INVALID packets "
+        "in FORWARD (kube-proxy 1.15+ does) or set net.netfilter.nf_conntrack_tcp_be_liberal=1 "
+        "(`-r conntrack` tells more)"
+    ),
     "zero_window": (
         "the receiver's buffer is full: the application at {receiver} is not reading fast "
         "enough; this is not a network drop"
@@ -52,9 +59,15 @@ HINTS = {
 }
 
 
-def tcp_problems(flows: pd.DataFrame, black_holes: pd.DataFrame | None = None) -> pd.DataFrame:
+def tcp_problems(
+    flows: pd.DataFrame,
+    black_holes: pd.DataFrame | None = None,
+    invalid_resets: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Problem rows for a flow table (``podcap.flows.flow_table``); ``black_holes``: the
-    MTU black holes among its flows (``podcap.flows.mtu``), when looked for."""
+    MTU black holes among its flows (``podcap.flows.mtu``), ``invalid_resets`` the
+    connections reset after a packet NAT skipped (``podcap.flows.invalid_resets``), when
+    looked for."""
     tcp = flows[flows["proto"] == "tcp"]
     found = [
         _rows(tcp[tcp["state"] == "S0"], "unanswered_syn", tcp["packets_c2s"]),
@@ -69,6 +82,7 @@ def tcp_problems(flows: pd.DataFrame, black_holes: pd.DataFrame | None = None) -
         ),
         _rows(tcp[tcp["zero_windows"] > 0], "zero_window", tcp["zero_windows"]),
         _black_hole_rows(tcp, black_holes),
+        _invalid_reset_rows(tcp, invalid_resets),
     ]
     table = pd.concat([f for f in found if not f.empty] or [_rows(tcp.iloc[:0], "", 0)])
     columns = (["file"] if "file" in flows else []) + PROBLEM_COLUMNS
@@ -104,6 +118,18 @@ def _black_hole_rows(tcp: pd.DataFrame, black_holes: pd.DataFrame | None) -> pd.
         for r in rows.itertuples()
     ]  # fmt: skip
     return rows.drop(columns=list(black_holes.columns.drop("flow_id")))
+
+
+def _invalid_reset_rows(tcp: pd.DataFrame, resets: pd.DataFrame | None) -> pd.DataFrame:
+    if resets is None or resets.empty:
+        return tcp.iloc[:0]
+    rows = tcp.merge(resets, on="flow_id")
+    rows["problem"], rows["count"] = "reset_after_invalid", 1
+    rows["hint"] = [
+        HINTS["reset_after_invalid"].format(stray_from=r.stray_from, peer=r.peer, local=r.local)
+        for r in rows.itertuples()
+    ]
+    return rows.drop(columns=list(resets.columns.drop("flow_id")))
 
 
 def _icmp_said(row) -> str:

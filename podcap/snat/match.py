@@ -206,11 +206,14 @@ def match_keys(a: Observation, b: Observation) -> list[str] | None:
         if a.isn != b.isn:
             return None
         keys.append(f"SYN ISN {a.isn}")
+        answered_alike = a.server_isn >= 0 and a.server_isn == b.server_isn
         for name, x, y in (
             ("TSval", a.syn_tsval, b.syn_tsval),
             ("SYN-ACK ISN", a.server_isn, b.server_isn),
         ):
             if x >= 0 and y >= 0:
+                if x != y and name == "TSval" and answered_alike:
+                    continue  # the first SYN lost between them: a retransmission's TSval
                 if x != y:
                     return None
                 keys.append(f"{name} {x}")
