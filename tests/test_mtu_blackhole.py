@@ -5,7 +5,7 @@ connections that lose and recover segments in ordinary ways."""
 import pytest
 
 from podcap.analysis.run import analyze
-from tests.analyze_fixtures import ACK, PSH, RST, Capture, tshark_fields
+from tests.analyze_fixtures import ACK, PSH, RST, Capture, tshark_fields, vxlan_frame
 
 REQUEST = b"GET /big HTTP/1.1\r\nHost: web\r\n\r\n"
 
@@ -59,3 +59,29 @@ def test_the_lost_segments_are_tsharks_retransmissions(capture):
     rows = tshark_fields(capture, "tcp.srcport", "tcp.dstport", "tcp.len",
                          display_filter="tcp.analysis.retransmission && tcp.dstport == 41000")  # fmt: skip
     assert [int(r[2]) for r in rows] == [1448, 1448, 1448]
+
+
+def _black_hole(cap: Capture) -> None:
+    hole = cap.session("10.244.1.5", "10.244.2.7", 41000, 80, isn=7000).handshake()
+    hole.c(PSH | ACK, REQUEST).s(PSH | ACK, b"h" * 300).c(ACK)
+    lost_at = hole.sseq
+    for gap in (0.001, 0.2, 0.4):
+        hole.s(ACK, b"x" * 1448, seq=lost_at, gap=gap)
+
+
+def test_the_overlay_another_point_saw_is_named(tmp_path):
+    # The server Pod's capture sees bare packets; its node's NIC, the same ones in VXLAN.
+    pod, node = Capture(), Capture()
+    _black_hole(pod)
+    _black_hole(node)
+    node.frames[:] = [(ts, vxlan_frame("172.20.0.12", "172.20.0.11", f)) for ts, f in node.frames]
+    pod_file, node_file = pod.write(tmp_path / "pod.pcap"), node.write(tmp_path / "node.pcap")
+    for files in ([node_file], [pod_file, node_file]):
+        problems = analyze(files, reports=["tcp"])["tcp"]
+        hints = problems.loc[problems["problem"] == "mtu_blackhole", "hint"].tolist()
+        assert len(hints) == len(files)
+        for hint in hints:
+            assert "1488-byte IP packets" in hint and "without DF" in hint
+            assert "travel in vxlan, 50 bytes more per packet" in hint and "1450" in hint
+    alone = analyze([pod_file], reports=["tcp"])["tcp"]
+    assert "travel in" not in alone.loc[alone["problem"] == "mtu_blackhole", "hint"].iloc[0]

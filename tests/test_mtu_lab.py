@@ -54,6 +54,16 @@ def test_the_tcp_report_names_the_black_hole(hole):
     assert row["count"] >= 2
     assert f"from the server {hole['server']}" in row["hint"]
     assert "no ICMP 'fragmentation needed'" in row["hint"]  # the node dropped them
+    # The headers, as tshark reads them: each side's MSS, and DF on the lost segments.
+    mss = tshark_fields(hole["pcap"], "ip.src", "tcp.options.mss_val",
+                        display_filter="tcp.flags.syn == 1")  # fmt: skip
+    announced = {"client" if ip != hole["server"] else "server": int(v) for ip, v in mss}
+    assert f"MSS announced: client {announced['client']}, server {announced['server']}" in (
+        row["hint"])  # fmt: skip
+    lost = tshark_fields(hole["pcap"], "ip.flags.df", "ip.len",
+                         display_filter="tcp.analysis.retransmission && tcp.len > 900")  # fmt: skip
+    assert {df for df, _ in lost} == {"1"} or {df for df, _ in lost} == {"True"}
+    assert f"the lost segments are {lost[0][1]}-byte IP packets with DF set" in row["hint"]
 
 
 def test_with_the_icmp_let_through_the_icmp_report_says_the_mtu(hole):

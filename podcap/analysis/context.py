@@ -110,11 +110,16 @@ class Analysis:
         """TCP problems of the selected flows (``reports.tcp``), cached."""
         from podcap.flows.invalid_resets import resets_after_invalid
         from podcap.flows.mtu import mtu_black_holes, with_icmp
+        from podcap.flows.mtu_headers import connection_overlays, with_headers
         from podcap.reports.tcp import tcp_problems
 
         black_holes = mtu_black_holes(self.all_packets)
-        if len(black_holes):  # what the ICMP said about them, read only when there are some
-            black_holes = with_icmp(black_holes, self.icmp_errors)
+        if len(black_holes):  # what the ICMP and headers say of them, read only for those
+            black_holes = with_headers(
+                with_icmp(black_holes, self.icmp_errors), self.all_packets,
+                connection_overlays(self.tcp_connections, self.all_packets)
+                if len(self.files) > 1 else None,
+            )  # fmt: skip
         resets = resets_after_invalid(self.all_packets, self.all_flows)
         return tcp_problems(self.flows, black_holes, resets)
 

@@ -98,7 +98,8 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
     table["types"] = _joined(q.assign(type_name=q["qtype"].map(type_names)), "type_name", True)
     table["name"] = _base_names(q, table)
     table["verdict"] = _verdicts(q, table)
-    table["rcode"] = table["rcode_number"].map(_rcode_name)
+    names = {code: _rcode_name(code) for code in table["rcode_number"].unique()}
+    table["rcode"] = table["rcode_number"].map(names)
     table["explanation"] = _explanations(table)
     return table[LOOKUP_COLUMNS].sort_values("ts", ignore_index=True)
 
@@ -167,7 +168,14 @@ def _per_lookup(q: pd.DataFrame, flags: np.ndarray) -> pd.Series:
 
 def _joined(q: pd.DataFrame, column: str, sort: bool = False) -> pd.Series:
     """Per lookup, the distinct values of ``column`` joined with commas (one, mostly)."""
-    distinct = q[["lookup", column]].astype({column: str}).drop_duplicates()
+    values = pd.Categorical(q[column])  # codes: no string per query
+    words = np.asarray(values.categories.astype(str), dtype=object)
+    distinct = pd.DataFrame({"lookup": q["lookup"].to_numpy(), "code": values.codes})
+    distinct = distinct.drop_duplicates()
+    lookups = distinct["lookup"].to_numpy()
+    if len(lookups) == q["lookup"].nunique():  # one value each: nothing to join
+        return pd.Series(words[distinct["code"].to_numpy()], index=lookups).sort_index()
+    distinct[column] = words[distinct["code"].to_numpy()]
     distinct = distinct.sort_values(["lookup", column] if sort else ["lookup"], kind="stable")
     lookups = distinct["lookup"].to_numpy()
     starts = np.flatnonzero(np.r_[True, lookups[1:] != lookups[:-1]])
@@ -186,7 +194,12 @@ def _base_names(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
     first = q.groupby("lookup")["name"].first().astype(object)
     base = table["final_name"].copy()
     several = first != base
-    base[several] = [_base_name([a, b]) for a, b in zip(first[several], base[several], strict=True)]
+    # A few names asked over and over: each (first, final) pair is worked out once.
+    pairs = pd.DataFrame({"first": first[several], "final": base[several]})
+    distinct = pairs.drop_duplicates()
+    common = pd.Series([_base_name([a, b]) for a, b in distinct.itertuples(index=False)],
+                       index=pd.MultiIndex.from_frame(distinct))  # fmt: skip
+    base[several] = common.reindex(pd.MultiIndex.from_frame(pairs)).to_numpy()
     return base
 
 

@@ -114,7 +114,7 @@ def _black_hole_rows(tcp: pd.DataFrame, black_holes: pd.DataFrame | None) -> pd.
             smallest_lost=r.smallest_lost, largest_passed=r.largest_passed, count=r.sendings,
             sender=f"{'client' if r.sender_c2s else 'server'} "
             f"{r.client_ip if r.sender_c2s else r.server_ip}",
-        ) + _icmp_said(r)
+        ) + _icmp_said(r) + _headers_said(r)
         for r in rows.itertuples()
     ]  # fmt: skip
     return rows.drop(columns=list(black_holes.columns.drop("flow_id")))
@@ -130,6 +130,16 @@ def _invalid_reset_rows(tcp: pd.DataFrame, resets: pd.DataFrame | None) -> pd.Da
         for r in rows.itertuples()
     ]
     return rows.drop(columns=list(resets.columns.drop("flow_id")))
+
+
+def _headers_said(row) -> str:
+    """The MSS, DF, size and overlay of a black hole, when its headers were read."""
+    from podcap.flows.mtu_headers import header_words
+
+    if getattr(row, "mss_client", None) is None:
+        return ""
+    said = header_words(row.mss_client, row.mss_server, row.df, row.lost_packet_size, row.overlay)
+    return f"; {said}" if said else ""
 
 
 def _icmp_said(row) -> str:
