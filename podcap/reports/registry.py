@@ -235,9 +235,8 @@ REPORTS: dict[str, Report] = {
         ),
         Report(
             "conntrack",
-            "connections conntrack and NAT broke: SNAT port collisions between Pods (needs "
-            "the Pod's and its node's captures), SYNs lost at conntrack insert, resets after "
-            "a packet marked INVALID; with both Pods named and the fix",
+            "connections conntrack and NAT broke: SNAT port collisions between Pods, SYNs lost "
+            "at conntrack insert (both need Pod and node captures), resets after INVALID packets",
             "podcap.reports.conntrack:conntrack_report",
             http_fields=False,
             section=Section("Conntrack and NAT", "No conntrack or NAT failures found.", place=12),
@@ -249,7 +248,7 @@ REPORTS: dict[str, Report] = {
                 "server_port",
                 "other",
                 "explanation",
-            ),
+            ),  # fmt: skip
             more_columns=("shared_end", "syns_lost", "delay_ms", "where", "fix", "ts"),
         ),
         Report(
