@@ -120,14 +120,23 @@ def _names(view: ByteView, at: np.ndarray, stop: np.ndarray, asked: np.ndarray):
     length = stop[rows] - at[rows]
     width = int(-(-length.max() // 8) * 8)
     wire = view.rows(at[rows], width)
-    wire[np.arange(width) >= length[:, None]] = 0
     words = wire.view(np.uint64)
+    # Only each name's own bytes count: whole words before its end, then its last word's
+    # first bytes (the bytes after a name belong to the rest of its message).
+    whole, tail = length // 8, (length % 8).astype(np.uint64)
     mixers = np.random.default_rng(5353).integers(1, 2**63, words.shape[1], dtype=np.uint64) | 1
-    key = (words * mixers).sum(axis=1, dtype=np.uint64) ^ length.astype(np.uint64)
-    distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    key = np.zeros(len(rows), np.uint64)
+    for nth, mixer in enumerate(mixers):  # a column at a time: numpy is slow on short rows
+        key += np.where(whole > nth, words[:, nth], 0) * mixer
+    last = words[np.arange(len(rows)), np.minimum(whole, words.shape[1] - 1)]
+    last &= np.where(tail > 0, (np.uint64(1) << (tail * np.uint64(8))) - np.uint64(1), 0)
+    key ^= (last * np.uint64(0x9E3779B97F4A7C15)) ^ length.astype(np.uint64)
+    inverse, distinct = pd.factorize(key)
+    first = np.zeros(len(distinct), np.int64)
+    first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # each distinct key's first row
     spelled = [_dotted(bytes(wire[i, : length[i]])) for i in first]
     categories, spelled_codes = np.unique(["", *spelled], return_inverse=True)
-    codes[rows] = spelled_codes[1:][inverse.ravel()]
+    codes[rows] = spelled_codes[1:][inverse]
     return pd.Categorical.from_codes(codes, categories.astype(object))
 
 

@@ -92,28 +92,7 @@ def dns_exchanges(packets: pd.DataFrame, messages: pd.DataFrame | None = None) -
         messages = messages[~messages["malformed"] & (on_port | messages["plausible"])]
     if not len(messages):
         return pd.DataFrame(columns=EXCHANGE_COLUMNS)
-    messages = messages.assign(
-        key=_exchange_keys(messages), name_code=pd.factorize(messages["name"])[0]
-    )
-    queries = messages[~messages["response"]].rename(
-        columns={
-            "src": "client_ip",
-            "sport": "client_port",
-            "dst": "server_ip",
-            "dport": "server_port",
-            "ident": "id",
-        }  # fmt: skip
-    )
-    answers = messages[messages["response"]].rename(
-        columns={
-            "dst": "client_ip",
-            "dport": "client_port",
-            "src": "server_ip",
-            "sport": "server_port",
-            "ident": "id",
-        }  # fmt: skip
-    )
-    paired = _pair(queries, answers)
+    paired = _pair(messages.reset_index(drop=True))
     # Elsewhere than port 53, what reads as DNS is DNS when it was answered as DNS.
     elsewhere = (paired["server_port"] != DNS_PORT) & (paired["client_port"] != DNS_PORT)
     paired = paired[~elsewhere | paired["response_frame"].notna()]
@@ -125,16 +104,19 @@ def _exchange_keys(messages: pd.DataFrame) -> np.ndarray:
     responses share it (a response's addresses and ports are the query's, swapped)."""
     response = messages["response"].to_numpy()
     src, dst = _address_codes(messages["src"], messages["dst"])
-    sport, dport = messages["sport"].to_numpy(), messages["dport"].to_numpy()
-    parts = {
-        "file": pd.factorize(messages["file"])[0] if "file" in messages else 0,
-        "client": np.where(response, dst, src),
-        "client_port": np.where(response, dport, sport),
-        "server": np.where(response, src, dst),
-        "server_port": np.where(response, sport, dport),
-        "id": messages["ident"].to_numpy(),
-    }
-    return pd.DataFrame(parts).groupby(list(parts), sort=False).ngroup().to_numpy()
+    sport = messages["sport"].to_numpy().astype(np.int64)
+    dport = messages["dport"].to_numpy().astype(np.int64)
+    client = pd.factorize(np.where(response, dst, src) << 16 | np.where(response, dport, sport))
+    server = pd.factorize(np.where(response, src, dst) << 16 | np.where(response, sport, dport))
+    files = pd.factorize(messages["file"])[0] if "file" in messages else np.zeros(len(sport))
+    asked = _combined(files, messages["ident"].to_numpy())
+    return _combined(_combined(client[0], server[0]), asked)
+
+
+def _combined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One code per distinct (a, b) pair of two arrays of small non-negative codes."""
+    a, b = a.astype(np.int64), b.astype(np.int64)
+    return pd.factorize(a * (int(b.max(initial=0)) + 1) + b)[0]
 
 
 def _address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -142,72 +124,108 @@ def _address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarr
     src, dst = src.astype("category"), dst.astype("category")
     union = src.cat.categories.union(dst.cat.categories)
     return (
-        union.get_indexer(src.cat.categories)[src.cat.codes.to_numpy()],
-        union.get_indexer(dst.cat.categories)[dst.cat.codes.to_numpy()],
+        union.get_indexer(src.cat.categories)[src.cat.codes.to_numpy()].astype(np.int64),
+        union.get_indexer(dst.cat.categories)[dst.cat.codes.to_numpy()].astype(np.int64),
     )
 
 
-def _pair(queries: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
+def _pair(messages: pd.DataFrame) -> pd.DataFrame:
     """One row per query as first sent, its retransmissions counted in ``tries``
-    (``_first_sendings``); each response answers the latest query before it on the same
-    sockets with the same id, that is its first sending's (tshark's dns.time runs from
-    there); a query answered twice keeps the first response."""
-    key = ["key"]
-    for table in (queries, answers):
-        if "file" not in table:
-            table["file"] = ""
-    answers = answers.rename(columns={"frame": "response_frame", "ts": "response_ts"})
-    queries = _first_sendings(queries, answers, key)
-    answers = answers.assign(query_ts=answers["response_ts"])
-    matched = pd.merge_asof(
-        answers.sort_values("query_ts"),
-        queries[[*key, "ts", "original"]].sort_values("ts"),
-        left_on="query_ts",
-        right_on="ts",
-        by=key,
-        direction="backward",
-    )
-    matched = matched.dropna(subset=["original"]).drop_duplicates("original", keep="first")
-    found = matched.set_index("original")[
-        ["response_frame", "response_ts", "rcode", "answers", "address", "truncated"]
-    ]
-    found = found.rename(columns=lambda c: c if c.startswith("response") else f"{c}_response")
-    out = queries[queries["frame"] == queries["original"]].join(found, on="frame")
-    answered = out["response_frame"].notna()
-    out["response_frame"] = out["response_frame"].astype("Int64")
-    out["rcode"] = out["rcode_response"].where(answered, -1).astype(np.int64)
-    out["answers"] = out["answers_response"].where(answered, 0).astype(np.int64)
-    out["address"] = out["address_response"].where(answered, "")
-    out["truncated"] = out["truncated_response"].where(answered, False).astype(bool)
-    out["latency_ms"] = ((out["response_ts"] - out["ts"]) * 1000.0).round(3)
-    return out.sort_values("frame", kind="stable")
+    (``_runs``); each response answers the latest query before it on the same sockets with
+    the same id, that is its first sending's (tshark's dns.time runs from there); a query
+    answered twice keeps the first response. With numpy over the messages in (exchange, time)
+    order: one sort, then scans."""
+    key = _exchange_keys(messages)
+    ts = messages["ts"].to_numpy()
+    order = (np.argsort(key, kind="stable") if np.all(np.diff(ts) >= 0)
+             else np.lexsort((ts, key)))  # fmt: skip
+    key, ts = key[order], ts[order]
+    response = messages["response"].to_numpy()[order]
+    start = _group_starts(key)
+    last_query = _last_before(~response, start)  # per message, the latest query up to it
+    first, tries = _runs(messages, order, key, ts, response, _last_before(response, start))
+    # A response answers the run of the latest query before it; the run's first response wins.
+    answering = np.flatnonzero(response & (last_query >= 0))
+    run_of = np.full(len(key), -1, np.int64)
+    run_of[~response] = first
+    answered = run_of[last_query[answering]]
+    by_time = np.lexsort((ts[answering], answered))
+    kept = np.r_[True, answered[by_time][1:] != answered[by_time][:-1]]
+    answer_of = np.full(len(key), -1, np.int64)
+    answer_of[answered[by_time][kept]] = answering[by_time][kept]
+    return _exchange_rows(messages, order, np.flatnonzero(~response & (run_of == np.arange(
+        len(key)))), tries, answer_of)  # fmt: skip
 
 
-def _first_sendings(queries: pd.DataFrame, answers: pd.DataFrame, key: list[str]):
-    """``queries`` with ``original`` (the frame that first sent each one) and, on the first
-    sendings, ``tries`` (how many times it was sent). A query is sent again, as tshark
-    reckons, when the same one (sockets, id, name, type) went out less than RETRY_WINDOW
-    before and no response with its id came in between."""
-    same = [*key, "name_code", "qtype"]
-    queries = queries.sort_values("ts", kind="stable", ignore_index=True)
-    previous = queries.groupby(same, sort=False)["ts"].shift()
-    answered = pd.merge_asof(
-        queries[[*key, "ts"]].reset_index(),
-        answers[[*key, "response_ts"]].sort_values("response_ts"),
-        left_on="ts",
-        right_on="response_ts",
-        by=key,
-        direction="backward",
-    ).set_index("index")["response_ts"]
-    resent = (queries["ts"] - previous < RETRY_WINDOW) & ~(answered >= previous)
-    order = queries.sort_values([*same, "ts"], kind="stable").index.to_numpy()
+def _group_starts(key: np.ndarray) -> np.ndarray:
+    """Per row (sorted by key), the position where its key's rows start."""
+    new = np.r_[True, key[1:] != key[:-1]]
+    return np.maximum.accumulate(np.where(new, np.arange(len(key)), 0))
+
+
+def _last_before(flag: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Per row, the last row of its key group at or before it with ``flag``; -1 if none."""
+    last = np.maximum.accumulate(np.where(flag, np.arange(len(flag)), -1))
+    return np.where(last >= start, last, -1)
+
+
+def _runs(messages, order, key, ts, response, last_response):
+    """Per query (in the sorted order), the row of its first sending, and per row how many
+    times that query was sent. A query is sent again, as tshark reckons, when the same one
+    (sockets, id, name, type) went out less than RETRY_WINDOW before and no response with
+    its id came in between."""
+    queries = np.flatnonzero(~response)
+    name = pd.Categorical(messages["name"]).codes[order][queries]
+    qtype = messages["qtype"].to_numpy()[order][queries].astype(np.int64)
+    same = _combined(_combined(key[queries], name), qtype & 0xFFFF)
+    within = np.argsort(same, kind="stable")  # sorted by time already, within each
+    previous = np.full(len(queries), -1, np.int64)
+    follows = same[within][1:] == same[within][:-1]
+    previous[within[1:][follows]] = within[:-1][follows]
+    prev_ts = np.where(previous >= 0, ts[queries][np.maximum(previous, 0)], -np.inf)
+    answer = last_response[queries]
+    answered_since = (answer >= 0) & (ts[np.maximum(answer, 0)] >= prev_ts)
+    resent = (previous >= 0) & (ts[queries] - prev_ts < RETRY_WINDOW) & ~answered_since
     run = np.empty(len(queries), np.int64)
-    run[order] = np.cumsum(~resent.to_numpy()[order])
-    firsts = np.zeros(run.max(initial=0) + 1, np.int64)
-    firsts[run[~resent.to_numpy()]] = queries["frame"].to_numpy()[~resent.to_numpy()]
-    queries["original"] = firsts[run]
-    queries["tries"] = np.bincount(run)[run]
-    return queries
+    run[within] = np.cumsum(~resent[within]) - 1
+    firsts = np.empty(run.max(initial=-1) + 1, np.int64)
+    firsts[run[~resent]] = queries[~resent]
+    tries = np.zeros(len(key), np.int64)
+    tries[firsts] = np.bincount(run)
+    return firsts[run], tries
+
+
+def _exchange_rows(messages, order, first_rows, tries, answer_of) -> pd.DataFrame:
+    """The output: one row per first sending, with its response's fields."""
+    rows, answers = order[first_rows], answer_of[first_rows]
+    got = answers >= 0
+    reply = order[np.maximum(answers, 0)]
+    column = lambda name: messages[name].to_numpy()  # noqa: E731
+    taken = lambda name, at: messages[name].array.take(at)  # noqa: E731 (categories kept)
+    ts = column("ts")[rows]
+    out = pd.DataFrame({
+        "file": taken("file", rows) if "file" in messages else "",
+        "frame": column("frame")[rows], "ts": ts,
+        "client_ip": taken("src", rows), "client_port": column("sport")[rows],
+        "server_ip": taken("dst", rows), "server_port": column("dport")[rows],
+        "id": column("ident")[rows], "name": taken("name", rows), "qtype": column("qtype")[rows],
+        "transport": taken("transport", rows), "tries": tries[first_rows],
+        "response_frame": pd.arrays.IntegerArray(column("frame")[reply], ~got),
+        "rcode": np.where(got, column("rcode")[reply], -1).astype(np.int64),
+        "latency_ms": np.where(got, ((column("ts")[reply] - ts) * 1000.0).round(3), np.nan),
+        "answers": np.where(got, column("answers")[reply], 0).astype(np.int64),
+        "address": _blank_where(taken("address", reply), ~got),
+        "truncated": got & column("truncated")[reply],
+    })  # fmt: skip
+    return out.sort_values("frame", kind="stable", ignore_index=True)
+
+
+def _blank_where(values: pd.Categorical, blank: np.ndarray) -> pd.Categorical:
+    """``values`` with "" where ``blank`` (no response: no address)."""
+    if "" not in values.categories:
+        values = values.add_categories([""])
+    codes = np.where(blank, values.categories.get_loc(""), values.codes)
+    return pd.Categorical.from_codes(codes, values.categories)
 
 
 def malformed_on_port(messages: pd.DataFrame) -> pd.DataFrame:
