@@ -129,6 +129,8 @@ def empty_truth() -> dict:
         "refused": None,  # {server_ip, port}
         "encapsulation": None,  # {type, udp_port, vni, outer_src, outer_dst}
         "dns_lookups": [],  # {name, verdict, queries, names_tried, nxdomain, lost}
+        "mtu_blackhole": None,  # {sender, lost_size, path_mtu, icmp_dropped}
+        "conntrack": None,  # {verdict, client, other, shared_end, syns_lost}
     }
 
 
@@ -575,6 +577,102 @@ def dns_truth(name: str, verdict: str, entries: list[dict]) -> dict:
     }
 
 
+# node-b's NIC carries 1000 bytes and node-b drops the ICMP that would say so.
+NO_FRAG_NEEDED = ["OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP"]
+BLACK_HOLE_MTU, BLACK_HOLE_BODY = 1000, 5000  # a body the first flight carries whole
+
+
+@scenario("12", lab="routed")
+def mtu_blackhole(run: Run, lab: Lab) -> None:
+    a, b = lab.pods
+    node_b = b.node
+    uri = f"/large?size={BLACK_HOLE_BODY}"
+    point = in_pod("12-mtu-blackhole.pcap", b, f"tcp port {b.http_port} or icmp")
+    lab.run(node_b, ["ip", "link", "set", node_b.nic, "mtu", str(BLACK_HOLE_MTU)], check=True)
+    lab.run(node_b, ["iptables", "-I", *NO_FRAG_NEEDED], check=True)
+    try:
+        with capturing(run, lab, point) as take:
+            hung = lab.curl(a, f"http://{b.ip}{uri}", timeout=3)
+    finally:
+        lab.run(node_b, ["iptables", "-D", *NO_FRAG_NEEDED], check=True)
+        lab.run(node_b, ["ip", "link", "set", node_b.nic, "mtu", "1500"], check=True)
+        lab.run(b, ["ip", "route", "flush", "cache"])
+    if hung.returncode == 0:
+        raise SystemExit("the large response got through: no black hole was made")
+    take.write(
+        f"Pod {a.name} asks Pod {b.name} for a {BLACK_HOLE_BODY}-byte response; {node_b.name}'s "
+        f"NIC carries {BLACK_HOLE_MTU} bytes and {node_b.name} drops the ICMP 'fragmentation "
+        "needed' it would send: the handshake and the request pass, the full-size segments "
+        "are sent again and again and never acknowledged; captured in the server Pod",
+        conversation(
+            a,
+            b,
+            http_requests=[http_request(b, uri, a.ip)],
+            mtu_blackhole={
+                "sender": b.ip,
+                "lost_size": 1448,
+                "path_mtu": BLACK_HOLE_MTU,
+                "icmp_dropped": True,
+            },
+        ),  # fmt: skip
+    )
+
+
+COLLISION_PORT = 40000
+
+
+@scenario("13", lab="pair")
+def snat_collision(run: Run, lab: Lab) -> None:
+    """Two Pods of one node reach the IDC host from one source port; ip-masq-agent's
+    MASQUERADE without --random-fully, its range narrowed to that port so the race's loser
+    is certain (in a cluster, two connections at once). Three files, each its own truth."""
+    from testbed.lab import masq  # noqa: PLC0415
+    from testbed.lab.conntrack import counter  # noqa: PLC0415
+
+    a, b, idc, node = lab.pods[0], lab.pods[1], lab.idc, lab.nodes[0]
+    rules = masq.restore_text(lab.masq_config, random_fully=False).replace(
+        "-j MASQUERADE", f"-p tcp -j MASQUERADE --to-ports {COLLISION_PORT}")  # fmt: skip
+    lab.run(node, ["iptables-restore", "--noflush"], input=rules, check=True)
+    bpf = f"tcp port {idc.http_port}"
+    points = (
+        in_pod("13-collision-pod-a.pcap", a, bpf),
+        in_pod("13-collision-pod-b.pcap", b, bpf),
+        on_node("13-collision-node.pcap", node, bpf, node.ip),
+    )
+    port = ("--local-port", str(COLLISION_PORT))
+    before = counter(lab, node, "insert_failed")
+    with capturing(run, lab, *points) as take:
+        first = lab.curl(a, f"http://{idc.ip}/first", *port, "-o", "/dev/null")
+        second = lab.curl(b, f"http://{idc.ip}/second", *port, "-o", "/dev/null", timeout=3)
+    if first.returncode != 0 or second.returncode == 0:
+        raise SystemExit(f"no collision: {first.stderr} {second.stderr}")
+    held = {"uri": "/first", "pod_ip": a.ip, "pod_port": COLLISION_PORT, "wire_ip": node.ip,
+            "wire_port": COLLISION_PORT, "server": f"{idc.ip}:{idc.http_port}"}  # fmt: skip
+    snat = {"pod_ip": a.ip, "wire_ip": node.ip, "connections": [held],
+            "by": masqueraded_by(node).replace(" --random-fully", "")}  # fmt: skip
+    holder = conversation(a, idc, http_requests=[http_request(idc, "/first", a.ip)],
+                          snat_applied=True, snat=snat)  # fmt: skip
+    syns = counter(lab, node, "insert_failed") - before  # the kernel's count of its drops
+    loser = conversation(
+        b, idc,
+        dropped={"what": "SYN", "by": "conntrack: the node's SNAT port was taken",
+                 "syns_unanswered": True},
+        conntrack={"verdict": "snat_port_collision", "client": f"{b.ip}:{COLLISION_PORT}",
+                   "other": f"{a.ip}:{COLLISION_PORT}",
+                   "shared_end": f"{node.ip}:{COLLISION_PORT}", "syns_lost": syns,
+                   "files": [p.file for p in points]},
+    )  # fmt: skip
+    title = (f"Pods {a.name} and {b.name} of {node.name} reach the IDC host {idc.ip} from port "
+             f"{COLLISION_PORT} through MASQUERADE without --random-fully: {a.name}'s request "
+             f"goes out as {node.ip}:{COLLISION_PORT}, {b.name}'s SYNs are dropped at "
+             "conntrack insert; captured in both Pods and on the node's NIC")  # fmt: skip
+    for point, capture, truth in zip(points, take.captures, (holder, loser, holder),
+                                     strict=True):  # fmt: skip
+        seen = {"src_ip_seen": point.src_ip_seen or truth["client_ip"]}
+        facts = {"scenario": title, "topology": topology(lab), "ground_truth": truth | seen}
+        run.write(point, capture, take.when, facts)
+
+
 # ---------------------------------------------------------------------------- driver
 LAB_SHAPES: dict[str, Callable[[], Lab]] = {
     "routed": lambda: Lab(nodes=2, pods_per_node=1, overlay="routed", idc=True),
@@ -585,6 +683,7 @@ LAB_SHAPES: dict[str, Callable[[], Lab]] = {
         masq_non_masquerade=[VPC_CIDR, CLUSTER_CIDR, IDC_CIDR],
     ),
     "vxlan": lambda: Lab(nodes=2, pods_per_node=1, overlay="vxlan"),
+    "pair": lambda: Lab(nodes=1, pods_per_node=2, idc=True),
 }
 
 

@@ -52,10 +52,9 @@ def _sidecar(path, kind, node, pod=None, pod_ip=None, node_ip=None, cidr=None):
 
 
 def _insert_failed(lab, node) -> int:
-    """conntrack's insert_failed counter in the node's namespace, summed over the CPUs."""
-    lines = lab.run(node, ["cat", "/proc/net/stat/nf_conntrack"], check=True).stdout.split("\n")
-    column = lines[0].split().index("insert_failed")
-    return sum(int(line.split()[column], 16) for line in lines[1:] if line.strip())
+    from testbed.lab.conntrack import counter  # noqa: PLC0415
+
+    return counter(lab, node, "insert_failed")
 
 
 def _lab_or_skip():

@@ -6,6 +6,7 @@ import gzip
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,19 @@ def test_conversation_buckets_find_the_same_messages(cases):
     in_memory = analyze(paths, reports=["http"], in_memory_limit=0)["http"]
     assert list(in_buckets["uri"]) == list(in_memory["uri"])
     assert {"/after", "/after-cs", "/b"} <= set(in_buckets["uri"])
+
+
+def test_a_filter_and_the_report_read_one_message_table():
+    # The message table is a walk of every HTTP segment: built once per analysis.
+    from unittest import mock
+
+    import podcap.flows.messages as messages
+
+    real, calls = messages.message_table, []
+    with mock.patch.object(
+        messages, "message_table", side_effect=lambda p: calls.append(p) or real(p)
+    ):
+        sample = Path(__file__).parent.parent / "sample_pcaps" / "01-http-mytest.pcap"
+        found = analyze([str(sample)], 'http.request.uri == "/mytest"', reports=["http"])["http"]
+    assert found["uri"].tolist() == ["/mytest"]
+    assert len(calls) == 1

@@ -180,6 +180,42 @@ def test_dns_lookups(sample):
             assert row["client_pod"] == f"{doc['point']['namespace']}/{doc['point']['pod']}"
 
 
+def test_mtu_blackhole(sample):
+    """The black hole the lab made (a narrow NIC, its ICMP dropped) is what the tcp report
+    names, with the size tshark sees sent again and the DF bit it reads."""
+    path, _, truth, _ = sample
+    hole = truth.get("mtu_blackhole")
+    if not hole:
+        return
+    problems = analyze([path], reports=["tcp"])["tcp"]
+    found = problems[problems["problem"] == "mtu_blackhole"]
+    assert len(found) == 1
+    hint = found.iloc[0]["hint"]
+    assert f"{hole['lost_size']} bytes from the server {hole['sender']}" in hint
+    assert "no ICMP 'fragmentation needed'" in hint
+    again = tshark.fields(path, ["tcp.len", "ip.flags.df"], "tcp.analysis.retransmission")
+    assert str(hole["lost_size"]) in {r["tcp.len"] for r in again}
+    assert ("with DF set" in hint) == (again[0]["ip.flags.df"] in ("1", "True"))
+
+
+def test_conntrack(sample):
+    """The SNAT collision the lab made: the conntrack report of the set's files names the
+    Pod that lost and the one that held the port, and counts the SYNs the kernel dropped."""
+    path, _, truth, _ = sample
+    expected = truth.get("conntrack")
+    if not expected:
+        return
+    files = [os.path.join(SAMPLES, name) for name in expected["files"]]
+    table = analyze(files, reports=["conntrack"])["conntrack"]
+    assert table["verdict"].tolist() == [expected["verdict"]]
+    row = table.iloc[0]
+    assert f"{row['client_ip']}:{row['client_port']}" == expected["client"]
+    assert row["other"].split(" ")[0] == expected["other"]
+    assert row["shared_end"] == expected["shared_end"]
+    assert row["syns_lost"] == expected["syns_lost"] == tshark.count(
+        path, "tcp.flags.syn == 1 && tcp.flags.ack == 0")  # fmt: skip
+
+
 def test_encapsulation(sample):
     path, _, truth, decode = sample
     encap = truth["encapsulation"]

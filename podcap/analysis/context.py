@@ -70,10 +70,11 @@ class Analysis:
     @cached_property
     def http_messages(self) -> pd.DataFrame:
         """Every HTTP message of every file, where Wireshark's reassembly finds it
-        (``podcap.flows.messages``), cached."""
-        from podcap.flows.messages import message_table
+        (``podcap.flows.messages``), cached; the table an ``http.*`` filter already built
+        for these packets is the same one (``podcap.dfilter.fields.http_messages``)."""
+        from podcap.dfilter.fields import http_messages
 
-        return message_table(self.all_packets)
+        return http_messages(self.all_packets)
 
     @cached_property
     def dns_messages(self) -> pd.DataFrame:

@@ -205,7 +205,9 @@ def filter_mask(
     start = 0
     for path, capture in captures.items():
         stop = start + len(capture.packets)
-        rows = packets.iloc[start:stop]
+        # The whole table when it is one file's: the tables a filter builds for it (the HTTP
+        # messages) are then the very ones the reports read.
+        rows = packets if stop - start == len(packets) else packets.iloc[start:stop]
         mask[start:stop] = display_filter.mask(rows, capture.contains, path, tshark_frames)
         start = stop
     return mask

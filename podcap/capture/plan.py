@@ -31,14 +31,6 @@ class Plan:
     def targets_on(self, node: str) -> list[locate.PodTarget]:
         return [t for t in self.targets if t.node.name == node]
 
-    def containers_by_node(self) -> dict[str, list[str]]:
-        """``{node: [container ID, ...]}``: what each node's helper enters."""
-        return containers_by_node(self.targets)
-
-    def targets_by_node(self) -> dict[str, list[str]]:
-        """``{node: ["NAMESPACE/POD", ...]}``: what each node's helper captures."""
-        return targets_by_node(self.targets)
-
 
 def containers_by_node(targets: list[locate.PodTarget]) -> dict[str, list[str]]:
     by_node: dict[str, list[str]] = defaultdict(list)

@@ -165,8 +165,9 @@ class PodCaptures:
             from podcap.reach.pod.ephemeral import ephemeral_transports
 
             return ephemeral_transports(self.kube, self.plan.spec, self.plan.targets, on_step)
-        by_node, names = self.plan.containers_by_node(), self.plan.targets_by_node()
-        return helper.helper_transports(self.kube, self.plan.spec, by_node, on_step, names)
+        return helper.helper_transports(
+            self.kube, self.plan.spec, on_step=on_step, manifests=self.plan.manifests
+        )
 
     def members(self, transports: dict) -> list[Member]:
         if self.options.node_rules:

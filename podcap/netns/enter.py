@@ -167,6 +167,5 @@ def helper_session(kube, query, spec) -> Iterator[tuple[object, Target, list[str
     (pod,) = the_plan.targets
     kubecapture.preflight(kube, the_plan)
     target = Target(container_id=pod.container_id, label=f"{pod.namespace}/{pod.name}")
-    with helper.helper_transports(kube, spec, the_plan.containers_by_node(),
-                                  targets_by_node=the_plan.targets_by_node()) as transports:  # fmt: skip
+    with helper.helper_transports(kube, spec, manifests=the_plan.manifests) as transports:
         yield transports[pod.node.name], target, the_plan.warnings

@@ -170,17 +170,15 @@ def _joined(q: pd.DataFrame, column: str, sort: bool = False) -> pd.Series:
     """Per lookup, the distinct values of ``column`` joined with commas (one, mostly)."""
     values = pd.Categorical(q[column])  # codes: no string per query
     words = np.asarray(values.categories.astype(str), dtype=object)
-    distinct = pd.DataFrame({"lookup": q["lookup"].to_numpy(), "code": values.codes})
-    distinct = distinct.drop_duplicates()
-    lookups = distinct["lookup"].to_numpy()
-    if len(lookups) == q["lookup"].nunique():  # one value each: nothing to join
-        return pd.Series(words[distinct["code"].to_numpy()], index=lookups).sort_index()
-    distinct[column] = words[distinct["code"].to_numpy()]
-    distinct = distinct.sort_values(["lookup", column] if sort else ["lookup"], kind="stable")
-    lookups = distinct["lookup"].to_numpy()
+    width = len(words) + 1
+    pairs = pd.unique(q["lookup"].to_numpy() * width + values.codes)  # in order of appearance
+    lookups, codes = pairs // width, pairs % width
+    if len(lookups) == len(np.unique(lookups)):  # one value each: nothing to join
+        return pd.Series(words[codes], index=lookups).sort_index()
+    order = np.lexsort((words[codes].astype(str), lookups) if sort else (lookups,))
+    lookups, texts = lookups[order], words[codes[order]]
     starts = np.flatnonzero(np.r_[True, lookups[1:] != lookups[:-1]])
-    pieces = np.asarray(("," + distinct[column]).to_numpy(), dtype=object)
-    joined = np.add.reduceat(pieces, starts) if len(pieces) else pieces
+    joined = np.add.reduceat(np.asarray("," + texts.astype(object), dtype=object), starts)
     return pd.Series([text[1:] for text in joined], index=lookups[starts])
 
 

@@ -152,6 +152,7 @@ REPORTS: dict[str, Report] = {
             "with the next hop's MTU, time exceeded), tied to the connection it quotes",
             "podcap.reports.icmp:icmp_report",
             http_fields=False,
+            section=Section("ICMP errors", "No ICMP errors.", place=37),
             key_columns=("sender", "error", "code", "next_hop_mtu", "flow_id", "explanation"),
             more_columns=(
                 "to",

@@ -166,20 +166,24 @@ def _server_message(exc: ApiException) -> str:
 def helper_transports(
     kube,
     spec: HelperSpec,
-    containers_by_node: dict[str, list[str]],
+    containers_by_node: dict[str, list[str]] | None = None,
     on_step: Step | None = None,
     targets_by_node: dict[str, list[str]] | None = None,
+    *,
+    manifests: dict[str, dict] | None = None,
 ):
     """Create one helper per node, wait until all run (``spec.start_timeout``), yield ``{node:
     PodTransport}``, and delete every helper on the way out (success, error, Ctrl-C, SIGTERM:
     with :func:`podcap.signals.install` both raise, and a signal while deleting waits its
     end). ``on_step`` hears each helper's phases: created, pending, running, deleted;
-    ``targets_by_node`` names the Pods each helper captures, in its annotations."""
-    names = targets_by_node or {}
-    helpers = [
-        HelperPod(kube, helper_manifest(spec, node, ids, names.get(node, [])), on_step)
-        for node, ids in containers_by_node.items()
-    ]
+    ``targets_by_node`` names the Pods each helper captures, in its annotations.
+    ``manifests``: the helpers' manifests by node when a plan made them already
+    (``podcap.capture.plan``), instead of ``containers_by_node``."""
+    if manifests is None:
+        names = targets_by_node or {}
+        manifests = {node: helper_manifest(spec, node, ids, names.get(node, []))
+                     for node, ids in (containers_by_node or {}).items()}  # fmt: skip
+    helpers = [HelperPod(kube, manifest, on_step) for manifest in manifests.values()]
     try:
         for helper in helpers:
             helper.create()
