@@ -64,44 +64,70 @@ EXPLANATIONS = {
 
 
 def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
-    """Lookups (rows of LOOKUP_COLUMNS) from DNS exchanges (``podcap.flows.dns``): grouped
-    with numpy and pandas, no Python step per query."""
+    """Lookups (rows of LOOKUP_COLUMNS) from DNS exchanges (``podcap.flows.dns``): the
+    queries in (file, client, time) order, so each lookup's are contiguous and every sum,
+    first and last is one numpy reduction over the lookups' starts; no Python step per query."""
     if not len(exchanges):
         return pd.DataFrame(columns=LOOKUP_COLUMNS)
-    q = exchanges.sort_values(["file", "client_ip", "ts"], kind="stable", ignore_index=True)
-    q["name"] = q["name"].astype("category")  # a few names asked over and over
+    q = _in_client_order(exchanges)
     q["lookup"] = _lookup_numbers(q)
-    groups = q.groupby("lookup", sort=True)
-    final_name = groups["name"].transform("last")
-    final = (q["name"] == final_name).to_numpy()
-    rcode = q["rcode"].to_numpy()
+    lookups = q["lookup"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, lookups[1:] != lookups[:-1]])
+    last = np.r_[starts[1:], len(q)] - 1
+    each = lambda values, how=np.add: how.reduceat(np.asarray(values), starts)  # noqa: E731
+    names = q["name"].array
+    final_code = names.codes[last]
+    final = names.codes == np.repeat(final_code, np.diff(np.r_[starts, len(q)]))
+    rcode, ts = q["rcode"].to_numpy(), q["ts"].to_numpy()
     table = pd.DataFrame(
         {
-            "file": groups["file"].first(),
-            "ts": groups["ts"].min(),
-            "client_ip": groups["client_ip"].first().astype(str),
-            "final_name": groups["name"].last().astype(object),
-            "queries": groups["tries"].sum(),
-            "wasted_queries": _per_lookup(q, ~final & (rcode == 3)),
-            "unanswered": _per_lookup(q, _unanswered_sendings(q)),
-            "truncated": _per_lookup(q, _truncated_unanswered(q, final)) > 0,
-        }
+            "file": q["file"].array.take(starts) if "file" in q else "",
+            "ts": ts[starts],
+            "client_ip": q["client_ip"].array.take(starts),
+            "final_name": names.take(last),
+            "queries": each(q["tries"].to_numpy()),
+            "wasted_queries": each(~final & (rcode == 3)),
+            "unanswered": each(_unanswered_sendings(q)),
+            "truncated": each(_truncated_unanswered(q, final, starts)) > 0,
+        },
+        index=lookups[starts],
     )
-    answered = pd.Series(np.where(final & (rcode >= 0), rcode, 99), index=q.index)
-    table["rcode_number"] = answered.groupby(q["lookup"]).min().replace(99, -1)
-    address = q["address"].where(final & (q["address"] != ""))
-    table["answer"] = address.groupby(q["lookup"]).first().fillna("")
-    ends = q["ts"] + q["latency_ms"].fillna(0) / 1000.0
-    table["latency_ms"] = ((ends.groupby(q["lookup"]).max() - table["ts"]) * 1000.0).round(3)
-    table["servers"] = _joined(q, "server_ip")
-    type_names = {qtype: TYPES.get(qtype, str(qtype)) for qtype in q["qtype"].unique()}
-    table["types"] = _joined(q.assign(type_name=q["qtype"].map(type_names)), "type_name", True)
-    table["name"] = _base_names(q, table)
+    answered = each(np.where(final & (rcode >= 0), rcode, 99), np.minimum)
+    table["rcode_number"] = np.where(answered == 99, -1, answered)
+    table["answer"] = _first_answer(q, final, starts)
+    ends = ts + np.nan_to_num(q["latency_ms"].to_numpy(dtype=float)) / 1000.0
+    table["latency_ms"] = ((each(ends, np.maximum) - ts[starts]) * 1000.0).round(3)
+    table["servers"] = _joined(q["server_ip"].array, starts)
+    table["types"] = _type_names(q["qtype"].to_numpy(), starts)
+    table["name"] = _base_names(names, starts, final_code)
     table["verdict"] = _verdicts(q, table)
-    names = {code: _rcode_name(code) for code in table["rcode_number"].unique()}
+    names = {code: _rcode_name(code) for code in np.unique(table["rcode_number"])}
     table["rcode"] = table["rcode_number"].map(names)
     table["explanation"] = _explanations(table)
     return table[LOOKUP_COLUMNS].sort_values("ts", ignore_index=True)
+
+
+def _in_client_order(exchanges: pd.DataFrame) -> pd.DataFrame:
+    """The queries ordered by file, client and time (by codes: no string compared)."""
+    keys = [exchanges["ts"].to_numpy()]
+    keys.append(pd.Categorical(exchanges["client_ip"]).codes)
+    if "file" in exchanges:
+        keys.append(pd.Categorical(exchanges["file"]).codes)
+    q = exchanges.take(np.lexsort(keys)).reset_index(drop=True)
+    q["name"] = q["name"].astype("category")  # a few names asked over and over
+    return q
+
+
+def _first_answer(q: pd.DataFrame, final: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per lookup, the first address answered for its final name ("" if none)."""
+    address = pd.Categorical(q["address"])
+    words = np.asarray(address.categories.astype(str), dtype=object)
+    has = final & (address.codes >= 0) & (words[np.maximum(address.codes, 0)] != "")
+    first = np.minimum.reduceat(np.where(has, np.arange(len(q)), len(q)), starts)
+    out = np.full(len(starts), "", dtype=object)
+    found = first < len(q)
+    out[found] = words[address.codes[first[found]]]
+    return out
 
 
 def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
@@ -149,11 +175,11 @@ def _explanations(table: pd.DataFrame) -> np.ndarray:
     return words
 
 
-def _truncated_unanswered(q: pd.DataFrame, final: np.ndarray) -> np.ndarray:
+def _truncated_unanswered(q: pd.DataFrame, final: np.ndarray, starts: np.ndarray):
     """Per query: its answer was truncated, and the final name got no answer over TCP."""
     over_tcp = final & (q["transport"] == "tcp").to_numpy() & (q["rcode"] >= 0).to_numpy()
-    answered_over_tcp = _per_lookup(q, over_tcp).reindex(q["lookup"]).to_numpy() > 0
-    return q["truncated"].to_numpy() & ~answered_over_tcp
+    answered_over_tcp = np.add.reduceat(over_tcp, starts) > 0
+    return q["truncated"].to_numpy() & ~np.repeat(answered_over_tcp, np.diff(np.r_[starts, len(q)]))
 
 
 def _unanswered_sendings(q: pd.DataFrame) -> np.ndarray:
@@ -162,43 +188,52 @@ def _unanswered_sendings(q: pd.DataFrame) -> np.ndarray:
     return q["tries"].to_numpy() - 1 + (q["rcode"].to_numpy() < 0)
 
 
-def _per_lookup(q: pd.DataFrame, flags: np.ndarray) -> pd.Series:
-    return pd.Series(flags.astype(np.int64), index=q.index).groupby(q["lookup"]).sum()
-
-
-def _joined(q: pd.DataFrame, column: str, sort: bool = False) -> pd.Series:
-    """Per lookup, the distinct values of ``column`` joined with commas (one, mostly)."""
-    values = pd.Categorical(q[column])  # codes: no string per query
+def _joined(values: pd.Categorical, starts: np.ndarray) -> np.ndarray:
+    """Per lookup (rows from each of ``starts`` to the next), its distinct ``values`` joined
+    with commas, in the order they came (one, mostly)."""
+    values = pd.Categorical(values)
     words = np.asarray(values.categories.astype(str), dtype=object)
-    width = len(words) + 1
-    pairs = pd.unique(q["lookup"].to_numpy() * width + values.codes)  # in order of appearance
-    lookups, codes = pairs // width, pairs % width
-    if len(lookups) == len(np.unique(lookups)):  # one value each: nothing to join
-        return pd.Series(words[codes], index=lookups).sort_index()
-    order = np.lexsort((words[codes].astype(str), lookups) if sort else (lookups,))
-    lookups, texts = lookups[order], words[codes[order]]
-    starts = np.flatnonzero(np.r_[True, lookups[1:] != lookups[:-1]])
-    joined = np.add.reduceat(np.asarray("," + texts.astype(object), dtype=object), starts)
-    return pd.Series([text[1:] for text in joined], index=lookups[starts])
+    codes = values.codes
+    out = words[codes[starts]]
+    several = np.flatnonzero(
+        np.minimum.reduceat(codes, starts) != np.maximum.reduceat(codes, starts)
+    )
+    bounds = np.r_[starts, len(codes)]
+    for n in several:  # rare: a lookup asked of several servers
+        seen = pd.unique(codes[bounds[n] : bounds[n + 1]])
+        out[n] = ",".join(words[seen])
+    return out
+
+
+def _type_names(qtypes: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per lookup, the query types it asked, by name, sorted and joined (``A,AAAA``)."""
+    codes, distinct = pd.factorize(qtypes)
+    if len(distinct) > 63:  # a bit per type below; beyond, one Python step per lookup
+        bounds = np.r_[starts, len(qtypes)]
+        return np.array([",".join(sorted({TYPES.get(t, str(t)) for t in qtypes[a:b]}))
+                         for a, b in zip(bounds[:-1], bounds[1:], strict=True)], dtype=object)  # fmt: skip
+    masks = np.bitwise_or.reduceat(np.left_shift(1, codes.astype(np.int64)), starts)
+    spelled = {}
+    for mask in pd.unique(masks):
+        types = [TYPES.get(int(t), str(t)) for bit, t in enumerate(distinct) if mask >> bit & 1]
+        spelled[mask] = ",".join(sorted(types))
+    return np.array([spelled[m] for m in masks], dtype=object)
 
 
 def _rcode_name(rcode: int) -> str:
     return RCODES.get(rcode, "no answer" if rcode < 0 else str(rcode))
 
 
-def _base_names(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+def _base_names(names: pd.Categorical, starts: np.ndarray, final_code: np.ndarray):
     """The name each lookup was asked as: its final name or, for a lookup that went through
-    several names (a search list), the labels its first and last names start with."""
-    first = q.groupby("lookup")["name"].first().astype(object)
-    base = table["final_name"].copy()
-    several = first != base
-    # A few names asked over and over: each (first, final) pair is worked out once.
-    pairs = pd.DataFrame({"first": first[several], "final": base[several]})
-    distinct = pairs.drop_duplicates()
-    common = pd.Series([_base_name([a, b]) for a, b in distinct.itertuples(index=False)],
-                       index=pd.MultiIndex.from_frame(distinct))  # fmt: skip
-    base[several] = common.reindex(pd.MultiIndex.from_frame(pairs)).to_numpy()
-    return base
+    several names (a search list), the labels its first and last names start with; each
+    distinct (first, final) pair worked out once."""
+    words = np.asarray(names.categories.astype(str), dtype=object)
+    pairs = names.codes[starts].astype(np.int64) * len(words) + final_code
+    inverse, distinct = pd.factorize(pairs)
+    spelled = [_base_name(list(dict.fromkeys([words[p // len(words)], words[p % len(words)]])))
+               for p in distinct]  # fmt: skip
+    return np.asarray(spelled, dtype=object)[inverse]
 
 
 def _verdicts(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
