@@ -58,6 +58,10 @@ class ByteView:
             self._item_views[width] = items
         return items
 
+    def read(self, at: int, size: int) -> bytes:
+        """``size`` bytes from ``at`` (as many as the chunk holds)."""
+        return bytes(self.arr[at : at + size])
+
     def u8(self, offsets: np.ndarray) -> np.ndarray:
         return self.rows(offsets, 1)[:, 0]
 

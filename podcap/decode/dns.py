@@ -50,7 +50,8 @@ class DnsColumns:
 
 
 def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
-    """The fields of the DNS messages at ``start`` (each ending before ``end``)."""
+    """The fields of the DNS messages at ``start`` (each ending before ``end``), with numpy
+    (the reference: ``podcap.flows.compiled.dns_fields`` reads the same in C)."""
     start, end = start.astype(np.int64), end.astype(np.int64)
     header = view.rows(start, HEADER)
 
@@ -67,9 +68,17 @@ def read_dns(view: ByteView, start: np.ndarray, end: np.ndarray) -> DnsColumns:
     qclass = np.where(asked, view.u16(name_end + 2), -1)
     names = _names(view, start + HEADER, name_end, asked)
     answer_at = np.where(asked, name_end + 4, start + HEADER)
-    address, _ = _first_address(view, answer_at, end, np.where(flags >> 15 == 1, answers, 0))
+    found = _first_address(view, answer_at, end, np.where(flags >> 15 == 1, answers, 0))
+    address = addresses(view, len(start), *found)
+    header_fields = (field(0), flags, questions, answers)
+    return dns_columns(*header_fields, names, qtype, qclass, address, malformed, asked)
+
+
+def dns_columns(ident, flags, questions, answers, names, qtype, qclass, address, malformed,
+                asked) -> DnsColumns:  # fmt: skip
+    """The columns from the fields read (by numpy here, or in C)."""
     return DnsColumns(
-        ident=field(0),
+        ident=ident,
         response=(flags >> 15) == 1,
         truncated=(flags & 0x0200) != 0,
         rcode=flags & 0x000F,
@@ -111,16 +120,12 @@ def _skip_names(view: ByteView, at: np.ndarray, end: np.ndarray) -> tuple[np.nda
 def _names(view: ByteView, at: np.ndarray, stop: np.ndarray, asked: np.ndarray):
     """The dotted question names, as a pandas Categorical: distinct wire names found with
     one hash per message, each spelled once (no Python string per message)."""
-    import pandas as pd
-
-    codes = np.zeros(len(at), np.int64)
     rows = np.flatnonzero(asked & (stop - at <= MAX_NAME))
     if not len(rows):
-        return pd.Categorical.from_codes(codes, [""])
+        return names_of(view, at, stop, rows, np.zeros(0, np.uint64))
     length = stop[rows] - at[rows]
     width = int(-(-length.max() // 8) * 8)
-    wire = view.rows(at[rows], width)
-    words = wire.view(np.uint64)
+    words = view.rows(at[rows], width).view(np.uint64)
     # Only each name's own bytes count: whole words before its end, then its last word's
     # first bytes (the bytes after a name belong to the rest of its message).
     whole, tail = length // 8, (length % 8).astype(np.uint64)
@@ -131,10 +136,22 @@ def _names(view: ByteView, at: np.ndarray, stop: np.ndarray, asked: np.ndarray):
     last = words[np.arange(len(rows)), np.minimum(whole, words.shape[1] - 1)]
     last &= np.where(tail > 0, (np.uint64(1) << (tail * np.uint64(8))) - np.uint64(1), 0)
     key ^= (last * np.uint64(0x9E3779B97F4A7C15)) ^ length.astype(np.uint64)
+    return names_of(view, at, stop, rows, key)
+
+
+def names_of(view: ByteView, at: np.ndarray, stop: np.ndarray, rows: np.ndarray, key):
+    """The names of ``rows`` (bytes ``at`` to ``stop``) as a Categorical of every message
+    ("" elsewhere), ``key`` a hash of each row's name: one spelled per distinct hash."""
+    import pandas as pd
+
+    codes = np.zeros(len(at), np.int64)
+    if not len(rows):
+        return pd.Categorical.from_codes(codes, [""])
     inverse, distinct = pd.factorize(key)
     first = np.zeros(len(distinct), np.int64)
     first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # each distinct key's first row
-    spelled = [_dotted(bytes(wire[i, : length[i]])) for i in first]
+    spelled = [_dotted(view.read(int(at[rows[i]]), int(stop[rows[i]] - at[rows[i]])))
+               for i in first]  # fmt: skip
     categories, spelled_codes = np.unique(["", *spelled], return_inverse=True)
     codes[rows] = spelled_codes[1:][inverse]
     return pd.Categorical.from_codes(codes, categories.astype(object))
@@ -149,15 +166,12 @@ def _dotted(wire: bytes) -> str:
     return ".".join(labels) if labels else "<Root>"
 
 
-def _first_address(view, at, end, answers) -> tuple[np.ndarray, np.ndarray]:
-    """The first A or AAAA record's address among each message's first MAX_ANSWERS answers
-    (after ``at``); and whether an answer ran past the end."""
-    import pandas as pd
-
-    address = np.full(len(at), "", dtype=object)
-    broken = np.zeros(len(at), bool)
+def _first_address(view, at, end, answers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the first A or AAAA record's address is among each message's first MAX_ANSWERS
+    answers (after ``at``): (the messages that have one, its offset, its size)."""
     pos = at.copy()
     active = np.flatnonzero(answers > 0)
+    found_rows, found_at, found_size = [], [], []
     for nth in range(MAX_ANSWERS):
         if not len(active):
             break
@@ -166,22 +180,36 @@ def _first_address(view, at, end, answers) -> tuple[np.ndarray, np.ndarray]:
         size = view.u16(after_name + 8).astype(np.int64)
         data = after_name + 10
         bad |= data + size > end[active]
-        broken[active[bad]] = True
         found = ~bad & (((kind == A) & (size == 4)) | ((kind == AAAA) & (size == 16)))
-        _spell(view, data[found], size[found], active[found], address)
+        found_rows.append(active[found]), found_at.append(data[found])
+        found_size.append(size[found])
         pos[active] = data + size
         active = active[~bad & ~found & (answers[active] > nth + 1)]
-    return pd.Categorical(address), broken
+    if not found_rows:
+        return (np.zeros(0, np.int64),) * 3
+    return tuple(np.concatenate(parts) for parts in (found_rows, found_at, found_size))
 
 
-def _spell(view: ByteView, at: np.ndarray, size: np.ndarray, rows: np.ndarray, out) -> None:
-    """Addresses of ``size`` bytes at ``at`` into ``out[rows]``, each distinct one spelled once."""
+def addresses(view: ByteView, n: int, rows: np.ndarray, at: np.ndarray, size: np.ndarray):
+    """A Categorical of ``n`` messages' addresses: ``rows`` have one of ``size`` bytes (4 or
+    16) at ``at``, the others ""; each distinct address spelled once."""
+    import pandas as pd
+
+    codes = np.zeros(n, np.int64)
+    spelled = [""]
     raw = view.rows(at, 16)
     for width, family in ((4, socket.AF_INET), (16, socket.AF_INET6)):
         pick = size == width
         if not pick.any():
             continue
-        values = np.ascontiguousarray(raw[pick, :width]).view(f"V{width}").ravel()
-        distinct, inverse = np.unique(values, return_inverse=True)
-        texts = np.array([socket.inet_ntop(family, bytes(v)) for v in distinct], dtype=object)
-        out[rows[pick]] = texts[inverse.ravel()]
+        values = np.ascontiguousarray(raw[pick, :width])
+        if width == 4:  # as one number each: hashed, not sorted
+            inverse, distinct = pd.factorize(values.view(np.uint32).ravel())
+            distinct = distinct.astype(np.uint32).view(np.uint8).reshape(-1, 4)
+        else:
+            distinct, inverse = np.unique(values.view("V16").ravel(), return_inverse=True)
+            distinct = distinct.view(np.uint8).reshape(-1, 16)
+        codes[rows[pick]] = len(spelled) + inverse.ravel()
+        spelled += [socket.inet_ntop(family, bytes(v)) for v in distinct]
+    categories, remap = np.unique(spelled, return_inverse=True)
+    return pd.Categorical.from_codes(remap[codes], categories.astype(object))

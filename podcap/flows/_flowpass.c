@@ -139,6 +139,8 @@ static PyMethodDef METHODS[] = {
                               "(flows.numpy_packets.retransmissions)."),
     FUNCTION(flow_sums, "Per-flow sums, times, first events and history order "
                         "(flows.numpy_sums.flow_sums)."),
+    FUNCTION(dns_fields, "DNS messages' header, question and first address in buffer "
+                         "(decode.dns.read_dns's numpy code reads the same)."),
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_flowpass",

@@ -68,5 +68,7 @@ int64_t flow_count(int64_t n, const int64_t *flow);
 PyObject *flowpass_assign_flows(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *flowpass_retransmissions(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *flowpass_flow_sums(PyObject *self, PyObject *args, PyObject *kwargs);
+/* flowpass_dns.c: DNS messages' fields, one loop per message (decode.dns.read_dns). */
+PyObject *flowpass_dns_fields(PyObject *self, PyObject *args, PyObject *kwargs);
 
 #endif

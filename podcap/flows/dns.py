@@ -70,15 +70,23 @@ def _read(packets: pd.DataFrame, rows: np.ndarray, view) -> pd.DataFrame:
     transport = pd.Categorical.from_codes(tcp.astype(np.int8), ["udp", "tcp"])
     table = table.reset_index(drop=True).assign(row=rows, transport=transport)
     if "file" in packets:
-        table["file"] = packets["file"].to_numpy()[rows]
+        table["file"] = packets["file"].array.take(rows)  # categorical: no string per row
     if view is None:
         return table.iloc[:0]
     if tcp.any():  # a message over TCP follows its length (the first in the segment: ours)
         length = view.u16(at[tcp])
         at[tcp] += 2
         end[tcp] = np.minimum(end[tcp], at[tcp] + length)
-    fields = read_dns(view, at, end)
+    fields = _reader()(view, at, end)
     return table.assign(**{name: getattr(fields, name) for name in fields.__dataclass_fields__})
+
+
+def _reader():
+    """The C reader when the flows' extension is in use (``podcap.flows.backend``), else
+    numpy's: the same columns."""
+    from podcap.flows import backend, compiled
+
+    return compiled.dns_fields if backend.ACTIVE is backend.COMPILED else read_dns
 
 
 def dns_exchanges(packets: pd.DataFrame, messages: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -108,15 +116,19 @@ def _exchange_keys(messages: pd.DataFrame) -> np.ndarray:
     dport = messages["dport"].to_numpy().astype(np.int64)
     client = pd.factorize(np.where(response, dst, src) << 16 | np.where(response, dport, sport))
     server = pd.factorize(np.where(response, src, dst) << 16 | np.where(response, sport, dport))
-    files = pd.factorize(messages["file"])[0] if "file" in messages else np.zeros(len(sport))
-    asked = _combined(files, messages["ident"].to_numpy())
-    return _combined(_combined(client[0], server[0]), asked)
+    files = pd.Categorical(messages["file"]).codes if "file" in messages else 0
+    sockets = _combined(_combined(client[0], server[0]), np.zeros(len(sport), np.int64) + files)
+    return _combined(sockets, messages["ident"].to_numpy())
 
 
 def _combined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """One code per distinct (a, b) pair of two arrays of small non-negative codes."""
+    """One number per distinct (a, b) pair of two arrays of non-negative codes (not dense):
+    a * (largest b + 1) + b, ``a`` renumbered first where that would not fit in 63 bits."""
     a, b = a.astype(np.int64), b.astype(np.int64)
-    return pd.factorize(a * (int(b.max(initial=0)) + 1) + b)[0]
+    width = int(b.max(initial=0)) + 1
+    if int(a.max(initial=0)) >= (1 << 62) // width:
+        a = pd.factorize(a)[0].astype(np.int64)
+    return a * width + b
 
 
 def _address_codes(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +155,8 @@ def _pair(messages: pd.DataFrame) -> pd.DataFrame:
     response = messages["response"].to_numpy()[order]
     start = _group_starts(key)
     last_query = _last_before(~response, start)  # per message, the latest query up to it
-    first, tries = _runs(messages, order, key, ts, response, _last_before(response, start))
+    group = np.cumsum(np.r_[0, key[1:] != key[:-1]])  # the exchanges numbered, in order
+    first, tries = _runs(messages, order, group, ts, response, _last_before(response, start))
     # A response answers the run of the latest query before it; the run's first response wins.
     answering = np.flatnonzero(response & (last_query >= 0))
     run_of = np.full(len(key), -1, np.int64)

@@ -17,6 +17,8 @@ with the fix:
 
 from __future__ import annotations
 
+import string
+
 import numpy as np
 import pandas as pd
 
@@ -60,6 +62,12 @@ EXPLANATIONS = {
         "dnsConfig.options"
     ),
     "ok": "answered",
+}
+
+
+_TEMPLATE_FIELDS = {
+    verdict: tuple(field for _, field, _, _ in string.Formatter().parse(words) if field)
+    for verdict, words in EXPLANATIONS.items()
 }
 
 
@@ -161,18 +169,26 @@ def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
     return np.cumsum(~np.r_[False, near & (again | next_name)])
 
 
-def _explanations(table: pd.DataFrame) -> np.ndarray:
-    """Each lookup's verdict in words, with the fix; "answered" for those that were."""
-    words = np.full(len(table), EXPLANATIONS["ok"], dtype=object)
+def _explanations(table: pd.DataFrame) -> pd.Categorical:
+    """Each lookup's verdict in words, with the fix; "answered" for those that were. Most
+    repeat (the same name expanded the same way): each distinct one is worded once."""
+    codes = np.zeros(len(table), np.int64)
     wrong = np.flatnonzero((table["verdict"] != "ok").to_numpy())
-    columns = ("verdict", "client_ip", "servers", "final_name", "name", "wasted_queries",
-               "unanswered")  # fmt: skip
-    rows = zip(*(table[c].to_numpy()[wrong].tolist() for c in columns), strict=True)
-    words[wrong] = [
-        EXPLANATIONS[v].format(client=c, servers=s, final_name=f, name=n, wasted=w, unanswered=u)
-        for v, c, s, f, n, w, u in rows
-    ]
-    return words
+    columns = {"client": "client_ip", "servers": "servers", "final_name": "final_name",
+               "name": "name", "wasted": "wasted_queries", "unanswered": "unanswered"}  # fmt: skip
+    values = {field: np.asarray(table[c])[wrong].tolist() for field, c in columns.items()}
+    verdicts = table["verdict"].to_numpy()[wrong].tolist()
+    known: dict[tuple, int] = {}
+    words = [EXPLANATIONS["ok"]]
+    for k, (at, verdict) in enumerate(zip(wrong, verdicts, strict=True)):
+        used = _TEMPLATE_FIELDS[verdict]  # only what its words say tells two apart
+        key = (verdict, *(values[field][k] for field in used))
+        if key not in known:
+            known[key] = len(words)
+            words.append(EXPLANATIONS[verdict].format(**dict(zip(used, key[1:], strict=True))))
+        codes[at] = known[key]
+    remap, categories = pd.factorize(np.asarray(words, dtype=object))
+    return pd.Categorical.from_codes(remap[codes], categories)
 
 
 def _truncated_unanswered(q: pd.DataFrame, final: np.ndarray, starts: np.ndarray):
