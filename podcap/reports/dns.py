@@ -173,20 +173,22 @@ def _explanations(table: pd.DataFrame) -> pd.Categorical:
     """Each lookup's verdict in words, with the fix; "answered" for those that were. Most
     repeat (the same name expanded the same way): each distinct one is worded once."""
     codes = np.zeros(len(table), np.int64)
-    wrong = np.flatnonzero((table["verdict"] != "ok").to_numpy())
     columns = {"client": "client_ip", "servers": "servers", "final_name": "final_name",
                "name": "name", "wasted": "wasted_queries", "unanswered": "unanswered"}  # fmt: skip
-    values = {field: np.asarray(table[c])[wrong].tolist() for field, c in columns.items()}
-    verdicts = table["verdict"].to_numpy()[wrong].tolist()
-    known: dict[tuple, int] = {}
+    verdicts = table["verdict"].to_numpy()
     words = [EXPLANATIONS["ok"]]
-    for k, (at, verdict) in enumerate(zip(wrong, verdicts, strict=True)):
+    for verdict in pd.unique(verdicts[verdicts != "ok"]):
+        rows = np.flatnonzero(verdicts == verdict)
         used = _TEMPLATE_FIELDS[verdict]  # only what its words say tells two apart
-        key = (verdict, *(values[field][k] for field in used))
-        if key not in known:
-            known[key] = len(words)
-            words.append(EXPLANATIONS[verdict].format(**dict(zip(used, key[1:], strict=True))))
-        codes[at] = known[key]
+        if not used:
+            codes[rows] = len(words)
+            words.append(EXPLANATIONS[verdict])
+            continue
+        cases = pd.MultiIndex.from_arrays([np.asarray(table[columns[f]])[rows] for f in used])
+        case, distinct = cases.factorize()
+        codes[rows] = len(words) + case
+        words += [EXPLANATIONS[verdict].format(**dict(zip(used, values, strict=True)))
+                  for values in distinct]  # fmt: skip
     remap, categories = pd.factorize(np.asarray(words, dtype=object))
     return pd.Categorical.from_codes(remap[codes], categories)
 
