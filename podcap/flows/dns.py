@@ -97,14 +97,11 @@ def dns_exchanges(packets: pd.DataFrame, messages: pd.DataFrame | None = None) -
         messages = dns_messages(packets)
     if len(messages):
         on_port = (messages["sport"] == DNS_PORT) | (messages["dport"] == DNS_PORT)
-        messages = messages[~messages["malformed"] & (on_port | messages["plausible"])]
+        kept = ~messages["malformed"] & (on_port | messages["plausible"])
+        messages = messages if kept.all() else messages[kept]
     if not len(messages):
         return pd.DataFrame(columns=EXCHANGE_COLUMNS)
-    paired = _pair(messages.reset_index(drop=True))
-    # Elsewhere than port 53, what reads as DNS is DNS when it was answered as DNS.
-    elsewhere = (paired["server_port"] != DNS_PORT) & (paired["client_port"] != DNS_PORT)
-    paired = paired[~elsewhere | paired["response_frame"].notna()]
-    return paired[EXCHANGE_COLUMNS].reset_index(drop=True)
+    return _pair(messages.reset_index(drop=True))
 
 
 def _exchange_keys(messages: pd.DataFrame) -> np.ndarray:
@@ -210,10 +207,16 @@ def _runs(messages, order, key, ts, response, last_response):
 
 def _exchange_rows(messages, order, first_rows, tries, answer_of) -> pd.DataFrame:
     """The output: one row per first sending, with its response's fields."""
+    column = lambda name: messages[name].to_numpy()  # noqa: E731
+    rows, answers = order[first_rows], answer_of[first_rows]
+    # Elsewhere than port 53, what reads as DNS is DNS when it was answered as DNS.
+    sport, dport = column("sport")[rows], column("dport")[rows]
+    keep = (answers >= 0) | (sport == DNS_PORT) | (dport == DNS_PORT)
+    by_frame = np.argsort(column("frame")[rows[keep]], kind="stable")
+    first_rows = first_rows[keep][by_frame]
     rows, answers = order[first_rows], answer_of[first_rows]
     got = answers >= 0
     reply = order[np.maximum(answers, 0)]
-    column = lambda name: messages[name].to_numpy()  # noqa: E731
     taken = lambda name, at: messages[name].array.take(at)  # noqa: E731 (categories kept)
     ts = column("ts")[rows]
     out = pd.DataFrame({
@@ -230,7 +233,7 @@ def _exchange_rows(messages, order, first_rows, tries, answer_of) -> pd.DataFram
         "address": _blank_where(taken("address", reply), ~got),
         "truncated": got & column("truncated")[reply],
     })  # fmt: skip
-    return out.sort_values("frame", kind="stable", ignore_index=True)
+    return out
 
 
 def _blank_where(values: pd.Categorical, blank: np.ndarray) -> pd.Categorical:
