@@ -184,11 +184,20 @@ def _explanations(table: pd.DataFrame) -> pd.Categorical:
             codes[rows] = len(words)
             words.append(EXPLANATIONS[verdict])
             continue
-        cases = pd.MultiIndex.from_arrays([np.asarray(table[columns[f]])[rows] for f in used])
-        case, distinct = cases.factorize()
+        case = np.zeros(len(rows), np.int64)
+        for field in used:  # each field as a number, the numbers of the case combined
+            values = table[columns[field]].array
+            if isinstance(values, pd.Categorical):
+                number = values.codes[rows].astype(np.int64)
+            else:
+                number = pd.factorize(np.asarray(values)[rows])[0]
+            case = pd.factorize(case * (int(number.max(initial=0)) + 1) + number)[0]
+        first = np.zeros(case.max(initial=-1) + 1, np.int64)
+        first[case[::-1]] = np.arange(len(case))[::-1]  # each case's first lookup
         codes[rows] = len(words) + case
-        words += [EXPLANATIONS[verdict].format(**dict(zip(used, values, strict=True)))
-                  for values in distinct]  # fmt: skip
+        shown = {f: np.asarray(table[columns[f]].take(rows[first])) for f in used}
+        words += [EXPLANATIONS[verdict].format(**{f: shown[f][k] for f in used})
+                  for k in range(len(first))]  # fmt: skip
     remap, categories = pd.factorize(np.asarray(words, dtype=object))
     return pd.Categorical.from_codes(remap[codes], categories)
 
@@ -272,9 +281,16 @@ def _raced_lookups(q: pd.DataFrame) -> np.ndarray:
     other type, same name, sent with it from the same socket was answered at once: the
     A/AAAA pair of which conntrack dropped one."""
     key = ["lookup", "name", "client_port"]
-    lost = q.loc[_unanswered_sendings(q) > 0, [*key, "qtype", "ts"]]
-    if not len(lost):
+    lost_rows = _unanswered_sendings(q) > 0
+    if not lost_rows.any():
         return np.zeros(0, np.int64)
+    # Only the few lookups that lost a query need looking at; names by their codes.
+    near = np.isin(q["lookup"].to_numpy(), q["lookup"].to_numpy()[lost_rows])
+    q = pd.DataFrame({"lookup": q["lookup"].to_numpy(), "name": pd.Categorical(q["name"]).codes,
+                      "client_port": q["client_port"].to_numpy(), "qtype": q["qtype"].to_numpy(),
+                      "ts": q["ts"].to_numpy(), "tries": q["tries"].to_numpy(),
+                      "rcode": q["rcode"].to_numpy()})[near]  # fmt: skip
+    lost = q.loc[lost_rows[near], [*key, "qtype", "ts"]]
     got = q.loc[(q["tries"] == 1) & (q["rcode"] >= 0), [*key, "qtype", "ts"]]
     pairs = lost.merge(got, on=key, suffixes=("", "_answered"))
     pairs = pairs[(pairs["qtype"] != pairs["qtype_answered"])]
