@@ -43,6 +43,19 @@ THEN_RESET = (
 )
 
 
+ASK = (  # a resolver's way: a datagram from a fixed port, asked again when no answer came
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',int(sys.argv[2])))\n"
+    "s.settimeout(0.5)\n"
+    "for n in range(int(sys.argv[3])):\n"
+    "    s.sendto(sys.argv[4].encode(),(sys.argv[1],9000))\n"
+    "    try:\n"
+    "        s.recv(100); print('answered',flush=True); break\n"
+    "    except OSError: pass\n"
+    "else: print('unanswered',flush=True)\n"
+)
+
+
 def _sidecar(path, kind, node, pod=None, pod_ip=None, node_ip=None, cidr=None):
     point = {"kind": kind, "node": node, "interface": "eth0"}
     if pod is not None:
@@ -109,8 +122,53 @@ def test_the_collision_names_both_pods(collision):
     # Every SYN web-a1 sent was lost, as tshark counts them, and the kernel counted as many.
     syns = tshark_fields(collision["files"]["pod-b"], "frame.number",
                          display_filter="tcp.flags.syn == 1 && tcp.flags.ack == 0")  # fmt: skip
-    assert row["syns_lost"] == len(syns) >= 2
+    assert row["lost"] == len(syns) >= 2
     assert collision["dropped"] == len(syns)
+
+
+@pytest.fixture(scope="module")
+def udp_collision(tmp_path_factory):
+    """The same race for datagrams (a DNS query from a fixed port): only UDP masqueraded,
+    to the one port."""
+    _lab_or_skip()
+    from testbed.lab import Lab, masq  # noqa: PLC0415
+    from testbed.lab.core import IDC_IP  # noqa: PLC0415
+
+    out = tmp_path_factory.mktemp("udp-collision")
+    files = {name: out / f"{name}.pcap" for name in ("pod-a", "pod-b", "node")}
+    with Lab(nodes=1, pods_per_node=2, idc=True) as lab:
+        node, (a, b) = lab.nodes[0], lab.pods
+        rules = masq.restore_text(lab.masq_config, random_fully=False).replace(
+            "-j MASQUERADE", f"-p udp -j MASQUERADE --to-ports {PORT}"
+        )
+        lab.run(node, ["iptables-restore", "--noflush"], input=rules, check=True)
+        before = _insert_failed(lab, node)
+        bpf = "udp port 9000"
+        with lab.capture(a, str(files["pod-a"]), bpf), lab.capture(b, str(files["pod-b"]), bpf), \
+                lab.capture(node, str(files["node"]), bpf):  # fmt: skip
+            first = lab.run(a, [sys.executable, "-c", ASK, IDC_IP, str(PORT), "1", "query-a"])
+            second = lab.run(b, [sys.executable, "-c", ASK, IDC_IP, str(PORT), "3", "query-b"])
+        dropped = _insert_failed(lab, node) - before
+        _sidecar(files["pod-a"], "pod", node.name, a.name, a.ip)
+        _sidecar(files["pod-b"], "pod", node.name, b.name, b.ip)
+        _sidecar(files["node"], "node", node.name, node_ip=node.ip, cidr=node.pod_cidr)
+        return {"files": files, "first": first.stdout.strip(), "second": second.stdout.strip(),
+                "dropped": dropped, "a": a, "b": b, "node": node}  # fmt: skip
+
+
+def test_a_dns_like_query_lost_to_the_same_race_names_both_pods(udp_collision):
+    c = udp_collision
+    assert (c["first"], c["second"]) == ("answered", "unanswered")
+    names = [str(c["files"][n]) for n in ("pod-a", "pod-b", "node")]
+    table = analyze(names, reports=["conntrack"])["conntrack"]
+    assert table["verdict"].tolist() == ["snat_port_collision"]
+    row = table.iloc[0]
+    assert (row["protocol"], row["client_ip"], row["client_port"]) == ("udp", c["b"].ip, PORT)
+    assert row["other"] == f"{c['a'].ip}:{PORT} (pod default/{c['a'].name})"
+    assert row["shared_end"] == f"{c['node'].ip}:{PORT}"
+    assert "3 of its 3 datagrams" in row["explanation"]
+    sent = tshark_fields(c["files"]["pod-b"], "frame.number", display_filter="udp.dstport == 9000")
+    assert row["lost"] == len(sent) == c["dropped"] == 3
 
 
 @pytest.fixture(scope="module")

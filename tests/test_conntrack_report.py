@@ -58,7 +58,7 @@ def test_a_first_syn_lost_at_the_node_is_an_insert_failure(delayed):
     table = delayed["conntrack"]
     assert table["verdict"].tolist() == ["insert_failed"]
     row = table.iloc[0]
-    assert (row["client_ip"], row["client_port"], row["syns_lost"]) == (POD_B, 40000, 1)
+    assert (row["client_ip"], row["client_port"], row["lost"]) == (POD_B, 40000, 1)
     assert row["delay_ms"] == pytest.approx(1000, abs=5)
     assert row["where"] == "pod default/web-a1 -> node-a eth0"
     assert "--random-fully" in row["fix"] and "insert_failed" in row["fix"]
@@ -84,7 +84,7 @@ def collided(tmp_path_factory):
 def test_the_pod_holding_the_port_is_named(collided):
     assert collided["verdict"].tolist() == ["snat_port_collision"]
     row = collided.iloc[0]
-    assert row["client_ip"] == POD_B and row["syns_lost"] == 2
+    assert row["client_ip"] == POD_B and row["lost"] == 2
     assert row["other"] == f"{POD_A}:40000 (pod default/web-a0)"
     assert row["shared_end"] == f"{NODE_IP}:40000"
     assert "both Pods asked for port 40000" in row["explanation"]
@@ -112,7 +112,7 @@ def reused(tmp_path_factory):
 def test_a_node_port_reused_by_another_pod_is_a_collision(reused):
     assert reused["verdict"].tolist() == ["snat_port_collision"]
     row = reused.iloc[0]
-    assert (row["client_ip"], row["client_port"], row["syns_lost"]) == (POD_B, 45000, 0)
+    assert (row["client_ip"], row["client_port"], row["lost"]) == (POD_B, 45000, 0)
     assert row["other"].startswith(f"{POD_A}:40000 ") and row["shared_end"] == f"{NODE_IP}:40000"
 
 

@@ -212,7 +212,7 @@ def test_conntrack(sample):
     assert f"{row['client_ip']}:{row['client_port']}" == expected["client"]
     assert row["other"].split(" ")[0] == expected["other"]
     assert row["shared_end"] == expected["shared_end"]
-    assert row["syns_lost"] == expected["syns_lost"] == tshark.count(
+    assert row["lost"] == expected["syns_lost"] == tshark.count(
         path, "tcp.flags.syn == 1 && tcp.flags.ack == 0")  # fmt: skip
 
 

@@ -9,7 +9,11 @@ dropped (conntrack's ``insert_failed`` counter). The client sends its SYN again 
 still held and the SYN is dropped again. The same drop happens when the port search has no
 free port left (a narrow ``--to-ports`` range).
 
-In captures: a Pod's SYNs that its node's NIC never saw (or saw only from a later try on),
+The same holds for UDP: a DNS query from a Pod's port given the node's port another Pod's
+conversation holds is dropped as well, and asked again.
+
+In captures: a Pod's SYNs (or datagrams: a DNS query and its retries) that its node's NIC never
+saw (or saw only from a later try on),
 while another Pod's connection to the same destination left that NIC from the node's address
 and the port the first Pod asked for: ``snat_port_collision``, naming both Pods. The same
 loss without such a holder in the captures: ``insert_failed``. And two Pods' connections
@@ -24,11 +28,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from podcap.decode.schema import ACK, SYN, TCP
+from podcap.decode.schema import ACK, SYN, TCP, UDP
 from podcap.path.journey import Journey, Sighting
 
-# conntrack keeps a closed TCP connection's entry (TIME_WAIT) this long, holding its port.
+# conntrack keeps a closed TCP connection's entry (TIME_WAIT) this long, holding its port
+# (a UDP conversation's: 30 s, 120 s once answered both ways).
 CONNTRACK_LINGER_S = 120.0
+NATTED = ("tcp", "udp")  # what MASQUERADE gives a node port (a ping keeps its own identifier)
 
 
 @dataclass(frozen=True)
@@ -38,46 +44,44 @@ class Collision:
     verdict: str  # "snat_port_collision" or "insert_failed"
     journey: Journey
     lost_at: tuple[str, str]  # the point that saw the SYNs and the next one that did not
-    syns_sent: int
-    syns_lost: int
+    sent: int
+    lost: int
     delay_s: float  # from the first SYN to the first one past the node; NaN: none passed
     holder: Journey | None = None
     shared_end: str = ""  # the node's address and port both used (or the holder held)
 
 
 @dataclass(frozen=True)
-class _Syns:
+class _Firsts:
     count: int
     first_ts: float
     last_ts: float
 
 
-def client_syns(packets: pd.DataFrame) -> dict[int, _Syns]:
-    """Per TCP flow, its client's SYNs (SYN without ACK): how many, the first and last time."""
-    flags = packets["tcp_flags"].to_numpy()
-    keep = (
-        (packets["ip_proto"].to_numpy() == TCP)
-        & ((flags & SYN) != 0)
-        & ((flags & ACK) == 0)
-        & (packets["flow_id"].to_numpy() >= 0)
-    )
+def first_packets(packets: pd.DataFrame) -> dict[int, _Firsts]:
+    """Per flow, its client's first packets: a TCP client's SYNs (SYN without ACK), a UDP
+    client's datagrams (a DNS query and its retries): how many, the first and last time."""
+    flags, proto = packets["tcp_flags"].to_numpy(), packets["ip_proto"].to_numpy()
+    syn = (proto == TCP) & ((flags & SYN) != 0) & ((flags & ACK) == 0)
+    datagram = (proto == UDP) & packets["c2s"].to_numpy().astype(bool)
+    keep = (syn | datagram) & (packets["flow_id"].to_numpy() >= 0)
     syns = pd.DataFrame({"flow_id": packets["flow_id"].to_numpy()[keep],
                          "ts": packets["ts"].to_numpy()[keep]})  # fmt: skip
     by = syns.groupby("flow_id")["ts"].agg(["size", "min", "max"])
-    return {int(i): _Syns(int(r[0]), float(r[1]), float(r[2])) for i, r in zip(
+    return {int(i): _Firsts(int(r[0]), float(r[1]), float(r[2])) for i, r in zip(
         by.index, by.to_numpy(), strict=True)}  # fmt: skip
 
 
-def snat_collisions(journeys, syns: dict[int, _Syns], flows: pd.DataFrame) -> list[Collision]:
-    """The collisions among ``journeys`` (``podcap.path.journey``); ``syns``: ``client_syns``
+def snat_collisions(journeys, syns: dict[int, _Firsts], flows: pd.DataFrame) -> list[Collision]:
+    """The collisions among ``journeys`` (``podcap.path.journey``); ``syns``: ``first_packets``
     of every file; ``flows``: the flow table of every file (for when each connection ended)."""
     last_ts = dict(zip(flows["flow_id"].to_numpy(), flows["last_ts"].to_numpy(), strict=True))
-    rewritten = [j for j in journeys if j.protocol == "tcp" and _outer(j) is not None]
+    rewritten = [j for j in journeys if j.protocol in NATTED and _outer(j) is not None]
     found = []
     for journey in journeys:
-        if journey.protocol != "tcp":
+        if journey.protocol not in NATTED:
             continue
-        loss = _syns_lost(journey, syns)
+        loss = _first_packets_lost(journey, syns)
         if loss is not None:
             found.append(_named(journey, loss, rewritten, last_ts, syns))
         else:
@@ -92,7 +96,7 @@ def _outer(journey: Journey) -> Sighting | None:
     return next((s for s in journey.sightings[1:] if s.client != journey.first.client), None)
 
 
-def _syns_lost(journey: Journey, syns: dict[int, _Syns]):
+def _first_packets_lost(journey: Journey, syns: dict[int, _Firsts]):
     """(point that saw them, next point, sent, lost, delay) when some of the client's SYNs
     went by its first point and never by the next one on its way."""
     first = syns.get(journey.first.flow_id)
@@ -127,7 +131,7 @@ def _named(journey, loss, rewritten, last_ts, syns) -> Collision:
     first = syns[journey.first.flow_id]
     for holder in rewritten:
         outer = _outer(holder)
-        if holder is journey or outer.point != missing_at:
+        if holder is journey or holder.protocol != journey.protocol or outer.point != missing_at:
             continue
         if holder.first.client_ip == journey.first.client_ip:
             continue  # the same Pod: its own ports never collide
@@ -154,7 +158,9 @@ def _reused_port(journey, rewritten, last_ts, syns) -> Collision | None:
         return None
     for earlier in rewritten:
         other = _outer(earlier)
-        if earlier is journey or other.point != outer.point or other.first_ts >= outer.first_ts:
+        if earlier is journey or earlier.protocol != journey.protocol:
+            continue
+        if other.point != outer.point or other.first_ts >= outer.first_ts:
             continue
         if earlier.first.client_ip == journey.first.client_ip:
             continue

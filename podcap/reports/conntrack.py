@@ -1,8 +1,9 @@
 """The ``conntrack`` report: connections conntrack and NAT broke, one row each, with the fix.
 
 Verdicts: ``snat_port_collision`` (two Pods' connections given the node's same source port
-towards one destination: one's SYNs dropped, or the port reused within seconds; both Pods
-named; ``podcap.path.collisions``), ``insert_failed`` (a Pod's SYNs lost between it and its
+towards one destination: one's SYNs or DNS queries dropped, or the port reused within
+seconds; both Pods named; ``podcap.path.collisions``), ``insert_failed`` (a Pod's SYNs or
+datagrams lost between it and its
 node while a later identical one passed: the shape conntrack's insert failures leave), and
 ``reset_after_invalid`` (a Service connection reset after a server packet conntrack marked
 INVALID reached the client un-NATed; ``podcap.flows.invalid_resets``). The first two need a
@@ -16,8 +17,8 @@ import pandas as pd
 from podcap.reports.missing import with_na
 
 CONNTRACK_COLUMNS = [
-    "verdict", "client_ip", "client_port", "server_ip", "server_port", "other", "shared_end",
-    "syns_lost", "delay_ms", "ts", "where", "explanation", "fix",
+    "verdict", "protocol", "client_ip", "client_port", "server_ip", "server_port", "other",
+    "shared_end", "lost", "delay_ms", "ts", "where", "explanation", "fix",
 ]  # fmt: skip
 
 RANDOM_FULLY_FIX = (
@@ -35,12 +36,12 @@ INVALID_FIX = (
 
 def conntrack_report(analysis) -> pd.DataFrame:
     from podcap.flows.invalid_resets import resets_after_invalid
-    from podcap.path.collisions import client_syns, snat_collisions
+    from podcap.path.collisions import first_packets, snat_collisions
 
     packets, flows = analysis.all_packets, analysis.all_flows
     rows = []
     if len(analysis.files) > 1:  # a collision shows between a Pod's capture and its node's
-        found = snat_collisions(_tcp_journeys(analysis), client_syns(packets), flows)
+        found = snat_collisions(analysis.journeys.journeys, first_packets(packets), flows)
         rows = [_collision_row(c) for c in found]
     rows += _reset_rows(resets_after_invalid(packets, flows), flows)
     table = pd.DataFrame(rows, columns=[*CONNTRACK_COLUMNS, "_flows"])
@@ -48,21 +49,10 @@ def conntrack_report(analysis) -> pd.DataFrame:
         table = table[table["_flows"].apply(_chosen(analysis))]
     table = table.drop(columns=["_flows"]).sort_values("ts", kind="stable")
     table["ts"] = pd.to_datetime(table["ts"], unit="s", utc=True)
-    for column in ("client_port", "server_port", "syns_lost"):
+    for column in ("client_port", "server_port", "lost"):
         table[column] = table[column].astype("Int64")
     table["delay_ms"] = table["delay_ms"].astype("Float64")
     return with_na(table.reset_index(drop=True), texts=("other", "shared_end"))
-
-
-def _tcp_journeys(analysis):
-    """The journeys of the path report when it was built; else those of TCP connections
-    only (what collisions need, without decoding payloads to match datagrams)."""
-    if "journeys" in analysis.__dict__:
-        return analysis.journeys.journeys
-    from podcap.path.journey import line_up
-
-    return line_up(analysis.files, analysis.all_packets, analysis.all_flows,
-                   analysis.tcp_connections, analysis.sidecars, {}).journeys  # fmt: skip
 
 
 def _chosen(analysis):
@@ -75,22 +65,23 @@ def _collision_row(collision) -> dict:
     client_ip, client_port = _split(first.client)
     server_ip, server_port = _split(first.server)
     row = {
-        "verdict": collision.verdict, "client_ip": client_ip, "client_port": client_port,
+        "verdict": collision.verdict, "protocol": journey.protocol, "client_ip": client_ip, "client_port": client_port,
         "server_ip": server_ip, "server_port": server_port, "other": "", "shared_end": "",
-        "syns_lost": collision.syns_lost, "ts": first.first_ts,
+        "lost": collision.lost, "ts": first.first_ts,
         "delay_ms": None if collision.delay_s != collision.delay_s else
         round(collision.delay_s * 1000, 3),
         "where": f"{collision.lost_at[0]} -> {collision.lost_at[1]}",
         "_flows": [s.flow_id for s in journey.sightings],
     }  # fmt: skip
-    lost = (f"{collision.syns_lost} of its {collision.syns_sent} SYNs went by "
+    what = "SYNs" if journey.protocol == "tcp" else "datagrams"
+    lost = (f"{collision.lost} of its {collision.sent} {what} went by "
             f"{collision.lost_at[0]} and never by {collision.lost_at[1]}")  # fmt: skip
     if collision.delay_s == collision.delay_s:
         lost += f"; a later one passed {collision.delay_s:.3f} s after the first"
     if collision.holder is None:
         row["explanation"] = (
-            f"{lost}: the SYN was dropped at the node, after the Pod and before the NIC, and "
-            "its unchanged retransmission got through: the shape of a conntrack insert "
+            f"{lost}: the first was dropped at the node, after the Pod and before the NIC, "
+            "and its unchanged retransmission got through: the shape of a conntrack insert "
             "failure (two connections given the same NAT tuple at once)"
         )
         row["fix"] = RANDOM_FULLY_FIX
@@ -99,7 +90,7 @@ def _collision_row(collision) -> dict:
     row["other"] = f"{holder.client} ({holder.point})"
     row["shared_end"] = collision.shared_end
     row["_flows"] += [s.flow_id for s in collision.holder.sightings]
-    if collision.syns_lost:
+    if collision.lost:
         row["explanation"] = (
             f"{lost}, while {holder.client} ({holder.point}) held {collision.shared_end} "
             f"towards {holder.server}: MASQUERADE keeps a connection's source port when it "
@@ -123,9 +114,9 @@ def _reset_rows(resets: pd.DataFrame, flows: pd.DataFrame) -> list[dict]:
         client_ip, client_port = _split(r.local)
         server_ip, server_port = _split(r.peer)
         rows.append({
-            "verdict": "reset_after_invalid", "client_ip": client_ip, "client_port": client_port,
+            "verdict": "reset_after_invalid", "protocol": "tcp", "client_ip": client_ip, "client_port": client_port,
             "server_ip": server_ip, "server_port": server_port, "other": r.stray_from,
-            "shared_end": "", "syns_lost": None, "delay_ms": None, "ts": r.stray_ts,
+            "shared_end": "", "lost": None, "delay_ms": None, "ts": r.stray_ts,
             "where": _file_of(flows, r.flow_id),
             "explanation": (
                 f"a packet from {r.stray_from} reached {r.local}, the end of a connection to "

@@ -172,7 +172,11 @@ REPORTS: dict[str, Report] = {
             "at conntrack insert (both need Pod and node captures), resets after INVALID packets",
             "podcap.reports.conntrack:conntrack_report",
             http_fields=False,
-            section=Section("Conntrack and NAT", "No conntrack or NAT failures found.", place=12),
+            payloads=True,  # UDP conversations are matched across the points by their payloads
+            # On the page for two captures and more: one capture's resets are in the problems.
+            section=Section(
+                "Conntrack and NAT", "No conntrack or NAT failures found.", place=12, min_files=2
+            ),
             key_columns=(
                 "verdict",
                 "client_ip",
@@ -183,8 +187,9 @@ REPORTS: dict[str, Report] = {
                 "explanation",
             ),
             more_columns=(
+                "protocol",
                 "shared_end",
-                "syns_lost",
+                "lost",
                 "delay_ms",
                 "where",
                 "fix",
