@@ -177,17 +177,18 @@ def stray(tmp_path_factory):
     from testbed.lab import Lab  # noqa: PLC0415
     from testbed.lab import stray as stray_script  # noqa: PLC0415
 
-    pcap = tmp_path_factory.mktemp("stray") / "client-pod.pcap"
+    out = tmp_path_factory.mktemp("stray")
+    pcap, nic = out / "client-pod.pcap", out / "client-node.pcap"
     with Lab(nodes=2, pods_per_node=1) as lab:
         client, backend = lab.pods
         service = lab.add_service("marker", [backend], port=9000)
-        with lab.capture(client, str(pcap), "tcp"):
+        with lab.capture(client, str(pcap), "tcp"), lab.capture(client.node, str(nic), "tcp"):
             sender = lab.popen(backend, [sys.executable, stray_script.__file__, "9000", "lbtest",
                                          "10"], stdout=-1, text=True)  # fmt: skip
             assert sender.stdout.readline().strip() == "ready"
             got = lab.run(client, [sys.executable, "-c", THEN_RESET, service.cluster_ip, "9000"])
             sent = json.loads(sender.communicate(timeout=15)[0])
-        return {"pcap": pcap, "got": got.stdout.strip(), "sent": sent, "client": client,
+        return {"pcap": pcap, "nic": nic, "got": got.stdout.strip(), "sent": sent, "client": client,
                 "backend": backend, "service": service}  # fmt: skip
 
 
@@ -203,3 +204,12 @@ def test_the_reset_after_an_invalid_packet_is_named(stray):
     resets = tshark_fields(stray["pcap"], "ip.dst", "tcp.dstport",
                            display_filter=f"tcp.flags.reset == 1 && ip.src == {row['client_ip']}")  # fmt: skip
     assert [(ip, int(port)) for ip, port in resets] == [(stray["backend"].ip, 9000)]
+
+
+def test_past_the_nat_the_node_nic_shows_it_too(stray):
+    # On the client node's NIC the connection already has the backend's address.
+    table = analyze([stray["nic"]], reports=["conntrack"])["conntrack"]
+    assert table["verdict"].tolist() == ["reset_after_invalid"]
+    row = table.iloc[0]
+    assert f"{row['client_ip']}:{row['client_port']}" == stray["sent"]["to"]
+    assert row["other"] == stray["sent"]["from"]

@@ -157,3 +157,22 @@ def test_a_reset_after_a_packet_nat_skipped(stray):
 def test_a_filter_keeps_the_rows_of_the_connections_it_selects(stray):
     assert len(analyze([stray], "tcp.port == 41000", reports=["conntrack"])["conntrack"]) == 1
     assert analyze([stray], "tcp.port == 41999", reports=["conntrack"])["conntrack"].empty
+
+
+def test_past_the_nat_the_reset_answers_a_segment_far_out_of_the_window(tmp_path):
+    # On the client node's NIC the connection has the backend's address: the stray segment is
+    # inside it, 2^30 past the server's bytes, and the client's reset carries its ack.
+    cap = Capture()
+    hit = cap.session(POD_A, "10.244.1.10", 41000, 8080, isn=3000).handshake()
+    hit.c(PSH | ACK, b"GET / HTTP/1.1\r\n").s(ACK)
+    hit.s(PSH | ACK, b"late", seq=hit.sseq + (1 << 30))
+    hit.c(RST).c(PSH | ACK, b"\r\n", gap=1.0).s(RST)
+    # Look-alike: a client that resets right after an ordinary answer.
+    fine = cap.session(POD_A, "10.244.1.10", 41001, 8080, isn=9000).handshake()
+    fine.c(PSH | ACK, b"GET / HTTP/1.1\r\n").s(PSH | ACK, b"HTTP/1.1 200 OK\r\n").c(RST)
+    path = cap.write(tmp_path / "node-nic.pcap")
+    table = analyze([path], reports=["conntrack"])["conntrack"]
+    assert table["verdict"].tolist() == ["reset_after_invalid"]
+    row = table.iloc[0]
+    assert (row["client_port"], row["other"]) == (41000, "10.244.1.10:8080")
+    assert "far outside the connection's sequence numbers" in row["explanation"]

@@ -119,15 +119,22 @@ def _reset_rows(resets: pd.DataFrame, flows: pd.DataFrame) -> list[dict]:
             "shared_end": "", "lost": None, "delay_ms": None, "ts": r.stray_ts,
             "where": _file_of(flows, r.flow_id),
             "explanation": (
-                f"a packet from {r.stray_from} reached {r.local}, the end of a connection to "
-                f"{r.peer}, without its address rewritten back to {r.peer}, and {r.local} "
-                f"answered it with a reset: conntrack marked it INVALID (outside the TCP "
-                f"window it tracks), so NAT skipped it; the reset reached {r.stray_from} and "
-                "killed the connection there" + _then_reset(flows, r.flow_id)
+                _how_it_came(r) + f" and {r.local} answered it with a reset: conntrack marked "
+                "it INVALID (outside the TCP window it tracks), so NAT did not rewrite it back "
+                f"to the Service's address; the reset reached {r.stray_from} and killed the "
+                "connection there" + _then_reset(flows, r.flow_id)
             ),
             "fix": INVALID_FIX, "_flows": [r.flow_id, r.stray_flow_id],
         })  # fmt: skip
     return rows
+
+
+def _how_it_came(r) -> str:
+    if r.flow_id == r.stray_flow_id:  # seen past the NAT: the connection has the server's address
+        return (f"a segment from {r.stray_from} far outside the connection's sequence numbers "
+                f"reached {r.local}")  # fmt: skip
+    return (f"a packet from {r.stray_from} reached {r.local}, the end of a connection to {r.peer}, "
+            f"from the server's own address instead of {r.peer},")  # fmt: skip
 
 
 def _then_reset(flows: pd.DataFrame, flow_id: int) -> str:

@@ -46,9 +46,9 @@ HINTS = {
         "below the path's, or let ICMP type 3 code 4 (ICMPv6 type 2) through"
     ),
     "reset_after_invalid": (
-        "a packet from {stray_from}, the real server behind {peer}, reached {local} with its "
-        "address not rewritten back and was answered with a reset that killed the connection: "
-        "conntrack marked it INVALID (out of window) and NAT skipped it; drop INVALID packets "
+        "a packet from {stray_from} (the server's own address) reached {local} outside the "
+        "connection's window and was answered with a reset that killed the connection: "
+        "conntrack marked it INVALID and NAT did not rewrite it back; drop INVALID packets "
         "in FORWARD (kube-proxy 1.15+ does) or set net.netfilter.nf_conntrack_tcp_be_liberal=1 "
         "(`-r conntrack` tells more)"
     ),
@@ -126,7 +126,7 @@ def _invalid_reset_rows(tcp: pd.DataFrame, resets: pd.DataFrame | None) -> pd.Da
     rows = tcp.merge(resets, on="flow_id")
     rows["problem"], rows["count"] = "reset_after_invalid", 1
     rows["hint"] = [
-        HINTS["reset_after_invalid"].format(stray_from=r.stray_from, peer=r.peer, local=r.local)
+        HINTS["reset_after_invalid"].format(stray_from=r.stray_from, local=r.local)
         for r in rows.itertuples()
     ]
     return rows.drop(columns=list(resets.columns.drop("flow_id")))
