@@ -78,35 +78,45 @@ def _lab_or_skip():
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def collision(tmp_path_factory):
+def _collide(tmp_path_factory, protocol: str, drive) -> dict:
+    """Two Pods of one node, ``protocol`` masqueraded to the one port, captured at both Pods
+    and the node's NIC (sidecars written): ``drive(lab, a, b, server_ip)`` makes the traffic
+    and returns what the clients said; the kernel's insert_failed count comes back too."""
     _lab_or_skip()
     from testbed.lab import Lab, masq  # noqa: PLC0415
     from testbed.lab.core import IDC_IP  # noqa: PLC0415
 
-    out = tmp_path_factory.mktemp("collision")
+    out = tmp_path_factory.mktemp(f"{protocol}-collision")
     files = {name: out / f"{name}.pcap" for name in ("pod-a", "pod-b", "node")}
     with Lab(nodes=1, pods_per_node=2, idc=True) as lab:
         node, (a, b) = lab.nodes[0], lab.pods
         rules = masq.restore_text(lab.masq_config, random_fully=False).replace(
-            "-j MASQUERADE", f"-p tcp -j MASQUERADE --to-ports {PORT}"
+            "-j MASQUERADE", f"-p {protocol} -j MASQUERADE --to-ports {PORT}"
         )
         lab.run(node, ["iptables-restore", "--noflush"], input=rules, check=True)
         before = _insert_failed(lab, node)
-        bpf = "tcp port 9000"
+        bpf = f"{protocol} port 9000"
         with lab.capture(a, str(files["pod-a"]), bpf), lab.capture(b, str(files["pod-b"]), bpf), \
                 lab.capture(node, str(files["node"]), bpf):  # fmt: skip
-            holder = lab.popen(a, [sys.executable, "-c", HOLD, IDC_IP, str(PORT), "5", "4"],
-                               stdout=-1, text=True)  # fmt: skip
-            assert holder.stdout.readline().strip() == "connected"
-            loser = lab.run(b, [sys.executable, "-c", HOLD, IDC_IP, str(PORT), "2.5", "0"])
-            holder.wait(timeout=10)
+            said = drive(lab, a, b, IDC_IP)
         dropped = _insert_failed(lab, node) - before
         _sidecar(files["pod-a"], "pod", node.name, a.name, a.ip)
         _sidecar(files["pod-b"], "pod", node.name, b.name, b.ip)
         _sidecar(files["node"], "node", node.name, node_ip=node.ip, cidr=node.pod_cidr)
-        return {"files": files, "loser": loser.stdout.strip(), "dropped": dropped,
-                "a": a, "b": b, "node": node}  # fmt: skip
+        return {"files": files, "dropped": dropped, "a": a, "b": b, "node": node, **said}
+
+
+@pytest.fixture(scope="module")
+def collision(tmp_path_factory):
+    def drive(lab, a, b, server):
+        holder = lab.popen(a, [sys.executable, "-c", HOLD, server, str(PORT), "5", "4"],
+                           stdout=-1, text=True)  # fmt: skip
+        assert holder.stdout.readline().strip() == "connected"
+        loser = lab.run(b, [sys.executable, "-c", HOLD, server, str(PORT), "2.5", "0"])
+        holder.wait(timeout=10)
+        return {"loser": loser.stdout.strip()}
+
+    return _collide(tmp_path_factory, "tcp", drive)
 
 
 def test_the_collision_names_both_pods(collision):
@@ -130,30 +140,13 @@ def test_the_collision_names_both_pods(collision):
 def udp_collision(tmp_path_factory):
     """The same race for datagrams (a DNS query from a fixed port): only UDP masqueraded,
     to the one port."""
-    _lab_or_skip()
-    from testbed.lab import Lab, masq  # noqa: PLC0415
-    from testbed.lab.core import IDC_IP  # noqa: PLC0415
 
-    out = tmp_path_factory.mktemp("udp-collision")
-    files = {name: out / f"{name}.pcap" for name in ("pod-a", "pod-b", "node")}
-    with Lab(nodes=1, pods_per_node=2, idc=True) as lab:
-        node, (a, b) = lab.nodes[0], lab.pods
-        rules = masq.restore_text(lab.masq_config, random_fully=False).replace(
-            "-j MASQUERADE", f"-p udp -j MASQUERADE --to-ports {PORT}"
-        )
-        lab.run(node, ["iptables-restore", "--noflush"], input=rules, check=True)
-        before = _insert_failed(lab, node)
-        bpf = "udp port 9000"
-        with lab.capture(a, str(files["pod-a"]), bpf), lab.capture(b, str(files["pod-b"]), bpf), \
-                lab.capture(node, str(files["node"]), bpf):  # fmt: skip
-            first = lab.run(a, [sys.executable, "-c", ASK, IDC_IP, str(PORT), "1", "query-a"])
-            second = lab.run(b, [sys.executable, "-c", ASK, IDC_IP, str(PORT), "3", "query-b"])
-        dropped = _insert_failed(lab, node) - before
-        _sidecar(files["pod-a"], "pod", node.name, a.name, a.ip)
-        _sidecar(files["pod-b"], "pod", node.name, b.name, b.ip)
-        _sidecar(files["node"], "node", node.name, node_ip=node.ip, cidr=node.pod_cidr)
-        return {"files": files, "first": first.stdout.strip(), "second": second.stdout.strip(),
-                "dropped": dropped, "a": a, "b": b, "node": node}  # fmt: skip
+    def drive(lab, a, b, server):
+        first = lab.run(a, [sys.executable, "-c", ASK, server, str(PORT), "1", "query-a"])
+        second = lab.run(b, [sys.executable, "-c", ASK, server, str(PORT), "3", "query-b"])
+        return {"first": first.stdout.strip(), "second": second.stdout.strip()}
+
+    return _collide(tmp_path_factory, "udp", drive)
 
 
 def test_a_dns_like_query_lost_to_the_same_race_names_both_pods(udp_collision):
