@@ -39,14 +39,15 @@ NATTED = ("tcp", "udp")  # what MASQUERADE gives a node port (a ping keeps its o
 
 @dataclass(frozen=True)
 class Collision:
-    """A connection whose SYNs were lost at the node, and the one that held its port."""
+    """A connection whose first packets (SYNs, datagrams) were lost at the node, and the one
+    that held its port."""
 
     verdict: str  # "snat_port_collision" or "insert_failed"
     journey: Journey
-    lost_at: tuple[str, str]  # the point that saw the SYNs and the next one that did not
+    lost_at: tuple[str, str]  # the point that saw them and the next one that did not
     sent: int
     lost: int
-    delay_s: float  # from the first SYN to the first one past the node; NaN: none passed
+    delay_s: float  # from the first one sent to the first one past the node; NaN: none passed
     holder: Journey | None = None
     shared_end: str = ""  # the node's address and port both used (or the holder held)
 
@@ -65,15 +66,15 @@ def first_packets(packets: pd.DataFrame) -> dict[int, _Firsts]:
     syn = (proto == TCP) & ((flags & SYN) != 0) & ((flags & ACK) == 0)
     datagram = (proto == UDP) & packets["c2s"].to_numpy().astype(bool)
     keep = (syn | datagram) & (packets["flow_id"].to_numpy() >= 0)
-    syns = pd.DataFrame({"flow_id": packets["flow_id"].to_numpy()[keep],
+    sent = pd.DataFrame({"flow_id": packets["flow_id"].to_numpy()[keep],
                          "ts": packets["ts"].to_numpy()[keep]})  # fmt: skip
-    by = syns.groupby("flow_id")["ts"].agg(["size", "min", "max"])
+    by = sent.groupby("flow_id")["ts"].agg(["size", "min", "max"])
     return {int(i): _Firsts(int(r[0]), float(r[1]), float(r[2])) for i, r in zip(
         by.index, by.to_numpy(), strict=True)}  # fmt: skip
 
 
-def snat_collisions(journeys, syns: dict[int, _Firsts], flows: pd.DataFrame) -> list[Collision]:
-    """The collisions among ``journeys`` (``podcap.path.journey``); ``syns``: ``first_packets``
+def snat_collisions(journeys, firsts: dict[int, _Firsts], flows: pd.DataFrame) -> list[Collision]:
+    """The collisions among ``journeys`` (``podcap.path.journey``); ``firsts``: ``first_packets``
     of every file; ``flows``: the flow table of every file (for when each connection ended)."""
     last_ts = dict(zip(flows["flow_id"].to_numpy(), flows["last_ts"].to_numpy(), strict=True))
     rewritten = [j for j in journeys if j.protocol in NATTED and _outer(j) is not None]
@@ -81,11 +82,11 @@ def snat_collisions(journeys, syns: dict[int, _Firsts], flows: pd.DataFrame) -> 
     for journey in journeys:
         if journey.protocol not in NATTED:
             continue
-        loss = _first_packets_lost(journey, syns)
+        loss = _first_packets_lost(journey, firsts)
         if loss is not None:
-            found.append(_named(journey, loss, rewritten, last_ts, syns))
+            found.append(_named(journey, loss, rewritten, last_ts, firsts))
         else:
-            reuse = _reused_port(journey, rewritten, last_ts, syns)
+            reuse = _reused_port(journey, rewritten, last_ts, firsts)
             if reuse is not None:
                 found.append(reuse)
     return found
@@ -96,15 +97,15 @@ def _outer(journey: Journey) -> Sighting | None:
     return next((s for s in journey.sightings[1:] if s.client != journey.first.client), None)
 
 
-def _first_packets_lost(journey: Journey, syns: dict[int, _Firsts]):
+def _first_packets_lost(journey: Journey, firsts: dict[int, _Firsts]):
     """(point that saw them, next point, sent, lost, delay) when some of the client's SYNs
     went by its first point and never by the next one on its way."""
-    first = syns.get(journey.first.flow_id)
+    first = firsts.get(journey.first.flow_id)
     if first is None or first.count < 2:  # a lone SYN lost is a plain drop, not this shape
         return None
     if len(journey.sightings) > 1:
         after = journey.sightings[1]
-        passed = syns.get(after.flow_id)
+        passed = firsts.get(after.flow_id)
         if passed is None or passed.count >= first.count:
             return None
         delay = passed.first_ts - first.first_ts
@@ -125,10 +126,10 @@ def _pods_node(journey: Journey):
     return ahead[0] if ahead else None
 
 
-def _named(journey, loss, rewritten, last_ts, syns) -> Collision:
+def _named(journey, loss, rewritten, last_ts, firsts) -> Collision:
     at, missing_at, sent, lost, delay = loss
     port = _port(journey.first.client)
-    first = syns[journey.first.flow_id]
+    first = firsts[journey.first.flow_id]
     for holder in rewritten:
         outer = _outer(holder)
         if holder is journey or holder.protocol != journey.protocol or outer.point != missing_at:
@@ -150,7 +151,7 @@ def _held(outer: Sighting, last_ts: dict, start: float, end: float) -> bool:
         CONNTRACK_LINGER_S >= start  # fmt: skip
 
 
-def _reused_port(journey, rewritten, last_ts, syns) -> Collision | None:
+def _reused_port(journey, rewritten, last_ts, firsts) -> Collision | None:
     """Another Pod's connection that left the node from the same address and port to the
     same destination shortly before this one did."""
     outer = _outer(journey)
@@ -167,7 +168,7 @@ def _reused_port(journey, rewritten, last_ts, syns) -> Collision | None:
         if (other.client, other.server) != (outer.client, outer.server):
             continue
         if _held(other, last_ts, outer.first_ts, outer.first_ts):
-            sent = syns.get(journey.first.flow_id)
+            sent = firsts.get(journey.first.flow_id)
             count = sent.count if sent else 0
             return Collision("snat_port_collision", journey, (str(journey.first.point),
                              str(outer.point)), count, 0, float("nan"), earlier, other.client)  # fmt: skip
