@@ -109,7 +109,6 @@ class Analysis:
     @cached_property
     def problems(self) -> pd.DataFrame:
         """TCP problems of the selected flows (``reports.tcp``), cached."""
-        from podcap.flows.invalid_resets import resets_after_invalid
         from podcap.flows.mtu import mtu_black_holes, with_icmp
         from podcap.flows.mtu_headers import connection_overlays, with_headers
         from podcap.reports.tcp import tcp_problems
@@ -121,8 +120,15 @@ class Analysis:
                 connection_overlays(self.tcp_connections, self.all_packets)
                 if len(self.files) > 1 else None,
             )  # fmt: skip
-        resets = resets_after_invalid(self.all_packets, self.all_flows)
-        return tcp_problems(self.flows, black_holes, resets)
+        return tcp_problems(self.flows, black_holes, self.invalid_resets)
+
+    @cached_property
+    def invalid_resets(self) -> pd.DataFrame:
+        """Connections reset after a packet conntrack marked INVALID
+        (``podcap.flows.invalid_resets``), cached: the tcp and conntrack reports read them."""
+        from podcap.flows.invalid_resets import resets_after_invalid
+
+        return resets_after_invalid(self.all_packets, self.all_flows)
 
     @cached_property
     def tcp_connections(self) -> list:

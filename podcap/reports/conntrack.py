@@ -35,7 +35,6 @@ INVALID_FIX = (
 
 
 def conntrack_report(analysis) -> pd.DataFrame:
-    from podcap.flows.invalid_resets import resets_after_invalid
     from podcap.path.collisions import first_packets, snat_collisions
 
     packets, flows = analysis.all_packets, analysis.all_flows
@@ -43,7 +42,7 @@ def conntrack_report(analysis) -> pd.DataFrame:
     if len(analysis.files) > 1:  # a collision shows between a Pod's capture and its node's
         found = snat_collisions(analysis.journeys.journeys, first_packets(packets), flows)
         rows = [_collision_row(c) for c in found]
-    rows += _reset_rows(resets_after_invalid(packets, flows), flows)
+    rows += _reset_rows(analysis.invalid_resets, flows)
     table = pd.DataFrame(rows, columns=[*CONNTRACK_COLUMNS, "_flows"])
     if analysis.filter_text is not None and rows:
         table = table[table["_flows"].apply(_chosen(analysis))]
