@@ -133,8 +133,10 @@ def stray(tmp_path_factory):
     backend = cap.session("10.244.1.10", POD_A, 8080, 41000, isn=1 << 30)
     backend.c(PSH | ACK, b"late").s(RST)
     svc.c(PSH | ACK, b"\r\n", gap=1.0).s(RST)
-    # Look-alike: a reset to a port scan, from a port nothing else uses.
+    # Look-alikes: a reset to a port scan, from a port nothing else uses; and, on a server's
+    # port other connections share, a connection the capture caught mid-way, reset.
     cap.session("10.244.1.99", POD_A, 5555, 41999, isn=4000).c(ACK).s(RST)
+    cap.session("10.244.0.50", "10.96.0.10", 45000, 80, isn=6000).c(PSH | ACK, b"x").s(RST)
     return cap.write(tmp_path_factory.mktemp("stray") / "client-pod.pcap")
 
 

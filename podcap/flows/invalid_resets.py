@@ -35,97 +35,106 @@ SEQ_SPACE = 1 << 32
 def resets_after_invalid(packets: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
     """One row per connection hit (columns INVALID_RESET_COLUMNS): the connection's flow,
     the stray packet's flow, the local end that reset it, who sent the stray packet, the
-    connection's own peer and when the stray packet came."""
-    stray_ids, reset_ids = _stray_candidates(packets)
-    tcp = flows[flows["proto"] == "tcp"]
-    rows = []
-    for stray_id in stray_ids:
-        stray = packets[packets["flow_id"] == stray_id].sort_values("ts", kind="stable")
-        found = _victim(stray, tcp)
-        if found is not None:
-            rows.append(found)
-    for flow_id in reset_ids:
-        found = _reset_inside(packets[packets["flow_id"] == flow_id].sort_values("ts"))
+    connection's own peer and when the stray packet came. The candidates are found with
+    numpy over every TCP packet at once; Python looks only at the few that fit."""
+    tcp = _tcp_in_flow_order(packets)
+    rows = [_inside_row(tcp.iloc[at]) for at in _resets_inside(tcp)]
+    firsts = _stray_firsts(tcp)
+    ends = _ends_of(flows, tcp["dport"].to_numpy()[firsts]) if len(firsts) else {}
+    for at in firsts:
+        found = _victim(tcp.iloc[at], ends)
         if found is not None:
             rows.append(found)
     return pd.DataFrame(rows, columns=INVALID_RESET_COLUMNS)
 
 
-def _stray_candidates(packets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Flows with a reset and without a SYN (no handshake was ever seen), and flows with a
-    handshake and a reset from their client."""
-    tcp = packets.loc[
-        (packets["ip_proto"] == TCP) & (packets["flow_id"] >= 0), ["flow_id", "tcp_flags", "c2s"]
-    ]
-    flags = tcp["tcp_flags"].to_numpy()
-    rst = (flags & RST) != 0
-    by_flow = pd.DataFrame({
-        "flow_id": tcp["flow_id"].to_numpy(), "syn": (flags & SYN) != 0, "rst": rst,
-        "client_rst": rst & tcp["c2s"].to_numpy().astype(bool),
-    }).groupby("flow_id").any()  # fmt: skip
-    strays = by_flow.index[by_flow["rst"] & ~by_flow["syn"]].to_numpy()
-    return strays, by_flow.index[by_flow["client_rst"] & by_flow["syn"]].to_numpy()
+def _tcp_in_flow_order(packets: pd.DataFrame) -> pd.DataFrame:
+    columns = ["file", "flow_id", "ts", "c2s", "tcp_flags", "tcp_seq", "tcp_ack", "payload_len",
+               "src", "dst", "sport", "dport"]  # fmt: skip
+    keep = (packets["ip_proto"] == TCP) & (packets["flow_id"] >= 0)
+    tcp = packets.loc[keep, [c for c in columns if c in packets]]
+    order = np.lexsort((tcp["ts"].to_numpy(), tcp["flow_id"].to_numpy()))
+    return tcp.take(order).reset_index(drop=True)
 
 
-def _reset_inside(flow: pd.DataFrame) -> dict | None:
-    """A server segment far outside where the server's bytes were, answered by the client's
-    reset carrying its acknowledgement number (what a host does for a segment of no
-    connection it knows): the INVALID packet past the Service's NAT."""
-    c2s = flow["c2s"].to_numpy().astype(bool)
-    flags, seq = flow["tcp_flags"].to_numpy(), flow["tcp_seq"].to_numpy().astype(np.int64)
-    ack, length = flow["tcp_ack"].to_numpy().astype(np.int64), flow["payload_len"].to_numpy()
-    server = np.flatnonzero(~c2s)
-    for at in np.flatnonzero(c2s & ((flags & RST) != 0)):
-        before = server[server < at]
-        if len(before) < 2 or seq[at] != ack[before[-1]]:
-            continue
-        stray, earlier = before[-1], before[:-1]
-        reached = (seq[earlier] + length[earlier] + ((flags[earlier] & SYN) != 0)) % SEQ_SPACE
-        gap = (seq[stray] - reached[-1]) % SEQ_SPACE
-        if FAR_OUT <= gap <= SEQ_SPACE - FAR_OUT:
-            row = flow.iloc[stray]
-            local, sender = (
-                (str(row["dst"]), int(row["dport"])),
-                (str(row["src"]), int(row["sport"])),
-            )
-            return {"flow_id": int(row["flow_id"]), "stray_flow_id": int(row["flow_id"]),
-                    "local": _end(local), "stray_from": _end(sender), "peer": _end(sender),
-                    "stray_ts": float(row["ts"])}  # fmt: skip
-    return None
+def _resets_inside(tcp: pd.DataFrame) -> np.ndarray:
+    """Rows of server segments far outside where the server's bytes were, answered at once
+    by the client's reset carrying their acknowledgement number (what a host does for a
+    segment of no connection it knows): the INVALID packet past the Service's NAT."""
+    flow, c2s = tcp["flow_id"].to_numpy(), tcp["c2s"].to_numpy().astype(bool)
+    flags, seq = tcp["tcp_flags"].to_numpy(), tcp["tcp_seq"].to_numpy().astype(np.int64)
+    ack, length = tcp["tcp_ack"].to_numpy().astype(np.int64), tcp["payload_len"].to_numpy()
+    n = len(tcp)
+    reset = np.flatnonzero(c2s & ((flags & RST) != 0))
+    reset = reset[reset >= 2]
+    stray = reset - 1  # the server segment just before the reset, in the same flow
+    fits = (flow[stray] == flow[reset]) & ~c2s[stray] & (seq[reset] == ack[stray])
+    stray = stray[fits]
+    # The server's segment before that one, in the same flow: where its bytes had reached.
+    last_server = np.maximum.accumulate(np.where(~c2s, np.arange(n), -1))
+    earlier = last_server[np.maximum(stray - 1, 0)]
+    stray, earlier = stray[earlier >= 0], earlier[earlier >= 0]
+    stray, earlier = stray[flow[earlier] == flow[stray]], earlier[flow[earlier] == flow[stray]]
+    reached = seq[earlier] + length[earlier] + ((flags[earlier] & SYN) != 0)
+    gap = (seq[stray] - reached) % SEQ_SPACE
+    return stray[(gap >= FAR_OUT) & (gap <= SEQ_SPACE - FAR_OUT)]
 
 
-def _victim(stray: pd.DataFrame, tcp_flows: pd.DataFrame) -> dict | None:
-    first = stray.iloc[0]
-    if first["tcp_flags"] & RST:
-        return None  # a reset first is an answer to something we did not see, not this
+def _inside_row(row) -> dict:
+    local, sender = (
+        _end((str(row["dst"]), int(row["dport"]))),
+        _end((str(row["src"]), int(row["sport"]))),
+    )
+    return {"flow_id": int(row["flow_id"]), "stray_flow_id": int(row["flow_id"]), "local": local,
+            "stray_from": sender, "peer": sender, "stray_ts": float(row["ts"])}  # fmt: skip
+
+
+def _stray_firsts(tcp: pd.DataFrame) -> np.ndarray:
+    """The first row of each flow with no SYN, not itself a reset, and later reset by the
+    end it was sent to."""
+    flow, flags = tcp["flow_id"].to_numpy(), tcp["tcp_flags"].to_numpy()
+    if not len(flow):
+        return np.zeros(0, np.int64)
+    c2s = tcp["c2s"].to_numpy().astype(bool)
+    starts = np.flatnonzero(np.r_[True, flow[1:] != flow[:-1]])
+    answering = c2s != np.repeat(c2s[starts], np.diff(np.r_[starts, len(flow)]))
+    syn = np.logical_or.reduceat((flags & SYN) != 0, starts)
+    rst = np.logical_or.reduceat(((flags & RST) != 0) & answering, starts)  # from the other end
+    first = starts[~syn & rst]
+    return first[(flags[first] & RST) == 0]  # a reset first answers what we did not see
+
+
+def _ends_of(flows: pd.DataFrame, ports: np.ndarray) -> dict[tuple, list]:
+    """TCP flows with a handshake of their own and a client port among ``ports``, by (file,
+    client address, client port): a stray packet reaches a client's own port, which only
+    its connection uses (a server's port is every connection's)."""
+    on_port = np.isin(flows["client_port"].to_numpy(), ports)
+    tcp = flows[on_port & (flows["proto"] == "tcp").to_numpy()]
+    tcp = tcp[tcp["history"].astype(str).str.contains("S")]
+    files = tcp["file"].astype(str) if "file" in tcp else pd.Series("", index=tcp.index)
+    ends: dict[tuple, list] = {}
+    for file, flow in zip(files, tcp.itertuples(), strict=True):
+        ends.setdefault((file, str(flow.client_ip), int(flow.client_port)), []).append(flow)
+    return ends
+
+
+def _victim(first, ends: dict) -> dict | None:
+    """The live connection whose client end ``first`` (the first packet of a flow without a
+    handshake) reached from another address than its server's."""
     sender = (str(first["src"]), int(first["sport"]))
     local = (str(first["dst"]), int(first["dport"]))
-    resets = stray[
-        ((stray["tcp_flags"] & RST) != 0)
-        & (stray["src"].astype(str) == local[0])
-        & (stray["sport"] == local[1])
-    ]
-    if resets.empty:
-        return None
-    same_file = tcp_flows
-    if "file" in stray and "file" in tcp_flows:
-        same_file = tcp_flows[tcp_flows["file"] == first["file"]]
+    file = str(first["file"]) if "file" in first else ""
     at = float(first["ts"])
-    for flow in same_file.itertuples():
-        ends = {(str(flow.client_ip), int(flow.client_port)),
-                (str(flow.server_ip), int(flow.server_port))}  # fmt: skip
-        if flow.flow_id == first["flow_id"] or local not in ends or sender in ends:
+    for flow in ends.get((file, *local), []):
+        peer = (str(flow.server_ip), int(flow.server_port))
+        if flow.flow_id == first["flow_id"] or peer == sender:
             continue
-        if not flow.first_ts <= at <= flow.last_ts + LIVE_AFTER_S:
-            continue
-        if "S" not in str(flow.history):
-            continue  # its own handshake seen: a connection the client really made
-        (peer,) = ends - {local}
-        return {
-            "flow_id": int(flow.flow_id), "stray_flow_id": int(first["flow_id"]),
-            "local": _end(local), "stray_from": _end(sender), "peer": _end(peer),
-            "stray_ts": at,
-        }  # fmt: skip
+        if flow.first_ts <= at <= flow.last_ts + LIVE_AFTER_S:
+            return {
+                "flow_id": int(flow.flow_id), "stray_flow_id": int(first["flow_id"]),
+                "local": _end(local), "stray_from": _end(sender), "peer": _end(peer),
+                "stray_ts": at,
+            }  # fmt: skip
     return None
 
 
