@@ -24,6 +24,7 @@ may still hold the first (``snat_port_collision`` too).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import pandas as pd
@@ -77,7 +78,7 @@ def snat_collisions(journeys, firsts: dict[int, _Firsts], flows: pd.DataFrame) -
     """The collisions among ``journeys`` (``podcap.path.journey``); ``firsts``: ``first_packets``
     of every file; ``flows``: the flow table of every file (for when each connection ended)."""
     last_ts = dict(zip(flows["flow_id"].to_numpy(), flows["last_ts"].to_numpy(), strict=True))
-    rewritten = [j for j in journeys if j.protocol in NATTED and _outer(j) is not None]
+    rewritten = _by_node_end(j for j in journeys if j.protocol in NATTED and _outer(j) is not None)
     found = []
     for journey in journeys:
         if journey.protocol not in NATTED:
@@ -90,6 +91,17 @@ def snat_collisions(journeys, firsts: dict[int, _Firsts], flows: pd.DataFrame) -
             if reuse is not None:
                 found.append(reuse)
     return found
+
+
+def _by_node_end(rewritten) -> dict[tuple, list[Journey]]:
+    """The rewritten connections by (protocol, point, server as its client asked, node port):
+    the only ones a connection's collision can be with (looked up, not searched)."""
+    index = defaultdict(list)
+    for journey in rewritten:
+        outer = _outer(journey)
+        index[journey.protocol, outer.point, journey.first.server, _port(outer.client)].append(
+            journey)  # fmt: skip
+    return index
 
 
 def _outer(journey: Journey) -> Sighting | None:
@@ -130,14 +142,10 @@ def _named(journey, loss, rewritten, last_ts, firsts) -> Collision:
     at, missing_at, sent, lost, delay = loss
     port = _port(journey.first.client)
     first = firsts[journey.first.flow_id]
-    for holder in rewritten:
+    for holder in rewritten.get((journey.protocol, missing_at, journey.first.server, port), []):
         outer = _outer(holder)
-        if holder is journey or holder.protocol != journey.protocol or outer.point != missing_at:
-            continue
-        if holder.first.client_ip == journey.first.client_ip:
+        if holder is journey or holder.first.client_ip == journey.first.client_ip:
             continue  # the same Pod: its own ports never collide
-        if holder.first.server != journey.first.server or _port(outer.client) != port:
-            continue
         if _held(outer, last_ts, first.first_ts, first.last_ts):
             return Collision("snat_port_collision", journey, (str(at), str(missing_at)), sent,
                              lost, delay, holder, outer.client)  # fmt: skip
@@ -157,11 +165,10 @@ def _reused_port(journey, rewritten, last_ts, firsts) -> Collision | None:
     outer = _outer(journey)
     if outer is None:
         return None
-    for earlier in rewritten:
+    key = (journey.protocol, outer.point, journey.first.server, _port(outer.client))
+    for earlier in rewritten.get(key, []):
         other = _outer(earlier)
-        if earlier is journey or earlier.protocol != journey.protocol:
-            continue
-        if other.point != outer.point or other.first_ts >= outer.first_ts:
+        if earlier is journey or other.first_ts >= outer.first_ts:
             continue
         if earlier.first.client_ip == journey.first.client_ip:
             continue
