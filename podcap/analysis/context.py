@@ -117,7 +117,8 @@ class Analysis:
         if len(black_holes):  # what the ICMP and headers say of them, read only for those
             black_holes = with_headers(
                 with_icmp(black_holes, self.icmp_errors), self.all_packets,
-                connection_overlays(self.tcp_connections, self.all_packets)
+                connection_overlays(self.tcp_connections, self.all_packets,
+                                    black_holes["flow_id"])
                 if len(self.files) > 1 else None,
             )  # fmt: skip
         return tcp_problems(self.flows, black_holes, self.invalid_resets)

@@ -126,20 +126,25 @@ def _ip_header(source, packet) -> tuple[bool | None, int] | None:
     return None
 
 
-def connection_overlays(connections, packets: pd.DataFrame) -> dict[int, str]:
-    """Per flow, the overlay another capture point saw the same connection in (a Pod's
-    capture sees its packets bare; its node's NIC, wrapped), from the matched connections
-    (``podcap.snat.match``)."""
+def connection_overlays(connections, packets: pd.DataFrame, wanted) -> dict[int, str]:
+    """For the flows ``wanted``, the overlay another capture point saw the same connection in
+    (a Pod's capture sees its packets bare; its node's NIC, wrapped), from the matched
+    connections (``podcap.snat.match``)."""
     if "encap" not in packets:
         return {}
-    wrapped = packets.loc[packets["encap"].astype(str) != "", ["flow_id", "encap"]]
-    encap_of = wrapped.drop_duplicates("flow_id").set_index("flow_id")["encap"].astype(str)
+    wanted = set(np.asarray(wanted).tolist())
+    mine = [c for c in connections if any(o.flow_id in wanted for o in c.observations)]
+    flows = {o.flow_id for c in mine for o in c.observations}
+    encap = pd.Categorical(packets["encap"])
+    names = np.asarray(encap.categories.astype(str))
+    wrapped = np.isin(packets["flow_id"].to_numpy(), list(flows)) & (names[encap.codes] != "")
+    encap_of = dict(zip(packets["flow_id"].to_numpy()[wrapped], names[encap.codes[wrapped]],
+                        strict=True))  # fmt: skip
     found = {}
-    for connection in connections:
-        flows = [o.flow_id for o in connection.observations]
-        seen = [encap_of[f] for f in flows if f in encap_of.index]
+    for connection in mine:
+        seen = [encap_of[o.flow_id] for o in connection.observations if o.flow_id in encap_of]
         if seen:
-            found.update(dict.fromkeys(flows, seen[0]))
+            found.update(dict.fromkeys((o.flow_id for o in connection.observations), seen[0]))
     return found
 
 
