@@ -137,6 +137,8 @@ def connection_overlays(connections, packets: pd.DataFrame, wanted) -> dict[int,
     flows = {o.flow_id for c in mine for o in c.observations}
     encap = pd.Categorical(packets["encap"])
     names = np.asarray(encap.categories.astype(str))
+    if not len(names):
+        return {}
     wrapped = np.isin(packets["flow_id"].to_numpy(), list(flows)) & (encap.codes >= 0)
     wrapped &= names[np.maximum(encap.codes, 0)] != ""
     encap_of = dict(zip(packets["flow_id"].to_numpy()[wrapped], names[encap.codes[wrapped]],
