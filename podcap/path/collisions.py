@@ -99,7 +99,7 @@ def _by_node_end(rewritten) -> dict[tuple, list[Journey]]:
     index = defaultdict(list)
     for journey in rewritten:
         outer = _outer(journey)
-        index[journey.protocol, outer.point, journey.first.server, _port(outer.client)].append(
+        index[journey.protocol, outer.point, journey.first.server, outer.ends[2]].append(
             journey)  # fmt: skip
     return index
 
@@ -140,7 +140,7 @@ def _pods_node(journey: Journey):
 
 def _named(journey, loss, rewritten, last_ts, firsts) -> Collision:
     at, missing_at, sent, lost, delay = loss
-    port = _port(journey.first.client)
+    port = journey.first.ends[2]
     first = firsts[journey.first.flow_id]
     for holder in rewritten.get((journey.protocol, missing_at, journey.first.server, port), []):
         outer = _outer(holder)
@@ -165,7 +165,7 @@ def _reused_port(journey, rewritten, last_ts, firsts) -> Collision | None:
     outer = _outer(journey)
     if outer is None:
         return None
-    key = (journey.protocol, outer.point, journey.first.server, _port(outer.client))
+    key = (journey.protocol, outer.point, journey.first.server, outer.ends[2])
     for earlier in rewritten.get(key, []):
         other = _outer(earlier)
         if earlier is journey or other.first_ts >= outer.first_ts:
@@ -180,7 +180,3 @@ def _reused_port(journey, rewritten, last_ts, firsts) -> Collision | None:
             return Collision("snat_port_collision", journey, (str(journey.first.point),
                              str(outer.point)), count, 0, float("nan"), earlier, other.client)  # fmt: skip
     return None
-
-
-def _port(end: str) -> int:
-    return int(end.rsplit(":", 1)[1])

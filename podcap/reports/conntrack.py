@@ -61,8 +61,7 @@ def _chosen(analysis):
 
 def _collision_row(collision) -> dict:
     journey, first = collision.journey, collision.journey.first
-    client_ip, client_port = _split(first.client)
-    server_ip, server_port = _split(first.server)
+    _, client_ip, client_port, server_ip, server_port = first.ends
     row = {
         "verdict": collision.verdict, "protocol": journey.protocol, "client_ip": client_ip, "client_port": client_port,
         "server_ip": server_ip, "server_port": server_port, "other": "", "shared_end": "",
