@@ -39,3 +39,7 @@ class ReachError(PodcapError):
 
 class CaptureError(PodcapError):
     """The node-side capture failed: no such container, tcpdump missing, bad BPF filter."""
+
+
+class ClusterError(PodcapError):
+    """A Dask cluster could not do the work: its scheduler gone, its workers lost."""

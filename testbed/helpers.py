@@ -4,6 +4,7 @@ tests compare podcap with, and polling for something that happens in another pro
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -75,3 +76,28 @@ def tshark_fields(
     allowed = (0, 2) if cut_short else (0,)
     assert result.returncode in allowed, f"tshark failed on {path}: {result.stderr.strip()}"
     return [line.split("\t") for line in result.stdout.splitlines()]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, by /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found += (below := children.get(todo.pop(), []))
+        todo += below
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import pytest
 
 from podcap.reach import open_transport
+from testbed.helpers import descendants, free_port
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -73,32 +74,7 @@ class SshServer:
 
     def session_pids(self) -> list[int]:
         """PIDs of the sshd processes serving connections (children of the listener)."""
-        return _descendants(self.process.pid)
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return descendants(self.process.pid)
 
 
 def _keygen(path: str) -> str:
@@ -126,7 +102,7 @@ def _start_sshd(directory: str) -> SshServer:
         f.write(client_public + "\n")
     os.chmod(directory, 0o755)  # the private keys stay 0600
     os.chmod(os.path.join(directory, "authorized_keys"), 0o644)
-    port = _free_port()
+    port = free_port()
     with open(os.path.join(directory, "known_hosts"), "w") as f:
         f.write(f"[127.0.0.1]:{port} {host_public}\n")
     config = os.path.join(directory, "sshd_config")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 
 from testbed import helpers
 
+ROOT = Path(__file__).resolve().parent.parent
 MAC_A = b"\x02\x00\x00\x00\x00\x01"
 MAC_B = b"\x02\x00\x00\x00\x00\x02"
 SYN, FIN, RST, PSH, ACK = (
@@ -248,3 +252,17 @@ def dns_answers_both_ways(path) -> tuple[dict, dict]:
         for row in exchanges.dropna(subset=["response_frame"]).itertuples()
     }
     return found, expected
+
+
+@pytest.fixture(scope="session")
+def plain_podcap(tmp_path_factory) -> Path:
+    """The podcap command of a venv holding `pip install .` alone. scripts/test.sh makes one
+    before the tests and names it in PODCAP_PLAIN_VENV; run alone, this test makes its own."""
+    given = os.environ.get("PODCAP_PLAIN_VENV")
+    if given:
+        return Path(given) / "bin" / "podcap"
+    venv = tmp_path_factory.mktemp("plain") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(ROOT)]
+    subprocess.run(pip, check=True, timeout=900)
+    return venv / "bin" / "podcap"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,20 +18,6 @@ from podcap.reports.registry import REPORTS
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(p for p in (ROOT / "sample_pcaps").iterdir() if p.suffix in (".pcap", ".pcapng"))
 FORMATS = ("table", "csv", "json", "parquet", "html")
-
-
-@pytest.fixture(scope="session")
-def plain_podcap(tmp_path_factory) -> Path:
-    """The podcap command of a venv holding `pip install .` alone. scripts/test.sh makes one
-    before the tests and names it in PODCAP_PLAIN_VENV; run alone, this test makes its own."""
-    given = os.environ.get("PODCAP_PLAIN_VENV")
-    if given:
-        return Path(given) / "bin" / "podcap"
-    venv = tmp_path_factory.mktemp("plain") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(ROOT)]
-    subprocess.run(pip, check=True, timeout=900)
-    return venv / "bin" / "podcap"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -15,7 +15,7 @@ import dpkt
 import pytest
 
 from podcap.capture.session import STOP_GRACE
-from testbed.helpers import podcap, start_podcap, wait_for
+from testbed.helpers import descendants, podcap, start_podcap, wait_for
 from tests.kube_fixtures import (
     capture_while_fetching,
     capture_with_node_rules,
@@ -30,24 +30,6 @@ pytestmark = pytest.mark.timeout(120)
 def ignoring_sigint() -> None:
     """What a child of a script started with & inherits: SIGINT ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, by /proc's parent links."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        found += (below := children.get(todo.pop(), []))
-        todo += below
-    return found
 
 
 def named(pids: list[int], name: str) -> list[int]:

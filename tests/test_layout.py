@@ -165,6 +165,10 @@ def test_modules_are_small_and_say_what_they_are_for():
 
 # Import name -> the distribution that provides it, where the two differ.
 DISTRIBUTIONS = {"yaml": "pyyaml", "websocket": "websocket-client"}
+# Imports of an optional feature: the extra that installs them and the distribution listed
+# there (dask[distributed] gives distributed). Without it the feature says what to install
+# (tests/test_dask.py runs --dask in a plain install).
+EXTRAS = {"distributed": ("dask", "dask")}
 
 
 def _third_party_imports() -> dict[str, str]:
@@ -192,10 +196,16 @@ def test_what_the_runtime_imports_is_a_runtime_dependency():
     import tomllib
 
     project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
-    declared = {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in requirements}
+
+    declared = names(project["dependencies"])
+    extras = {extra: names(found) for extra, found in project["optional-dependencies"].items()}
     missing = {
         f"{top} (imported by {module})"
         for top, module in _third_party_imports().items()
         if DISTRIBUTIONS.get(top, top).lower() not in declared
+        and not (top in EXTRAS and EXTRAS[top][1] in extras.get(EXTRAS[top][0], set()))
     }
     assert not missing, f"not in [project] dependencies: {sorted(missing)}"

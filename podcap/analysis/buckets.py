@@ -132,17 +132,28 @@ class BucketedRun:
 
     def add_file(self, file_index: int, path: str, buckets: int):
         """Read ``path`` into buckets and analyze them; the whole file's Capture (no packets)."""
+        whole, results = self.file_results(file_index, path, buckets)
+        self.add_results(path, whole, results)
+        return whole
+
+    def file_results(self, file_index: int, path: str, buckets: int):
+        """``path`` read into buckets, each analyzed: the whole file's Capture (no packets)
+        and the buckets' results in bucket order (what ``add_results`` takes; a Dask worker
+        runs this, ``podcap.analysis.on_dask``)."""
         from podcap.decode.spill import read_spilled
 
         self.progress(f"reading {path} into {buckets} buckets of conversations")
         needles = tuple(self.request.needles)
         http, lengths = self.request.needs_http, self.request.needs_http_lengths
         with read_spilled(path, buckets, needles, http, http_lengths=lengths) as spilled:
-            self.captures[path] = spilled.whole
             chosen = list(range(buckets)) if spilled.packets else [0]
-            for result in self._bucket_results(file_index, path, spilled, chosen):
-                self._add(result)
-        return spilled.whole
+            return spilled.whole, self._bucket_results(file_index, path, spilled, chosen)
+
+    def add_results(self, path: str, whole, results: list[BucketResult]) -> None:
+        """One file's share, after the files before it."""
+        self.captures[path] = whole
+        for result in results:
+            self._add(result)
 
     def _bucket_results(self, file_index: int, path: str, spilled, chosen: list[int]):
         """The chosen buckets' results, in bucket order. With two workers a forked helper
@@ -254,18 +265,31 @@ def _join(
 
 def analyze_in_buckets(paths: list[str], plan: BucketPlan, request: Request, progress) -> Outcome:
     """The reports of ``paths`` read in buckets (and the html page's, when asked for)."""
-    from podcap.analysis.page import bucket_page, bucket_sections
-
-    reports = bucket_sections(request.reports) if request.page else request.reports
-    run = BucketedRun(request, reports, progress, workers=plan.workers)
+    run = bucketed_run(request, progress, plan.workers)
     captures, errors, warnings = read_each(
         paths, lambda index, path: run.add_file(index, path, plan.buckets[path])
     )
     sidecars = {path: read_sidecar(path, warnings) for path in captures}
+    return joined_outcome(run, captures, sidecars, errors, warnings)
+
+
+def bucketed_run(request: Request, progress, workers: int = 1) -> BucketedRun:
+    """A run building the reports asked for, and the page's sections when it is asked for."""
+    from podcap.analysis.page import bucket_sections
+
+    reports = bucket_sections(request.reports) if request.page else request.reports
+    return BucketedRun(request, reports, progress, workers=workers)
+
+
+def joined_outcome(run: BucketedRun, captures, sidecars, errors, warnings) -> Outcome:
+    """The run's buckets joined into the reports (and the page) of every file read."""
+    from podcap.analysis.page import bucket_page
+
+    request = run.request
     built = run.results(sidecars)
     tables = {name: built[name] for name in request.reports}
     page = None
     if request.page:
-        sections = {name: built[name] for name in reports}
+        sections = {name: built[name] for name in run.reports}
         page = bucket_page(sections, list(captures), request.filter_text, built[TIMELINE])
     return Outcome(tables, run.matched, errors, warnings, page=page)

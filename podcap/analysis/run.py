@@ -27,6 +27,7 @@ from podcap.errors import PodcapError, UsageError
 from podcap.reports.registry import CAPTURE_SUFFIXES, check_reports
 
 if TYPE_CHECKING:
+    from podcap.analysis.on_dask import DaskOptions
     from podcap.snat.inputs import SnatInputs
 
 ENGINES = ("native", "tshark")
@@ -101,6 +102,7 @@ def analyze(
     on_progress: Callable[[str], None] | None = None,
     in_memory_limit: int | None = IN_MEMORY_PACKETS,
     page: bool = False,
+    dask: DaskOptions | None = None,
 ) -> AnalysisResult:
     """Analyze capture files and return the requested reports.
 
@@ -110,7 +112,9 @@ def analyze(
     native filter or none). The reports are the same; ``result.analysis`` is then None.
     0 or None: always in memory. ``page``: also gather what the html page shows
     (``result.page``), in buckets too. ``snat``: what the snat and dnat reports know besides
-    the packets and the sidecars (``podcap.snat.inputs.snat_inputs``).
+    the packets and the sidecars (``podcap.snat.inputs.snat_inputs``). ``dask``: each file
+    analyzed on a worker of a Dask cluster (``podcap.analysis.on_dask``; the reports that run
+    per bucket only), ``in_memory_limit`` packets at a time per worker.
 
     Raises:
         FilterError: the filter is neither native nor accepted by tshark.
@@ -131,6 +135,12 @@ def analyze(
     display_filter = _compiled(filter) if filter else None
     request = Request(reports, display_filter, engine, snat, len(paths), page)
     progress = on_progress or (lambda message: None)
+    if dask is not None:
+        from podcap.analysis.on_dask import analyze_on_dask
+
+        limit = in_memory_limit or IN_MEMORY_PACKETS
+        outcome = analyze_on_dask(paths, request, progress, dask, limit)
+        return AnalysisResult(outcome, filtered=display_filter is not None)
     plan = bucket_plan(paths, request.reports, display_filter, engine, in_memory_limit)
     if plan:
         outcome = analyze_in_buckets(paths, plan, request, progress)

@@ -91,6 +91,32 @@ InMemoryLimit = Annotated[
         "0: always in memory.",
     ),
 ]
+DaskFlag = Annotated[
+    bool,
+    typer.Option(
+        "--dask",
+        help="Analyze each capture on a worker of a Dask cluster: a local one started for the "
+        "run, or the one --scheduler names (summary, flows, tcp, http; needs "
+        "pip install 'podcap[dask]').",
+    ),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="The scheduler of a running Dask cluster (implies --dask); its workers read the "
+        "files at the paths given.",
+    ),
+]
+DaskWorkers = Annotated[
+    int | None,
+    typer.Option(
+        "--dask-workers",
+        metavar="N",
+        help="Worker processes of the local Dask cluster (implies --dask; default: one per CPU).",
+    ),
+]
 # The snat and dnat reports' inputs (podcap.snat.inputs.snat_inputs): read before decoding.
 PodCidrs = Annotated[
     list[str], typer.Option("--pod-cidr", help="snat: a Pod CIDR of the cluster (repeatable).")
@@ -137,6 +163,9 @@ def analyze(
     facts: FactsFile = None,
     masq_config: MasqConfigFile = None,
     iptables: IptablesFile = None,
+    dask: DaskFlag = False,
+    scheduler: Scheduler = None,
+    dask_workers: DaskWorkers = None,
 ) -> None:
     """Analyze captures: who talked to whom, which connections failed and how, which HTTP
     requests arrived, whether the marker arrived.
@@ -146,7 +175,8 @@ def analyze(
     other files are still analyzed (exit 2 at the end).
 
     A pcap of 32 MiB or more is decoded by two processes when a second CPU is free
-    (PODCAP_DECODE_HELPER=0: always one).
+    (PODCAP_DECODE_HELPER=0: always one). With --dask each capture is analyzed on a worker
+    of a Dask cluster instead, and the results joined here.
 
     Example: podcap analyze capture.pcap --contains lbtest -r summary -r flows
     """
@@ -160,6 +190,7 @@ def analyze(
     if in_memory_limit < 0:
         raise UsageError(f"--in-memory-limit {in_memory_limit}: must be 0 (no limit) or more")
     expression = _combine_filters(display_filter, contains, uri)
+    on_dask = _dask_options(dask, scheduler, dask_workers)
     snat = _snat_inputs(pod_cidr, node_ip, service_cidr, facts, masq_config, iptables)
     reports = [name.strip() for item in report for name in item.split(",") if name.strip()]
     if not reports:
@@ -179,6 +210,7 @@ def analyze(
             on_progress=progress,
             in_memory_limit=in_memory_limit,
             page=output_format == "html",  # the whole page, also for captures read in buckets
+            dask=on_dask,
         )
     for message in result.warnings:
         warn(message)
@@ -201,6 +233,21 @@ def analyze(
         raise typer.Exit(ExitStatus.ERROR)
     if result.filtered and result.matched == 0:
         raise typer.Exit(ExitStatus.NOTHING_MATCHED)
+
+
+def _dask_options(dask: bool, scheduler: str | None, workers: int | None):
+    """Where the analysis runs: None (this process) or a Dask cluster's options."""
+    if workers is not None and workers < 1:
+        raise UsageError(f"--dask-workers {workers}: must be 1 or more")
+    if scheduler is not None and workers is not None:
+        raise UsageError(
+            "--dask-workers sizes the local cluster; the one --scheduler names has its own"
+        )
+    if not (dask or scheduler or workers):
+        return None
+    from podcap.analysis.on_dask import DaskOptions
+
+    return DaskOptions(scheduler=scheduler, workers=workers)
 
 
 def _snat_inputs(pod_cidrs, node_ips, service_cidrs, facts, masq_config, iptables):
