@@ -26,7 +26,7 @@ GROUPS = {
     ),
     "Acquire: locate -> reach -> capture (and netns)": ("locate", "reach", "capture", "netns"),
     "Analyze: decode -> filter -> flows -> analysis -> reports -> render": (
-        "decode", "dfilter", "flows", "analysis", "reports", "snat", "path", "render",
+        "decode", "dfilter", "flows", "analysis", "reports", "snat", "path", "render", "dataset",
     ),
     "The edge: the command line and diagnose (both wings at once)": ("cli", "diagnosis"),
 }  # fmt: skip

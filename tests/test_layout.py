@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "podcap"
 ACQUIRE = {"locate", "reach", "capture", "netns"}
-ANALYZE = {"decode", "dfilter", "flows", "analysis", "reports", "snat", "path", "render"}
+ANALYZE = {"decode", "dfilter", "flows", "analysis", "reports", "snat", "path", "render", "dataset"}
 FLOOR = {"errors", "sidecar", "pcapfile", "tshark", "version", "dropsfile", "signals", "__main__"}
 MAX_LINES = 400
 
@@ -168,7 +168,7 @@ DISTRIBUTIONS = {"yaml": "pyyaml", "websocket": "websocket-client"}
 # Imports of an optional feature: the extra that installs them and the distribution listed
 # there (dask[distributed] gives distributed). Without it the feature says what to install
 # (tests/test_dask.py runs --dask in a plain install).
-EXTRAS = {"distributed": ("dask", "dask")}
+EXTRAS = {"distributed": ("dask", "dask"), "dask": ("dask", "dask")}
 
 
 def _third_party_imports() -> dict[str, str]:

@@ -292,4 +292,4 @@ def joined_outcome(run: BucketedRun, captures, sidecars, errors, warnings) -> Ou
     if request.page:
         sections = {name: built[name] for name in run.reports}
         page = bucket_page(sections, list(captures), request.filter_text, built[TIMELINE])
-    return Outcome(tables, run.matched, errors, warnings, page=page)
+    return Outcome(tables, run.matched, errors, warnings, page=page, sidecars=sidecars)

@@ -26,7 +26,7 @@ def analyze_in_memory(paths: list[str], request: Request, progress, early=None) 
         from podcap.analysis.page import page_of
 
         page = page_of(tables, analysis)
-    return Outcome(tables, int(analysis.matched.sum()), errors, warnings, analysis, page)
+    return Outcome(tables, int(analysis.matched.sum()), errors, warnings, analysis, page, sidecars)
 
 
 def import_ahead(reports: list[str]) -> None:

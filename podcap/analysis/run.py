@@ -40,7 +40,8 @@ class AnalysisResult(dict):
     ``matched``: packets selected (all packets without a filter); ``errors``: a
     PodcapError per unreadable file (the other files are in the reports); ``warnings``:
     one line each (e.g. a truncated tail); ``analysis``: the shared Analysis object;
-    ``page``: what the html page shows (``podcap.analysis.page.Page``).
+    ``page``: what the html page shows (``podcap.analysis.page.Page``); ``sidecars``: per
+    file read, in order, its sidecar (``{}`` without one).
     """
 
     matched: int
@@ -48,6 +49,7 @@ class AnalysisResult(dict):
     warnings: list[str]
     analysis: Any
     filtered: bool
+    sidecars: dict[str, dict]
 
     def __init__(self, outcome: Outcome, filtered: bool):
         super().__init__(outcome.tables)
@@ -56,6 +58,7 @@ class AnalysisResult(dict):
         self.warnings = outcome.warnings
         self.analysis = outcome.analysis
         self.filtered = filtered
+        self.sidecars = outcome.sidecars
         self._page = outcome.page
 
     @property

@@ -8,7 +8,7 @@ conversation) are siblings over these; ``podcap.analysis.run`` picks one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,6 +79,7 @@ class Outcome:
     warnings: list[str]
     analysis: Any = None  # the shared Analysis, when the captures were held whole
     page: Any = None  # a podcap.analysis.page.Page, when asked for
+    sidecars: dict[str, dict] = field(default_factory=dict)  # per file read: its sidecar ({})
 
 
 def start_early(path: str, request: Request):

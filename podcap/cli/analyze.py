@@ -117,6 +117,15 @@ DaskWorkers = Annotated[
         help="Worker processes of the local Dask cluster (implies --dask; default: one per CPU).",
     ),
 ]
+Dataset = Annotated[
+    bool,
+    typer.Option(
+        "--dataset",
+        help="With -F parquet -o DIR: each report as a Parquet dataset, DIR/REPORT/"
+        "capture=FILE/bucket=N/ (hive partitions, the sidecars' node, pod and point in each "
+        "row), for pandas, DuckDB, Dask or Spark.",
+    ),
+]
 # The snat and dnat reports' inputs (podcap.snat.inputs.snat_inputs): read before decoding.
 PodCidrs = Annotated[
     list[str], typer.Option("--pod-cidr", help="snat: a Pod CIDR of the cluster (repeatable).")
@@ -166,6 +175,7 @@ def analyze(
     dask: DaskFlag = False,
     scheduler: Scheduler = None,
     dask_workers: DaskWorkers = None,
+    dataset: Dataset = False,
 ) -> None:
     """Analyze captures: who talked to whom, which connections failed and how, which HTTP
     requests arrived, whether the marker arrived.
@@ -189,6 +199,8 @@ def analyze(
         raise UsageError(f"--max-rows {max_rows}: must be 0 (every row) or more")
     if in_memory_limit < 0:
         raise UsageError(f"--in-memory-limit {in_memory_limit}: must be 0 (no limit) or more")
+    if dataset and (output_format != "parquet" or output in (None, "-")):
+        raise UsageError("--dataset writes Parquet into a directory", "add -F parquet -o DIR")
     expression = _combine_filters(display_filter, contains, uri)
     on_dask = _dask_options(dask, scheduler, dask_workers)
     snat = _snat_inputs(pod_cidr, node_ip, service_cidr, facts, masq_config, iptables)
@@ -217,14 +229,19 @@ def analyze(
     shown = result  # html reads the whole analysis (result.page), not only the tables
     if output_format == "table" and not all_rows:
         shown = {name: REPORT_RECORDS[name].folded_view(table) for name, table in result.items()}
-    render_reports(
-        shown,
-        output_format,
-        output,
-        max_rows=max_rows or None,
-        columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
-        wide=wide,
-    )
+    if dataset:
+        from podcap.render.dataset import write_dataset
+
+        write_dataset(result, output, list(result.sidecars), result.sidecars)
+    else:
+        render_reports(
+            shown,
+            output_format,
+            output,
+            max_rows=max_rows or None,
+            columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+            wide=wide,
+        )
     for exc in result.errors:
         error(str(exc))
     # Reports written, files closed, helper processes reaped, the spinner stopped.
