@@ -18,7 +18,7 @@ import distributed
 import pandas as pd
 import pytest
 
-from podcap.analysis import on_dask
+from podcap.analysis import dask_cluster, on_dask
 from podcap.analysis.run import analyze
 from podcap.errors import ClusterError
 from testbed.helpers import descendants, free_port, podcap, start_podcap, wait_for
@@ -204,7 +204,7 @@ def test_a_worker_killed_in_the_middle_costs_time_not_results(generated, tmp_pat
 
 
 def test_a_cluster_left_without_workers_fails_with_one_error(generated, tmp_path, monkeypatch):
-    monkeypatch.setattr(on_dask, "NO_WORKERS_SECONDS", 2.0)
+    monkeypatch.setattr(dask_cluster, "NO_WORKERS_SECONDS", 2.0)
     with running_cluster(1, tmp_path) as cluster:
         os.killpg(cluster.workers[0].pid, signal.SIGKILL)
         cluster.workers[0].wait()
@@ -249,3 +249,13 @@ def test_without_dask_installed_the_flag_names_the_install(plain_podcap):
 def podcap_in(command: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run([str(command), *map(str, args)], capture_output=True, text=True,
                           timeout=120, cwd=REPO)  # fmt: skip
+
+
+def test_one_large_capture_is_cut_across_the_workers(cluster, generated):
+    """One file, two workers: its byte ranges decoded apart, its buckets put together from
+    both; the reports are the in-process ones."""
+    said: list[str] = []
+    options = on_dask.DaskOptions(scheduler=cluster.address, range_bytes=1 << 20)
+    got = analyze(generated[:1], reports=REPORTS, dask=options, on_progress=said.append)
+    assert f"{generated[0]}: cut in 2 byte ranges, one a worker" in said
+    assert_same(got, analyze(generated[:1], reports=REPORTS))

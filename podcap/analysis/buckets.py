@@ -166,7 +166,7 @@ class BucketedRun:
                 say(i)
                 capture = spilled.capture(i)
                 if len(capture.packets) or not spilled.packets:
-                    results[i] = self._bucket_result(file_index, path, capture)
+                    results[i] = self.bucket_result(file_index, path, capture)
             return results
 
         def say(i: int) -> None:
@@ -193,7 +193,8 @@ class BucketedRun:
             table["_bucket"] = len(self.first_frames) - 1
             self.tables.setdefault(name, []).append(table)
 
-    def _bucket_result(self, file_index: int, path: str, capture) -> BucketResult:
+    def bucket_result(self, file_index: int, path: str, capture) -> BucketResult:
+        """One bucket of ``path`` (a Capture of its packets) analyzed: its share of the reports."""
         from podcap.flows import first_of_code
 
         captures = {path: capture}

@@ -16,33 +16,23 @@ system). Dask is imported only here, only for such a run: ``pip install 'podcap[
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from podcap.analysis.buckets import BucketResult, bucketed_run, joined_outcome
+from podcap.analysis.dask_cluster import (
+    DaskOptions,
+    cluster_client,
+    follow,
+    import_dask,
+    quiet_dask,
+    reason,
+)
 from podcap.analysis.steps import Outcome, Request, read_sidecar
 from podcap.errors import ClusterError, DecodeError, UsageError
 from podcap.reports.registry import REPORTS
-
-INSTALL = "pip install 'podcap[dask]'"
-CONNECT_SECONDS = 10  # an external scheduler that has not answered by then is not there
-# A cluster without a worker this long is not getting one back (Dask itself would wait on).
-NO_WORKERS_SECONDS = 30.0
-POLL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class DaskOptions:
-    """Where the work goes: ``scheduler`` (``tcp://HOST:PORT``) of a running cluster, or
-    None for a local cluster of ``workers`` processes (default: one per CPU)."""
-
-    scheduler: str | None = None
-    workers: int | None = None
 
 
 @dataclass
@@ -81,22 +71,111 @@ def check_distributable(paths: list[str], request: Request) -> None:
 def analyze_on_dask(
     paths: list[str], request: Request, progress, options: DaskOptions, in_memory_limit: int
 ) -> Outcome:
-    """The reports of ``paths``, each file analyzed on a worker of the cluster."""
+    """The reports of ``paths``, each file analyzed on a worker of the cluster (a large one
+    in byte ranges on several, when the files are fewer than the workers)."""
     check_distributable(paths, request)
-    distributed = _dask()
-    with _quiet_dask(), _client(distributed, options, progress) as client:
-        futures = [
-            client.submit(analyze_file, index, path, request, in_memory_limit, pure=False)
-            for index, path in enumerate(paths)
-        ]
+    distributed = import_dask()
+    with quiet_dask(), cluster_client(distributed, options, progress) as client:
         try:
-            _follow(distributed, client, futures, paths, progress)
-            parts = client.gather(futures)
+            parts = _file_parts(distributed, client, paths, request, in_memory_limit, progress,
+                                options.range_bytes)  # fmt: skip
         except (distributed.KilledWorker, distributed.comm.CommClosedError, OSError) as exc:
-            raise ClusterError(f"Dask: the work was lost ({_reason(exc)})") from None
-        finally:
-            client.cancel(futures)
+            raise ClusterError(f"Dask: the work was lost ({reason(exc)})") from None
     return _joined(paths, parts, request, progress)
+
+
+def _file_parts(
+    distributed, client, paths, request, limit: int, progress, range_bytes: int
+) -> list[FilePart]:
+    """Each file's FilePart. A file cut in ranges whose cuts were not all proven (None) is
+    analyzed again whole."""
+    ranges = max(1, sum(client.nthreads().values()) // len(paths))
+    futures = [
+        _submitted(client, i, path, request, limit, (ranges, range_bytes), progress)
+        for i, path in enumerate(paths)
+    ]
+    again = {}
+    try:
+        follow(distributed, client, futures, paths, progress)
+        parts = client.gather(futures)
+        again = {
+            i: client.submit(analyze_file, i, paths[i], request, limit, pure=False)
+            for i, part in enumerate(parts)
+            if part is None
+        }
+        if again:
+            follow(distributed, client, list(again.values()), [paths[i] for i in again], progress)
+            parts = [again[i].result() if i in again else part for i, part in enumerate(parts)]
+        return parts
+    finally:
+        client.cancel(futures + list(again.values()))
+
+
+def _submitted(client, index: int, path: str, request: Request, limit: int, cutting, progress):
+    """The future of ``path``'s FilePart: one task, or (``cutting``: ranges more than 1, and
+    a plain pcap of at least two ranges' bytes) its ranges decoded on several workers and its
+    buckets put together from them."""
+    ranges, range_bytes = cutting
+    if ranges > 1:
+        plan = client.submit(plan_ranges, path, ranges, range_bytes, limit, pure=False).result()
+        if plan is not None:
+            progress(f"{path}: cut in {len(plan[0]) - 1} byte ranges, one a worker")
+            return _submitted_in_ranges(client, index, path, request, *plan)
+    return client.submit(analyze_file, index, path, request, limit, pure=False)
+
+
+def _submitted_in_ranges(client, index, path, request, cuts: list[int], buckets: int):
+    from podcap.decode.ranges import bucket_share, decode_range
+
+    options = (tuple(request.needles), request.needs_http, request.needs_http_lengths)
+    decoded = [
+        client.submit(decode_range, path, start, stop, buckets, *options, pure=False)
+        for start, stop in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
+    outcomes = []
+    for bucket in range(buckets):
+        shares = [client.submit(bucket_share, part, bucket, pure=False) for part in decoded]
+        outcomes.append(
+            client.submit(analyze_bucket, index, path, request, bucket, shares, pure=False)
+        )
+    return client.submit(assemble, path, outcomes, pure=False)
+
+
+def plan_ranges(path: str, ranges: int, range_bytes: int, in_memory_limit: int):
+    """On a worker: where to cut ``path`` and into how many buckets (at least one a range),
+    or None to read it whole."""
+    from podcap.decode.ranges import range_cuts
+
+    try:
+        cuts = range_cuts(path, ranges, range_bytes)
+    except DecodeError:
+        return None  # analyze_file says it
+    return (cuts, max(ranges, buckets_for(path, in_memory_limit))) if cuts else None
+
+
+def analyze_bucket(index: int, path: str, request: Request, bucket: int, shares):
+    """On a worker: one bucket put together from the ranges' shares and analyzed: (whether
+    every cut was proven, the file's Capture without packets, the BucketResult or None for
+    an empty bucket)."""
+    from podcap.decode.ranges import bucket_from_ranges, whole_capture
+
+    if not all(share.exact for share in shares):
+        return False, None, None
+    capture = bucket_from_ranges(path, shares, tuple(request.needles))
+    empty_file = sum(share.packets for share in shares) == 0
+    result = None
+    if len(capture.packets) or (empty_file and bucket == 0):  # as the spilled read does
+        result = bucketed_run(request, lambda message: None).bucket_result(index, path, capture)
+    return True, whole_capture(path, shares), result
+
+
+def assemble(path: str, outcomes) -> FilePart | None:
+    """On a worker: the file's part from its buckets' outcomes; None when a cut was wrong."""
+    if not all(proven for proven, _, _ in outcomes):
+        return None
+    warnings: list[str] = []
+    results = [result for _, _, result in outcomes if result is not None]
+    return FilePart(outcomes[0][1], results, read_sidecar(path, warnings), warnings)
 
 
 def _joined(paths: list[str], parts: list[FilePart], request: Request, progress) -> Outcome:
@@ -144,111 +223,3 @@ def buckets_for(path: str, in_memory_limit: int) -> int:
 
     per_bucket = max(1, in_memory_limit // 3)
     return min(MAX_BUCKETS, max(1, math.ceil(estimate_packets(path) / per_bucket)))
-
-
-def _dask():
-    try:
-        import distributed
-    except ImportError:
-        raise UsageError("--dask needs Dask, which is not installed", INSTALL) from None
-    return distributed
-
-
-@contextlib.contextmanager
-def _client(distributed, options: DaskOptions, progress):
-    """A client of the scheduler named, or of a local cluster started (and stopped) here.
-    Starting and stopping run to their end under a first signal (``signals.deferred``): a
-    cluster cut off half-started would leave its worker processes behind."""
-    from podcap import signals
-
-    with signals.deferred():
-        client, cluster = _connect(distributed, options, progress)
-    try:
-        _say_dashboard(client, progress)
-        yield client
-    finally:
-        with signals.deferred():
-            client.close()
-            if cluster is not None:
-                cluster.close()
-
-
-def _connect(distributed, options: DaskOptions, progress):
-    if options.scheduler:
-        progress(f"connecting to the Dask scheduler at {options.scheduler}")
-        try:
-            client = distributed.Client(options.scheduler, timeout=f"{CONNECT_SECONDS}s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise UsageError(
-                f"--scheduler {options.scheduler}: no Dask scheduler answered ({_reason(exc)})",
-                "start one with 'dask scheduler', or leave --scheduler out for a local cluster",
-            ) from None
-        return client, None
-    workers = options.workers or len(os.sched_getaffinity(0))
-    progress(f"starting a local Dask cluster of {workers} workers")
-    # Its workers' log lines too would land on this terminal: podcap says what matters.
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.CRITICAL,
-    )
-    try:
-        return distributed.Client(cluster), cluster
-    except BaseException:
-        cluster.close()
-        raise
-
-
-def _say_dashboard(client, progress) -> None:
-    if (client.scheduler_info().get("services") or {}).get("dashboard"):
-        progress(f"Dask dashboard: {client.dashboard_link}")
-
-
-def _follow(distributed, client, futures, paths: list[str], progress) -> None:
-    """Progress as the files' analyses end, in the order they end, until all have (a task
-    whose worker died is run again elsewhere by Dask); ClusterError when the cluster has had
-    no worker for NO_WORKERS_SECONDS."""
-    path_of = {future.key: path for future, path in zip(futures, paths, strict=True)}
-    pending, finished = set(futures), 0
-    alone_since = None
-    while pending:
-        try:
-            done, pending = distributed.wait(
-                pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED"
-            )
-        except TimeoutError:
-            done = set()
-        for future in done:
-            finished += 1
-            progress(
-                f"analyzed {finished} of {len(futures)} captures on Dask ({path_of[future.key]})"
-            )
-        if done or client.nthreads():
-            alone_since = None
-        elif alone_since is None:
-            alone_since = time.monotonic()
-        elif time.monotonic() - alone_since > NO_WORKERS_SECONDS:
-            raise ClusterError(
-                f"Dask: the cluster has had no worker for {NO_WORKERS_SECONDS:.0f} s",
-                f"{len(pending)} of {len(futures)} captures not analyzed; start workers",
-            )
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _quiet_dask():
-    """Dask's own log lines (a worker's start, a connection closed at the end) kept off the
-    terminal but for errors: podcap reports what matters itself."""
-    logger = logging.getLogger("distributed")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -128,6 +128,7 @@ class Reading:
         self.link_meta: dict[str, list[np.ndarray]] = {"if_index": [], "pkt_type": []}
         self.warnings: list[str] = []
         self.packets = 0
+        self.leftover = 0  # bytes after the last whole record where reading stopped
         self.helper: split.Helper | None = None
         self.helper_packets = 0  # packets the helper process decoded (0: none, or dropped)
         self.helper_sink = None  # where the helper spills, when this reading spills
@@ -277,6 +278,7 @@ class Reading:
         self.warnings.append(f"{walk.problem}: kept {self.packets} whole packets")
 
     def _note_truncated_tail(self, at: int, carry: bytes) -> None:
+        self.leftover = len(carry)
         if self.reader.truncated_gzip:  # ``at`` counts the decompressed bytes, not the file's
             self.warnings.append(
                 f"truncated gzip stream after {at} decompressed bytes: kept {self.packets} "

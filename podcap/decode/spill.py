@@ -168,24 +168,7 @@ class SpilledCapture:
 
     def capture(self, i: int) -> Capture:
         """Bucket ``i`` as a Capture: its packets in file order, ``frame`` numbered in the file."""
-        chunks = self._spill.parts(i)
-
-        def column(name: str, dtype) -> np.ndarray:
-            parts = [chunk.pop(name) for chunk in chunks]
-            return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-        if_index, pkt_type = column("if_index", np.int32), column("pkt_type", np.int16)
-        contains = {n: column(NEEDLE_PREFIX + n.hex(), bool) for n in self._needles}
-        return Capture(
-            path=self.whole.path,
-            packets=packet_table(chunks, self._strings),
-            linktypes=self.whole.linktypes,
-            warnings=self.whole.warnings,
-            contains=contains,
-            file_format=self.whole.file_format,
-            if_index=if_index,
-            pkt_type=pkt_type,
-        )
+        return bucket_capture(self._spill.parts(i), self._strings, self.whole, self._needles)
 
     def close(self) -> None:
         self._spill.close()
@@ -195,6 +178,30 @@ class SpilledCapture:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def bucket_capture(
+    chunks: list[dict[str, np.ndarray]], strings: Interner, whole: Capture, needles
+) -> Capture:
+    """A bucket's chunks (as ``Spill.add`` wrote them, string codes of ``strings``) as a
+    Capture of the file ``whole`` describes."""
+
+    def column(name: str, dtype) -> np.ndarray:
+        parts = [chunk.pop(name) for chunk in chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+    if_index, pkt_type = column("if_index", np.int32), column("pkt_type", np.int16)
+    contains = {n: column(NEEDLE_PREFIX + n.hex(), bool) for n in needles}
+    return Capture(
+        path=whole.path,
+        packets=packet_table(chunks, strings),
+        linktypes=whole.linktypes,
+        warnings=whole.warnings,
+        contains=contains,
+        file_format=whole.file_format,
+        if_index=if_index,
+        pkt_type=pkt_type,
+    )
 
 
 def read_spilled(
