@@ -259,3 +259,15 @@ def test_one_large_capture_is_cut_across_the_workers(cluster, generated):
     got = analyze(generated[:1], reports=REPORTS, dask=options, on_progress=said.append)
     assert f"{generated[0]}: cut in 2 byte ranges, one a worker" in said
     assert_same(got, analyze(generated[:1], reports=REPORTS))
+
+
+def test_without_the_flag_nothing_of_dask_is_imported():
+    probe = (
+        "import sys; from podcap.analysis.run import analyze; "
+        f"analyze([{SAMPLES[0]!r}], reports=['flows', 'summary']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
