@@ -16,6 +16,7 @@ system). Dask is imported only here, only for such a run: ``pip install 'podcap[
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from podcap.analysis.dask_cluster import (
     quiet_dask,
     reason,
 )
-from podcap.analysis.steps import Outcome, Request, read_sidecar
+from podcap.analysis.steps import Outcome, Request, read_file, read_sidecar
 from podcap.errors import ClusterError, DecodeError, UsageError
 from podcap.reports.registry import REPORTS
 
@@ -197,22 +198,39 @@ def _joined(paths: list[str], parts: list[FilePart], request: Request, progress)
 
 
 def analyze_file(index: int, path: str, request: Request, in_memory_limit: int) -> FilePart:
-    """On a worker: ``path`` read into buckets small enough for ``in_memory_limit`` packets
-    at a time, each analyzed. A worker decodes in one process: the workers are the
-    parallelism, and forking a decode helper from a worker's thread could hang on a lock
-    another of its threads held at the fork."""
+    """On a worker: ``path`` analyzed as one process would: held whole when it is estimated
+    at no more than ``in_memory_limit`` packets (one bucket), else read into buckets small
+    enough. A worker decodes in one process: the workers are the parallelism, and forking a
+    decode helper from a worker's thread could hang on a lock another of its threads held at
+    the fork."""
     from podcap.decode import split
+    from podcap.decode.spill import estimate_packets
 
     os.environ[split.ENV_SWITCH] = "0"
+    run = bucketed_run(request, lambda message: None)
     try:
-        buckets = buckets_for(path, in_memory_limit)
-        whole, results = bucketed_run(request, lambda message: None).file_results(
-            index, path, buckets
-        )
+        if estimate_packets(path) <= in_memory_limit:
+            capture = read_file(path, request, lambda message: None)
+            whole, results = _without_packets(capture), [run.bucket_result(index, path, capture)]
+        else:
+            whole, results = run.file_results(index, path, buckets_for(path, in_memory_limit))
     except DecodeError as exc:
         return FilePart(error=exc)
     warnings: list[str] = []
     return FilePart(whole, results, read_sidecar(path, warnings), warnings)
+
+
+def _without_packets(capture):
+    """What the joined reports read of a file (its link types, warnings, format), without
+    the packets that would travel back with it."""
+    return dataclasses.replace(
+        capture,
+        packets=capture.packets.iloc[:0],
+        contains={needle: found[:0] for needle, found in capture.contains.items()},
+        if_index=None if capture.if_index is None else capture.if_index[:0],
+        pkt_type=None if capture.pkt_type is None else capture.pkt_type[:0],
+        payload_head=None,
+    )
 
 
 def buckets_for(path: str, in_memory_limit: int) -> int:

@@ -103,7 +103,7 @@ def read_all(paths: list[str], request: Request, progress, early=None):
         progress(f"reading {path}")
         if index == 0 and early is not None:
             return early.finish()
-        return _read(path, request, progress)
+        return read_file(path, request, progress)
 
     return read_each(paths, read)
 
@@ -130,7 +130,8 @@ def read_each(paths: list[str], read: Callable[[int, str], Any]):
     return captures, errors, warnings
 
 
-def _read(path: str, request: Request, progress):
+def read_file(path: str, request: Request, progress):
+    """``path`` decoded whole, as the request needs it (the native decoder, or tshark)."""
     needles = tuple(request.needles)
     if request.engine == "tshark":
         from podcap.decode.tshark_engine import read_capture_tshark
