@@ -26,7 +26,7 @@ from podcap.analysis.buckets import BucketResult, bucketed_run, joined_outcome
 from podcap.analysis.dask_cluster import (
     DaskOptions,
     cluster_client,
-    follow,
+    gathered,
     import_dask,
     quiet_dask,
     reason,
@@ -97,16 +97,16 @@ def _file_parts(
     ]
     again = {}
     try:
-        follow(distributed, client, futures, paths, progress)
-        parts = client.gather(futures)
+        parts = gathered(distributed, client, futures, paths, progress)
         again = {
             i: client.submit(analyze_file, i, paths[i], request, limit, pure=False)
             for i, part in enumerate(parts)
             if part is None
         }
         if again:
-            follow(distributed, client, list(again.values()), [paths[i] for i in again], progress)
-            parts = [again[i].result() if i in again else part for i, part in enumerate(parts)]
+            redone = gathered(distributed, client, list(again.values()),
+                              [paths[i] for i in again], progress)  # fmt: skip
+            parts = [redone.pop(0) if i in again else part for i, part in enumerate(parts)]
         return parts
     finally:
         client.cancel(futures + list(again.values()))
