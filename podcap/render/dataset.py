@@ -64,17 +64,27 @@ def write_dataset(
 def dataset_rows(
     table: pd.DataFrame, files: list[str], captures: dict[str, str], sidecars: dict[str, dict]
 ) -> pd.DataFrame:
-    """``table`` with its partition columns (``capture``, ``bucket``) and the sidecar facts."""
+    """``table`` with its partition columns (``capture``, ``bucket``) and the sidecar facts:
+    each worked out once per file, then spread by the rows' file codes."""
     rows = table.copy(deep=False)
     rows.attrs = {}  # pandas would store them as JSON in the file; they are for the Python API
-    file = (
-        rows["file"].astype(str).to_numpy() if "file" in rows else np.repeat(files[:1], len(rows))
-    )
+    if "file" in rows:
+        codes, names = pd.factorize(rows["file"].astype("category"))
+        names = [str(name) for name in names]
+    else:
+        codes, names = np.zeros(len(rows), np.int64), files[:1]
+
+    def per_file(value_of) -> pd.Categorical:
+        values = [value_of(name) for name in names]
+        categories = list(dict.fromkeys(values))
+        lookup = np.array([categories.index(v) for v in values], np.int64)
+        return pd.Categorical.from_codes(lookup[codes] if len(values) else codes, categories)
+
     for fact in FACTS:
         if fact not in rows:
-            by_file = {path: _fact(sidecars.get(path) or {}, fact) for path in files}
-            rows[fact] = pd.Categorical([by_file.get(f, "") for f in file])
-    rows["capture"] = [captures.get(f, Path(f).name) for f in file]
+            rows[fact] = per_file(lambda name, fact=fact: _fact(sidecars.get(name) or {}, fact))
+    # Text, not categorical: a partition column's type is the partitioning's (Dask insists).
+    rows["capture"] = per_file(lambda name: captures.get(name, Path(name).name)).astype(str)
     rows["bucket"] = conversation_bucket(rows) if set(CONVERSATION) <= set(rows) else 0
     rows["bucket"] = rows["bucket"].astype(np.int32)
     return rows
@@ -96,22 +106,27 @@ def capture_names(files: list[str]) -> dict[str, str]:
 
 def conversation_bucket(rows: pd.DataFrame) -> np.ndarray:
     """Each row's conversation bucket, as the spill to disk reckons it (both ends, either
-    way round, and the protocol; the addresses by the CRC-32 of their text)."""
+    way round, and the protocol; the addresses by the CRC-32 of their text). Each distinct
+    address and protocol is spelled once."""
     from podcap.decode.spill import conversation_buckets
 
-    addresses, texts = pd.factorize(
-        pd.concat([rows["client_ip"].astype(str), rows["server_ip"].astype(str)], ignore_index=True)
-    )
-    keys = np.array([zlib.crc32(text.encode()) for text in texts], np.uint64)
-    proto = rows["proto"].astype(str).map(PROTOCOLS) if "proto" in rows else None
+    client, client_texts = pd.factorize(rows["client_ip"])
+    server, server_texts = pd.factorize(rows["server_ip"])
+    texts = [str(t) for t in client_texts] + [str(t) for t in server_texts]
+    missing = len(texts)  # a row without an address: key 0, after the others
+    keys = np.array([zlib.crc32(text.encode()) for text in texts] + [0], np.uint64)
+    if "proto" in rows:
+        codes, names = pd.factorize(rows["proto"])
+        proto = np.array([PROTOCOLS.get(str(name), 0) for name in names], np.int64)[codes]
+    else:
+        proto = np.full(len(rows), PROTOCOLS["tcp"])
     chunk = {
-        "src": addresses[: len(rows)],
-        "dst": addresses[len(rows) :],
+        "src": np.where(client >= 0, client, missing),
+        "dst": np.where(server >= 0, server + len(client_texts), missing),
         "sport": rows["client_port"].fillna(-1).to_numpy(np.int64),
         "dport": rows["server_port"].fillna(-1).to_numpy(np.int64),
-        "ip_proto": np.full(len(rows), PROTOCOLS["tcp"]) if proto is None
-        else proto.fillna(0).to_numpy(np.int64),
-    }  # fmt: skip
+        "ip_proto": proto,
+    }
     return conversation_buckets(chunk, DATASET_BUCKETS, keys)
 
 
