@@ -127,6 +127,7 @@ def gathered(distributed, client, futures, paths: list[str], progress) -> list:
             done = set()
         for future in done:
             results[future.key] = future.result()
+            client.cancel([future])  # fetched: the worker may let go of it
             finished += 1
             progress(
                 f"analyzed {finished} of {len(futures)} captures on Dask ({path_of[future.key]})"
