@@ -66,9 +66,20 @@ def wait_for_line(stream, text, timeout=10.0):
 
 @pytest.fixture(scope="module")
 def loopback_capture(tmp_path_factory):
-    """HTTP requests, markers and a refused connection captured by tcpdump on lo of a new netns."""
+    """HTTP requests, markers and a refused connection captured by tcpdump on lo of a new
+    netns. Twice at most: in 2 of about 40 runs (each the first in a fresh environment) the
+    refused connection's packets never reached the file in 15 s; the second capture, in a
+    new namespace, is held to everything the first was."""
+    for _ in range(2):
+        path = _capture_on_loopback(tmp_path_factory.mktemp("netns") / "lo.pcap")
+        if path is not None:
+            return path
+    raise AssertionError("port 81 never written, in two captures")
+
+
+def _capture_on_loopback(path: Path) -> Path | None:
+    """The capture at ``path``; None when the refused connection never reached the file."""
     ns = f"pc{secrets.token_hex(4)}"
-    path = tmp_path_factory.mktemp("netns") / "lo.pcap"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     processes = []
     try:
@@ -98,7 +109,8 @@ def loopback_capture(tmp_path_factory):
         netns_run(ns, sys.executable, "-c", CLIENT)
         # Until the refused connection's SYN and RST are in the file: a fixed pause lost them
         # on a loaded machine (SIGINT ends tcpdump without reading what is still queued).
-        assert wait_for(lambda: _written(path, "tcp port 81") >= 2, 15), "port 81 never written"
+        if not wait_for(lambda: _written(path, "tcp port 81") >= 2, 15):
+            return None
         tcpdump.send_signal(signal.SIGINT)
         tcpdump.wait(timeout=10)
     finally:
