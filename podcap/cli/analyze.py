@@ -190,8 +190,11 @@ def analyze(
 
     Example: podcap analyze capture.pcap --contains lbtest -r summary -r flows
     """
+    from podcap.analysis.allocator import keep_freed_memory
     from podcap.analysis.run import analyze as run_analysis
     from podcap.render import check_format
+
+    keep_freed_memory()  # this process's allocator: before the first array (and the fork)
 
     # Flag mistakes are caught before the captures are read, not after.
     output_format = check_format(output_format.lower())

@@ -71,19 +71,20 @@ def _read(packets: pd.DataFrame, rows: np.ndarray, view) -> pd.DataFrame:
     tcp = packets["ip_proto"].to_numpy()[rows] == TCP
     # The few columns wanted, each taken alone (categoricals by their codes): not a copy of
     # every column of a million rows.
-    table = pd.DataFrame({name: packets[name].array.take(rows) for name in MESSAGE_COLUMNS})
-    table["row"] = rows
-    table["transport"] = pd.Categorical.from_codes(tcp.astype(np.int8), ["udp", "tcp"])
+    columns = {name: packets[name].array.take(rows) for name in MESSAGE_COLUMNS}
+    columns["row"] = rows
+    columns["transport"] = pd.Categorical.from_codes(tcp.astype(np.int8), ["udp", "tcp"])
     if "file" in packets:
-        table["file"] = packets["file"].array.take(rows)
+        columns["file"] = packets["file"].array.take(rows)
     if view is None:
-        return table.iloc[:0]
+        return pd.DataFrame(columns).iloc[:0]
     if tcp.any():  # a message over TCP follows its length (the first in the segment: ours)
         length = view.u16(at[tcp])
         at[tcp] += 2
         end[tcp] = np.minimum(end[tcp], at[tcp] + length)
     fields = _reader()(view, at, end)
-    return table.assign(**{name: getattr(fields, name) for name in fields.__dataclass_fields__})
+    columns |= {name: getattr(fields, name) for name in fields.__dataclass_fields__}
+    return pd.DataFrame(columns, copy=False)  # the fresh arrays as they are: not stacked again
 
 
 def _reader():
@@ -237,7 +238,7 @@ def _exchange_rows(messages, order, first_rows, tries, answer_of) -> pd.DataFram
         "answers": np.where(got, column("answers")[reply], 0).astype(np.int64),
         "address": _blank_where(taken("address", reply), ~got),
         "truncated": got & column("truncated")[reply],
-    })  # fmt: skip
+    }, copy=False)  # fmt: skip
     return out
 
 

@@ -99,6 +99,7 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
             "truncated": each(_truncated_unanswered(q, final, starts)) > 0,
         },
         index=lookups[starts],
+        copy=False,
     )
     answered = each(np.where(final & (rcode >= 0), rcode, 99), np.minimum)
     table["rcode_number"] = np.where(answered == 99, -1, answered)
@@ -109,8 +110,8 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
     table["types"] = _type_names(q["qtype"].to_numpy(), starts)
     table["name"] = _base_names(names, starts, final_code)
     table["verdict"] = _verdicts(q, table)
-    names = {code: _rcode_name(code) for code in np.unique(table["rcode_number"])}
-    table["rcode"] = table["rcode_number"].map(names)
+    inverse, numbers = pd.factorize(table["rcode_number"].to_numpy())
+    table["rcode"] = _categorical(inverse, [_rcode_name(int(n)) for n in numbers])
     table["explanation"] = _explanations(table)
     return table[LOOKUP_COLUMNS].sort_values("ts", ignore_index=True)
 
@@ -121,21 +122,34 @@ def _in_client_order(exchanges: pd.DataFrame) -> pd.DataFrame:
     keys.append(pd.Categorical(exchanges["client_ip"]).codes)
     if "file" in exchanges:
         keys.append(pd.Categorical(exchanges["file"]).codes)
-    q = exchanges.take(np.lexsort(keys)).reset_index(drop=True)
+    order = np.lexsort(keys)
+    # Only the columns the folding reads, each taken alone (categoricals by their codes).
+    q = pd.DataFrame({c: exchanges[c].array.take(order) for c in _FOLDED if c in exchanges},
+                     copy=False)  # fmt: skip
     q["name"] = q["name"].astype("category")  # a few names asked over and over
     return q
+
+
+_FOLDED = ["file", "ts", "client_ip", "client_port", "server_ip", "name", "qtype", "transport",
+           "tries", "rcode", "latency_ms", "answers", "address", "truncated"]  # fmt: skip
 
 
 def _first_answer(q: pd.DataFrame, final: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Per lookup, the first address answered for its final name ("" if none)."""
     address = pd.Categorical(q["address"])
-    words = np.asarray(address.categories.astype(str), dtype=object)
-    has = final & (address.codes >= 0) & (words[np.maximum(address.codes, 0)] != "")
+    words = np.asarray(["", *address.categories.astype(str)], dtype=object)
+    codes = address.codes.astype(np.int64) + 1  # 0: no address
+    has = final & (words[codes] != "")
     first = np.minimum.reduceat(np.where(has, np.arange(len(q)), len(q)), starts)
-    out = np.full(len(starts), "", dtype=object)
     found = first < len(q)
-    out[found] = words[address.codes[first[found]]]
-    return out
+    return _categorical(np.where(found, codes[np.minimum(first, len(q) - 1)], 0), words)
+
+
+def _categorical(codes: np.ndarray, words) -> pd.Categorical:
+    """``words[codes]`` as a Categorical of the distinct words (a word may repeat in
+    ``words``): a million strings are not made, nor compared when sorted or written."""
+    remap, distinct = pd.factorize(np.asarray(words, dtype=object))
+    return pd.Categorical.from_codes(remap[codes], distinct)
 
 
 def _lookup_numbers(queries: pd.DataFrame) -> np.ndarray:
@@ -175,10 +189,13 @@ def _explanations(table: pd.DataFrame) -> pd.Categorical:
     codes = np.zeros(len(table), np.int64)
     columns = {"client": "client_ip", "servers": "servers", "final_name": "final_name",
                "name": "name", "wasted": "wasted_queries", "unanswered": "unanswered"}  # fmt: skip
-    verdicts = table["verdict"].to_numpy()
+    verdicts = pd.Categorical(table["verdict"])
     words = [EXPLANATIONS["ok"]]
-    for verdict in pd.unique(verdicts[verdicts != "ok"]):
-        rows = np.flatnonzero(verdicts == verdict)
+    for code in pd.unique(verdicts.codes):
+        verdict = verdicts.categories[code]
+        if verdict == "ok":
+            continue
+        rows = np.flatnonzero(verdicts.codes == code)
         used = _TEMPLATE_FIELDS[verdict]  # only what its words say tells two apart
         if not used:
             codes[rows] = len(words)
@@ -219,17 +236,18 @@ def _joined(values: pd.Categorical, starts: np.ndarray) -> np.ndarray:
     """Per lookup (rows from each of ``starts`` to the next), its distinct ``values`` joined
     with commas, in the order they came (one, mostly)."""
     values = pd.Categorical(values)
-    words = np.asarray(values.categories.astype(str), dtype=object)
+    words = list(values.categories.astype(str))
     codes = values.codes
-    out = words[codes[starts]]
+    out = codes[starts].astype(np.int64)
     several = np.flatnonzero(
         np.minimum.reduceat(codes, starts) != np.maximum.reduceat(codes, starts)
     )
     bounds = np.r_[starts, len(codes)]
     for n in several:  # rare: a lookup asked of several servers
         seen = pd.unique(codes[bounds[n] : bounds[n + 1]])
-        out[n] = ",".join(words[seen])
-    return out
+        out[n] = len(words)
+        words.append(",".join(words[k] for k in seen))
+    return _categorical(out, words)
 
 
 def _type_names(qtypes: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -240,11 +258,14 @@ def _type_names(qtypes: np.ndarray, starts: np.ndarray) -> np.ndarray:
         return np.array([",".join(sorted({TYPES.get(t, str(t)) for t in qtypes[a:b]}))
                          for a, b in zip(bounds[:-1], bounds[1:], strict=True)], dtype=object)  # fmt: skip
     masks = np.bitwise_or.reduceat(np.left_shift(1, codes.astype(np.int64)), starts)
-    spelled = {}
-    for mask in pd.unique(masks):
-        types = [TYPES.get(int(t), str(t)) for bit, t in enumerate(distinct) if mask >> bit & 1]
-        spelled[mask] = ",".join(sorted(types))
-    return np.array([spelled[m] for m in masks], dtype=object)
+    inverse, distinct_masks = pd.factorize(masks)
+    spelled = [
+        ",".join(
+            sorted(TYPES.get(int(t), str(t)) for bit, t in enumerate(distinct) if m >> bit & 1)
+        )
+        for m in distinct_masks
+    ]
+    return _categorical(inverse, spelled)
 
 
 def _rcode_name(rcode: int) -> str:
@@ -260,20 +281,23 @@ def _base_names(names: pd.Categorical, starts: np.ndarray, final_code: np.ndarra
     inverse, distinct = pd.factorize(pairs)
     spelled = [_base_name(list(dict.fromkeys([words[p // len(words)], words[p % len(words)]])))
                for p in distinct]  # fmt: skip
-    return np.asarray(spelled, dtype=object)[inverse]
+    return _categorical(inverse, spelled)
 
 
 def _verdicts(q: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
     rcode = table["rcode_number"]
-    verdict = np.select(
+    code = np.select(
         [table["unanswered"] > 0, rcode == 2, rcode == 3, table["truncated"],
          table["wasted_queries"] > 0],
-        ["timeout", "servfail", "nxdomain", "truncated", "ndots_expansion"],
-        default="ok",
+        [1, 2, 3, 4, 5],
+        default=0,
     )  # fmt: skip
-    verdict = pd.Series(verdict, index=table.index)
-    verdict[verdict.index.isin(_raced_lookups(q)) & (verdict == "timeout")] = "conntrack_race"
-    return verdict
+    code[table.index.isin(_raced_lookups(q)) & (code == 1)] = 6
+    return _categorical(code, VERDICTS)
+
+
+VERDICTS = ["ok", "timeout", "servfail", "nxdomain", "truncated", "ndots_expansion",
+            "conntrack_race"]  # fmt: skip
 
 
 def _raced_lookups(q: pd.DataFrame) -> np.ndarray:
