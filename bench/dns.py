@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.make_big_pcap import MACS, ipv4, udp
-from bench.run import machine, podcap_command, run_measured
+from bench.run import compile_podcap, machine, podcap_command, run_measured
 
 SEARCH = (b"default.svc.cluster.local", b"svc.cluster.local", b"cluster.local")
 SERVICES = [f"svc{i}.ns{i % 40}".encode() for i in range(400)]
@@ -117,6 +117,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.path.exists():
         generate(args.path, args.packets, seed=1)
+    compile_podcap()
     print(machine())
     fields = ["-e", "dns.qry.name", "-e", "dns.flags.rcode", "-e", "dns.time"]
     best: dict[str, float] = {}

@@ -271,3 +271,66 @@ def test_without_the_flag_nothing_of_dask_is_imported():
                           cwd=REPO, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def _as_paths(result, urls: dict[str, str], like) -> dict:
+    """The tables of a run over URLs with each URL put back to the path it stands for, as
+    the run ``like`` (over the paths) types its ``file`` column."""
+    tables = {}
+    for name, table in result.items():
+        if "file" in table:
+            table = table.assign(file=table["file"].astype(str).replace(urls))
+            table["file"] = table["file"].astype(like[name]["file"].dtype)
+        tables[name] = table
+    return tables
+
+
+def test_file_urls_are_fetched_by_the_workers_with_their_sidecars(cluster):
+    urls = {f"file://{path}": path for path in SAMPLES}
+    options = on_dask.DaskOptions(scheduler=cluster.address)
+    got = analyze(list(urls), reports=REPORTS, dask=options)
+    want = analyze(SAMPLES, reports=REPORTS)
+    assert set(got["flows"]["file"].astype(str)) == {
+        u for u, p in urls.items() if p in set(want["flows"]["file"].astype(str))
+    }
+    assert_same(_as_paths(got, urls, want), want)
+    assert {urls[u]: facts for u, facts in got.sidecars.items()} == want.sidecars
+    assert any(want.sidecars.values()), "no sample has a sidecar: the test would prove little"
+
+
+def test_a_directory_url_in_memory_on_an_in_process_cluster():
+    """fsspec's memory file system is this process's: an in-process cluster (threads)
+    sees it; the URL's directory is listed here, its files fetched by the workers."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for path in SAMPLES[:3]:
+        memory.pipe(f"/podcap-test/{Path(path).name}", Path(path).read_bytes())
+    memory.pipe("/podcap-test/notes.txt", b"not a capture")
+    try:
+        with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as lc:
+            options = on_dask.DaskOptions(scheduler=lc.scheduler_address)
+            got = analyze(["memory://podcap-test/"], reports=["flows"], dask=options)
+    finally:
+        memory.rm("/podcap-test", recursive=True)
+    urls = {f"memory:///podcap-test/{Path(p).name}": p for p in SAMPLES[:3]}
+    want = analyze(SAMPLES[:3], reports=["flows"])
+    assert_same(_as_paths(got, urls, want), want)
+
+
+def test_a_url_that_cannot_be_fetched_is_named_in_one_line(cluster):
+    missing = f"file://{REPO}/sample_pcaps/no-such.pcap"
+    done = podcap("analyze", missing, "nosuchscheme://host/x.pcap", "--scheduler",
+                  cluster.address, "-r", "flows")  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"podcap: error: none of the 2 files could be read: {missing}: no such file"]
+
+
+def test_a_url_without_dask_is_refused_in_one_line():
+    done = podcap("analyze", f"file://{SAMPLES[0]}", "-r", "flows")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"podcap: error: file://{SAMPLES[0]}: a URL is read by the workers of --dask "
+        "(add --dask, or copy the file here)"
+    ]

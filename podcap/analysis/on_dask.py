@@ -116,6 +116,10 @@ def _submitted(client, index: int, path: str, request: Request, limit: int, cutt
     """The future of ``path``'s FilePart: one task, or (``cutting``: ranges more than 1, and
     a plain pcap of at least two ranges' bytes) its ranges decoded on several workers and its
     buckets put together from them."""
+    from podcap.analysis.fetched import analyze_url, is_url
+
+    if is_url(path):  # fetched by the worker, whole
+        return client.submit(analyze_url, index, path, request, limit, pure=False)
     ranges, range_bytes = cutting
     if ranges > 1:
         plan = client.submit(plan_ranges, path, ranges, range_bytes, limit, pure=False).result()

@@ -79,6 +79,8 @@ def capture_paths(given: Iterable[str | Path]) -> list[str]:
     for item in map(str, given):
         if item == "-":
             paths.append("/dev/stdin")
+        elif _is_url(item):
+            paths += _listed(item) if item.endswith("/") else [item]
         elif Path(item).is_dir():
             found = sorted(p for p in Path(item).iterdir() if p.name.endswith(CAPTURE_SUFFIXES))
             if not found:
@@ -88,6 +90,18 @@ def capture_paths(given: Iterable[str | Path]) -> list[str]:
         else:
             paths.append(item)
     return paths
+
+
+def _is_url(item: str) -> bool:
+    from podcap.analysis.fetched import is_url
+
+    return is_url(item)
+
+
+def _listed(url: str) -> list[str]:
+    from podcap.analysis.fetched import listed
+
+    return listed(url, CAPTURE_SUFFIXES)
 
 
 def _compiled(text: str):
@@ -135,6 +149,10 @@ def analyze(
         raise UsageError(f"unknown engine {engine!r}", "choose native or tshark")
     if not paths:
         raise UsageError("no capture file given")
+    urls = [path for path in paths if _is_url(path)]
+    if urls and dask is None:
+        raise UsageError(f"{urls[0]}: a URL is read by the workers of --dask",
+                         "add --dask, or copy the file here")  # fmt: skip
     display_filter = _compiled(filter) if filter else None
     request = Request(reports, display_filter, engine, snat, len(paths), page)
     progress = on_progress or (lambda message: None)
