@@ -133,7 +133,7 @@ def main() -> int:
         for round_ in range(1, args.repeat + 1):
             times = []
             for name, (argv, out) in contenders.items():
-                seconds, _ = run_measured(argv, work, out)
+                seconds, _ = run_measured(argv, work, out, sample=False)  # time alone
                 best[name] = min(best.get(name, seconds), seconds)
                 times.append(f"{name} {seconds:.2f} s")
             print(f"  round {round_}: " + ", ".join(times))

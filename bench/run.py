@@ -73,9 +73,11 @@ print(len(rows), "rows")
 
 
 def run_measured(
-    argv: list[str], cwd: Path, stdout_path: Path | None = None
+    argv: list[str], cwd: Path, stdout_path: Path | None = None, sample: bool = True
 ) -> tuple[float, float]:
     """Run argv to completion; return (wall seconds, peak RSS MiB of the process tree).
+    ``sample=False``: no sampling thread (on 2 CPUs it takes time from a command that runs
+    two processes), the peak is then wait4's alone.
 
     The peak is the larger of: the largest single process (wait4's max RSS covers the
     process and the children it waited for, but as a maximum, not a sum) and the sum over
@@ -85,10 +87,12 @@ def run_measured(
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
     sampler = TreeMemory(proc.pid)
-    sampler.start()
+    if sample:
+        sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    sampler.stop()
+    if sample:
+        sampler.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if stdout_path:

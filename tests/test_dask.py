@@ -334,3 +334,30 @@ def test_a_url_without_dask_is_refused_in_one_line():
         f"podcap: error: file://{SAMPLES[0]}: a URL is read by the workers of --dask "
         "(add --dask, or copy the file here)"
     ]
+
+
+def test_the_dns_reports_run_on_each_capture_held_whole(cluster, tmp_path):
+    """dns and dns_servers (a lookup never spans captures) run on each capture held whole,
+    whatever --in-memory-limit says; their rows joined are the in-process ones, also where
+    two captures hold lookups at the same instants (both generated from one start time)."""
+    from bench.dns import generate
+
+    files = []
+    for seed in (1, 2):
+        generate(tmp_path / f"dns-{seed}.pcap", 20_000, seed)
+        files.append(str(tmp_path / f"dns-{seed}.pcap"))
+    files += SAMPLES
+    names = ["dns", "dns_servers", "flows"]
+    options = on_dask.DaskOptions(scheduler=cluster.address)
+    got = analyze(files, reports=names, dask=options, in_memory_limit=5_000)
+    want = analyze(files, reports=names)
+    # Categorical columns over the categories each run met (the in-process run: every
+    # address of every packet): the same values, compared as text.
+    assert_same(*({name: _as_text(t) for name, t in run.items()} for run in (got, want)))
+    assert want["dns"]["ts"].duplicated().any(), "no two lookups at one instant: proves less"
+    assert set(want["dns"]["file"]) >= set(files[:2])
+
+
+def _as_text(table: pd.DataFrame) -> pd.DataFrame:
+    categorical = [c for c in table if isinstance(table[c].dtype, pd.CategoricalDtype)]
+    return table.astype({c: str for c in categorical})

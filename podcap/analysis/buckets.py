@@ -193,12 +193,14 @@ class BucketedRun:
             table["_bucket"] = len(self.first_frames) - 1
             self.tables.setdefault(name, []).append(table)
 
-    def bucket_result(self, file_index: int, path: str, capture) -> BucketResult:
-        """One bucket of ``path`` (a Capture of its packets) analyzed: its share of the reports."""
+    def bucket_result(self, file_index: int, path: str, capture, analysis=None) -> BucketResult:
+        """One bucket of ``path`` (a Capture of its packets) analyzed: its share of the
+        reports. ``analysis``: the capture's, when the caller made it already."""
         from podcap.flows import first_of_code
 
-        captures = {path: capture}
-        analysis = analysis_of(captures, self.request, {}, lambda m: None, self.tshark_frames)
+        if analysis is None:
+            captures = {path: capture}
+            analysis = analysis_of(captures, self.request, {}, lambda m: None, self.tshark_frames)
         tables = build_reports(self.joined_by(BucketJoin.rows), analysis, lambda m: None)
         if self.request.page:
             from podcap.analysis.page import timeline_packets

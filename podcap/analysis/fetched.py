@@ -106,7 +106,8 @@ def renamed(part, local: str, url: str):
         warnings=[w.replace(local, url) for w in part.whole.warnings],
     )
     warnings = [w.replace(local, url) for w in part.warnings]
-    return dataclasses.replace(part, whole=whole, results=results, warnings=warnings)
+    tables = {name: _named(table, local, url) for name, table in part.tables.items()}
+    return dataclasses.replace(part, whole=whole, results=results, warnings=warnings, tables=tables)
 
 
 def _named(table, local: str, url: str):

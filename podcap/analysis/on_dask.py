@@ -31,7 +31,14 @@ from podcap.analysis.dask_cluster import (
     quiet_dask,
     reason,
 )
-from podcap.analysis.steps import Outcome, Request, read_file, read_sidecar
+from podcap.analysis.steps import (
+    Outcome,
+    Request,
+    analysis_of,
+    build_reports,
+    read_file,
+    read_sidecar,
+)
 from podcap.errors import ClusterError, DecodeError, UsageError
 from podcap.reports.registry import REPORTS
 
@@ -46,14 +53,15 @@ class FilePart:
     sidecar: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: DecodeError | None = None
+    tables: dict = field(default_factory=dict)  # the per-capture reports (``Report.per_capture``)
 
 
 def check_distributable(paths: list[str], request: Request) -> None:
     """UsageError when the run cannot go to Dask: a report that needs every packet at once,
     the tshark engine or a filter only tshark understands, standard input."""
-    whole = [name for name in request.reports if not REPORTS[name].per_bucket]
+    whole = [name for name in request.reports if not _distributable(name)]
     if whole:
-        shared = ", ".join(name for name, r in REPORTS.items() if r.per_bucket)
+        shared = ", ".join(name for name in REPORTS if _distributable(name))
         raise UsageError(
             f"--dask: the {', '.join(whole)} report needs every packet in one process",
             f"run it without --dask; on Dask: {shared}",
@@ -67,6 +75,16 @@ def check_distributable(paths: list[str], request: Request) -> None:
         )
     if "/dev/stdin" in paths:
         raise UsageError("--dask: workers cannot read standard input", "write it to a file")
+
+
+def _distributable(name: str) -> bool:
+    return bool(REPORTS[name].per_bucket) or REPORTS[name].per_capture
+
+
+def per_capture(request: Request) -> list[str]:
+    """The reports asked for that run on each capture held whole."""
+    return [name for name in request.reports if not REPORTS[name].per_bucket and
+            REPORTS[name].per_capture]  # fmt: skip
 
 
 def analyze_on_dask(
@@ -121,7 +139,7 @@ def _submitted(client, index: int, path: str, request: Request, limit: int, cutt
     if is_url(path):  # fetched by the worker, whole
         return client.submit(analyze_url, index, path, request, limit, pure=False)
     ranges, range_bytes = cutting
-    if ranges > 1:
+    if ranges > 1 and not per_capture(request):  # those need the capture whole
         plan = client.submit(plan_ranges, path, ranges, range_bytes, limit, pure=False).result()
         if plan is not None:
             progress(f"{path}: cut in {len(plan[0]) - 1} byte ranges, one a worker")
@@ -184,7 +202,9 @@ def assemble(path: str, outcomes) -> FilePart | None:
 
 
 def _joined(paths: list[str], parts: list[FilePart], request: Request, progress) -> Outcome:
-    run = bucketed_run(request, progress)
+    whole_reports = per_capture(request)
+    in_buckets = [name for name in request.reports if name not in whole_reports]
+    run = bucketed_run(dataclasses.replace(request, reports=in_buckets), progress)
     captures, sidecars, errors, warnings = {}, {}, [], []
     for path, part in zip(paths, parts, strict=True):
         if part.error is not None:
@@ -198,7 +218,27 @@ def _joined(paths: list[str], parts: list[FilePart], request: Request, progress)
         if len(errors) == 1:
             raise errors[0]
         raise DecodeError(f"none of the {len(paths)} files could be read: {errors[0]}")
-    return joined_outcome(run, captures, sidecars, errors, warnings)
+    outcome = joined_outcome(run, captures, sidecars, errors, warnings)
+    read = [part for part in parts if part.error is None]
+    tables = outcome.tables | {
+        name: capture_rows(name, [part.tables[name] for part in read], list(captures))
+        for name in whole_reports
+    }
+    return dataclasses.replace(outcome, tables={name: tables[name] for name in request.reports})
+
+
+def capture_rows(name: str, tables: list, files: list[str]):
+    """A per-capture report's rows from each capture (in file order), as one analysis of
+    every capture gives them: the ``file`` column over every file, ``row_order`` (stable)."""
+    import pandas as pd
+
+    from podcap.decode.table import concat_tables
+
+    joined = concat_tables([table for table in tables if len(table)] or tables[:1])
+    if "file" in joined and isinstance(joined["file"].dtype, pd.CategoricalDtype):
+        joined["file"] = pd.Categorical(joined["file"].astype(str), categories=files)
+    order = [column for column in REPORTS[name].row_order if column in joined]
+    return joined.sort_values(order, kind="stable", ignore_index=True) if order else joined
 
 
 def analyze_file(index: int, path: str, request: Request, in_memory_limit: int) -> FilePart:
@@ -211,17 +251,22 @@ def analyze_file(index: int, path: str, request: Request, in_memory_limit: int) 
     from podcap.decode.spill import estimate_packets
 
     os.environ[split.ENV_SWITCH] = "0"
-    run = bucketed_run(request, lambda message: None)
+    whole_reports = per_capture(request)
+    in_buckets = [name for name in request.reports if name not in whole_reports]
+    run = bucketed_run(dataclasses.replace(request, reports=in_buckets), lambda message: None)
+    warnings: list[str] = []
+    sidecar = read_sidecar(path, warnings)
     try:
-        if estimate_packets(path) <= in_memory_limit:
+        if whole_reports or estimate_packets(path) <= in_memory_limit:
             capture = read_file(path, request, lambda message: None)
-            whole, results = _without_packets(capture), [run.bucket_result(index, path, capture)]
-        else:
-            whole, results = run.file_results(index, path, buckets_for(path, in_memory_limit))
+            analysis = analysis_of({path: capture}, request, {path: sidecar}, lambda m: None)
+            results = [run.bucket_result(index, path, capture, analysis)]
+            tables = build_reports(whole_reports, analysis, lambda message: None)
+            return FilePart(_without_packets(capture), results, sidecar, warnings, tables=tables)
+        whole, results = run.file_results(index, path, buckets_for(path, in_memory_limit))
     except DecodeError as exc:
         return FilePart(error=exc)
-    warnings: list[str] = []
-    return FilePart(whole, results, read_sidecar(path, warnings), warnings)
+    return FilePart(whole, results, sidecar, warnings)
 
 
 def _without_packets(capture):

@@ -39,3 +39,22 @@ def concat_parts(parts: list[np.ndarray], dtype) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype=dtype)
     return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The tables one after the other (the same columns), each categorical column over the
+    union of their categories: ``pd.concat`` turns categoricals whose categories differ
+    (two files' addresses) into text."""
+    import pandas as pd
+    from pandas.api.types import union_categoricals
+
+    if len(tables) == 1:
+        return tables[0]
+    columns = {}
+    for name in tables[0]:
+        values = [table[name] for table in tables]
+        if all(isinstance(v.dtype, pd.CategoricalDtype) for v in values):
+            columns[name] = union_categoricals([v.array for v in values], ignore_order=True)
+        else:
+            columns[name] = pd.concat(values, ignore_index=True)
+    return pd.DataFrame(columns, copy=False)

@@ -17,6 +17,7 @@ import pandas as pd
 from podcap.decode.dns import read_dns
 from podcap.decode.reread import reopen
 from podcap.decode.schema import TCP, UDP
+from podcap.decode.table import concat_tables
 
 DNS_PORT, MDNS_PORT = 53, 5353
 RETRY_WINDOW = (
@@ -43,7 +44,7 @@ def dns_messages(packets: pd.DataFrame) -> pd.DataFrame:
                 parts.append(_read(packets, rows, source.view()))
     if not parts:
         return _read(packets, chosen[:0], None)
-    return pd.concat(parts, ignore_index=True)
+    return concat_tables(parts)
 
 
 def _dns_rows(packets: pd.DataFrame) -> np.ndarray:

@@ -113,13 +113,18 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
     inverse, numbers = pd.factorize(table["rcode_number"].to_numpy())
     table["rcode"] = _categorical(inverse, [_rcode_name(int(n)) for n in numbers])
     table["explanation"] = _explanations(table)
-    return table[LOOKUP_COLUMNS].sort_values("ts", ignore_index=True)
+    return table[LOOKUP_COLUMNS].sort_values("ts", ignore_index=True, kind="stable")
 
 
 def _in_client_order(exchanges: pd.DataFrame) -> pd.DataFrame:
-    """The queries ordered by file, client and time (by codes: no string compared)."""
+    """The queries ordered by file, client (its address as text) and time: by numbers, the
+    few distinct addresses ranked once. Ranked by their text, not by where they came first,
+    clients at one instant come in the same order however the captures were read (all at
+    once, or one a Dask worker: ``podcap.analysis.on_dask``)."""
     keys = [exchanges["ts"].to_numpy()]
-    keys.append(pd.Categorical(exchanges["client_ip"]).codes)
+    clients = pd.Categorical(exchanges["client_ip"])
+    rank = np.argsort(np.argsort(np.asarray(clients.categories, dtype=str), kind="stable"))
+    keys.append(rank[clients.codes])
     if "file" in exchanges:
         keys.append(pd.Categorical(exchanges["file"]).codes)
     order = np.lexsort(keys)
@@ -356,7 +361,9 @@ def _client_pods(analysis, lookups: pd.DataFrame) -> list[str]:
     packets = analysis.all_packets
     if len(in_pods) < len(analysis.files):
         packets = packets[packets["file"].isin(in_pods)]
-    points = points_of(in_pods, packets, analysis.sidecars)
+    # Point by point: a Pod is named as its sidecar says, not told apart by file name when
+    # several captures are of it (the rows have their file).
+    points = [p for f in in_pods for p in points_of([f], packets, analysis.sidecars)]
     pods = {(p.file, p.address): p.name.removeprefix("pod ") for p in points if p.kind == "pod"}
     return [
         pods.get((f, c), "") for f, c in zip(lookups["file"], lookups["client_ip"], strict=True)

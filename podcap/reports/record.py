@@ -39,6 +39,10 @@ class Report:
     description: str
     builder: str | Callable  # "module:function" taking the Analysis, giving a DataFrame
     per_bucket: BucketJoin | None = None  # None: it needs every packet at once
+    # Its rows never span captures (a DNS lookup is one client's, in one file): on Dask it
+    # runs on each capture held whole, the captures' rows joined in file order, then sorted
+    # by ``row_order`` (stable).
+    per_capture: bool = False
     row_order: tuple[str, ...] = ()  # how its rows are ordered in the whole-capture analysis
     http_fields: bool = True  # reads the decoder's HTTP columns (else it may skip parsing them)
     payloads: bool = False  # reads each payload's first bytes (the decoder's ``preview``)

@@ -111,6 +111,8 @@ REPORTS: dict[str, Report] = {
             "folded): verdict (timeout, conntrack race, nxdomain, servfail, truncated, ndots "
             "expansion) and the fix",
             "podcap.reports.dns:dns_report",
+            per_capture=True,
+            row_order=("ts",),
             http_fields=False,
             section=Section("DNS lookups", "No DNS lookups.", place=35),
             key_columns=("client_ip", "name", "verdict", "rcode", "answer"),
@@ -133,6 +135,8 @@ REPORTS: dict[str, Report] = {
             "one row per DNS server: queries, answered, unanswered, NXDOMAIN, SERVFAIL, "
             "latency percentiles, clients",
             "podcap.reports.dns:dns_servers_report",
+            per_capture=True,
+            row_order=("file", "server_ip", "server_port"),
             http_fields=False,
             key_columns=("server_ip", "queries", "unanswered", "p50_ms", "p99_ms"),
             more_columns=(
