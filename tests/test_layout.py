@@ -168,7 +168,7 @@ DISTRIBUTIONS = {"yaml": "pyyaml", "websocket": "websocket-client"}
 # Imports of an optional feature: the extra that installs them and the distribution listed
 # there (dask[distributed] gives distributed). Without it the feature says what to install
 # (tests/test_dask.py runs --dask in a plain install).
-EXTRAS = {"distributed": ("dask", "dask"), "dask": ("dask", "dask")}
+EXTRAS = {"distributed": ("dask", "dask"), "dask": ("dask", "dask"), "fsspec": ("dask", "fsspec")}
 
 
 def _third_party_imports() -> dict[str, str]:

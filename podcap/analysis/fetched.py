@@ -1,4 +1,5 @@
-"""Captures named by URL (``s3://``, ``gs://``, ``file://``...), read by the Dask workers.
+"""Captures named by URL (``s3://``, ``gs://``, ``file://``...), read by the Dask workers
+(``podcap.analysis.on_dask.analyze_url``).
 
 The worker that analyzes a capture copies it from its URL with fsspec (which Dask brings;
 ``s3://`` needs s3fs, ``gs://`` gcsfs) into a scratch directory of its own, with the sidecar
@@ -14,7 +15,6 @@ import dataclasses
 import posixpath
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from podcap.errors import DecodeError
@@ -45,20 +45,6 @@ def listed(url: str, suffixes: tuple[str, ...]) -> list[str]:
     if not names:
         raise UsageError(f"{url}: a directory without capture files ({', '.join(suffixes)})")
     return [fs.unstrip_protocol(name) for name in names]
-
-
-def analyze_url(index: int, url: str, request, in_memory_limit: int):
-    """On a worker: the FilePart of the capture at ``url``, fetched to a scratch copy."""
-    from podcap.analysis.on_dask import FilePart, analyze_file
-
-    with tempfile.TemporaryDirectory(prefix="podcap-url-") as scratch:
-        local = str(Path(scratch) / (posixpath.basename(url.rstrip("/")) or "capture"))
-        try:
-            fetch(url, local)
-        except DecodeError as exc:
-            return FilePart(error=exc)
-        fetch_sidecar(url, local)
-        return renamed(analyze_file(index, local, request, in_memory_limit), local, url)
 
 
 def fetch(url: str, local: str) -> None:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import posixpath
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from podcap.analysis.buckets import BucketResult, bucketed_run, joined_outcome
@@ -109,8 +112,13 @@ def _file_parts(
     """Each file's FilePart. A file cut in ranges whose cuts were not all proven (None) is
     analyzed again whole."""
     ranges = max(1, sum(client.nthreads().values()) // len(paths))
+
+    def planned(future, path: str):  # a plan's result, under the no-worker watchdog too
+        return gathered(distributed, client, [future], [path], lambda message: None)[0]
+
+    cutting = (ranges, range_bytes, planned)
     futures = [
-        _submitted(client, i, path, request, limit, (ranges, range_bytes), progress)
+        _submitted(client, i, path, request, limit, cutting, progress)
         for i, path in enumerate(paths)
     ]
     again = {}
@@ -131,16 +139,19 @@ def _file_parts(
 
 
 def _submitted(client, index: int, path: str, request: Request, limit: int, cutting, progress):
-    """The future of ``path``'s FilePart: one task, or (``cutting``: ranges more than 1, and
-    a plain pcap of at least two ranges' bytes) its ranges decoded on several workers and its
-    buckets put together from them."""
-    from podcap.analysis.fetched import analyze_url, is_url
+    """The future of ``path``'s FilePart: one task, or (``cutting``: how many ranges, their
+    least size, and how a plan's future is waited on; ranges more than 1, and a plain pcap of
+    at least two ranges' bytes) its ranges decoded on several workers and its buckets put
+    together from them."""
+    from podcap.analysis.fetched import is_url
 
     if is_url(path):  # fetched by the worker, whole
         return client.submit(analyze_url, index, path, request, limit, pure=False)
-    ranges, range_bytes = cutting
+    ranges, range_bytes, planned = cutting
     if ranges > 1 and not per_capture(request):  # those need the capture whole
-        plan = client.submit(plan_ranges, path, ranges, range_bytes, limit, pure=False).result()
+        plan = planned(
+            client.submit(plan_ranges, path, ranges, range_bytes, limit, pure=False), path
+        )
         if plan is not None:
             progress(f"{path}: cut in {len(plan[0]) - 1} byte ranges, one a worker")
             return _submitted_in_ranges(client, index, path, request, *plan)
@@ -178,8 +189,8 @@ def plan_ranges(path: str, ranges: int, range_bytes: int, in_memory_limit: int):
 
 def analyze_bucket(index: int, path: str, request: Request, bucket: int, shares):
     """On a worker: one bucket put together from the ranges' shares and analyzed: (whether
-    every cut was proven, the file's Capture without packets, the BucketResult or None for
-    an empty bucket)."""
+    every cut was proven, the file's Capture without packets (bucket 0's only), the
+    BucketResult or None for an empty bucket)."""
     from podcap.decode.ranges import bucket_from_ranges, whole_capture
 
     if not all(share.exact for share in shares):
@@ -189,7 +200,7 @@ def analyze_bucket(index: int, path: str, request: Request, bucket: int, shares)
     result = None
     if len(capture.packets) or (empty_file and bucket == 0):  # as the spilled read does
         result = bucketed_run(request, lambda message: None).bucket_result(index, path, capture)
-    return True, whole_capture(path, shares), result
+    return True, whole_capture(path, shares) if bucket == 0 else None, result  # one is enough
 
 
 def assemble(path: str, outcomes) -> FilePart | None:
@@ -267,6 +278,20 @@ def analyze_file(index: int, path: str, request: Request, in_memory_limit: int) 
     except DecodeError as exc:
         return FilePart(error=exc)
     return FilePart(whole, results, sidecar, warnings)
+
+
+def analyze_url(index: int, url: str, request, in_memory_limit: int):
+    """On a worker: the FilePart of the capture at ``url``, fetched to a scratch copy."""
+    from podcap.analysis.fetched import fetch, fetch_sidecar, renamed
+
+    with tempfile.TemporaryDirectory(prefix="podcap-url-") as scratch:
+        local = str(Path(scratch) / (posixpath.basename(url.rstrip("/")) or "capture"))
+        try:
+            fetch(url, local)
+        except DecodeError as exc:
+            return FilePart(error=exc)
+        fetch_sidecar(url, local)
+        return renamed(analyze_file(index, local, request, in_memory_limit), local, url)
 
 
 def _without_packets(capture):

@@ -95,7 +95,7 @@ def dns_lookups(exchanges: pd.DataFrame) -> pd.DataFrame:
             "final_name": names.take(last),
             "queries": each(q["tries"].to_numpy()),
             "wasted_queries": each(~final & (rcode == 3)),
-            "unanswered": each(_unanswered_sendings(q)),
+            "unanswered": each(unanswered_sendings(q)),
             "truncated": each(_truncated_unanswered(q, final, starts)) > 0,
         },
         index=lookups[starts],
@@ -231,7 +231,7 @@ def _truncated_unanswered(q: pd.DataFrame, final: np.ndarray, starts: np.ndarray
     return q["truncated"].to_numpy() & ~np.repeat(answered_over_tcp, np.diff(np.r_[starts, len(q)]))
 
 
-def _unanswered_sendings(q: pd.DataFrame) -> np.ndarray:
+def unanswered_sendings(q: pd.DataFrame) -> np.ndarray:
     """Per query, the sendings no response came to: all but the last of its tries, and
     that one too when none came."""
     return q["tries"].to_numpy() - 1 + (q["rcode"].to_numpy() < 0)
@@ -310,7 +310,7 @@ def _raced_lookups(q: pd.DataFrame) -> np.ndarray:
     other type, same name, sent with it from the same socket was answered at once: the
     A/AAAA pair of which conntrack dropped one."""
     key = ["lookup", "name", "client_port"]
-    lost_rows = _unanswered_sendings(q) > 0
+    lost_rows = unanswered_sendings(q) > 0
     if not lost_rows.any():
         return np.zeros(0, np.int64)
     # Only the few lookups that lost a query need looking at; names by their codes.
@@ -368,61 +368,3 @@ def _client_pods(analysis, lookups: pd.DataFrame) -> list[str]:
     return [
         pods.get((f, c), "") for f, c in zip(lookups["file"], lookups["client_ip"], strict=True)
     ]
-
-
-SERVER_COLUMNS = [
-    "file",
-    "server_ip",
-    "server_port",
-    "queries",
-    "answered",
-    "unanswered",
-    "nxdomain",
-    "servfail",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "max_ms",
-    "clients",
-]  # fmt: skip  (and ``malformed``: messages to or from it that did not parse)
-
-
-def dns_servers(exchanges: pd.DataFrame) -> pd.DataFrame:
-    """One row per DNS server: how many queries it got, how it answered, and how fast
-    (latency percentiles of the answered ones): an overloaded CoreDNS shows here."""
-    if not len(exchanges):
-        return pd.DataFrame(columns=SERVER_COLUMNS)
-    rcode = exchanges["rcode"].to_numpy()
-    q = exchanges.assign(
-        file=exchanges["file"].astype(str),
-        server_ip=exchanges["server_ip"].astype(str),
-        answered=rcode >= 0,
-        unanswered=_unanswered_sendings(exchanges),
-        nxdomain=rcode == 3,
-        servfail=rcode == 2,
-    )
-    keys = ["file", "server_ip", "server_port"]
-    by = q.groupby(keys, sort=True)
-    latency = q[q["answered"]].groupby(keys)["latency_ms"]
-    table = by[["tries", "answered", "unanswered", "nxdomain", "servfail"]].sum()
-    table = table.rename(columns={"tries": "queries"}).assign(
-        p50_ms=latency.quantile(0.5),
-        p90_ms=latency.quantile(0.9),
-        p99_ms=latency.quantile(0.99),
-        max_ms=latency.max(),
-        clients=by["client_ip"].nunique(),
-    )
-    table = table.reset_index()
-    return table[SERVER_COLUMNS].round({"p50_ms": 3, "p90_ms": 3, "p99_ms": 3, "max_ms": 3})
-
-
-def dns_servers_report(analysis) -> pd.DataFrame:
-    from podcap.flows.dns import malformed_on_port
-
-    table = dns_servers(analysis.dns_exchanges)
-    bad = malformed_on_port(analysis.dns_messages)
-    keys = ["file", "server_ip", "server_port"]
-    table = table.merge(bad, on=keys, how="outer") if len(bad) else table.assign(malformed=0)
-    counts = ["queries", "answered", "unanswered", "nxdomain", "servfail", "clients", "malformed"]
-    table[counts] = table[counts].fillna(0).astype("int64")
-    return analysis.without_file_column(table).reset_index(drop=True)

@@ -134,7 +134,7 @@ REPORTS: dict[str, Report] = {
             "dns_servers",
             "one row per DNS server: queries, answered, unanswered, NXDOMAIN, SERVFAIL, "
             "latency percentiles, clients",
-            "podcap.reports.dns:dns_servers_report",
+            "podcap.reports.dns_servers:dns_servers_report",
             per_capture=True,
             row_order=("file", "server_ip", "server_port"),
             http_fields=False,
