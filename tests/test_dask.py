@@ -152,7 +152,6 @@ def test_an_unreadable_file_is_named_and_the_others_analyzed(cluster, tmp_path):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["-r", "packets"], "--dask: the packets report needs every packet in one process"),
         (["-r", "flows", "-Y", "frame.len > 60 && smb2"], "needs tshark"),
         (["--dask-workers", "0"], "--dask-workers 0: must be 1 or more"),
         (["--scheduler", "tcp://127.0.0.1:9", "--dask-workers", "2"], "sizes the local cluster"),
@@ -361,3 +360,18 @@ def test_the_dns_reports_run_on_each_capture_held_whole(cluster, tmp_path):
 def _as_text(table: pd.DataFrame) -> pd.DataFrame:
     categorical = [c for c in table if isinstance(table[c].dtype, pd.CategoricalDtype)]
     return table.astype({c: str for c in categorical})
+
+
+def test_the_reports_of_every_capture_at_once_run_on_one_worker(cluster):
+    """path, packets and snat need the Pod's, node's and peer's captures together: one task
+    on one worker, beside the per-capture tasks of flows; by URL too."""
+    files = [
+        str(REPO / "sample_pcaps" / f"10-snat-{point}.pcap") for point in ("pod", "node", "peer")
+    ]
+    names = ["flows", "path", "packets", "snat"]
+    options = on_dask.DaskOptions(scheduler=cluster.address)
+    want = analyze(files, reports=names)
+    assert_same(analyze(files, reports=names, dask=options), want)
+    urls = {f"file://{path}": path for path in files}
+    by_url = analyze(list(urls), reports=["path"], dask=options)
+    assert_same(_as_paths(by_url, urls, want), {"path": want["path"]})

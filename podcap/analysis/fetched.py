@@ -81,8 +81,8 @@ def renamed(part, local: str, url: str):
     results = [
         dataclasses.replace(
             result,
-            tables={name: _named(t, local, url) for name, t in result.tables.items()},
-            counts=_named(result.counts, local, url),
+            tables={name: renamed_file(t, local, url) for name, t in result.tables.items()},
+            counts=renamed_file(result.counts, local, url),
         )
         for result in part.results
     ]
@@ -92,11 +92,11 @@ def renamed(part, local: str, url: str):
         warnings=[w.replace(local, url) for w in part.whole.warnings],
     )
     warnings = [w.replace(local, url) for w in part.warnings]
-    tables = {name: _named(table, local, url) for name, table in part.tables.items()}
+    tables = {name: renamed_file(table, local, url) for name, table in part.tables.items()}
     return dataclasses.replace(part, whole=whole, results=results, warnings=warnings, tables=tables)
 
 
-def _named(table, local: str, url: str):
+def renamed_file(table, local: str, url: str):
     """``table`` with ``url`` for ``local`` in its ``file`` column, or its index when that
     names files (the summary's counts); None stays None."""
     if table is None:

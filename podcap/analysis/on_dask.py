@@ -5,13 +5,16 @@ A worker reads its capture into buckets of conversations and analyzes them one b
 back is report rows, not packets: no capture byte passes through this process. Here the
 files' buckets are joined exactly as the bucketed run joins them (flow ids renumbered, rows
 put back in the whole-capture order, the summary's counts summed), so the reports are the
-in-process ones row for row. Only the reports that run per bucket (their record's
-``per_bucket``) can; the others need every packet in one place.
+in-process ones row for row. So run the reports that run per bucket (their record's
+``per_bucket``); those whose rows never span captures (``per_capture``: dns) run on each
+capture held whole, their rows joined in file order; those that need every capture at once
+(path, packets, snat...) run as one more task, on one worker (``podcap.analysis.together``).
 
 The cluster is a local one started for the run (worker processes on this machine), or the
 one whose scheduler ``DaskOptions.scheduler`` names (``dask scheduler`` and ``dask worker``,
 dask-kubernetes, ...): its workers must see the files at the paths given (a shared file
-system). Dask is imported only here, only for such a run: ``pip install 'podcap[dask]'``.
+system), or fetch them by URL (``podcap.analysis.fetched``). Dask is imported only here, only
+for such a run: ``pip install 'podcap[dask]'``.
 """
 
 from __future__ import annotations
@@ -60,15 +63,8 @@ class FilePart:
 
 
 def check_distributable(paths: list[str], request: Request) -> None:
-    """UsageError when the run cannot go to Dask: a report that needs every packet at once,
-    the tshark engine or a filter only tshark understands, standard input."""
-    whole = [name for name in request.reports if not _distributable(name)]
-    if whole:
-        shared = ", ".join(name for name in REPORTS if _distributable(name))
-        raise UsageError(
-            f"--dask: the {', '.join(whole)} report needs every packet in one process",
-            f"run it without --dask; on Dask: {shared}",
-        )
+    """UsageError when the run cannot go to Dask: the tshark engine or a filter only tshark
+    understands, standard input."""
     if request.engine != "native":
         raise UsageError("--dask: the tshark engine runs in this process only")
     if request.display_filter is not None and not request.display_filter.native:
@@ -84,6 +80,12 @@ def _distributable(name: str) -> bool:
     return bool(REPORTS[name].per_bucket) or REPORTS[name].per_capture
 
 
+def together(request: Request) -> list[str]:
+    """The reports asked for that need every capture's packets at once: one task, one
+    worker (``podcap.analysis.together``)."""
+    return [name for name in request.reports if not _distributable(name)]
+
+
 def per_capture(request: Request) -> list[str]:
     """The reports asked for that run on each capture held whole."""
     return [name for name in request.reports if not REPORTS[name].per_bucket and
@@ -94,16 +96,44 @@ def analyze_on_dask(
     paths: list[str], request: Request, progress, options: DaskOptions, in_memory_limit: int
 ) -> Outcome:
     """The reports of ``paths``, each file analyzed on a worker of the cluster (a large one
-    in byte ranges on several, when the files are fewer than the workers)."""
+    in byte ranges on several, when the files are fewer than the workers); those that need
+    every capture at once by one worker, meanwhile."""
+    from podcap.analysis.together import analyze_together, joined
+
     check_distributable(paths, request)
+    at_once = together(request)
+    per_file = dataclasses.replace(
+        request, reports=[n for n in request.reports if n not in at_once]
+    )
     distributed = import_dask()
     with quiet_dask(), cluster_client(distributed, options, progress) as client:
         try:
-            parts = _file_parts(distributed, client, paths, request, in_memory_limit, progress,
-                                options.range_bytes)  # fmt: skip
+            task = None
+            if at_once:  # first: the longest task starts while the others queue
+                to_run = dataclasses.replace(request, reports=at_once, page=False)
+                task = client.submit(analyze_together, paths, to_run, pure=False)
+            parts = None
+            if per_file.reports or request.page or not at_once:
+                parts = _file_parts(distributed, client, paths, per_file, in_memory_limit,
+                                    progress, options.range_bytes)  # fmt: skip
+            whole = gathered(distributed, client, [task], [_EVERY], progress)[0] if task else None
         except (distributed.KilledWorker, distributed.comm.CommClosedError, OSError) as exc:
             raise ClusterError(f"Dask: the work was lost ({reason(exc)})") from None
-    return _joined(paths, parts, request, progress)
+    if parts is None:
+        return _alone(whole)
+    outcome = _joined(paths, parts, per_file, progress)
+    return joined(outcome, whole, request.reports) if whole else outcome
+
+
+_EVERY = "every capture at once"
+
+
+def _alone(whole) -> Outcome:
+    """The together task's reports as the run's Outcome (no per-capture task ran)."""
+    if whole.error is not None:
+        raise whole.error
+    return Outcome(whole.tables, whole.matched, whole.errors, whole.warnings,
+                   sidecars=whole.sidecars)  # fmt: skip
 
 
 def _file_parts(
