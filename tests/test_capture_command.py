@@ -145,3 +145,19 @@ def test_node_stderr_is_parsed():
     assert report.stats.written == 1234
     assert report.other_lines == ["Connection to node1 closed."]
     assert report.tcpdump_lines[0].startswith("tcpdump: listening on eth0")
+
+
+def test_node_argv_names_the_lookups_and_whose_namespace_is_the_nodes():
+    spec = CaptureSpec(container_id=HEX, pid_lookup=("docker", "cgroup"))
+    argv = node_argv(spec, transport="pod")
+    args = argv[argv.index(SCRIPT_NAME) + 1 :]
+    assert args[args.index("--pid-lookup") + 1] == "docker,cgroup"
+    assert args[args.index("--node-netns") + 1] == "1"  # a hostPID helper: PID 1 is the node's
+    plain = node_argv(CaptureSpec(container_id=HEX), transport="ssh")
+    assert "--pid-lookup" not in plain and "--node-netns" not in plain  # the script's defaults
+
+
+@pytest.mark.parametrize("ways", [(), ("cgroup", "runsc")])
+def test_unknown_pid_lookups_are_refused(ways):
+    with pytest.raises(UsageError, match="--pid-lookup"):
+        CaptureSpec(container_id=HEX, pid_lookup=ways)

@@ -36,6 +36,10 @@ def lease_seconds() -> int:
 
 
 NODE_PREFIX = "podcap-node: "
+# How the node script may find a container's PID from its ID: its cgroup in /proc/*/cgroup, or
+# a runtime's own CLI; the default order is the first three.
+PID_LOOKUPS = ("cgroup", "crictl", "docker", "podman", "ctr")
+DEFAULT_PID_LOOKUP = ("cgroup", "crictl", "docker")
 # Exit status of the node script when it refuses or fails before capturing (its "error:" line says why).
 
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9_.+][A-Za-z0-9_.+-]{11,}$")
@@ -168,6 +172,8 @@ class CaptureSpec(CaptureSettings):
     # Seconds the node waits for the client's next beat on stdin before it stops by itself
     # (the client beats every BEAT_SECONDS while it runs; None: no lease).
     lease_seconds: int | None = field(default_factory=lease_seconds)
+    # How the node script finds a container's PID, in order (``PID_LOOKUPS``).
+    pid_lookup: tuple[str, ...] = DEFAULT_PID_LOOKUP
     # In the node script's own network namespace, no nsenter: run from an ephemeral container
     # in the target Pod (capture --ephemeral), which is the Pod's namespace already.
     here: bool = False
@@ -184,6 +190,12 @@ class CaptureSpec(CaptureSettings):
             object.__setattr__(self, "container_id", normalize_container_id(self.container_id))
         if self.pid is not None and self.pid <= 0:
             raise UsageError(f"invalid pid {self.pid}")
+        unknown = [way for way in self.pid_lookup if way not in PID_LOOKUPS]
+        if unknown or not self.pid_lookup:
+            raise UsageError(
+                f"--pid-lookup {','.join(self.pid_lookup)}: unknown way {unknown[0] if unknown else ''!r}",
+                f"choose from {','.join(PID_LOOKUPS)}",
+            )
         super().__post_init__()
 
     @property
@@ -194,8 +206,10 @@ class CaptureSpec(CaptureSettings):
         return self.time_bound
 
 
-def node_argv(spec: CaptureSpec, mode: str = "capture") -> list[str]:
-    """``sh -c SCRIPT podcap-node ARGS``: the node-side command for ``spec`` (``mode`` capture or resolve)."""
+def node_argv(spec: CaptureSpec, mode: str = "capture", transport: str = "local") -> list[str]:
+    """``sh -c SCRIPT podcap-node ARGS``: the node-side command for ``spec`` (``mode`` capture
+    or resolve), run through the ``transport`` named (local, ssh: on the node itself; pod: in
+    a hostPID helper, whose own network namespace is not the node's, PID 1's is)."""
     if spec.here:
         args = ["--here"]
     elif spec.container_id:
@@ -205,6 +219,10 @@ def node_argv(spec: CaptureSpec, mode: str = "capture") -> list[str]:
     args += ["--mode", mode, "--iface", spec.interface, "--bound", str(spec.bound_seconds)]
     if spec.lease_seconds and mode == "capture":
         args += ["--lease", str(spec.lease_seconds)]
+    if spec.pid_lookup != DEFAULT_PID_LOOKUP:
+        args += ["--pid-lookup", ",".join(spec.pid_lookup)]
+    if transport == "pod":
+        args += ["--node-netns", "1"]
     if spec.node_view:
         args.append("--node-view")
     if spec.snaplen:
@@ -214,6 +232,11 @@ def node_argv(spec: CaptureSpec, mode: str = "capture") -> list[str]:
     if spec.bpf_filter.strip():
         args += ["--", spec.bpf_filter]
     return ["sh", "-c", node_script(), SCRIPT_NAME, *args]
+
+
+def pid_lookups(text: str) -> tuple[str, ...]:
+    """``--pid-lookup cgroup,docker``: the ways, in order."""
+    return tuple(way.strip() for way in text.split(",") if way.strip())
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@
 #
 # Usage: podcap-node (--container-id ID | --pid PID [--node-view] | --here) [--iface IF] [--snaplen N]
 #                    [--count N] [--bound SECONDS] [--lease SECONDS] [--mode capture|resolve]
-#                    [-- FILTER]
+#                    [--pid-lookup WAY,...] [--node-netns PID] [-- FILTER]
+# --pid-lookup: how a container ID becomes a PID, in order (cgroup, crictl, docker, podman, ctr);
+#               default cgroup,crictl,docker.
+# --node-netns: a process in the node's network namespace (a hostPID helper Pod: 1); default this
+#               script's own (run on the node itself: local, ssh).
 # --node-view: PID is in the node's own network namespace, and that is what to capture.
 # --here: capture in this script's own network namespace, without nsenter (an ephemeral container
 #         in the target Pod: the Pod's namespace already, and no CAP_SYS_ADMIN to enter one).
@@ -25,7 +29,7 @@ say() { printf 'podcap-node: %s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 3; }
 
 container_id='' pid='' iface=eth0 snaplen='' count='' bound=14400 mode=capture filter='' node_view=''
-lease='' here=''
+lease='' here='' lookups=cgroup,crictl,docker node_netns=$$
 while [ $# -gt 0 ]; do
   case $1 in
     --container-id) container_id=$2; shift 2 ;;
@@ -36,6 +40,8 @@ while [ $# -gt 0 ]; do
     --bound) bound=$2; shift 2 ;;
     --lease) lease=$2; shift 2 ;;
     --mode) mode=$2; shift 2 ;;
+    --pid-lookup) lookups=$2; shift 2 ;;
+    --node-netns) node_netns=$2; shift 2 ;;
     --node-view) node_view=1; shift ;;
     --here) here=1; shift ;;
     --) filter=${2-}; break ;;
@@ -86,6 +92,24 @@ pid_from_docker() {
   return 0
 }
 
+pid_from_podman() {
+  command -v podman >/dev/null 2>&1 || return 0
+  p=$(podman inspect -f '{{.State.Pid}}' "$1" 2>/dev/null)
+  is_number "$p" && [ "$p" -gt 0 ] && printf '%s' "$p"
+  return 0
+}
+
+# containerd's own CLI: the task of that ID in whichever containerd namespace holds it (k8s.io for
+# the kubelet's, default for ctr's own); `ctr task ls` prints TASK PID STATUS.
+pid_from_ctr() {
+  command -v ctr >/dev/null 2>&1 || return 0
+  for ns in $(ctr namespaces ls -q 2>/dev/null); do
+    p=$(ctr -n "$ns" task ls 2>/dev/null | awk -v id="$1" '$1 == id || index($1, id) == 1 { print $2; exit }')
+    is_number "$p" && [ "$p" -gt 0 ] && { printf '%s' "$p"; return 0; }
+  done
+  return 0
+}
+
 resolve_pid() {
   if [ -n "$here" ]; then
     pid=$$ enter=''
@@ -99,21 +123,36 @@ resolve_pid() {
   fi
   [ -n "$container_id" ] || fail "give --container-id or --pid"
   id=$(normalize_id "$container_id") || exit 3
-  pid=$(pid_from_cgroups "$id")
-  [ -n "$pid" ] || pid=$(pid_from_crictl "$id")
-  [ -n "$pid" ] || pid=$(pid_from_docker "$id")
-  [ -n "$pid" ] || fail "no process on this node belongs to container $id (looked in /proc/*/cgroup, crictl and docker)"
+  tried=''
+  for way in $(echo "$lookups" | tr ',' ' '); do
+    case $way in
+      cgroup) pid=$(pid_from_cgroups "$id"); tried="$tried, /proc/*/cgroup" ;;
+      crictl | docker | podman | ctr)
+        if command -v "$way" >/dev/null 2>&1; then
+          pid=$(pid_from_"$way" "$id"); tried="$tried, $way"
+        else
+          tried="$tried, $way (not installed)"
+        fi ;;
+      *) fail "unknown --pid-lookup '$way' (cgroup, crictl, docker, podman, ctr)" ;;
+    esac
+    [ -z "$pid" ] || break
+  done
+  [ -n "$pid" ] || fail "no process on this node belongs to container $id (looked in ${tried#, })"
   enter="nsenter -n -t $pid --"
 }
 
-# The node's netns is the one of /proc/1, the node's init (the helper Pod runs with hostPID and
-# its own netns). Where /proc/1 is out of reach (a sandbox that hides it), this script runs on the
-# node itself (local or ssh), so its own netns is the node's.
+# The node's netns is this script's own when it runs on the node (local, ssh), and the one of
+# --node-netns PID otherwise (the helper Pod has its own netns, and hostPID: PID 1 is the node's
+# init there). Nothing here takes PID 1 for the node by itself: in a sandbox PID 1 may be
+# unreadable, or not the host.
 check_netns() {
   target_ns=$(readlink "/proc/$pid/ns/net" 2>/dev/null) || fail "cannot read /proc/$pid/ns/net (not root, or the process ended)"
-  node_ns=$(readlink /proc/1/ns/net 2>/dev/null) || node_ns=$(readlink "/proc/$$/ns/net" 2>/dev/null) ||
-    fail "cannot read the node's network namespace from /proc/1/ns/net (not root?)"
-  if [ "$target_ns" = "$node_ns" ] && [ -z "$node_view" ] && [ -z "$here" ]; then
+  is_number "$node_netns" || fail "invalid --node-netns '$node_netns'"
+  node_ns=$(readlink "/proc/$node_netns/ns/net" 2>/dev/null) || {
+    node_ns=''
+    say "log: cannot read /proc/$node_netns/ns/net: not checked whether pid $pid shares the node's network"
+  }
+  if [ -n "$node_ns" ] && [ "$target_ns" = "$node_ns" ] && [ -z "$node_view" ] && [ -z "$here" ]; then
     fail "pid $pid shares the node's network namespace ($node_ns): this container shares the node's network, capture on the node instead"
   fi
   say "target pid=$pid netns=$target_ns"

@@ -156,7 +156,7 @@ class CaptureSession:
         if self._process is not None:
             return
         self._started = datetime.now(UTC)
-        self._process = self.transport.start(node_argv(self.spec))
+        self._process = self.transport.start(node_argv(self.spec, transport=self.transport.name))
         if self.spec.duration is not None:
             self._start_timer(self.spec.duration + DURATION_SLACK, self._process.kill)
         if self.spec.lease_seconds:
@@ -272,7 +272,8 @@ def resolve_pid(transport: Transport, container_id: str) -> int:
 
     Raises CaptureError when no process belongs to the container or it shares the node's network.
     """
-    done = transport.run(node_argv(CaptureSpec(container_id=container_id), mode="resolve"))
+    spec = CaptureSpec(container_id=container_id)
+    done = transport.run(node_argv(spec, mode="resolve", transport=transport.name))
     report = parse_node_stderr(done.stderr.decode("utf-8", "replace"))
     raise_for_node_failure(report, done.returncode, transport.node)
     if report.pid is None:

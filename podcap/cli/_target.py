@@ -45,6 +45,13 @@ class NodeSide:
     container_id: str | None = None
     pid: int | None = None
     ssh: SshLogin = SshLogin()
+    pid_lookup: str = "cgroup,crictl,docker"  # --pid-lookup, as given
+
+    @property
+    def lookups(self) -> tuple[str, ...]:
+        from podcap.capture.command import pid_lookups
+
+        return pid_lookups(self.pid_lookup)
 
     @property
     def names_a_process(self) -> bool:
@@ -149,7 +156,7 @@ def open_target(pod: str | None, where: NodeSide, kube: PodSide, helper: HelperF
         return
     if where.via == "pod":
         raise UsageError("--via pod needs a Pod name (POD -n NAMESPACE)")
-    target = netns.Target(container_id=where.container_id, pid=where.pid)
+    target = netns.Target(container_id=where.container_id, pid=where.pid, pid_lookup=where.lookups)
     transport = where.open_transport()
     try:
         yield transport, target

@@ -47,6 +47,7 @@ from podcap.cli.options import (
     NodePid,
     PcapOutput,
     Pid,
+    PidLookup,
     PodTargets,
     Quiet,
     Selector,
@@ -146,6 +147,7 @@ def capture(
     ctx: typer.Context,
     targets: PodTargets = None,
     container_id: ContainerId = None,
+    pid_lookup: PidLookup = "cgroup,crictl,docker",
     pid: Pid = None,
     via: ViaOption = None,
     node: Node = None,
@@ -218,7 +220,9 @@ def capture(
         plan = _pod_plan(settings, output, names, kube, helper, view, merge)
     else:
         ssh = SshLogin(ssh_user, ssh_port, ssh_key, tuple(ssh_option or ()), ssh_sudo)
-        plan = _node_plan(settings, output, NodeSide(via, node, container_id, pid, ssh), drops)
+        plan = _node_plan(
+            settings, output, NodeSide(via, node, container_id, pid, ssh, pid_lookup), drops
+        )
     for message in plan.warnings:
         warn(message)
     if dry_run:
@@ -312,9 +316,8 @@ def _node_plan(settings, output: str | None, where: NodeSide, drops: bool = Fals
             "--container-id or --pid",
             "e.g. podcap capture web-0 -n shop -d 30",
         )
-    spec = CaptureSpec(
-        container_id=where.container_id, pid=where.pid, **settings.capture_settings()
-    )
+    spec = CaptureSpec(container_id=where.container_id, pid=where.pid, pid_lookup=where.lookups,
+                       **settings.capture_settings())  # fmt: skip
     output = output or "capture.pcap"
     if output != "-":
         check_writable(output)  # before ssh connects

@@ -37,6 +37,7 @@ from podcap.cli.options import (
     NodePid,
     OutputFormat,
     Pid,
+    PidLookup,
     ReportOutput,
     SshKey,
     SshOption,
@@ -86,6 +87,7 @@ def inspect(
     ssh_option: SshOption = None,
     ssh_sudo: SshSudo = False,
     container_id: ContainerId = None,
+    pid_lookup: PidLookup = "cgroup,crictl,docker",
     pid: Pid = None,
     namespace: Namespace = None,
     container: Container = None,
@@ -111,7 +113,7 @@ def inspect(
 
     output_format = check_format(output_format.lower())
     ssh = SshLogin(ssh_user, ssh_port, ssh_key, tuple(ssh_option or ()), ssh_sudo)
-    where = NodeSide(via, node, container_id, pid, ssh)
+    where = NodeSide(via, node, container_id, pid, ssh, pid_lookup)
     kube = PodSide(namespace, container, kubeconfig, context)
     helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities)
     pod, extra = split_words([pod] if pod else [], where)

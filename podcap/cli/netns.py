@@ -33,6 +33,7 @@ from podcap.cli.options import (
     Namespace,
     Node,
     Pid,
+    PidLookup,
     SshKey,
     SshOption,
     SshPort,
@@ -75,6 +76,7 @@ def netns(
     ssh_option: SshOption = None,
     ssh_sudo: SshSudo = False,
     container_id: ContainerId = None,
+    pid_lookup: PidLookup = "cgroup,crictl,docker",
     pid: Pid = None,
     namespace: Namespace = None,
     container: Container = None,
@@ -99,7 +101,7 @@ def netns(
     from podcap import netns as library
 
     ssh = SshLogin(ssh_user, ssh_port, ssh_key, tuple(ssh_option or ()), ssh_sudo)
-    where = NodeSide(via, node, container_id, pid, ssh)
+    where = NodeSide(via, node, container_id, pid, ssh, pid_lookup)
     kube = PodSide(namespace, container, kubeconfig, context)
     helper = HelperFlags(helper_namespace, image, image_pull_secret, capabilities)
     pod, command = split_words(words, where)

@@ -57,13 +57,22 @@ ContainerId = Annotated[
         "--container-id",
         help="The container whose network namespace to enter, on the node: containerd://ID, "
         "cri-o://ID, docker://ID or a bare ID (found through /proc/*/cgroup, then crictl or "
-        "docker).",
+        "docker: --pid-lookup).",
     ),
 ]
 Pid = Annotated[
     int | None, typer.Option("--pid", help="Enter the network namespace of this PID, on the node.")
 ]
 NodePid = Annotated[str, typer.Option("--node-pid", hidden=True)]  # tests: a lab node
+PidLookup = Annotated[
+    str,
+    typer.Option(
+        "--pid-lookup",
+        metavar="WAY,...",
+        help="How the node finds --container-id's PID, in order: cgroup (/proc/*/cgroup), "
+        "crictl, docker, podman, ctr.",
+    ),
+]
 
 # --- ssh ----------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ class Target:
     container_id: str | None = None
     pid: int | None = None
     label: str = ""
+    pid_lookup: tuple[str, ...] | None = None  # the node script's ways, in order (None: its own)
 
     def __post_init__(self) -> None:
         if (self.container_id is None) == (self.pid is None):
@@ -63,8 +64,9 @@ def enter(transport, target: Target, tools: tuple[str, ...] = ("nsenter",)) -> E
     """
     from podcap.capture import command
 
-    spec = command.CaptureSpec(container_id=target.container_id, pid=target.pid)
-    resolve = command.node_argv(spec, mode="resolve")
+    lookup = {"pid_lookup": target.pid_lookup} if target.pid_lookup else {}
+    spec = command.CaptureSpec(container_id=target.container_id, pid=target.pid, **lookup)
+    resolve = command.node_argv(spec, mode="resolve", transport=transport.name)
     done = transport.run(["sh", "-c", ENTER, "podcap-enter", "\n".join(tools), *resolve])
     report = command.parse_node_stderr(done.stderr.decode(errors="replace"))
     command.raise_for_node_failure(report, done.returncode, transport.node)
