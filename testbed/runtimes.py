@@ -15,6 +15,7 @@ nothing but its own state directory and that bridge is left to clean, and both g
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -131,6 +132,15 @@ class Docker:
         pid, _, address = fields.partition(" ")
         return Container(cid, f"docker://{cid}", address.strip(), int(pid))
 
+    @property
+    def env(self) -> dict[str, str]:
+        """What points a node's ``docker`` CLI at this daemon (``--pid-lookup docker``)."""
+        return {"DOCKER_HOST": f"unix://{self.socket}"}
+
+    def remove(self, *ids: str) -> None:
+        if ids:
+            self.docker("rm", "-f", *ids, check=False)
+
     def stop(self) -> None:
         if self.process is None:
             return
@@ -161,6 +171,73 @@ def _unmount_under(root: Path) -> None:
         points = [line.split()[1] for line in f]
     for point in sorted((p for p in points if p.startswith(str(root))), reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+PODMAN_BRIDGE = "pcpod0"
+PODMAN_SUBNET = "10.214.0.0/24"
+PODMAN_NETWORK = "podcap-test"
+# Root lacks CAP_SYS_RESOURCE here: podman's default limits would be raised and fail.
+PODMAN_LIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+
+
+class Podman:
+    """podman on a storage root, run root and CNI network of the test's own: a bridge with
+    no masquerade, no firewall plugin (so no iptables rule), addresses from a subnet of its
+    own. ``env`` points a node's ``podman`` at the same storage (``--pid-lookup podman``)."""
+
+    def __init__(self, state: Path):
+        self.state = state
+        self.flags = ["--root", str(state / "root"), "--runroot", str(state / "run"),
+                      "--cni-config-dir", str(state / "cni"), "--storage-driver", "vfs"]  # fmt: skip
+        (state / "cni").mkdir(parents=True)
+        (state / "cni" / "podcap.conflist").write_text(json.dumps(_cni_network(state)))
+        storage = state / "storage.conf"
+        storage.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{state / "run"}"\n'
+                           f'graphroot = "{state / "root"}"\n')  # fmt: skip
+        self.env = {"CONTAINERS_STORAGE_CONF": str(storage)}
+
+    def podman(self, *args: str, check: bool = True, timeout: float = 60) -> str:
+        done = subprocess.run(["podman", *self.flags, *args], text=True, capture_output=True,
+                              timeout=timeout, check=False)  # fmt: skip
+        if check and done.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def run(self, *command: str, options: tuple[str, ...] = ()) -> Container:
+        network = () if "--network" in options else ("--network", PODMAN_NETWORK)
+        cid = self.podman("run", "-d", *network, *PODMAN_LIMITS, *options, IMAGE, *command)
+        template = "{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        pid, _, address = self.podman("inspect", "-f", template, cid).partition(" ")
+        return Container(cid, cid, address.strip(), int(pid))
+
+    def remove(self, *ids: str) -> None:
+        if ids:
+            self.podman("rm", "-f", "-t", "0", *ids, check=False)
+
+
+def _cni_network(state: Path) -> dict:
+    ipam = {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(state / "ipam"),
+            "ranges": [[{"subnet": PODMAN_SUBNET}]]}  # fmt: skip
+    bridge = {"type": "bridge", "bridge": PODMAN_BRIDGE, "isGateway": True, "ipMasq": False,
+              "ipam": ipam}  # fmt: skip
+    return {"cniVersion": "0.4.0", "name": PODMAN_NETWORK, "plugins": [bridge]}
+
+
+@contextmanager
+def running_podman():
+    """podman with the busybox image, its containers, mounts and bridge removed at the end."""
+    if shutil.which("podman") is None:
+        raise RuntimeMissing("podman missing: apt-get install podman")
+    state = Path(tempfile.mkdtemp(prefix="podcap-podman-"))
+    runtime = Podman(state)
+    try:
+        runtime.podman("import", str(busybox_rootfs(state)), IMAGE, timeout=120)
+        yield runtime
+    finally:
+        runtime.remove(*runtime.podman("ps", "-aq", check=False).split())
+        _unmount_under(state)
+        subprocess.run(["ip", "link", "del", PODMAN_BRIDGE], capture_output=True, check=False)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @contextmanager
