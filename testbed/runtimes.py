@@ -15,6 +15,7 @@ nothing but its own state directory and that bridge is left to clean, and both g
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -59,14 +60,8 @@ def busybox_rootfs(into: Path) -> Path:
         page = b"podcap runtime test\n"
         info = tarfile.TarInfo("www/index.html")
         info.size = len(page)
-        tar.addfile(info, _bytes_io(page))
+        tar.addfile(info, io.BytesIO(page))
     return tar_path
-
-
-def _bytes_io(data: bytes):
-    import io
-
-    return io.BytesIO(data)
 
 
 @dataclass
@@ -154,7 +149,7 @@ class Docker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        _unmount_under(self.state)
+        unmount_under(self.state)
 
 
 def _bridge_up() -> None:
@@ -165,7 +160,7 @@ def _bridge_up() -> None:
         subprocess.run(command, check=True, capture_output=True)
 
 
-def _unmount_under(root: Path) -> None:
+def unmount_under(root: Path) -> None:
     """Whatever the runtime left mounted under its state directory (netns files, shm)."""
     with open("/proc/self/mounts", encoding="utf-8") as f:
         points = [line.split()[1] for line in f]
@@ -235,7 +230,7 @@ def running_podman():
         yield runtime
     finally:
         runtime.remove(*runtime.podman("ps", "-aq", check=False).split())
-        _unmount_under(state)
+        unmount_under(state)
         subprocess.run(["ip", "link", "del", PODMAN_BRIDGE], capture_output=True, check=False)
         shutil.rmtree(state, ignore_errors=True)
 

@@ -13,17 +13,26 @@ import time
 
 import pytest
 
+from testbed.containerd import running_containerd
 from testbed.helpers import podcap, start_podcap, tshark_fields, wait_for
 from testbed.runtimes import running_docker, running_podman
 
-CGROUPS = {"docker": "/docker/{id}", "podman": "/libpod_parent/libpod-{id}"}
+# Where each runtime puts a container's processes (cgroupfs: these machines have no systemd),
+# and the --pid-lookup that asks its own CLI.
+CGROUPS = {
+    "docker": "/docker/{id}",
+    "podman": "/libpod_parent/libpod-{id}",
+    "containerd": "/podcap/{id}",
+}  # fmt: skip  (ctr's namespace, podcap, then the ID)
+LOOKUPS = {"docker": "docker", "podman": "podman", "containerd": "ctr"}
 
 
-@pytest.fixture(scope="module", params=["docker", "podman"])
+@pytest.fixture(scope="module", params=["docker", "podman", "containerd"])
 def runtime(request):
-    starts = {"docker": running_docker, "podman": running_podman}
+    starts = {"docker": running_docker, "podman": running_podman,
+              "containerd": running_containerd}  # fmt: skip
     with starts[request.param]() as started:
-        started.name = request.param
+        started.name, started.lookup = request.param, LOOKUPS[request.param]
         yield started
 
 
@@ -49,9 +58,17 @@ def test_the_cgroup_of_a_container_names_it(runtime, web):
     assert CGROUPS[runtime.name].format(id=web.id) in cgroup
 
 
-def test_capture_in_a_container_by_its_id(web, tmp_path):
+@pytest.fixture(params=["local", "ssh"])
+def reach(request) -> list[str]:
+    """How the node is reached: this machine, or ssh to the test's sshd on 127.0.0.1."""
+    if request.param == "local":
+        return ["--via", "local"]
+    return request.getfixturevalue("sshd_server").cli_flags()
+
+
+def test_capture_in_a_container_by_its_id(web, reach, tmp_path):
     out = tmp_path / "c.pcap"
-    run = start_podcap("capture", "--via", "local", "--container-id", web.container_id,
+    run = start_podcap("capture", *reach, "--container-id", web.container_id,
                        "-f", "tcp port 8080", "--count", "8", "-o", out)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -102,11 +119,12 @@ def test_a_container_on_the_hosts_network_is_refused(runtime, tmp_path):
 
 
 def test_the_runtimes_own_lookup_finds_the_pid(runtime, web):
-    """--pid-lookup docker (podman): the PID from the runtime's `inspect`, pointed at this
-    daemon or storage as a node's CLI is by its defaults; no /proc scan."""
+    """--pid-lookup docker, podman, ctr: the PID from the runtime's own CLI (`inspect`, ctr's
+    task list), pointed at this daemon or storage as a node's is by its defaults; no /proc
+    scan."""
     env = dict(os.environ, **runtime.env)
     done = podcap("netns", "--via", "local", "--container-id", web.container_id,
-                  "--pid-lookup", runtime.name, "--", "ip", "-o", "-4", "addr", "show",
+                  "--pid-lookup", runtime.lookup, "--", "ip", "-o", "-4", "addr", "show",
                   env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"inet {web.address}/" in done.stdout
@@ -115,15 +133,16 @@ def test_the_runtimes_own_lookup_finds_the_pid(runtime, web):
 def test_a_lookup_that_finds_nothing_names_what_it_tried(runtime, web):
     """The runtime's CLI against another daemon or storage, and a CLI the node lacks."""
     elsewhere = {"DOCKER_HOST": "unix:///nonexistent/docker.sock",
-                 "CONTAINERS_STORAGE_CONF": "/nonexistent/storage.conf"}  # fmt: skip
+                 "CONTAINERS_STORAGE_CONF": "/nonexistent/storage.conf",
+                 "CONTAINERD_ADDRESS": "/nonexistent/containerd.sock"}  # fmt: skip
     env = dict(os.environ, PATH="/usr/bin:/bin:/usr/sbin:/sbin", **elsewhere)
     done = podcap("netns", "--via", "local", "--container-id", web.container_id,
-                  "--pid-lookup", f"{runtime.name},crictl", "--", "true", env=env)  # fmt: skip
+                  "--pid-lookup", f"{runtime.lookup},crictl", "--", "true", env=env)  # fmt: skip
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert f"no process on this node belongs to container {web.id}" in lines[0]
-    assert f"(looked in {runtime.name}, crictl (not installed))" in lines[0]
+    assert f"(looked in {runtime.lookup}, crictl (not installed))" in lines[0]
 
 
 def test_an_unknown_lookup_is_refused_before_the_node_is_reached(web):

@@ -103,8 +103,9 @@ pid_from_podman() {
 # the kubelet's, default for ctr's own); `ctr task ls` prints TASK PID STATUS.
 pid_from_ctr() {
   command -v ctr >/dev/null 2>&1 || return 0
-  for ns in $(ctr namespaces ls -q 2>/dev/null); do
-    p=$(ctr -n "$ns" task ls 2>/dev/null | awk -v id="$1" '$1 == id || index($1, id) == 1 { print $2; exit }')
+  # A containerd that is not there is said at once (ctr's own wait is 10 s).
+  for ns in $(ctr --connect-timeout 2s namespaces ls -q 2>/dev/null); do
+    p=$(ctr --connect-timeout 2s -n "$ns" task ls 2>/dev/null | awk -v id="$1" '$1 == id || index($1, id) == 1 { print $2; exit }')
     is_number "$p" && [ "$p" -gt 0 ] && { printf '%s' "$p"; return 0; }
   done
   return 0
