@@ -57,3 +57,21 @@ def test_a_filter_keeps_the_connections_it_touches():
     path = analyze([str(p) for p in SNAT], reports=["path"], filter="tcp.port == 9000")["path"]
     assert path["server_port"].tolist() == [9000]
     assert path["connection"].tolist() == [3]
+
+
+def test_a_connection_seen_only_from_its_servers_side_is_no_journey(tmp_path):
+    """The server's packets alone at every point (the client's came before the captures, as
+    a retransmitted SYN-ACK of an earlier connection does): nothing to follow, no error."""
+    import subprocess
+
+    files = []
+    for point in ("pod", "node", "peer"):
+        out = tmp_path / f"{point}.pcap"
+        subprocess.run(["tshark", "-r", str(SAMPLES / f"10-snat-{point}.pcap"), "-Y",
+                        "tcp.srcport == 80 || tcp.srcport == 9000", "-w", str(out)],
+                       check=True, capture_output=True)  # fmt: skip
+        files.append(str(out))
+    whole = analyze([str(SAMPLES / f"10-snat-{p}.pcap") for p in ("pod", "node", "peer")],
+                    reports=["path"])  # fmt: skip
+    assert len(whole["path"]), "the samples' connections are journeys: the test would prove little"
+    assert len(analyze(files, reports=["path", "flows"])["path"]) == 0

@@ -247,7 +247,10 @@ def follow(
     for connection in connections:
         seen = [_sighting(by_file[o.file], o, rows, *back) for o in connection.observations]
         seen = [s for s in seen if s is not None]
-        if not seen:
+        if not any(s.saw_client for s in seen):
+            # Only the server's side went by (a SYN-ACK or reset still retransmitted for a
+            # connection whose client's packets came before the captures): no journey of a
+            # client's packet to follow.
             continue
         seen.sort(key=lambda s: path.index(s.point))
         journeys.append(Journey(tuple(path), tuple(seen), tuple(connection.evidence)))
