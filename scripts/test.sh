@@ -22,4 +22,4 @@ export PODCAP_PLAIN_VENV="$plain/venv"
 ruff check .
 ruff format --check .
 # pytest exits 5 when it collects no test; set -e turns that into a failure.
-python3 -m pytest "$@"
+python3 -m pytest --durations=30 "$@"

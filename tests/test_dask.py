@@ -343,7 +343,7 @@ def test_the_dns_reports_run_on_each_capture_held_whole(cluster, tmp_path):
 
     files = []
     for seed in (1, 2):
-        generate(tmp_path / f"dns-{seed}.pcap", 20_000, seed)
+        generate(tmp_path / f"dns-{seed}.pcap", 8_000, seed)
         files.append(str(tmp_path / f"dns-{seed}.pcap"))
     files += SAMPLES
     names = ["dns", "dns_servers", "flows"]
