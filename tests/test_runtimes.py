@@ -69,7 +69,7 @@ def reach(request) -> list[str]:
 def test_capture_in_a_container_by_its_id(web, reach, tmp_path):
     out = tmp_path / "c.pcap"
     run = start_podcap("capture", *reach, "--container-id", web.container_id,
-                       "-f", "tcp port 8080", "--count", "8", "-o", out)  # fmt: skip
+                       "-f", "tcp port 8080", "--count", "30", "-o", out)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while run.poll() is None and time.monotonic() < deadline:

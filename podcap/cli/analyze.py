@@ -96,8 +96,9 @@ DaskFlag = Annotated[
     typer.Option(
         "--dask",
         help="Analyze each capture on a worker of a Dask cluster: a local one started for the "
-        "run, or the one --scheduler names (summary, flows, tcp, http; needs "
-        "pip install 'podcap[dask]').",
+        "run, or the one --scheduler names; the reports of every capture at once (path, "
+        "packets, snat...) on one worker. FILE may be a URL (s3://...). Needs "
+        "pip install 'podcap[dask]'.",
     ),
 ]
 Scheduler = Annotated[
