@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -26,6 +25,7 @@ from testbed.runtimes import (
     Container,
     RuntimeMissing,
     busybox_rootfs,
+    end_daemon,
     unmount_under,
 )
 
@@ -161,12 +161,7 @@ class Containerd:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.remove(*self.ctr("container", "ls", "-q", check=False).split())
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            end_daemon(self.process)
         for name in self.netns:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
         unmount_under(self.state)

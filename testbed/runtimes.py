@@ -143,12 +143,7 @@ class Docker:
             ids = self.docker("ps", "-aq", check=False, timeout=30).split()
             if ids:
                 self.docker("rm", "-f", *ids, check=False, timeout=60)
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            end_daemon(self.process)
         unmount_under(self.state)
 
 
@@ -158,6 +153,16 @@ def _bridge_up() -> None:
                     ["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE],
                     ["ip", "link", "set", BRIDGE, "up"]):  # fmt: skip
         subprocess.run(command, check=True, capture_output=True)
+
+
+def end_daemon(process: subprocess.Popen) -> None:
+    """A daemon started in a session of its own: SIGTERM to its group, SIGKILL after 30 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def unmount_under(root: Path) -> None:
